@@ -1,0 +1,11 @@
+"""Benchmarks: each prints the anchor's figure and ours from the same run, and their ratio.
+
+    python -m twin_ext.bench whatif     [--json]   Warp rollouts vs mujoco.rollout
+    python -m twin_ext.bench telemetry  [--json]   MQTT link + decode vs raw paho-mqtt
+    python -m twin_ext.bench fidelity   [--json]   twin estimate vs last-sample-hold, against plant truth
+    python -m twin_ext.bench all        [--json]
+
+Speed goals live here, never in timed tests.
+"""
+
+BENCHMARKS = ("whatif", "telemetry", "fidelity")
