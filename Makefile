@@ -48,9 +48,8 @@ test: $(VENV)/.installed $(TOOLS_VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m twin_ext.bench all $(ARGS)
 
-usd: $(VENV)/.installed $(TOOLS_VENV)/.installed
-	$(TOOLS_VENV)/bin/python tools/build_usd.py --stage convert
-	$(PY) tools/build_usd.py --stage finish
+usd: $(TOOLS_VENV)/.installed
+	$(TOOLS_VENV)/bin/python tools/build_usd.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) .cache out .pytest_cache

@@ -1,7 +1,7 @@
 """The robot as USD: `load_robot` reads a UsdPhysics articulation into a `RobotModel`.
 
     >>> from twin_ext.robot import load_robot
-    >>> robot = load_robot("usd/franka_panda/franka_panda.usda")
+    >>> robot = load_robot("usd/franka_panda/panda.usda")
     >>> robot.link_poses(robot.drive_target).shape   # [nlink, 4, 4]
 """
 
@@ -21,7 +21,7 @@ def load_robot(path, *, prim_path=None):
 
 
 def default_robot_path() -> str:
-    """Path of the shipped Franka Panda USD (``usd/franka_panda/franka_panda.usda``)."""
+    """Path of the shipped Franka Panda USD (``usd/franka_panda/panda.usda``)."""
     from pathlib import Path
 
-    return str(Path(__file__).resolve().parents[2] / "usd" / "franka_panda" / "franka_panda.usda")
+    return str(Path(__file__).resolve().parents[2] / "usd" / "franka_panda" / "panda.usda")
