@@ -15,7 +15,6 @@ repo_build.prebuild_link {
     { "usd", ext.target_dir.."/usd" },
 }
 
--- The manifest sits at the extension root (not in config/, which holds the twin's own configuration).
-repo_build.prebuild_copy {
-    { "extension.toml", ext.target_dir.."/extension.toml" },
-}
+-- The manifest sits at the extension root (not in config/, which holds the twin's own configuration),
+-- so it is copied next to the links.
+repo_build.copy_to_dir("extension.toml", ext.target_dir)
