@@ -1,0 +1,130 @@
+"""`JointKalmanFilter`: one constant-acceleration Kalman filter per joint, batched over joints (NumPy).
+
+Model (per joint, state ``x = [q, qd, qdd]``): the joint's jerk is white noise with power spectral density
+``jerk_psd`` [rad²/s⁵ | m²/s⁵]. Over a step ``dt``:
+
+    x' = F x,   F = [[1, dt, dt²/2], [0, 1, dt], [0, 0, 1]]
+    Q  = jerk_psd * [[dt⁵/20, dt⁴/8, dt³/6], [dt⁴/8, dt³/3, dt²/2], [dt³/6, dt²/2, dt]]
+
+Measurements are position and, when the robot sends it, velocity: ``z = H x + v``, ``v ~ N(0, R)`` with
+``R = diag(sigma_q², sigma_qd²)``. Updates use the Joseph form, which keeps ``P`` symmetric positive
+semi-definite in floating point. Each joint has its own Mahalanobis gate: an innovation whose squared
+distance exceeds ``gate_chi2`` (chi-square, 2 dof with velocity, 1 without) leaves that joint untouched.
+
+Why constant acceleration: a robot arm's joint trajectories are smooth (position, velocity and acceleration
+continuous), so a local quadratic predicts them well over the 10–50 ms of network latency we must bridge,
+and it needs nothing from the robot but its measurements.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["JointKalmanFilter", "transition", "process_noise"]
+
+
+def transition(dt: float) -> np.ndarray:
+    """``[3, 3]`` constant-acceleration transition over ``dt`` seconds."""
+    return np.array([[1.0, dt, 0.5 * dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
+
+
+def process_noise(dt: float, jerk_psd: np.ndarray) -> np.ndarray:
+    """``[n, 3, 3]`` white-jerk process noise over ``dt`` s for per-joint PSDs ``jerk_psd: [n]``."""
+    d2, d3, d4, d5 = dt**2, dt**3, dt**4, dt**5
+    base = np.array([[d5 / 20, d4 / 8, d3 / 6], [d4 / 8, d3 / 3, d2 / 2], [d3 / 6, d2 / 2, dt]])
+    return np.asarray(jerk_psd, dtype=np.float64)[:, None, None] * base
+
+
+class JointKalmanFilter:
+    """Batched per-joint constant-acceleration filter.
+
+    Args:
+        n: number of joints.
+        jerk_psd: ``[n]`` or scalar white-jerk PSD, rad²/s⁵ | m²/s⁵.
+        sigma_q: ``[n]`` or scalar position measurement noise (1 sigma), rad | m.
+        sigma_qd: ``[n]`` or scalar velocity measurement noise (1 sigma), rad/s | m/s.
+        init_sigma_qd: velocity uncertainty at initialisation when no velocity is measured, rad/s | m/s.
+        init_sigma_qdd: acceleration uncertainty at initialisation, rad/s² | m/s².
+        gate_chi2: squared Mahalanobis distance above which a joint's measurement is rejected.
+    """
+
+    def __init__(self, n: int, *, jerk_psd, sigma_q, sigma_qd, init_sigma_qd: float = 1.0,
+                 init_sigma_qdd: float = 10.0, gate_chi2: float = 13.8) -> None:
+        self.n = int(n)
+        self.jerk_psd = np.broadcast_to(np.asarray(jerk_psd, dtype=np.float64), (self.n,)).copy()
+        self.sigma_q = np.broadcast_to(np.asarray(sigma_q, dtype=np.float64), (self.n,)).copy()
+        self.sigma_qd = np.broadcast_to(np.asarray(sigma_qd, dtype=np.float64), (self.n,)).copy()
+        self.init_sigma_qd = float(init_sigma_qd)
+        self.init_sigma_qdd = float(init_sigma_qdd)
+        self.gate_chi2 = float(gate_chi2)
+        self.x = np.zeros((self.n, 3))
+        """``[n, 3]`` state per joint: q rad|m, qd rad/s|m/s, qdd rad/s²|m/s²."""
+        self.P = np.zeros((self.n, 3, 3))
+        """``[n, 3, 3]`` state covariance per joint."""
+        self.initialized = np.zeros(self.n, dtype=bool)
+
+    # ---------------------------------------------------------------------------------------------
+    def initialize(self, joints: np.ndarray, q: np.ndarray, qd: np.ndarray | None) -> None:
+        """(Re)start the joints ``joints: [k]`` (index array or bool mask) from a measurement."""
+        idx = np.arange(self.n)[joints]
+        self.x[idx, 0] = q[idx]
+        self.x[idx, 1] = 0.0 if qd is None else qd[idx]
+        self.x[idx, 2] = 0.0
+        var_qd = self.init_sigma_qd**2 if qd is None else self.sigma_qd[idx] ** 2
+        self.P[idx] = 0.0
+        self.P[idx, 0, 0] = self.sigma_q[idx] ** 2
+        self.P[idx, 1, 1] = var_qd
+        self.P[idx, 2, 2] = self.init_sigma_qdd**2
+        self.initialized[idx] = True
+
+    def predict(self, dt: float) -> None:
+        """Advance the state by ``dt`` >= 0 seconds (in place)."""
+        if dt <= 0.0:
+            return
+        f = transition(dt)
+        self.x = self.x @ f.T
+        self.P = f @ self.P @ f.T + process_noise(dt, self.jerk_psd)
+
+    def predicted(self, dt: float, *, covariance_dt: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(x, P) predicted ``dt`` s ahead without changing the filter; the covariance may be grown over a
+        longer ``covariance_dt`` (used when the displayed extrapolation is capped but time keeps passing)."""
+        f = transition(max(dt, 0.0))
+        x = self.x @ f.T
+        g = transition(max(covariance_dt if covariance_dt is not None else dt, 0.0))
+        P = g @ self.P @ g.T + process_noise(max(covariance_dt if covariance_dt is not None else dt, 0.0), self.jerk_psd)
+        return x, P
+
+    def update(self, q: np.ndarray, qd: np.ndarray | None, *, mask: np.ndarray | None = None) -> np.ndarray:
+        """Fuse a measurement ``q: [n]`` (and ``qd: [n]`` or None) into the joints that pass the gate.
+
+        Args:
+            mask: ``[n]`` bool, the joints the measurement covers (default all).
+
+        Returns:
+            ``[n]`` bool, True where a covered joint's measurement was gated out (rejected).
+        """
+        m = 1 if qd is None else 2
+        H = np.zeros((m, 3))
+        H[0, 0] = 1.0
+        if m == 2:
+            H[1, 1] = 1.0
+        z = q[:, None] if qd is None else np.stack([q, qd], axis=1)  # [n, m]
+        R = np.zeros((self.n, m, m))
+        R[:, 0, 0] = self.sigma_q**2
+        if m == 2:
+            R[:, 1, 1] = self.sigma_qd**2
+        y = z - self.x @ H.T  # [n, m]
+        PHt = self.P @ H.T  # [n, 3, m]
+        S = H @ PHt + R  # [n, m, m]
+        S_inv = np.linalg.inv(S)
+        d2 = np.einsum("ni,nij,nj->n", y, S_inv, y)
+        covered = np.ones(self.n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        gated = covered & (d2 > self.gate_chi2)
+        K = PHt @ S_inv  # [n, 3, m]
+        ok = covered & ~gated
+        if np.any(ok):
+            Ko = K[ok]
+            self.x[ok] = self.x[ok] + np.einsum("nij,nj->ni", Ko, y[ok])
+            I_KH = np.eye(3) - Ko @ H
+            self.P[ok] = I_KH @ self.P[ok] @ np.swapaxes(I_KH, -1, -2) + Ko @ R[ok] @ np.swapaxes(Ko, -1, -2)
+        return gated

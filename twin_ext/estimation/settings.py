@@ -1,0 +1,55 @@
+"""`EstimatorSettings`: the ``[estimator]`` section (documented in docs/SETTINGS.md)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import section_from_mapping
+
+__all__ = ["EstimatorSettings"]
+
+
+@dataclass(frozen=True)
+class EstimatorSettings:
+    """Kalman estimator parameters (SI units; angular values in rad, prismatic ones in m)."""
+
+    jerk_psd: float = 2000.0
+    """White-jerk power spectral density of the constant-acceleration model, rad²/s⁵ (m²/s⁵)."""
+    sigma_q: float = 2e-4
+    """Position measurement noise, 1 sigma, rad (m)."""
+    sigma_qd: float = 5e-3
+    """Velocity measurement noise, 1 sigma, rad/s (m/s)."""
+    use_velocity: bool = True
+    """Fuse the robot's velocity measurements when messages carry them."""
+    gate_chi2: float = 16.0
+    """Squared Mahalanobis distance above which one joint's measurement is rejected as an outlier."""
+    gate_reset_after: int = 10
+    """Consecutive rejections of one joint after which that joint is re-initialised from the measurement
+    (the robot really is somewhere else: a restart, a manual move)."""
+    late_tolerance_s: float = 0.002
+    """Measurements at most this much older than the filter (clock-sync wobble) are fused at the filter's
+    time; older ones are dropped as late, so the state never moves backwards."""
+    max_extrapolation_s: float = 0.15
+    """Longest prediction beyond the newest measurement that is displayed; beyond it the displayed state
+    holds while its covariance keeps growing."""
+    stale_after_s: float = 0.25
+    """Health becomes ``stale`` when no measurement was accepted for this long."""
+
+    def __post_init__(self) -> None:
+        for name in ("jerk_psd", "sigma_q", "sigma_qd", "gate_chi2"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        for name in ("late_tolerance_s", "max_extrapolation_s", "stale_after_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 s, got {value}")
+        if self.gate_reset_after < 1:
+            raise ValueError(f"gate_reset_after must be >= 1, got {self.gate_reset_after}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "EstimatorSettings":
+        return section_from_mapping(cls, mapping, section="estimator")
