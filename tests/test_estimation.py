@@ -142,7 +142,7 @@ def test_messages_with_a_subset_of_joints_update_only_those(panda):
         _feed(est, panda.dof_names, t, q, qd)
     t_next = t[-1] + 0.005
     q_next = _truth(np.array([t_next]), panda.ndof)[0][0]
-    offset = 2e-3  # well inside the gate, far above the noise
+    offset = 5e-4  # inside the gate (d² ≈ 6 < 16 with sigma_q = 2e-4 rad), well above the noise
     partial.observe(("joint2", "joint1"), np.array([q_next[1], q_next[0]]) + offset, None,
                     sample_ns=int(t_next * NS), arrival_ns=int(t_next * NS))
     a, b = partial.snapshot(int(t_next * NS)), reference.snapshot(int(t_next * NS))
