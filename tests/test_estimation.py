@@ -146,7 +146,8 @@ def test_messages_with_a_subset_of_joints_update_only_those(panda):
     partial.observe(("joint2", "joint1"), np.array([q_next[1], q_next[0]]) + offset, None,
                     sample_ns=int(t_next * NS), arrival_ns=int(t_next * NS))
     a, b = partial.snapshot(int(t_next * NS)), reference.snapshot(int(t_next * NS))
-    assert np.all(a.q[:2] - b.q[:2] > 0.2 * offset)
+    moved = a.q[:2] - b.q[:2]  # Kalman gain ~0.1 here: the prior (sigma ~7e-5 rad) is tighter than one sample
+    assert np.all((moved > 0.05 * offset) & (moved < offset)), moved
     np.testing.assert_array_equal(a.q[2:], b.q[2:])
 
 
