@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -73,7 +74,7 @@ class JointTrajectory:
     The instance is immutable (its arrays are read-only).
     """
 
-    __slots__ = ("_joint_names", "_times", "_positions", "_labels")
+    __slots__ = ("_joint_names", "_times", "_positions", "_labels", "_time_list", "_steps")
 
     def __init__(
         self,
@@ -99,6 +100,8 @@ class JointTrajectory:
         self._times = t
         self._positions = q
         self._labels = labels
+        self._time_list = t.tolist()  # scalar fast path (the controller samples one t per 1 ms step)
+        self._steps = np.diff(q, axis=0)
 
     # ---- shape and identity -------------------------------------------------------------------
     @property
@@ -174,6 +177,8 @@ class JointTrajectory:
             ``(q, qd, qdd)``, each ``[..., n]`` (``[n]`` for scalar ``t``): position rad|m,
             velocity rad/s|m/s, acceleration rad/s^2|m/s^2.
         """
+        if isinstance(t, (float, int)) and len(self._time_list) > 1:
+            return self._sample_scalar(float(t))
         tt = np.asarray(t, dtype=np.float64)
         if not np.all(np.isfinite(tt)):
             raise TrajectoryError("sample times must be finite; got NaN or inf")
@@ -198,6 +203,20 @@ class JointTrajectory:
         qd = dq * (dp[..., None] * inv_span)
         qdd = dq * (ddp[..., None] * inv_span * inv_span)
         return q, qd, qdd
+
+    def _sample_scalar(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not math.isfinite(t):
+            raise TrajectoryError("sample times must be finite; got NaN or inf")
+        times = self._time_list
+        seg = min(max(bisect.bisect_right(times, t) - 1, 0), len(times) - 2)
+        span = times[seg + 1] - times[seg]
+        s = min(max((t - times[seg]) / span, 0.0), 1.0)
+        s2 = s * s
+        p = s2 * s * (10.0 + s * (-15.0 + 6.0 * s))
+        dp = 30.0 * s2 * (1.0 + s * (-2.0 + s)) / span
+        ddp = s * (60.0 + s * (-180.0 + 120.0 * s)) / (span * span)
+        dq = self._steps[seg]
+        return self._positions[seg] + dq * p, dq * dp, dq * ddp
 
     def peak_velocity(self) -> np.ndarray:
         """``[n]`` rad/s|m/s, exact maximum of ``|qd|`` over the whole trajectory."""
