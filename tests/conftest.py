@@ -1,0 +1,34 @@
+"""Shared pytest fixtures. Each block is owned by one area; keep blocks small and self-contained."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # lets tests import helpers such as tests/mosquitto.py
+
+
+# ---- broker fixtures (telemetry): a real Mosquitto on a free 127.0.0.1 port, see tests/mosquitto.py ----
+
+
+@pytest.fixture
+def mosquitto_broker(tmp_path):
+    """A running Mosquitto (anonymous, persistence on); stopped (SIGTERM) after the test."""
+    from mosquitto import Mosquitto, require_mosquitto
+
+    require_mosquitto()
+    broker = Mosquitto(tmp_path / "mosquitto")
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A test PKI (CA, server cert for 127.0.0.1/localhost, client cert) made with openssl."""
+    from mosquitto import make_tls_files
+
+    return make_tls_files(tmp_path_factory.mktemp("pki"))
