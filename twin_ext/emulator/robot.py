@@ -395,11 +395,14 @@ class _Engine:
             if not self.online:
                 return
             # The emulated network lives in the robot: samples it still holds die with the process.
-            held = [e for e in self.heap if e[2].kind == "joint_states" and e[2].boot_id == self.boot_id]
-            if held:
-                self.heap = [e for e in self.heap if not (e[2].kind == "joint_states" and e[2].boot_id == self.boot_id)]
+            def held(e: tuple[int, int, Delivery]) -> bool:
+                return e[0] > at_ns and e[2].kind == "joint_states" and e[2].boot_id == self.boot_id
+
+            kept = [e for e in self.heap if not held(e)]
+            if len(kept) != len(self.heap):
+                self.dropped_in_restart += len(self.heap) - len(kept)
+                self.heap = kept
                 heapq.heapify(self.heap)
-                self.dropped_in_restart += len(held)
             self._push(self.offline_delivery(at_ns))
             self.online = False
             _log.info("robot %s restarting: offline for %.3g s", self.settings.robot_id, value / 1e9)
