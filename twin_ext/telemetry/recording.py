@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import queue
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -338,36 +339,49 @@ class McapReplay:
         if not self.path.is_file():
             raise RecordingError(f"recording {self.path} does not exist; record one with McapRecorder or telemetry.record_path")
 
-    def _reader(self, stream):
+    def _messages(self, topics: list[str] | None = None) -> Iterator[tuple[Any, Any]]:
+        """(channel, message) in log-time order; errors of a damaged file become RecordingError."""
+        from mcap.exceptions import McapError
         from mcap.reader import make_reader
 
-        return make_reader(stream)
+        with open(self.path, "rb") as stream:
+            try:
+                for _, channel, message in make_reader(stream).iter_messages(topics=topics, log_time_order=True):
+                    yield channel, message
+            except (McapError, ValueError, KeyError, EOFError, OSError, struct.error) as exc:
+                raise RecordingError(f"recording {self.path} is damaged or not an MCAP file: {exc!r}") from None
 
     def iter_payloads(self) -> Iterator[tuple[str, bytes, int]]:
         """``(topic, payload, arrival_ns)`` of every recorded telemetry payload, in arrival order
         (accepted ones as recorded — binary joint states as JSON — and rejected ones raw)."""
-        with open(self.path, "rb") as stream:
-            try:
-                for _, channel, message in self._reader(stream).iter_messages(log_time_order=True):
-                    kind = channel.metadata.get(_KIND_KEY)
-                    if kind == "accepted":
-                        yield channel.topic, message.data, message.log_time
-                    elif kind == "rejected":
-                        obj = json.loads(message.data)
-                        yield obj["topic"], base64.b64decode(obj["payload_base64"]), message.log_time
-            except (ValueError, KeyError, OSError) as exc:
-                raise RecordingError(f"recording {self.path} is damaged or not a twin_ext recording: {exc!r}") from None
+        for channel, message in self._messages():
+            kind = channel.metadata.get(_KIND_KEY)
+            if kind == "accepted":
+                yield channel.topic, message.data, message.log_time
+            elif kind == "rejected":
+                try:
+                    obj = json.loads(message.data)
+                    payload = base64.b64decode(obj["payload_base64"], validate=True)
+                    topic = obj["topic"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise RecordingError(f"recording {self.path} has a damaged rejected-payload record: {exc!r}") from None
+                yield topic, payload, message.log_time
 
     def read_json(self, topic: str) -> Iterator[tuple[int, dict]]:
         """``(log_time_ns, obj)`` of every message of a JSON channel (e.g. one `record_json` wrote)."""
-        with open(self.path, "rb") as stream:
-            for _, _, message in self._reader(stream).iter_messages(topics=[topic], log_time_order=True):
-                yield message.log_time, json.loads(message.data)
+        for _, message in self._messages([topic]):
+            yield message.log_time, json.loads(message.data)
 
     def topics(self) -> dict[str, int]:
         """Message count per channel topic."""
+        from mcap.exceptions import McapError
+        from mcap.reader import make_reader
+
         with open(self.path, "rb") as stream:
-            summary = self._reader(stream).get_summary()
+            try:
+                summary = make_reader(stream).get_summary()
+            except (McapError, ValueError, EOFError, struct.error) as exc:
+                raise RecordingError(f"recording {self.path} is damaged or not an MCAP file: {exc!r}") from None
         if summary is None or summary.statistics is None:
             return {}
         counts = summary.statistics.channel_message_counts
