@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .robot import TRUTH_SCHEMA, TRUTH_TOPIC, Delivery, EmulatorError, RunSummary, _Engine, truth_record
+from .robot import TRUTH_JSON_SCHEMA, TRUTH_SCHEMA, TRUTH_TOPIC, Delivery, EmulatorError, RunSummary, _Engine, truth_record
 
 if TYPE_CHECKING:
     from .robot import EmulatedRobot
@@ -265,13 +265,15 @@ class LiveRun:
             s, robot.profile, robot.program, seed=self.seed, epoch_ns=start,
             new_boot_id=lambda: next(boots, None) or uuid.uuid4().hex, plant=plant,
         )  # fmt: skip
+        robot._engine = engine
         if recorder is not None and s.truth_rate_hz > 0:
             every = max(1, round(1.0 / (s.truth_rate_hz * s.timestep)))
             names = list(engine.names)
 
             def on_truth(n, t, rt, q, qd, tau, q_d, qd_d):
                 if n % every == 0:
-                    recorder.record_json(TRUTH_TOPIC, truth_record(t, rt, names, q, qd, tau, q_d, qd_d), t, TRUTH_SCHEMA)
+                    record = truth_record(t, rt, names, q, qd, tau, q_d, qd_d)
+                    recorder.record_json(TRUTH_TOPIC, record, t, TRUTH_SCHEMA, schema=TRUTH_JSON_SCHEMA)
                     self.truth_records += 1
 
             engine.on_truth = on_truth

@@ -41,6 +41,7 @@ from .impairments import ImpairedChannel, ImpairmentProfile, RobotClock, SensorN
 from .settings import EmulatorSettings
 
 __all__ = [
+    "TRUTH_JSON_SCHEMA",
     "TRUTH_SCHEMA",
     "TRUTH_TOPIC",
     "CommandRecord",
@@ -60,6 +61,24 @@ _log = logging.getLogger("twin_ext.emulator")
 TRUTH_TOPIC = "truth/joint_states"
 """MCAP channel of the recorded ground truth (JSON, schema `TRUTH_SCHEMA`)."""
 TRUTH_SCHEMA = "twin_ext.emulator.TruthJointState"
+_NUMBERS = {"type": "array", "items": {"type": "number"}}
+TRUTH_JSON_SCHEMA = {
+    "title": "twin_ext emulator ground truth (one plant step)",
+    "type": "object",
+    "properties": {
+        "host_ns": {"type": "integer", "description": "host monotonic clock, ns (the twin's clock on this machine)"},
+        "robot_ns": {"type": "integer", "description": "robot clock at the same instant, ns (joint-state stamps use it)"},
+        "names": {"type": "array", "items": {"type": "string"}},
+        "position": {**_NUMBERS, "description": "rad | m"},
+        "velocity": {**_NUMBERS, "description": "rad/s | m/s"},
+        "effort": {**_NUMBERS, "description": "drive torque (servo + gravity compensation), N·m | N"},
+        "target_position": {**_NUMBERS, "description": "controller target, rad | m"},
+        "target_velocity": {**_NUMBERS, "description": "controller target velocity, rad/s | m/s"},
+    },
+    "required": ["host_ns", "robot_ns", "names", "position", "velocity", "effort", "target_position", "target_velocity"],
+    "additionalProperties": False,
+}
+"""JSON Schema of the truth channel (registered in the MCAP file)."""
 _SEQ_MODULUS = 2**32
 _CONTROL_QOS = 1  # birth and status: retained, at-least-once
 
@@ -534,6 +553,13 @@ class EmulatedRobot:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._result: RunSummary | BaseException | None = None
+        self._engine: _Engine | None = None  # of the live run in progress (for `commands`)
+
+    @property
+    def commands(self) -> tuple[CommandRecord, ...]:
+        """Live: what happened to each command received so far in the current (or last) run."""
+        engine = self._engine
+        return tuple(engine.command_log) if engine is not None else ()
 
     # ---- offline ----------------------------------------------------------------------------------
     def simulate(
@@ -687,8 +713,8 @@ class EmulatedRobot:
             duration_s: s to run; None runs until `request_stop` (or Ctrl-C in the CLI).
             seed: impairment seed (default: the profile's).
             truth: where to record ground truth (channel `TRUTH_TOPIC`, ``settings.truth_rate_hz``):
-                an MCAP path, or an object with ``record_json(topic, obj, log_time_ns, schema_name)``
-                (e.g. a shared ``McapRecorder``; it is not closed here).
+                an MCAP path, or an object with ``record_json(topic, obj, log_time_ns, schema_name, *,
+                schema)`` (e.g. a shared, thread-safe ``McapRecorder``; it is not closed here).
             progress_every_s: s between progress log lines (0 = none).
 
         Raises:
