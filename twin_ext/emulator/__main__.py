@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(message)s", stream=sys.stderr)
+    # Our messages at the requested level; third-party chatter (amqtt, transitions, paho) only from warnings up.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(message)s", stream=sys.stderr)
+    logging.getLogger("twin_ext").setLevel(args.log_level.upper())
     log = logging.getLogger("twin_ext.emulator")
     try:
         return _run(args, log)

@@ -208,11 +208,15 @@ class LiveRun:
                 self._connect(d.boot_id)
             with self._lock:
                 self.last_birth = d
+            p = self.robot.profile
+            _log.info("robot %s online, boot %s (%g Hz, %s, latency %g +- %g ms, loss %g)", self.settings.robot_id,
+                      d.boot_id, p.rate_hz, self.settings.codec, p.latency_ms, p.jitter_ms, p.loss)  # fmt: skip
         elif d.kind == "online":
             with self._lock:
                 self.last_online = d
         self._publish(d, _CONTROL_QOS)
         if d.kind == "offline":
+            _log.info("robot %s restarting: offline", self.settings.robot_id)
             self._disconnect()
 
     # ---- truth ----------------------------------------------------------------------------------
@@ -245,6 +249,9 @@ class LiveRun:
             )
         except PlantError as exc:
             raise EmulatorError(str(exc)) from None
+        # Pre-flight: build the engine once offline so a program that does not fit the robot fails
+        # here, before anything is announced on the broker.
+        _Engine(s, robot.profile, robot.program, seed=self.seed, epoch_ns=0, new_boot_id=lambda: "preflight", plant=plant)
         first_boot = uuid.uuid4().hex
         boots = iter([first_boot])
         recorder, owned = self._open_truth()

@@ -402,8 +402,7 @@ class _Engine:
         online = m.Status(robot_id=self.settings.robot_id, state="online", boot_id=self.boot_id)
         self._push(Delivery(at_ns, self.topics.birth, c.encode_birth(birth), True, "birth", self.boot_id))
         self._push(Delivery(at_ns, self.topics.status, c.encode_status(online), True, "online", self.boot_id))
-        _log.info("robot %s boot %s online (%d joints, %g Hz, %s)", self.settings.robot_id, self.boot_id,
-                  self.ndof, self.profile.rate_hz, self.settings.codec)  # fmt: skip
+        _log.debug("robot %s boot %s online", self.settings.robot_id, self.boot_id)
 
     def offline_delivery(self, at_ns: int) -> Delivery:
         status = self.messages.Status(robot_id=self.settings.robot_id, state="offline", boot_id=self.boot_id)
@@ -424,7 +423,7 @@ class _Engine:
                 heapq.heapify(self.heap)
             self._push(self.offline_delivery(at_ns))
             self.online = False
-            _log.info("robot %s restarting: offline for %.3g s", self.settings.robot_id, value / 1e9)
+            _log.debug("robot %s restarting: offline for %.3g s", self.settings.robot_id, value / 1e9)
             heapq.heappush(self.events, (at_ns + value, next(self._order), "up", 0))
         elif kind == "up":
             self.boot_index += 1
@@ -443,6 +442,9 @@ class _Engine:
 
         if not self.settings.accept_commands:
             reject("commands_disabled", "this robot ignores commands; start the emulator with --accept-commands")
+            return
+        if isinstance(command, (bytes, bytearray, memoryview)) and len(command) == 0:
+            reject("empty", "empty command payload (a cleared retained message?)")
             return
         if isinstance(command, (bytes, bytearray, memoryview)):
             try:
@@ -540,6 +542,12 @@ class EmulatedRobot:
     ) -> None:
         self.settings = settings or EmulatorSettings()
         self.profile = profile or ImpairmentProfile()
+        step_rate = 1.0 / self.settings.timestep
+        if self.profile.rate_hz > step_rate + 1e-9:
+            raise EmulatorError(
+                f"telemetry rate {self.profile.rate_hz:g} Hz is above the plant's step rate {step_rate:g} Hz; "
+                "lower the rate (--rate) or the emulator timestep"
+            )
         if program is None:
             from ..trajectory import TrajectoryError
 

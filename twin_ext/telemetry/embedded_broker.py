@@ -102,7 +102,7 @@ class EmbeddedBroker:
             self._thread.join(timeout=self._start_timeout_s)
             self._thread = None
             raise EmbeddedBrokerError(f"the embedded broker failed to start on {self._host}: {error}") from error
-        _log.info("embedded MQTT broker listening on %s", self.url)
+        _log.debug("embedded MQTT broker listening on %s", self.url)
         return self.url
 
     def stop(self, timeout_s: float = 10.0) -> None:
