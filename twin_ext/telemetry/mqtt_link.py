@@ -107,17 +107,28 @@ class _TwinClient(mqtt.Client):
         self._tw_refills = 0
         self._tw_blocked = False
         self.last_connect_error: BaseException | None = None
+        self.last_socket_error: BaseException | None = None
 
     def reconnect(self) -> MQTTErrorCode:
+        self.last_connect_error = self.last_socket_error = None
         try:
             return super().reconnect()
         except OSError as exc:  # includes ssl.SSLError and socket.gaierror
             self.last_connect_error = exc
             raise
 
+    def _recv(self, bufsize: int) -> bytes:
+        try:
+            return super()._sock_recv(bufsize)
+        except BlockingIOError:
+            raise
+        except OSError as exc:  # kept to explain a connection that dies before the broker's CONNACK
+            self.last_socket_error = exc
+            raise
+
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self._tw_batched:
-            return super()._sock_recv(bufsize)
+            return self._recv(bufsize)
         buf, pos = self._tw_buf, self._tw_pos
         if self._tw_sock is not self._sock:  # a new connection: never parse bytes of an old one
             buf, pos, self._tw_sock = b"", 0, self._sock
@@ -128,7 +139,7 @@ class _TwinClient(mqtt.Client):
                 raise BlockingIOError  # budget spent: let paho write acks/pings, select, come back
             self._tw_refills -= 1
             try:
-                buf = super()._sock_recv(_RX_CHUNK)
+                buf = self._recv(_RX_CHUNK)
             except BlockingIOError:
                 self._tw_blocked = True
                 raise
@@ -161,6 +172,19 @@ _CONNACK_HINTS = {
     "Banned": "the broker banned this client: ask its administrator",
     "Bad authentication method": "the broker expects another authentication method",
 }
+
+
+def _describe_early_close(exc: BaseException | None, settings: BrokerSettings) -> str:
+    """Why a connection closed before the broker accepted the MQTT login (no CONNACK)."""
+    url = settings.redacted_url()
+    text = f"{getattr(exc, 'reason', '') or ''} {exc or ''}".lower()
+    if isinstance(exc, ssl.SSLError) and "certificate required" in text.replace("_", " "):
+        return f"the broker at {url} requires a client certificate: set broker.tls_cert_file and broker.tls_key_file"
+    if isinstance(exc, ssl.SSLError):
+        return f"the TLS session with {url} failed ({exc.reason or exc}): check the broker's TLS settings, broker.tls_cert_file/tls_key_file and broker.tls_ca_file"
+    if settings.use_tls:
+        return f"{url} closed the connection before accepting the MQTT login: is it a TLS listener, and does it require a client certificate (broker.tls_cert_file/tls_key_file)?"
+    return f"{url} closed the connection before accepting the MQTT login: is it an MQTT port? A TLS listener needs mqtts:// in broker.url"
 
 
 def _describe_connect_error(exc: BaseException | None, settings: BrokerSettings) -> str:
@@ -211,6 +235,7 @@ class MqttLink:
         self._disconnects = 0
         self._failed_attempts = 0
         self._session_present = False
+        self._connack_failed = False
         self._last_message = ""
         self._health = LinkHealth(LinkState.STOPPED, "link not started", self._now(), self.settings.redacted_url(), 0, 0, 0, False)
 
@@ -381,6 +406,7 @@ class MqttLink:
             self._failed_attempts += 1
             name = reason_code.getName()
             hint = _CONNACK_HINTS.get(name, "check the broker's log")
+            self._connack_failed = True
             self._set_health(LinkState.REFUSED, f"broker {url} refused the connection ({name}): {hint}; retrying with back-off", EventKind.REFUSED, reason=name)
             return
         self._connects += 1
@@ -410,6 +436,16 @@ class MqttLink:
         was_connected = self._connected.is_set()
         self._connected.clear()
         if self._stopping:
+            return
+        if self._connack_failed:  # the broker refused the login; on_connect already said why
+            self._connack_failed = False
+            return
+        if not was_connected:
+            # The TCP/TLS connection opened but died before the CONNACK: a wrong port, a TLS listener
+            # reached with mqtt://, a missing client certificate, or a non-MQTT service.
+            self._failed_attempts += 1
+            message = _describe_early_close(client.last_socket_error, self.settings)
+            self._set_health(LinkState.UNREACHABLE, f"{message}; retrying with back-off (up to every {self.settings.reconnect_max_s:g} s)", EventKind.UNREACHABLE)
             return
         if was_connected:
             self._disconnects += 1
