@@ -1,0 +1,234 @@
+"""Launching the rollout kernel on a range of worlds: the same code runs in a worker process or in-process.
+
+A request is a set of named NumPy arrays (`REQUEST_ARRAYS`) — in shared memory when it runs in the
+worker pool — plus scalar options. `Executor.run` wraps the slice of worlds it owns as zero-copy Warp
+arrays, launches the kernel once per chunk of ``chunk_steps`` steps (the time loop stays inside the
+kernel), and reports progress between chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+
+__all__ = ["MODEL_ARRAYS", "REQUEST_ARRAYS", "WORLD_ARRAYS", "Executor", "RunOptions"]
+
+MODEL_ARRAYS = (
+    "parent", "joint_type", "parent_rot", "parent_pos", "gravity", "lower", "upper", "vel_limit",
+    "effort_limit", "armature", "pos_tol", "vel_tol",
+)  # fmt: skip
+"""Per-robot arrays, sent once to each worker."""
+
+REQUEST_ARRAYS = (
+    # parameter sets [nset, ...]
+    "set_mass", "set_moment", "set_inertia", "set_kp", "set_kd", "set_damping", "set_friction",
+    "set_latency", "set_gravcomp", "set_wrench_body", "set_wrench_point", "set_wrench_force",
+    "set_wrench_torque", "set_wrench_begin", "set_wrench_end",
+    # worlds [nworld, ...]
+    "world_set", "world_stream", "q", "qd",
+    # command streams [nstream, nstep, nb]
+    "target_q", "target_qd",
+    # outputs
+    "out_q", "out_qd", "out_tau", "first_pos", "first_vel", "first_eff", "max_track",
+    "min_pos_margin", "min_vel_margin", "min_eff_margin", "diverged", "eval_qdd", "eval_bias", "eval_mass",
+)  # fmt: skip
+"""Per-request arrays in kernel argument order."""
+
+WORLD_ARRAYS = frozenset(
+    {"world_set", "world_stream", "q", "qd", "out_q", "out_qd", "out_tau", "first_pos", "first_vel", "first_eff",
+     "max_track", "min_pos_margin", "min_vel_margin", "min_eff_margin", "diverged", "eval_qdd", "eval_bias",
+     "eval_mass"}
+)  # fmt: skip
+"""Arrays whose first axis is the world (sliced per worker)."""
+
+_VEC3 = frozenset({"parent_pos", "set_moment", "set_wrench_point", "set_wrench_force", "set_wrench_torque"})
+_MAT33 = frozenset({"parent_rot", "set_inertia"})
+_SCRATCH = (("mat33", "rot"),) + tuple(("vec3", n) for n in (
+    "pos", "axis", "mom", "vw", "vv", "aw", "av", "fn", "ff", "gn", "gf")) + (
+    ("scalar", "cm"), ("vec3", "ch"), ("mat33", "ci"), ("scalar", "rhs"), ("scalar", "tau"), ("scalar", "gq"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Scalar options of one request (see `kernels`)."""
+
+    precision: str
+    mode: int
+    dt: float
+    steps: int
+    record_every: int
+    use_target_qd: bool
+    friction_eps: float
+    limit_omega: float
+    limit_active: bool
+    implicit_saturated: bool
+    chunk_steps: int
+
+
+def scratch_bytes_per_world(nb: int, precision: str) -> int:
+    """Bytes of kernel scratch one world needs."""
+    size = 8 if precision == "float64" else 4
+    return size * nb * (2 * 9 + 12 * 3 + 3 + 1 + 3 + nb)
+
+
+class Executor:
+    """Runs requests for any number of robots on one device; keeps kernels, models and scratch warm."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self._models: dict[tuple[str, str], dict[str, object]] = {}
+        self._scratch: dict[tuple[str, int], tuple[int, list]] = {}
+
+    def warm_up(self, precision: str) -> float:
+        """Load (or compile) the kernel for ``precision`` and run it once; returns seconds taken."""
+        t0 = time.perf_counter()
+        wp = kernels.init_warp()
+        kernels.get_kernels(precision)
+        key = "__warmup__"
+        model = _tiny_model()
+        self.set_model(key, precision, model)
+        arrays = _tiny_request(precision)
+        options = RunOptions(precision, kernels.MODE_ROLLOUT, 1e-3, 2, 1, False, 0.01, 50.0, True, True, 2)
+        self.run(key, arrays, options, 0, 1)
+        wp.synchronize_device(self.device)
+        return time.perf_counter() - t0
+
+    def has_model(self, key: str, precision: str) -> bool:
+        return (key, precision) in self._models
+
+    def set_model(self, key: str, precision: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Upload the per-robot arrays ``arrays`` (`MODEL_ARRAYS`, float64/int32) under ``key``."""
+        wp = kernels.init_warp()
+        scalar, vec3, mat33, npdt = _types(wp, precision)
+        out: dict[str, object] = {}
+        for name in MODEL_ARRAYS:
+            a = arrays[name]
+            if name == "gravity":
+                out[name] = vec3(*[float(x) for x in a])
+            elif a.dtype.kind == "i":
+                out[name] = wp.array(np.ascontiguousarray(a, dtype=np.int32), dtype=wp.int32, device=self.device)
+            else:
+                dt = mat33 if name in _MAT33 else vec3 if name in _VEC3 else scalar
+                out[name] = wp.array(np.ascontiguousarray(a, dtype=npdt), dtype=dt, device=self.device)
+        self._models[(key, precision)] = out
+
+    def run(
+        self,
+        key: str,
+        arrays: Mapping[str, np.ndarray],
+        options: RunOptions,
+        w0: int,
+        w1: int,
+        *,
+        progress: Callable[[int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Run worlds ``[w0, w1)`` of a request in place (outputs are written into ``arrays``).
+
+        Args:
+            key: model key given to `set_model`.
+            arrays: every name in `REQUEST_ARRAYS`, NumPy, C-contiguous, in the precision's dtype
+                (int32 for indices and step counts).
+            progress: called with the number of steps done after each chunk.
+            cancelled: polled between chunks; True stops early.
+
+        Returns:
+            False when cancelled before the end.
+        """
+        if w1 <= w0:
+            return True
+        wp = kernels.init_warp()
+        kernel = kernels.get_kernels(options.precision)
+        model = self._models[(key, options.precision)]
+        scalar, vec3, mat33, npdt = _types(wp, options.precision)
+        n = w1 - w0
+        nb = int(arrays["q"].shape[1])
+
+        nworld = int(arrays["q"].shape[0])
+
+        def wrap(name: str):
+            a = arrays[name]
+            if name in WORLD_ARRAYS and a.shape[0] == nworld:
+                a = a[w0:w1]  # dummies (unused outputs, shape [1, ...]) are passed whole
+            if a.dtype.kind == "i":
+                return wp.array(a, dtype=wp.int32, copy=False, device=self.device)
+            dt = mat33 if name in _MAT33 else vec3 if name in _VEC3 else scalar
+            return wp.array(a, dtype=dt, copy=False, device=self.device)
+
+        req = {name: wrap(name) for name in REQUEST_ARRAYS}
+        scratch = self._get_scratch(wp, options.precision, n, nb)
+        record_every = options.record_every if arrays["out_q"].shape[1] > 0 else 0
+        head = [model[name] for name in MODEL_ARRAYS] + [req[name] for name in REQUEST_ARRAYS[:21]]
+        tail = [req[name] for name in REQUEST_ARRAYS[21:]] + scratch
+        done = 0
+        chunk = max(1, options.chunk_steps) if options.mode == kernels.MODE_ROLLOUT else 1
+        while done < options.steps:
+            end = min(options.steps, done + chunk)
+            middle = [
+                int(options.use_target_qd), int(options.mode), scalar(options.dt), done, end, record_every,
+                scalar(options.friction_eps), scalar(options.limit_omega), int(options.limit_active),
+                int(options.implicit_saturated),
+            ]
+            wp.launch(kernel, dim=n, inputs=head + middle + tail, device=self.device)
+            wp.synchronize_device(self.device)
+            done = end
+            if progress is not None:
+                progress(done)
+            if done < options.steps and cancelled is not None and cancelled():
+                return False
+        return True
+
+    def _get_scratch(self, wp, precision: str, n: int, nb: int) -> list:
+        cap, arrs = self._scratch.get((precision, nb), (0, []))
+        if cap < n:
+            scalar, vec3, mat33, _ = _types(wp, precision)
+            kinds = {"scalar": scalar, "vec3": vec3, "mat33": mat33}
+            cap = max(n, 2 * cap)
+            arrs = [wp.zeros((cap, nb), dtype=kinds[k], device=self.device) for k, _ in _SCRATCH]
+            arrs.append(wp.zeros((cap, nb, nb), dtype=scalar, device=self.device))
+            self._scratch[(precision, nb)] = (cap, arrs)
+        return [a[:n] for a in arrs]
+
+
+def _types(wp, precision: str):
+    scalar = wp.float64 if precision == "float64" else wp.float32
+    return (scalar, wp.types.vector(3, scalar), wp.types.matrix((3, 3), scalar),
+            np.float64 if precision == "float64" else np.float32)
+
+
+def _tiny_model() -> dict[str, np.ndarray]:
+    """A one-dof pendulum for warm-up launches."""
+    return {
+        "parent": np.array([-1], dtype=np.int32), "joint_type": np.array([1], dtype=np.int32),
+        "parent_rot": np.eye(3)[None], "parent_pos": np.zeros((1, 3)), "gravity": np.array([0.0, 0.0, -9.81]),
+        "lower": np.array([-1.0]), "upper": np.array([1.0]), "vel_limit": np.array([1e30]),
+        "effort_limit": np.array([1e30]), "armature": np.array([0.1]), "pos_tol": np.array([0.0]),
+        "vel_tol": np.array([0.0]),
+    }  # fmt: skip
+
+
+def _tiny_request(precision: str) -> dict[str, np.ndarray]:
+    f = np.float64 if precision == "float64" else np.float32
+    i = np.int32
+    arrays = {
+        "set_mass": np.ones((1, 1), f), "set_moment": np.array([[[0.1, 0.0, 0.0]]], f),
+        "set_inertia": np.eye(3, dtype=f)[None, None] * 0.02, "set_kp": np.ones((1, 1), f),
+        "set_kd": np.ones((1, 1), f), "set_damping": np.zeros((1, 1), f), "set_friction": np.ones((1, 1), f),
+        "set_latency": np.zeros(1, i), "set_gravcomp": np.ones(1, i), "set_wrench_body": np.zeros(1, i),
+        "set_wrench_point": np.zeros((1, 3), f), "set_wrench_force": np.ones((1, 3), f),
+        "set_wrench_torque": np.zeros((1, 3), f), "set_wrench_begin": np.zeros(1, i), "set_wrench_end": np.ones(1, i),
+        "world_set": np.zeros(1, i), "world_stream": np.zeros(1, i), "q": np.zeros((1, 1), f), "qd": np.zeros((1, 1), f),
+        "target_q": np.zeros((1, 2, 1), f), "target_qd": np.zeros((1, 2, 1), f),
+        "out_q": np.zeros((1, 2, 1), f), "out_qd": np.zeros((1, 2, 1), f), "out_tau": np.zeros((1, 2, 1), f),
+        "first_pos": np.full((1, 1), -1, i), "first_vel": np.full((1, 1), -1, i), "first_eff": np.full((1, 1), -1, i),
+        "max_track": np.zeros((1, 1), f), "min_pos_margin": np.full((1, 1), np.inf, f),
+        "min_vel_margin": np.full((1, 1), np.inf, f), "min_eff_margin": np.full((1, 1), np.inf, f),
+        "diverged": np.full(1, -1, i), "eval_qdd": np.zeros((1, 1), f), "eval_bias": np.zeros((1, 1), f),
+        "eval_mass": np.zeros((1, 1, 1), f),
+    }  # fmt: skip
+    return arrays

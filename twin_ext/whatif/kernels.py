@@ -1,0 +1,498 @@
+"""Warp kernels: batched forward dynamics of fixed-base trees with the time loop inside the kernel.
+
+One kernel per floating-point precision (`get_kernels`) does everything: each thread is one world and
+steps it from ``step_begin`` to ``step_end`` (a rollout chunk) with
+
+1. **Kinematics and bias forces** (one forward sweep over bodies, world frame): body poses, motion
+   subspaces ``S_b = (z_b, p_b x z_b)`` (revolute) or ``(0, z_b)`` (prismatic), spatial velocities and
+   velocity-product accelerations, body forces ``f_b = I_b a_b + v_b x* I_b v_b`` with gravity entering
+   as a base acceleration ``-g`` (recursive Newton-Euler with ``qdd = 0``), minus any external wrench.
+2. **Mass matrix** (one backward sweep): bias torques ``C_b = S_b . f_b``, composite inertias
+   (CRBA), ``M[b, j] = S_j . (I^c_b S_b)`` for every ancestor ``j`` of ``b``, and the gravity torque ``g(q)``
+   for the controller's gravity compensation.
+3. **Joint forces**: position drives ``clamp(kp (q_t - q) + kd (qd_t - qd)) [+ g(q), clamped again]``,
+   viscous damping, smooth Coulomb friction ``-F tanh(qd / eps)``, one-sided joint-limit springs.
+4. **Semi-implicit Euler like MuJoCo's ``implicitfast``**: ``(M + A + h D) qdd = tau - C`` with armature
+   ``A`` and ``D`` the velocity derivative of the joint forces (damping, drive ``kd``, friction slope,
+   limit damper; plus ``h^2 K`` of a limit spring), solved by the tree-sparse ``L^T D L`` factorisation
+   (no fill-in across branches), then ``qd += h qdd``, ``q += h qd``.
+5. **Verdicts** per world and dof, updated every step: first step of a position-limit, velocity-limit
+   and effort-saturation violation, max tracking error, min margins, and the step where the state
+   stopped being finite.
+
+Spatial vectors are (angular, linear) pairs about the world origin, kept as two ``vec3`` arrays.
+Scratch lives in global arrays indexed by world (``[nworld, nb, ...]``), so robot sizes are runtime
+data: one compiled kernel serves every robot.
+
+Warp is imported lazily (`get_kernels`) and initialised with the kernel cache in
+``$TWIN_EXT_CACHE_DIR/warp`` (default ``~/.cache/twin_ext/warp``) and ``enable_backward = False``.
+"""
+
+# No `from __future__ import annotations`: Warp reads kernel annotations that name closure types.
+import os
+import threading
+from pathlib import Path
+
+__all__ = ["cache_dir", "init_warp", "get_kernels", "MODE_ROLLOUT", "MODE_EVALUATE"]
+
+MODE_ROLLOUT = 0
+"""Integrate ``step_begin..step_end`` and accumulate verdicts."""
+MODE_EVALUATE = 1
+"""Evaluate ``qdd`` (explicit, no implicit terms), ``M`` and ``C`` at the given state once; no integration."""
+
+_lock = threading.Lock()
+_kernels: dict[str, object] = {}
+_initialised = False
+
+
+def cache_dir() -> Path:
+    """Folder of Warp's kernel cache: ``$TWIN_EXT_CACHE_DIR/warp`` or ``~/.cache/twin_ext/warp``."""
+    root = os.environ.get("TWIN_EXT_CACHE_DIR") or str(Path.home() / ".cache" / "twin_ext")
+    return Path(root).expanduser() / "warp"
+
+
+def init_warp():
+    """Import and initialise Warp once; returns the ``warp`` module.
+
+    When this process initialises Warp, its kernel cache goes to `cache_dir` and info logging is off. When
+    the host already did (Kit initialises ``omni.warp.core`` itself), the host's settings are left alone
+    and the kernels use the host's cache. Backward code is never generated for our kernels
+    (``enable_backward=False`` per kernel), whatever the global setting.
+    """
+    import warp as wp
+    from warp._src import context as wp_context
+
+    global _initialised
+    with _lock:
+        if not _initialised:
+            if getattr(wp_context, "runtime", None) is None:
+                path = cache_dir()
+                path.mkdir(parents=True, exist_ok=True)
+                wp.config.kernel_cache_dir = str(path)
+                wp.config.enable_backward = False
+                wp.config.log_level = wp.LOG_WARNING
+                wp.init()
+            _initialised = True
+    return wp
+
+
+def get_kernels(precision: str):
+    """The rollout kernel for ``precision`` (``"float32"`` or ``"float64"``), built on first use."""
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    with _lock:
+        kernel = _kernels.get(precision)
+    if kernel is None:
+        wp = init_warp()
+        kernel = _build(wp, wp.float32 if precision == "float32" else wp.float64)
+        with _lock:
+            _kernels[precision] = kernel
+    return kernel
+
+
+def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is per kernel)
+    vec3 = wp.types.vector(3, scalar)
+    mat33 = wp.types.matrix((3, 3), scalar)
+
+    @wp.func
+    def rot_z(r0: mat33, c: scalar, s: scalar):
+        # r0 @ Rz(q): only the first two columns change.
+        return mat33(
+            c * r0[0, 0] + s * r0[0, 1], c * r0[0, 1] - s * r0[0, 0], r0[0, 2],
+            c * r0[1, 0] + s * r0[1, 1], c * r0[1, 1] - s * r0[1, 0], r0[1, 2],
+            c * r0[2, 0] + s * r0[2, 1], c * r0[2, 1] - s * r0[2, 0], r0[2, 2],
+        )  # fmt: skip
+
+    @wp.func
+    def inertia_ang(ibar: mat33, h: vec3, w: vec3, v: vec3):
+        # Angular part of the spatial inertia (m, h, Ibar about the origin) times the motion (w, v).
+        return ibar * w + wp.cross(h, v)
+
+    @wp.func
+    def inertia_lin(m: scalar, h: vec3, w: vec3, v: vec3):
+        return m * v - wp.cross(h, w)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def rollout(
+        # ---- model [nb] ----
+        parent: wp.array(dtype=wp.int32),
+        joint_type: wp.array(dtype=wp.int32),
+        parent_rot: wp.array(dtype=mat33),
+        parent_pos: wp.array(dtype=vec3),
+        gravity: vec3,
+        lower: wp.array(dtype=scalar),
+        upper: wp.array(dtype=scalar),
+        vel_limit: wp.array(dtype=scalar),
+        effort_limit: wp.array(dtype=scalar),
+        armature: wp.array(dtype=scalar),
+        pos_tol: wp.array(dtype=scalar),
+        vel_tol: wp.array(dtype=scalar),
+        # ---- parameter sets [nset, ...] ----
+        set_mass: wp.array2d(dtype=scalar),
+        set_moment: wp.array2d(dtype=vec3),
+        set_inertia: wp.array2d(dtype=mat33),
+        set_kp: wp.array2d(dtype=scalar),
+        set_kd: wp.array2d(dtype=scalar),
+        set_damping: wp.array2d(dtype=scalar),
+        set_friction: wp.array2d(dtype=scalar),
+        set_latency: wp.array(dtype=wp.int32),
+        set_gravcomp: wp.array(dtype=wp.int32),
+        set_wrench_body: wp.array(dtype=wp.int32),
+        set_wrench_point: wp.array(dtype=vec3),
+        set_wrench_force: wp.array(dtype=vec3),
+        set_wrench_torque: wp.array(dtype=vec3),
+        set_wrench_begin: wp.array(dtype=wp.int32),
+        set_wrench_end: wp.array(dtype=wp.int32),
+        # ---- worlds ----
+        world_set: wp.array(dtype=wp.int32),
+        world_stream: wp.array(dtype=wp.int32),
+        q: wp.array2d(dtype=scalar),
+        qd: wp.array2d(dtype=scalar),
+        # ---- command streams [nstream, nstep, nb] ----
+        target_q: wp.array3d(dtype=scalar),
+        target_qd: wp.array3d(dtype=scalar),
+        use_target_qd: int,
+        # ---- options ----
+        mode: int,
+        dt: scalar,
+        step_begin: int,
+        step_end: int,
+        record_every: int,
+        friction_eps: scalar,
+        limit_omega: scalar,
+        limit_active: int,
+        drive_implicit_saturated: int,
+        # ---- outputs ----
+        out_q: wp.array3d(dtype=scalar),
+        out_qd: wp.array3d(dtype=scalar),
+        out_tau: wp.array3d(dtype=scalar),
+        first_pos: wp.array2d(dtype=wp.int32),
+        first_vel: wp.array2d(dtype=wp.int32),
+        first_eff: wp.array2d(dtype=wp.int32),
+        max_track: wp.array2d(dtype=scalar),
+        min_pos_margin: wp.array2d(dtype=scalar),
+        min_vel_margin: wp.array2d(dtype=scalar),
+        min_eff_margin: wp.array2d(dtype=scalar),
+        diverged: wp.array(dtype=wp.int32),
+        eval_qdd: wp.array2d(dtype=scalar),
+        eval_bias: wp.array2d(dtype=scalar),
+        eval_mass: wp.array3d(dtype=scalar),
+        # ---- scratch [nworld, nb, ...] ----
+        s_rot: wp.array2d(dtype=mat33),
+        s_pos: wp.array2d(dtype=vec3),
+        s_axis: wp.array2d(dtype=vec3),
+        s_mom: wp.array2d(dtype=vec3),
+        s_vw: wp.array2d(dtype=vec3),
+        s_vv: wp.array2d(dtype=vec3),
+        s_aw: wp.array2d(dtype=vec3),
+        s_av: wp.array2d(dtype=vec3),
+        s_fn: wp.array2d(dtype=vec3),
+        s_ff: wp.array2d(dtype=vec3),
+        s_gn: wp.array2d(dtype=vec3),
+        s_gf: wp.array2d(dtype=vec3),
+        s_cm: wp.array2d(dtype=scalar),
+        s_ch: wp.array2d(dtype=vec3),
+        s_ci: wp.array2d(dtype=mat33),
+        s_rhs: wp.array2d(dtype=scalar),
+        s_tau: wp.array2d(dtype=scalar),
+        s_gq: wp.array2d(dtype=scalar),
+        s_h: wp.array3d(dtype=scalar),
+    ):
+        w = wp.tid()
+        nb = parent.shape[0]
+        ws = world_set[w]
+        stream = world_stream[w]
+        latency = set_latency[ws]
+        gravcomp = set_gravcomp[ws]
+        wbody = set_wrench_body[ws]
+        zero = scalar(0.0)
+        one = scalar(1.0)
+        z3 = vec3(zero, zero, zero)
+        neg_g = -gravity
+        h = dt
+        if mode == MODE_EVAL_CONST:
+            h = zero
+        nstep_cmd = target_q.shape[1]
+
+        for k in range(step_begin, step_end):
+            if diverged[w] >= 0:
+                return
+            kk = wp.min(wp.max(k - latency, 0), nstep_cmd - 1)  # delayed command sample
+            kc = wp.min(k, nstep_cmd - 1)  # the command as sent (tracking reference)
+            wrench_on = int(0)
+            if wbody >= 0 and k >= set_wrench_begin[ws] and k < set_wrench_end[ws]:
+                wrench_on = 1
+
+            # ---- 1. forward sweep: kinematics, velocities, bias forces ----
+            for b in range(nb):
+                p = parent[b]
+                rp = wp.identity(n=3, dtype=scalar)
+                pp = z3
+                vpw = z3
+                vpv = z3
+                apw = z3
+                apv = neg_g
+                if p >= 0:
+                    rp = s_rot[w, p]
+                    pp = s_pos[w, p]
+                    vpw = s_vw[w, p]
+                    vpv = s_vv[w, p]
+                    apw = s_aw[w, p]
+                    apv = s_av[w, p]
+                r0 = rp * parent_rot[b]
+                pos = pp + rp * parent_pos[b]
+                qb = q[w, b]
+                qdb = qd[w, b]
+                rot = r0
+                sw = z3
+                sv = z3
+                if joint_type[b] == 1:
+                    rot = rot_z(r0, wp.cos(qb), wp.sin(qb))
+                    axis = vec3(rot[0, 2], rot[1, 2], rot[2, 2])
+                    sw = axis
+                    sv = wp.cross(pos, axis)
+                else:
+                    axis = vec3(rot[0, 2], rot[1, 2], rot[2, 2])
+                    pos = pos + axis * qb
+                    sv = axis
+                jw = sw * qdb
+                jv = sv * qdb
+                vw = vpw + jw
+                vv = vpv + jv
+                # velocity-product acceleration v x (S qd)
+                aw = apw + wp.cross(vw, jw)
+                av = apv + wp.cross(vw, jv) + wp.cross(vv, jw)
+
+                # body inertia about the world origin, world axes
+                m = set_mass[ws, b]
+                hr = rot * set_moment[ws, b]
+                hw = m * pos + hr
+                ibar = rot * set_inertia[ws, b] * wp.transpose(rot)
+                pdot = wp.dot(pos, pos)
+                ph = wp.dot(pos, hr)
+                ibar = (
+                    ibar
+                    + (m * pdot + scalar(2.0) * ph) * wp.identity(n=3, dtype=scalar)
+                    - m * wp.outer(pos, pos)
+                    - wp.outer(pos, hr)
+                    - wp.outer(hr, pos)
+                )
+
+                # f = I a + v x* (I v)
+                lw = inertia_ang(ibar, hw, vw, vv)
+                lv = inertia_lin(m, hw, vw, vv)
+                fn = inertia_ang(ibar, hw, aw, av) + wp.cross(vw, lw) + wp.cross(vv, lv)
+                ff = inertia_lin(m, hw, aw, av) + wp.cross(vw, lv)
+                if wrench_on == 1 and b == wbody:
+                    point = pos + rot * set_wrench_point[ws]
+                    fext = set_wrench_force[ws]
+                    fn = fn - (set_wrench_torque[ws] + wp.cross(point, fext))
+                    ff = ff - fext
+
+                s_rot[w, b] = rot
+                s_pos[w, b] = pos
+                s_axis[w, b] = sw
+                s_mom[w, b] = sv
+                s_vw[w, b] = vw
+                s_vv[w, b] = vv
+                s_aw[w, b] = aw
+                s_av[w, b] = av
+                s_fn[w, b] = fn
+                s_ff[w, b] = ff
+                if gravcomp != 0:
+                    # gravity-only body force: I (0, -g)
+                    s_gn[w, b] = wp.cross(hw, neg_g)
+                    s_gf[w, b] = m * neg_g
+                s_cm[w, b] = m
+                s_ch[w, b] = hw
+                s_ci[w, b] = ibar
+
+            # ---- 2. backward sweep: bias torques, composite inertias, mass matrix ----
+            for i in range(nb):
+                b = nb - 1 - i
+                p = parent[b]
+                fn = s_fn[w, b]
+                ff = s_ff[w, b]
+                sw = s_axis[w, b]
+                sv = s_mom[w, b]
+                s_rhs[w, b] = -(wp.dot(sw, fn) + wp.dot(sv, ff))
+                cm = s_cm[w, b]
+                ch = s_ch[w, b]
+                ci = s_ci[w, b]
+                if gravcomp != 0:
+                    gn = s_gn[w, b]
+                    gf = s_gf[w, b]
+                    s_gq[w, b] = wp.dot(sw, gn) + wp.dot(sv, gf)
+                    if p >= 0:
+                        s_gn[w, p] = s_gn[w, p] + gn
+                        s_gf[w, p] = s_gf[w, p] + gf
+                if p >= 0:
+                    s_fn[w, p] = s_fn[w, p] + fn
+                    s_ff[w, p] = s_ff[w, p] + ff
+                    s_cm[w, p] = s_cm[w, p] + cm
+                    s_ch[w, p] = s_ch[w, p] + ch
+                    s_ci[w, p] = s_ci[w, p] + ci
+                fw = inertia_ang(ci, ch, sw, sv)
+                fv = inertia_lin(cm, ch, sw, sv)
+                s_h[w, b, b] = wp.dot(sw, fw) + wp.dot(sv, fv) + armature[b]
+                j = p
+                while j >= 0:
+                    s_h[w, b, j] = wp.dot(s_axis[w, j], fw) + wp.dot(s_mom[w, j], fv)
+                    j = parent[j]
+
+            if mode == MODE_EVAL_CONST:
+                for b in range(nb):
+                    eval_bias[w, b] = -s_rhs[w, b]
+                    for j in range(nb):
+                        eval_mass[w, b, j] = zero
+                for b in range(nb):
+                    eval_mass[w, b, b] = s_h[w, b, b]
+                    j = parent[b]
+                    while j >= 0:
+                        eval_mass[w, b, j] = s_h[w, b, j]
+                        eval_mass[w, j, b] = s_h[w, b, j]
+                        j = parent[j]
+
+            # ---- 3. joint forces, implicit terms, verdicts at (q_k, qd_k) ----
+            for b in range(nb):
+                qb = q[w, b]
+                qdb = qd[w, b]
+                qt = target_q[stream, kk, b]
+                qdt = zero
+                if use_target_qd != 0:
+                    qdt = target_qd[stream, kk, b]
+                kp = set_kp[ws, b]
+                kd = set_kd[ws, b]
+                elim = effort_limit[b]
+                u = kp * (qt - qb) + kd * (qdt - qdb)
+                margin = elim - wp.abs(u)
+                tau = wp.clamp(u, -elim, elim)
+                if gravcomp != 0:
+                    u2 = tau + s_gq[w, b]
+                    margin = wp.min(margin, elim - wp.abs(u2))
+                    tau = wp.clamp(u2, -elim, elim)
+                ddiag = set_damping[ws, b]
+                if margin >= zero or drive_implicit_saturated != 0:
+                    ddiag = ddiag + kd
+                force = tau - set_damping[ws, b] * qdb
+                fr = set_friction[ws, b]
+                if fr > zero:
+                    th = wp.tanh(qdb / friction_eps)
+                    force = force - fr * th
+                    ddiag = ddiag + fr / friction_eps * (one - th * th)
+                hdiag = s_h[w, b, b]
+                kdiag = zero
+                if limit_active != 0:
+                    # one-sided critically damped spring-damper, stiffness from the joint's own inertia
+                    kl = hdiag * limit_omega * limit_omega
+                    bl = hdiag * scalar(2.0) * limit_omega
+                    pen = zero
+                    if qb < lower[b]:
+                        pen = qb - lower[b]
+                        fl = -kl * pen - bl * qdb
+                        if fl > zero:
+                            force = force + fl - h * kl * qdb
+                            ddiag = ddiag + bl
+                            kdiag = kl
+                    if qb > upper[b]:
+                        pen = qb - upper[b]
+                        fl = -kl * pen - bl * qdb
+                        if fl < zero:
+                            force = force + fl - h * kl * qdb
+                            ddiag = ddiag + bl
+                            kdiag = kl
+                s_rhs[w, b] = s_rhs[w, b] + force
+                s_tau[w, b] = tau
+                s_h[w, b, b] = hdiag + h * ddiag + h * h * kdiag
+
+                if mode == MODE_ROLLOUT_CONST:
+                    # verdicts on the state at the start of the step
+                    pm = wp.min(qb - lower[b], upper[b] - qb)
+                    vm = vel_limit[b] - wp.abs(qdb)
+                    if pm < min_pos_margin[w, b]:
+                        min_pos_margin[w, b] = pm
+                    if vm < min_vel_margin[w, b]:
+                        min_vel_margin[w, b] = vm
+                    if margin < min_eff_margin[w, b]:
+                        min_eff_margin[w, b] = margin
+                    err = wp.abs(target_q[stream, kc, b] - qb)
+                    if err > max_track[w, b]:
+                        max_track[w, b] = err
+                    if pm < -pos_tol[b] and first_pos[w, b] < 0:
+                        first_pos[w, b] = k
+                    if vm < -vel_tol[b] and first_vel[w, b] < 0:
+                        first_vel[w, b] = k
+                    if margin < zero and first_eff[w, b] < 0:
+                        first_eff[w, b] = k
+
+            # ---- 4. solve (M + A + h D) qdd = rhs with the tree-sparse L^T D L factorisation ----
+            for i in range(nb):
+                kf = nb - 1 - i
+                j = parent[kf]
+                while j >= 0:
+                    a = s_h[w, kf, j] / s_h[w, kf, kf]
+                    l = j
+                    while l >= 0:
+                        s_h[w, j, l] = s_h[w, j, l] - a * s_h[w, kf, l]
+                        l = parent[l]
+                    s_h[w, kf, j] = a
+                    j = parent[j]
+            for i in range(nb):
+                kf = nb - 1 - i
+                x = s_rhs[w, kf]
+                j = parent[kf]
+                while j >= 0:
+                    s_rhs[w, j] = s_rhs[w, j] - s_h[w, kf, j] * x
+                    j = parent[j]
+            for b in range(nb):
+                x = s_rhs[w, b] / s_h[w, b, b]
+                j = parent[b]
+                while j >= 0:
+                    x = x - s_h[w, b, j] * s_rhs[w, j]
+                    j = parent[j]
+                s_rhs[w, b] = x
+
+            if mode == MODE_EVAL_CONST:
+                for b in range(nb):
+                    eval_qdd[w, b] = s_rhs[w, b]
+                return
+
+            # ---- 5. integrate (semi-implicit Euler) and record ----
+            finite = int(1)
+            for b in range(nb):
+                vnew = qd[w, b] + h * s_rhs[w, b]
+                qnew = q[w, b] + h * vnew
+                if not (wp.isfinite(vnew) and wp.isfinite(qnew)):
+                    finite = 0
+                qd[w, b] = vnew
+                q[w, b] = qnew
+            if finite == 0:
+                diverged[w] = k
+            if record_every > 0:
+                if (k + 1) % record_every == 0:
+                    r = (k + 1) // record_every - 1
+                    for b in range(nb):
+                        out_q[w, r, b] = q[w, b]
+                        out_qd[w, r, b] = qd[w, b]
+                        out_tau[w, r, b] = s_tau[w, b]
+
+        if mode == MODE_ROLLOUT_CONST and diverged[w] < 0:
+            # verdicts on the final state
+            for b in range(nb):
+                qb = q[w, b]
+                pm = wp.min(qb - lower[b], upper[b] - qb)
+                vm = vel_limit[b] - wp.abs(qd[w, b])
+                if pm < min_pos_margin[w, b]:
+                    min_pos_margin[w, b] = pm
+                if vm < min_vel_margin[w, b]:
+                    min_vel_margin[w, b] = vm
+                if pm < -pos_tol[b] and first_pos[w, b] < 0:
+                    first_pos[w, b] = step_end
+                if vm < -vel_tol[b] and first_vel[w, b] < 0:
+                    first_vel[w, b] = step_end
+
+    return rollout
+
+
+MODE_ROLLOUT_CONST = MODE_ROLLOUT
+MODE_EVAL_CONST = MODE_EVALUATE

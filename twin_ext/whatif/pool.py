@@ -1,0 +1,328 @@
+"""`WorkerPool`: persistent rollout worker processes that keep Warp kernels warm.
+
+A Warp CPU launch runs on one core and holds the GIL, so a batch is split by worlds over worker
+processes (one per core by default). Each worker is ``python -m twin_ext.whatif.worker`` started with
+two pipes; requests travel as small pickled messages, the arrays in a shared `Arena` the workers write
+into. Workers load (or compile) their kernels as soon as they start (`start` returns at once;
+`wait_ready` reports the start-up times), and exit by themselves if the parent goes away (their pipe
+closes).
+
+One pool per (interpreter, worker count) is shared by every engine of the process (`shared_pool`); it is
+closed at interpreter exit or by `shutdown_pools`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+import numpy as np
+
+from .compute import RunOptions
+from .errors import WorkerError
+from .kernels import cache_dir
+from .shared import Arena
+
+__all__ = ["StartupReport", "WorkerPool", "shared_pool", "shutdown_pools"]
+
+_CONTROL_SLOTS = 64
+
+
+@dataclass(frozen=True)
+class StartupReport:
+    """How long the pool took to become ready.
+
+    Attributes:
+        seconds: wall time from `WorkerPool.start` until every worker had its kernels loaded, s.
+        worker_seconds: ``[nworker]`` each worker's own import + kernel load/compile time, s.
+        workers: number of worker processes.
+    """
+
+    seconds: float
+    worker_seconds: tuple[float, ...]
+    workers: int
+
+
+class _Worker:
+    def __init__(self, index: int, python: str, log_path: Path) -> None:
+        self.index = index
+        self.log_path = log_path
+        r_in, w_in = os.pipe()
+        r_out, w_out = os.pipe()
+        env = dict(os.environ)
+        package_parent = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [python, "-m", "twin_ext.whatif.worker", str(r_in), str(w_out)],
+                pass_fds=(r_in, w_out), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, close_fds=True,
+            )
+        os.close(r_in)
+        os.close(w_out)
+        self.send_conn = Connection(w_in, readable=False)
+        self.recv_conn = Connection(r_out, writable=False)
+        self.ready = False
+        self.startup_seconds = float("nan")
+        self.models: set[tuple[str, str]] = set()
+        self.arenas: set[str] = set()
+
+    def send(self, msg) -> None:
+        try:
+            self.send_conn.send(msg)
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerError(self.death_note(f"cannot reach what-if worker {self.index}: {exc}")) from None
+
+    def death_note(self, head: str) -> str:
+        code = self.proc.poll()
+        tail = ""
+        try:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            pass
+        status = f"exit code {code}" if code is not None else "still running"
+        return f"{head} ({status}); its log {self.log_path} ends with:\n{tail}"
+
+    def close(self, timeout: float = 2.0) -> None:
+        try:
+            self.send_conn.send(("close",))
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        self.send_conn.close()
+        self.recv_conn.close()
+
+
+class WorkerPool:
+    """``nworkers`` rollout processes; thread-safe (one request at a time).
+
+    Args:
+        nworkers: processes to start (>= 1).
+        python: interpreter for the workers ("" = ``sys.executable``).
+        precisions: kernels to load at start-up (``"float64"``, ``"float32"``).
+    """
+
+    def __init__(self, nworkers: int, *, python: str = "", precisions: tuple[str, ...] = ("float64",)) -> None:
+        if nworkers < 1:
+            raise ValueError(f"nworkers must be >= 1, got {nworkers}")
+        self.nworkers = int(nworkers)
+        self.python = python or sys.executable
+        self.precisions = tuple(precisions)
+        self._lock = threading.RLock()
+        self._workers: list[_Worker] = []
+        self._t_start = 0.0
+        self._ready_at = 0.0
+        self._arena: Arena | None = None
+        self._control: Arena | None = None
+        self._closed = False
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Spawn the workers and ask them to load their kernels; returns at once."""
+        with self._lock:
+            if self._workers:
+                return
+            if self._closed:
+                raise WorkerError("this worker pool was shut down; create a new engine")
+            self._t_start = time.perf_counter()
+            logs = cache_dir().parent / "logs"
+            for i in range(self.nworkers):
+                worker = _Worker(i, self.python, logs / f"whatif-worker-{i}.log")
+                worker.send(("warm", self.precisions))
+                self._workers.append(worker)
+            if self._control is None:
+                self._control = Arena.create(8 * (1 + _CONTROL_SLOTS))
+
+    def wait_ready(self, timeout: float = 300.0) -> StartupReport:
+        """Block until every worker has loaded its kernels; raises `WorkerError` on failure or timeout."""
+        with self._lock:
+            self.start()
+            deadline = time.monotonic() + timeout
+            for worker in self._workers:
+                if worker.ready:
+                    continue
+                reply = self._receive(worker, deadline, "start")
+                if reply[0] != "ready":
+                    raise WorkerError(f"what-if worker {worker.index} failed to start: {reply[1]}")
+                worker.ready = True
+                worker.startup_seconds = float(reply[1]["seconds"])
+                self._ready_at = max(self._ready_at, time.perf_counter())
+            return StartupReport(
+                seconds=self._ready_at - self._t_start,
+                worker_seconds=tuple(w.startup_seconds for w in self._workers),
+                workers=len(self._workers),
+            )
+
+    def close(self) -> None:
+        """Stop the workers and free the shared memory (idempotent)."""
+        with self._lock:
+            self._closed = True
+            for worker in self._workers:
+                worker.close()
+            self._workers = []
+            for arena in (self._arena, self._control):
+                if arena is not None:
+                    arena.close()
+            self._arena = self._control = None
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._workers) and all(w.proc.poll() is None for w in self._workers)
+
+    # ---- requests -------------------------------------------------------------------------------------
+    def arena(self, nbytes: int) -> Arena:
+        """A shared arena of at least ``nbytes`` (reused between requests; grown when too small)."""
+        with self._lock:
+            if self._arena is None or self._arena.size < nbytes:
+                if self._arena is not None:
+                    old = self._arena.path
+                    for worker in self._workers:
+                        if old in worker.arenas:
+                            worker.send(("forget", old))
+                            worker.arenas.discard(old)
+                    self._arena.close()
+                self._arena = Arena.create(max(nbytes, 1 << 20))
+            return self._arena
+
+    def run(
+        self,
+        key: str,
+        model_arrays: Mapping[str, np.ndarray],
+        layout: Mapping[str, tuple[int, tuple[int, ...], str]],
+        options: RunOptions,
+        nworld: int,
+        *,
+        timeout: float,
+        progress: Callable[[float], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> bool:
+        """Run a request laid out in `arena` over the workers, splitting worlds evenly.
+
+        Returns:
+            False if ``cancel`` was set before the end (results are then partial).
+        """
+        with self._lock:
+            self.wait_ready(timeout)
+            assert self._arena is not None and self._control is not None
+            ctl = self._control.views({"ctl": (0, (1 + _CONTROL_SLOTS,), "<i8")})["ctl"]
+            ctl[:] = 0
+            used = self._workers[: max(1, min(len(self._workers), nworld))]
+            bounds = np.linspace(0, nworld, len(used) + 1).round().astype(int)
+            option_fields = {f: getattr(options, f) for f in options.__dataclass_fields__}
+            for slot, worker in enumerate(used):
+                if (key, options.precision) not in worker.models:
+                    worker.send(("model", key, options.precision, dict(model_arrays)))
+                    worker.models.add((key, options.precision))
+                worker.arenas.add(self._arena.path)
+                worker.send(("run", {
+                    "key": key, "arena": self._arena.path, "layout": dict(layout), "options": option_fields,
+                    "w0": int(bounds[slot]), "w1": int(bounds[slot + 1]), "slot": slot,
+                    "control": self._control.path, "control_size": 1 + _CONTROL_SLOTS,
+                }))  # fmt: skip
+            deadline = time.monotonic() + timeout
+            pending = {w.recv_conn: w for w in used}
+            completed = True
+            errors: list[str] = []
+            while pending:
+                if cancel is not None and cancel.is_set():
+                    ctl[0] = 1
+                ready = wait(list(pending), timeout=0.05)
+                if progress is not None and options.steps > 0:
+                    done = sum(int(ctl[1 + s]) * int(bounds[s + 1] - bounds[s]) for s in range(len(used)))
+                    progress(done / (options.steps * max(nworld, 1)))
+                for conn in ready:
+                    worker = pending.pop(conn)
+                    try:
+                        reply = conn.recv()
+                    except (EOFError, OSError):
+                        self._abandon()
+                        raise WorkerError(worker.death_note(f"what-if worker {worker.index} died during a request")) from None
+                    if reply[0] == "error":
+                        errors.append(f"worker {worker.index}: {reply[1]}")
+                    elif not reply[1].get("completed", True):
+                        completed = False
+                if pending and time.monotonic() > deadline:
+                    self._abandon()
+                    raise WorkerError(
+                        f"what-if request took longer than {timeout:g} s ([whatif] timeout_s); the workers were "
+                        "restarted. Fix: fewer worlds or steps, or raise timeout_s"
+                    )
+                for worker in pending.values():
+                    if worker.proc.poll() is not None:
+                        self._abandon()
+                        raise WorkerError(worker.death_note(f"what-if worker {worker.index} died during a request"))
+            del ctl
+            if errors:
+                raise WorkerError("what-if workers failed:\n" + "\n".join(errors))
+            return completed
+
+    # ---- internals ----------------------------------------------------------------------------------
+    def _receive(self, worker: _Worker, deadline: float, what: str):
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerError(worker.death_note(f"what-if worker {worker.index} did not finish its {what} in time"))
+            if worker.recv_conn.poll(min(remaining, 0.2)):
+                try:
+                    return worker.recv_conn.recv()
+                except (EOFError, OSError):
+                    raise WorkerError(worker.death_note(f"what-if worker {worker.index} exited during {what}")) from None
+            if worker.proc.poll() is not None:
+                raise WorkerError(worker.death_note(f"what-if worker {worker.index} exited during {what}"))
+
+    def _abandon(self) -> None:
+        """Kill every worker after a failure (state unknown); the next request starts fresh ones."""
+        for worker in self._workers:
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+            worker.proc.wait(timeout=5.0)
+            worker.send_conn.close()
+            worker.recv_conn.close()
+        self._workers = []
+
+
+_pools: dict[tuple[str, int], WorkerPool] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(nworkers: int, *, python: str = "", precisions: tuple[str, ...] = ("float64",)) -> WorkerPool:
+    """The process-wide pool for this interpreter and worker count (started on first use).
+
+    ``precisions`` are the kernels loaded at start-up by a new pool; others load on first use.
+    """
+    key = (python or sys.executable, int(nworkers))
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None or pool._closed:
+            pool = WorkerPool(nworkers, python=python, precisions=precisions)
+            _pools[key] = pool
+    pool.start()
+    return pool
+
+
+def shutdown_pools() -> None:
+    """Stop every shared worker pool of this process (also runs at interpreter exit)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+atexit.register(shutdown_pools)

@@ -1,0 +1,112 @@
+"""`WhatIfSettings`: the ``[whatif]`` section of the twin configuration (documented in docs/SETTINGS.md)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import section_from_mapping
+
+__all__ = ["WhatIfSettings"]
+
+_PRECISIONS = ("float64", "float32")
+_LIMIT_MODES = ("spring", "off")
+
+
+@dataclass(frozen=True)
+class WhatIfSettings:
+    """Engine, integrator and verdict settings of the what-if engine (SI units; see docs/SETTINGS.md)."""
+
+    precision: str = "float64"
+    """Floating point of the kernels: "float64" (oracle-grade; on CPU as fast as float32) or "float32"."""
+    use_process_pool: bool = True
+    """Split batches over worker processes (a Warp CPU launch uses one core and holds the GIL)."""
+    workers: int = 0
+    """Worker processes; 0 = one per CPU core."""
+    worker_python: str = ""
+    """Interpreter for worker processes; "" = ``sys.executable`` (inside Kit: set to Kit's python)."""
+    warmup: bool = True
+    """Start the workers and load/compile the kernels in the background when an engine is created."""
+    memory_budget_mb: float = 2048.0
+    """Largest memory one request may use (inputs, recorded outputs, scratch), MiB; checked before launch."""
+    timeout_s: float = 300.0
+    """Longest a request may run before the workers are declared dead, s."""
+    chunk_steps: int = 500
+    """Steps per kernel launch (progress and cancellation granularity)."""
+    dt: float = 0.002
+    """Default integration step, s."""
+    record_every: int = 10
+    """Default recording decimation: keep every n-th step of q, qd, tau."""
+    samples: int = 32
+    """Default Monte-Carlo samples per variant (sample 0 is the mean state)."""
+    seed: int = 0
+    """Default random seed for Monte-Carlo sampling."""
+    settle_time: float = 0.5
+    """Simulated time after a trajectory command ends (holding its last waypoint), s."""
+    gravity_compensation: bool = True
+    """The robot's controller adds the gravity torque g(q) to its drives (as the Panda's firmware does)."""
+    velocity_feedforward: bool = True
+    """Drives track the command's velocity (kd (qd_target - qd)); false: kd (0 - qd), MuJoCo's plain servo."""
+    joint_limits: str = "spring"
+    """How position limits act: "spring" (one-sided critically damped spring-damper) or "off"."""
+    limit_time_constant: float = 0.02
+    """Time constant of the limit spring-damper, s (raised to 2 dt when smaller, as MuJoCo does)."""
+    friction_smoothing: float = 0.01
+    """Velocity scale eps of the smooth Coulomb friction -F tanh(qd / eps), rad/s | m/s."""
+    implicit_saturated_damping: bool = True
+    """Keep a saturated drive's kd in the implicit damping, as MuJoCo's implicitfast does (false: drop it,
+    the exact derivative of a clamped force)."""
+    position_tolerance_rad: float = 5e-3
+    """A revolute joint violates its limit when it is more than this beyond it, rad (absorbs the limit spring's
+    give when a joint is driven onto its stop at up to ~0.7 rad/s)."""
+    position_tolerance_m: float = 5e-4
+    """A prismatic joint violates its limit when it is more than this beyond it, m (a gripper closing onto its
+    stop at up to ~0.07 m/s is not a violation)."""
+    velocity_tolerance: float = 0.0
+    """A joint violates its speed limit when |qd| > (1 + this) * limit (fraction)."""
+    confidence: float = 0.95
+    """Confidence level of the Wilson interval on P(violation)."""
+    max_violation_probability: float = 0.0
+    """A variant passes when its observed violation fraction is at most this."""
+
+    def __post_init__(self) -> None:
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {self.precision!r}")
+        if self.joint_limits not in _LIMIT_MODES:
+            raise ValueError(f"joint_limits must be one of {list(_LIMIT_MODES)}, got {self.joint_limits!r}")
+        for name in ("memory_budget_mb", "timeout_s", "dt", "limit_time_constant", "friction_smoothing"):
+            positive(name)
+        for name in ("workers", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("chunk_steps", "record_every", "samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("settle_time", "position_tolerance_rad", "position_tolerance_m", "velocity_tolerance"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if not 0.0 <= self.max_violation_probability < 1.0:
+            raise ValueError(f"max_violation_probability must be in [0, 1), got {self.max_violation_probability}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> WhatIfSettings:
+        """Build from the ``[whatif]`` table; unknown keys are errors naming the valid ones."""
+        return section_from_mapping(cls, mapping, section="whatif")
+
+    def worker_count(self) -> int:
+        """Worker processes to start (0 when the pool is off)."""
+        import os
+
+        if not self.use_process_pool:
+            return 0
+        return self.workers or max(1, os.cpu_count() or 1)

@@ -1,0 +1,85 @@
+"""File-backed shared memory for requests: the parent writes inputs, workers write results in place.
+
+An `Arena` is one memory-mapped file (in ``/dev/shm`` when it exists, so it never touches a disk)
+holding named, 64-byte aligned NumPy arrays described by a *layout* ``{name: (offset, shape, dtype)}``
+that is small enough to send to a worker with each request. A plain mapped file (not
+``multiprocessing.shared_memory``) keeps Python 3.12's resource tracker from unlinking the parent's
+memory when a worker exits.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["Arena", "attach_arena", "plan_layout"]
+
+_ALIGN = 64
+
+
+def plan_layout(specs: Mapping[str, tuple[tuple[int, ...], str]]) -> tuple[dict[str, tuple[int, tuple[int, ...], str]], int]:
+    """Offsets for arrays ``{name: (shape, dtype)}``; returns ``(layout, total bytes)``."""
+    layout: dict[str, tuple[int, tuple[int, ...], str]] = {}
+    offset = 0
+    for name, (shape, dtype) in specs.items():
+        shape = tuple(int(x) for x in shape)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        layout[name] = (offset, shape, np.dtype(dtype).str)
+        offset += (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
+    return layout, max(offset, _ALIGN)
+
+
+class Arena:
+    """A mapped file of ``size`` bytes. Create with `Arena.create`, open in another process with `attach_arena`."""
+
+    def __init__(self, path: str, size: int, fd: int, owner: bool) -> None:
+        self.path = path
+        self.size = size
+        self._owner = owner
+        self._mmap = mmap.mmap(fd, size)
+        os.close(fd)
+
+    @classmethod
+    def create(cls, size: int) -> Arena:
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+        path = os.path.join(folder, f"twin_ext_whatif_{os.getpid()}_{uuid.uuid4().hex[:12]}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        return cls(path, size, fd, owner=True)
+
+    def views(self, layout: Mapping[str, tuple[int, tuple[int, ...], str]]) -> dict[str, np.ndarray]:
+        """NumPy arrays over the mapped memory for every entry of ``layout``."""
+        return {
+            name: np.ndarray(shape, dtype=np.dtype(dtype), buffer=self._mmap, offset=offset)
+            for name, (offset, shape, dtype) in layout.items()
+        }
+
+    def close(self) -> None:
+        """Unmap (and, for the creator, delete the file). Views must have been dropped."""
+        try:
+            self._mmap.close()
+        except BufferError:
+            pass  # a view is still alive somewhere; the mapping goes when it does
+        if self._owner:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self._owner = False
+
+
+def attach_arena(path: str) -> Arena:
+    """Map an existing arena file (in a worker)."""
+    fd = os.open(path, os.O_RDWR)
+    size = os.fstat(fd).st_size
+    return Arena(path, size, fd, owner=False)

@@ -1,0 +1,303 @@
+"""Verdicts: per-variant pass / fail / unknown from the in-kernel per-world statistics.
+
+Per world the kernel already reduced its whole time history to a few numbers (first violation steps,
+max tracking error, min margins), so a verdict is plain NumPy over ``[nsample, ndof]`` arrays.
+
+* ``unknown``: the base state is not trustworthy (the twin's snapshot is stale or lost) — the rollouts
+  are still run and reported, but they never *pass*.
+* ``fail``: the observed fraction of samples with any violation (position limit, speed limit, effort
+  saturation, numerical divergence) exceeds ``max_violation_probability`` (default 0: any violation).
+* ``pass``: otherwise.
+
+P(violation) comes with a Wilson score interval at ``confidence`` (it behaves well for 0 or n successes,
+unlike the normal approximation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+__all__ = ["KindSummary", "VariantVerdict", "WhatIfReport", "Violation", "wilson_interval", "STATUS_PASS", "STATUS_FAIL", "STATUS_UNKNOWN"]
+
+STATUS_PASS = "pass"
+STATUS_FAIL = "fail"
+STATUS_UNKNOWN = "unknown"
+_KINDS = (("position", "first_position_violation"), ("velocity", "first_velocity_violation"),
+          ("effort", "first_effort_saturation"))  # fmt: skip
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval ``(low, high)`` for ``k`` successes in ``n`` trials at ``confidence``."""
+    if n <= 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The first violation of one kind in one sample: ``kind`` (position|velocity|effort|diverged), ``joint``,
+    ``time`` s after the start."""
+
+    kind: str
+    joint: str
+    time: float
+
+
+@dataclass(frozen=True)
+class KindSummary:
+    """One kind of violation over a variant's samples: ``samples`` affected, the ``joints`` involved (most
+    affected first), and the earliest ``first_time`` (s, None if never)."""
+
+    samples: int
+    joints: tuple[str, ...]
+    first_time: float | None
+
+
+@dataclass(frozen=True)
+class VariantVerdict:
+    """The answer for one variant over its Monte-Carlo samples.
+
+    Attributes:
+        name: variant name. status: "pass" | "fail" | "unknown". reason: one line explaining the status.
+        samples: number of samples (worlds); sample 0 starts from the mean state.
+        violations: samples with any violation.
+        p_violation: ``violations / samples``. ci: Wilson interval on it at `confidence`.
+        by_kind: per kind (position, velocity, effort, diverged): a `KindSummary`.
+        time_to_violation: s, earliest violation over all samples (None: none).
+        nominal: first violations of sample 0 (the mean initial state), earliest first.
+        worst_sample: index of the sample with the earliest violation (or the smallest position margin).
+        worst: first violations of the worst sample, earliest first.
+        max_tracking_error: ``{joint: rad|m}``, max over samples.
+        min_position_margin, min_velocity_margin, min_effort_margin: ``{joint: value}``, min over samples
+            (negative = beyond the limit).
+        command_outside_limits: joints whose command targets lie outside their limits (flagged, allowed).
+        warnings: other remarks (e.g. the command itself exceeds a speed limit).
+    """
+
+    name: str
+    status: str
+    reason: str
+    samples: int
+    violations: int
+    p_violation: float
+    ci: tuple[float, float]
+    confidence: float
+    by_kind: dict[str, KindSummary]
+    time_to_violation: float | None
+    nominal: tuple[Violation, ...]
+    worst_sample: int
+    worst: tuple[Violation, ...]
+    max_tracking_error: dict[str, float]
+    min_position_margin: dict[str, float]
+    min_velocity_margin: dict[str, float]
+    min_effort_margin: dict[str, float]
+    command_outside_limits: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (non-finite numbers become None)."""
+
+        def clean(x):
+            if isinstance(x, float):
+                return x if math.isfinite(x) else None
+            if isinstance(x, dict):
+                return {k: clean(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [clean(v) for v in x]
+            if isinstance(x, Violation):
+                return {"kind": x.kind, "joint": x.joint, "time": clean(x.time)}
+            if isinstance(x, KindSummary):
+                return {"samples": x.samples, "joints": list(x.joints), "first_time": clean(x.first_time)}
+            return x
+
+        return {
+            "name": self.name, "status": self.status, "reason": self.reason, "samples": self.samples,
+            "violations": self.violations, "p_violation": clean(self.p_violation), "ci": clean(list(self.ci)),
+            "confidence": self.confidence, "by_kind": clean(dict(self.by_kind)), "time_to_violation": clean(self.time_to_violation),
+            "nominal": clean(list(self.nominal)), "worst_sample": self.worst_sample, "worst": clean(list(self.worst)),
+            "max_tracking_error": clean(self.max_tracking_error), "min_position_margin": clean(self.min_position_margin),
+            "min_velocity_margin": clean(self.min_velocity_margin), "min_effort_margin": clean(self.min_effort_margin),
+            "command_outside_limits": list(self.command_outside_limits), "warnings": list(self.warnings),
+        }  # fmt: skip
+
+
+def _sample_violations(rollout, w: int, dof_names: Sequence[str]) -> list[Violation]:
+    out = []
+    for kind, attr in _KINDS:
+        t = getattr(rollout, attr)[w]
+        if np.any(~np.isnan(t)):
+            j = int(np.nanargmin(t))
+            out.append(Violation(kind, dof_names[j], float(t[j])))
+    if not math.isnan(rollout.diverged_at[w]):
+        out.append(Violation("diverged", "", float(rollout.diverged_at[w])))
+    return sorted(out, key=lambda v: v.time)
+
+
+def variant_verdict(
+    rollout,
+    worlds: np.ndarray,
+    *,
+    name: str,
+    trusted: bool,
+    untrusted_reason: str,
+    confidence: float,
+    max_violation_probability: float,
+    command_outside_limits: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+) -> VariantVerdict:
+    """Reduce the worlds ``worlds`` (sample 0 first) of ``rollout`` to a `VariantVerdict`."""
+    names = rollout.dof_names
+    first = rollout.first_violation[worlds]
+    diverged = ~np.isnan(rollout.diverged_at[worlds])
+    violated = ~np.isnan(first) | diverged
+    n, k = len(worlds), int(violated.sum())
+    by_kind: dict[str, KindSummary] = {}
+    for kind, attr in _KINDS:
+        t = getattr(rollout, attr)[worlds]  # [n, ndof]
+        hit = ~np.isnan(t)
+        per_joint = hit.sum(axis=0)
+        order = [j for j in np.argsort(-per_joint, kind="stable") if per_joint[j] > 0]
+        by_kind[kind] = KindSummary(int(hit.any(axis=1).sum()), tuple(names[j] for j in order),
+                                    float(np.nanmin(t)) if hit.any() else None)  # fmt: skip
+    by_kind["diverged"] = KindSummary(int(diverged.sum()), (),
+                                      float(np.nanmin(rollout.diverged_at[worlds])) if diverged.any() else None)
+    p = k / n if n else 0.0
+    ci = wilson_interval(k, n, confidence)
+    if k:
+        times = np.where(np.isnan(first), np.inf, first)
+        times = np.where(diverged, np.minimum(times, rollout.diverged_at[worlds]), times)
+        worst_local = int(np.argmin(times))
+        ttv = float(times[worst_local])
+    else:
+        pos = rollout.min_position_margin[worlds]
+        worst_local = int(np.argmin(pos.min(axis=1))) if pos.size else 0
+        ttv = None
+    if not trusted:
+        status, reason = STATUS_UNKNOWN, untrusted_reason
+    elif by_kind["diverged"].samples:
+        status = STATUS_FAIL
+        reason = f"{by_kind['diverged'].samples} of {n} samples diverged numerically (check dt and gains)"
+    elif p > max_violation_probability:
+        kinds = "; ".join(f"{kind}: {', '.join(ks.joints) or '-'} in {ks.samples}" for kind, ks in by_kind.items()
+                          if ks.samples)  # fmt: skip
+        status = STATUS_FAIL
+        reason = f"{k} of {n} samples violate a limit ({kinds}); first at {ttv:.3f} s"
+    else:
+        status = STATUS_PASS
+        reason = f"no limit violated in {n} samples" if k == 0 else (
+            f"{k} of {n} samples violate a limit, within max_violation_probability {max_violation_probability:g}")
+    w = worlds
+    return VariantVerdict(
+        name=name, status=status, reason=reason, samples=n, violations=k, p_violation=p, ci=ci,
+        confidence=confidence, by_kind=by_kind, time_to_violation=ttv,
+        nominal=tuple(_sample_violations(rollout, int(w[0]), names)), worst_sample=worst_local,
+        worst=tuple(_sample_violations(rollout, int(w[worst_local]), names)),
+        max_tracking_error=dict(zip(names, rollout.max_tracking_error[w].max(axis=0).tolist())),
+        min_position_margin=dict(zip(names, rollout.min_position_margin[w].min(axis=0).tolist())),
+        min_velocity_margin=dict(zip(names, rollout.min_velocity_margin[w].min(axis=0).tolist())),
+        min_effort_margin=dict(zip(names, rollout.min_effort_margin[w].min(axis=0).tolist())),
+        command_outside_limits=tuple(command_outside_limits), warnings=tuple(warnings),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class WhatIfReport:
+    """All variants of one scenario run.
+
+    Attributes:
+        scenario: scenario name. robot: robot name.
+        base_health: health of the base state ("ok", "stale", "lost", or "given").
+        dt: s. steps: steps simulated. horizon: s (``steps * dt``).
+        variants: one `VariantVerdict` per variant, in scenario order.
+        compute_seconds: kernel wall time, s. total_seconds: request wall time including set-up, s.
+        rollout: the underlying `Rollout` (recorded trajectories of every world), or None.
+        world_variant: ``[nworld]`` variant index of each world of `rollout`.
+    """
+
+    scenario: str
+    robot: str
+    base_health: str
+    dt: float
+    steps: int
+    variants: tuple[VariantVerdict, ...]
+    compute_seconds: float
+    total_seconds: float
+    rollout: Any = field(default=None, repr=False)
+    world_variant: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> str:
+        """Overall: "unknown" if any variant is unknown, else "fail" if any fails, else "pass"."""
+        statuses = {v.status for v in self.variants}
+        if STATUS_UNKNOWN in statuses:
+            return STATUS_UNKNOWN
+        return STATUS_FAIL if STATUS_FAIL in statuses else STATUS_PASS
+
+    @property
+    def horizon(self) -> float:
+        return self.steps * self.dt
+
+    def variant(self, name: str) -> VariantVerdict:
+        """The verdict of the variant named ``name``."""
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"no variant {name!r}; variants are {[v.name for v in self.variants]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the format of the twin's ``whatif/result`` message)."""
+        return {
+            "schema": "twin_ext.whatif.report/1", "scenario": self.scenario, "robot": self.robot,
+            "status": self.status, "base_health": self.base_health, "dt": self.dt, "steps": self.steps,
+            "horizon": self.horizon, "compute_seconds": self.compute_seconds, "total_seconds": self.total_seconds,
+            "variants": [v.to_dict() for v in self.variants],
+        }  # fmt: skip
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def summary(self) -> str:
+        """A readable multi-line summary: one line per variant, then the details of failures."""
+        lines = [
+            f"what-if {self.scenario!r} on {self.robot}: {self.status.upper()}  (base state {self.base_health}; "
+            f"{self.horizon:.2f} s at dt {self.dt * 1e3:g} ms; {sum(v.samples for v in self.variants)} rollouts in "
+            f"{self.total_seconds * 1e3:.0f} ms)",
+            f"  {'variant':<28}{'status':<9}{'P(violation)':>16}  {'CI':<15}{'first violation (worst sample)'}",
+        ]
+        for v in self.variants:
+            ci = f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}]"
+            first = "-"
+            if v.worst:
+                x = v.worst[0]
+                first = f"{x.kind} {x.joint} at {x.time:.3f} s".replace("  ", " ")
+            count = f"({v.violations}/{v.samples})"
+            lines.append(f"  {v.name[:27]:<28}{v.status:<9}{v.p_violation:>6.2f} {count:>9}  {ci:<15}{first}")
+        for v in self.variants:
+            extra = []
+            if v.status != STATUS_PASS:
+                extra.append(f"    {v.reason}")
+            if v.command_outside_limits:
+                extra.append(f"    command outside limits on: {', '.join(v.command_outside_limits)}")
+            for w in v.warnings:
+                extra.append(f"    warning: {w}")
+            if v.worst and v.status != STATUS_PASS:
+                margins = sorted(v.min_position_margin.items(), key=lambda kv: kv[1])[:2]
+                extra.append("    closest to a position limit: " + ", ".join(f"{j} {m:+.4f}" for j, m in margins))
+                track = max(v.max_tracking_error.items(), key=lambda kv: kv[1])
+                extra.append(f"    largest tracking error: {track[0]} {track[1]:.4f}")
+            if extra:
+                lines.append(f"  {v.name}:")
+                lines.extend(extra)
+        return "\n".join(lines)
