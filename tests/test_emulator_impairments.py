@@ -151,7 +151,7 @@ def test_bursty_loss_rate_and_burst_length_match_the_profile():
 
 def test_independent_loss_when_burst_is_zero():
     """burst = 0: Bernoulli losses (rate = loss; P(lost | previous lost) = loss), 5 standard errors."""
-    ch, _, fates = _run(ImpairmentProfile(loss=0.1))
+    _, _, fates = _run(ImpairmentProfile(loss=0.1))
     lost = np.array([not f for f in fates])
     se = math.sqrt(0.1 * 0.9 / N)
     assert abs(lost.mean() - 0.1) < 5 * se
@@ -192,7 +192,7 @@ def test_jitter_reorders_adjacent_messages_at_the_analytic_rate():
     arrives after k+1 with probability P(d_k - d_(k+1) > 5 ms), integrated numerically from the Erlang density;
     the observed rate is within 6 binomial SE (adjacent pairs are weakly dependent)."""
     profile = ImpairmentProfile(latency_ms=20.0, jitter_ms=10.0)
-    _, send, fates = _run(profile, n=100_000)
+    _, _, fates = _run(profile, n=100_000)
     arr = np.array([f[0][0] for f in fates])
     inverted = arr[:-1] > arr[1:]
     x = np.linspace(0.0, 200.0, 400_001)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin_ext.telemetry import McapReplay, TelemetryIngest, TelemetrySettings, decode
+from twin_ext.telemetry import McapReplay, TelemetryIngest, TelemetrySettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "recordings" / "panda_pick_place_standard.mcap"

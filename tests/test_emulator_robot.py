@@ -10,16 +10,16 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from twin_ext.emulator import (  # noqa: E402
+from twin_ext.emulator import (
     EmulatedRobot,
     EmulatorError,
     EmulatorSettings,
     ImpairmentProfile,
 )
-from twin_ext.emulator.impairments import ClockJump, Restart  # noqa: E402
-from twin_ext.telemetry import TelemetryIngest, TelemetrySettings, decode, decode_birth, decode_status  # noqa: E402
-from twin_ext.telemetry.commands import MoveTo, Resume, SpeedOverride, Stop, encode_command  # noqa: E402
-from twin_ext.trajectory import JointTrajectory  # noqa: E402
+from twin_ext.emulator.impairments import ClockJump, Restart
+from twin_ext.telemetry import TelemetryIngest, TelemetrySettings, decode, decode_birth, decode_status
+from twin_ext.telemetry.commands import MoveTo, Resume, SpeedOverride, Stop, encode_command
+from twin_ext.trajectory import JointTrajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDARD = ImpairmentProfile.from_toml(ROOT / "config" / "impairments" / "standard.toml")
@@ -283,7 +283,7 @@ def test_bad_arguments_are_clear_errors():
 def test_truth_interpolation_matches_the_steps(clean_sim):
     """Truth.interpolate returns the recorded rows at step times and blends linearly between them."""
     truth = clean_sim.truth
-    q, qd = truth.interpolate(truth.t_ns[[10, 20]])
+    q, _ = truth.interpolate(truth.t_ns[[10, 20]])
     np.testing.assert_array_equal(q, truth.q[[10, 20]])
     mid, _ = truth.interpolate(truth.t_ns[10] + 500_000)
     np.testing.assert_allclose(mid, 0.5 * (truth.q[10] + truth.q[11]), atol=1e-15)

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.info("interrupted")
         return 0
-    except Exception as exc:  # noqa: BLE001 -- the CLI reports errors as one line, never a traceback
+    except Exception as exc:  # the CLI reports known errors as one line, never a traceback
         from .impairments import ImpairmentError
         from .robot import EmulatorError
         from .settings import EmulatorSettingsError

@@ -151,16 +151,16 @@ class LiveRun:
         self.connect_error = None
         where = f"{self.host}:{self.port}"
         advice = (
-            "start a broker there (e.g. `mosquitto -p {port}`), point --broker at a running one, "
+            f"start a broker there (e.g. `mosquitto -p {self.port}`), point --broker at a running one, "
             "or add --embedded-broker to run one inside the emulator"
-        ).format(port=self.port)
+        )
         try:
             client.connect(self.host, self.port, keepalive=self.settings.keepalive)
         except ConnectionRefusedError:
             raise EmulatorError(f"no MQTT broker at {_redacted(self.url)} (connection refused to {where}); {advice}") from None
         except socket.gaierror as exc:
             raise EmulatorError(f"cannot resolve the broker host {self.host!r} ({exc.strerror}); check --broker") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:  # socket.timeout is an alias
             raise EmulatorError(f"the broker at {_redacted(self.url)} did not answer within {_CONNECT_TIMEOUT_S:g} s; {advice}") from None
         except OSError as exc:
             raise EmulatorError(f"cannot connect to the broker at {_redacted(self.url)}: {exc.strerror or exc}; {advice}") from None

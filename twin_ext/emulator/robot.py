@@ -26,7 +26,6 @@ import math
 import queue
 import random
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -480,7 +479,7 @@ class _Engine:
     def step(self) -> None:
         t = self.step_ns()
         while self.events and self.events[0][0] <= t:
-            at, _, kind, value = heapq.heappop(self.events)
+            _, _, kind, value = heapq.heappop(self.events)
             self._handle_event(t, kind, value)
         while self.commands and self.commands[0][0] <= t:
             _, command = self.commands.popleft()

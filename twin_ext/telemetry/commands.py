@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = [
     "COMMAND_SCHEMA_VERSION",
@@ -111,7 +110,7 @@ class MoveTo:
     id: str = ""
 
 
-Command = Union[SpeedOverride, Stop, Resume, MoveTo]
+Command = SpeedOverride | Stop | Resume | MoveTo
 
 _TYPES: dict[str, tuple[type, tuple[str, ...], tuple[str, ...]]] = {
     # type name: (class, required keys, optional keys) -- "v" and "type" are always required
