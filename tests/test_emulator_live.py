@@ -206,6 +206,25 @@ def test_restart_and_clock_jump_triggers(broker):
     assert (np.abs(steps - 1_005_000_000) < 1_000_000).sum() == 1  # one 5 ms step carries the +1 s jump
 
 
+def test_broker_restart_is_survived_and_the_robot_reannounces(broker):
+    """Mosquitto restarted (without persistence: retained messages lost) mid-run: the robot reconnects on its
+    own, republishes its retained birth and online status with the same boot id, and keeps publishing."""
+    observer = Observer(broker.url)
+    robot = EmulatedRobot(profile=ImpairmentProfile())
+    try:
+        robot.start(broker.url)
+        _, _, first, _ = observer.wait_for(_is("birth"), "birth")
+        _count_states(observer, 40)
+        broker.restart(down_s=0.5)
+        _, _, again, _ = observer.wait_for(_is("birth"), "the birth again after the restart")
+        _count_states(observer, 40)
+    finally:
+        summary = robot.stop()
+        observer.close()
+    assert decode_birth(again).boot_id == decode_birth(first).boot_id and summary.boots == 1
+    assert summary.publish_errors > 0  # samples due while the broker was away could not be sent
+
+
 def test_live_truth_is_recorded_and_matches_the_telemetry(broker, tmp_path):
     """Ground truth goes to MCAP (channel truth/joint_states, 1 kHz, host ns + robot ns); with no impairments
     each published sample equals the truth record with its stamp, bit for bit."""

@@ -107,7 +107,7 @@ class LiveRun:
             client.username_pw_set(self.user, self.password)
         will = codecs.encode_status(messages.Status(robot_id=s.robot_id, state="offline", boot_id=boot_id))
         client.will_set(self.topics.status, will, qos=_CONTROL_QOS, retain=True)
-        client.reconnect_delay_set(min_delay=0.5, max_delay=5)
+        client.reconnect_delay_set(min_delay=0.25, max_delay=2)  # a robot wants its broker back quickly
         client.max_inflight_messages_set(1000)
         first = [True]
 
