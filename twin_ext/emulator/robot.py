@@ -663,8 +663,22 @@ class EmulatedRobot:
         """Live: end the run (publishes ``offline`` and disconnects)."""
         self._stop.set()
 
-    def start(self, broker_url: str, *, timeout_s: float = 10.0, **run_kwargs: Any) -> None:
-        """Run live in a background thread; returns once connected (raises `EmulatorError` if not)."""
+    def start(
+        self,
+        broker_url: str,
+        *,
+        duration_s: float | None = None,
+        seed: int | None = None,
+        truth: str | Path | Any | None = None,
+        progress_every_s: float = 5.0,
+        timeout_s: float = 10.0,
+    ) -> None:
+        """Run live in a background thread (arguments as `run`); returns once connected and publishing.
+
+        Raises:
+            EmulatorError: the broker is unreachable or refused us, or nothing happened within ``timeout_s`` s.
+        """
+        run_kwargs = dict(duration_s=duration_s, seed=seed, truth=truth, progress_every_s=progress_every_s)
         if self._thread is not None and self._thread.is_alive():
             raise EmulatorError("this emulated robot is already running; call stop() first")
         self._stop.clear()
@@ -673,7 +687,7 @@ class EmulatedRobot:
 
         def main() -> None:
             try:
-                self._result = self.run(broker_url, **run_kwargs)
+                self._result = self._run_live(broker_url, **run_kwargs)
             except BaseException as exc:  # reported by start()/stop()
                 self._result = exc
                 self._ready.set()
@@ -727,7 +741,12 @@ class EmulatedRobot:
         Raises:
             EmulatorError: bad URL, unreachable broker, refused connection.
         """
+        self._stop.clear()  # a stop requested for an earlier run does not end this one
+        return self._run_live(
+            broker_url, duration_s=duration_s, seed=seed, truth=truth, progress_every_s=progress_every_s
+        )
+
+    def _run_live(self, broker_url: str, **kwargs: Any) -> RunSummary:
         from ._live import LiveRun
 
-        run = LiveRun(self, broker_url, duration_s=duration_s, seed=seed, truth=truth, progress_every_s=progress_every_s)
-        return run.execute()
+        return LiveRun(self, broker_url, **kwargs).execute()
