@@ -257,7 +257,7 @@ def truth_record(
 
 
 def truth_records(truth: Truth, *, rate_hz: float) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(log_time_ns, record)`` of `Truth` rows decimated to ``rate_hz`` (for MCAP recording)."""
+    """``(log_time_ns, record)`` of every ``round(1 / (rate_hz * dt))``-th `Truth` row (for MCAP recording)."""
     if len(truth) < 2:
         every = 1
     else:
