@@ -366,14 +366,15 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                 elim = effort_limit[b]
                 u = kp * (qt - qb) + kd * (qdt - qdb)
                 margin = elim - wp.abs(u)
+                ddiag = set_damping[ws, b]
+                # the servo's kd is implicit only while its own force is not clamped (MuJoCo 4 does the same)
+                if margin > zero or drive_implicit_saturated != 0:
+                    ddiag = ddiag + kd
                 tau = wp.clamp(u, -elim, elim)
                 if gravcomp != 0:
                     u2 = tau + s_gq[w, b]
                     margin = wp.min(margin, elim - wp.abs(u2))
                     tau = wp.clamp(u2, -elim, elim)
-                ddiag = set_damping[ws, b]
-                if margin >= zero or drive_implicit_saturated != 0:
-                    ddiag = ddiag + kd
                 force = tau - set_damping[ws, b] * qdb
                 fr = set_friction[ws, b]
                 if fr > zero:

@@ -55,9 +55,9 @@ class WhatIfSettings:
     """Time constant of the limit spring-damper, s (raised to 2 dt when smaller, as MuJoCo does)."""
     friction_smoothing: float = 0.01
     """Velocity scale eps of the smooth Coulomb friction -F tanh(qd / eps), rad/s | m/s."""
-    implicit_saturated_damping: bool = True
-    """Keep a saturated drive's kd in the implicit damping, as MuJoCo's implicitfast does (false: drop it,
-    the exact derivative of a clamped force)."""
+    implicit_saturated_damping: bool = False
+    """Keep a drive's kd in the implicit damping while its force is clamped (false: drop it -- the exact
+    derivative of a clamped force, and what MuJoCo 4's implicitfast does)."""
     position_tolerance_rad: float = 5e-3
     """A revolute joint violates its limit when it is more than this beyond it, rad (absorbs the limit spring's
     give when a joint is driven onto its stop at up to ~0.7 rad/s)."""
