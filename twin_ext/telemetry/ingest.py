@@ -185,6 +185,9 @@ class TelemetryIngest:
         )  # fmt: skip
         self._clock_jumps_seen = 0
         self._recording_failed = False
+        self._max_bytes = s.max_payload_bytes  # hot-path copies of settings
+        self._state_capacity = s.state_buffer
+        self._require_birth = s.require_birth
 
     @classmethod
     def from_settings(
@@ -340,9 +343,9 @@ class TelemetryIngest:
 
     def _on_state(self, topic: str, robot_id: str, payload: bytes, arrival_ns: int) -> None:
         names_model = self.model if self.model is not None else self._birth
-        if names_model is None and self.settings.require_birth:
+        if names_model is None and self._require_birth:
             raise TelemetryError(RejectReason.NO_BIRTH, f"joint state before the birth of robot {robot_id!r}")
-        msg = decode(payload, model=names_model, max_bytes=self.settings.max_payload_bytes)
+        msg = decode(payload, model=names_model, max_bytes=self._max_bytes)
         if msg.robot_id != robot_id:
             raise TelemetryError(RejectReason.WRONG_ROBOT, f"payload robot_id {msg.robot_id!r} differs from the topic's {robot_id!r}")
         tracker = self._seq
@@ -366,7 +369,7 @@ class TelemetryIngest:
         self._latest = received
         with self._buffer_lock:
             states = self._states
-            if len(states) >= self.settings.state_buffer:
+            if len(states) >= self._state_capacity:
                 states.popleft()
                 n["states_dropped"] += 1
             states.append(received)

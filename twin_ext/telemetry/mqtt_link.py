@@ -95,11 +95,22 @@ class LinkHealth:
     session_present: bool
 
 
+def _set_tcp_nodelay(client: Any, userdata: Any, sock: Any) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (e.g. a proxy wrapper): keep the default
+        pass
+
+
 class _TwinClient(mqtt.Client):
     """paho Client with batched socket reads and the last connection error kept for messages."""
 
-    def __init__(self, *args: Any, batched_reads: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, batched_reads: bool = True, tcp_nodelay: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if tcp_nodelay:
+            # Acks and small publishes go out at once instead of waiting for Nagle's algorithm
+            # (which, with the peer's delayed ACKs, adds up to tens of ms on a quiet link).
+            self.on_socket_open = _set_tcp_nodelay
         self._tw_batched = batched_reads and BATCHED_READS_AVAILABLE
         self._tw_buf = b""
         self._tw_pos = 0
