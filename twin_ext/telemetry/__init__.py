@@ -45,15 +45,22 @@ __all__ = [
     # settings
     "BrokerSettings", "TelemetrySettings", "ClockSettings", "SettingsError",
     # lazily imported
-    "MqttLink", "LinkState", "LinkHealth", "McapRecorder", "McapReplay",
+    "MqttLink", "LinkState", "LinkHealth", "LinkConfigError", "McapRecorder", "McapReplay", "RecordingError",
+    "EmbeddedBroker", "EmbeddedBrokerError", "Command", "CommandError",
 ]  # fmt: skip
 
 _LAZY = {
     "MqttLink": ".mqtt_link",
     "LinkState": ".mqtt_link",
     "LinkHealth": ".mqtt_link",
+    "LinkConfigError": ".mqtt_link",
     "McapRecorder": ".recording",
     "McapReplay": ".recording",
+    "RecordingError": ".recording",
+    "EmbeddedBroker": ".embedded_broker",  # amqtt: only for the zero-setup demo
+    "EmbeddedBrokerError": ".embedded_broker",
+    "Command": ".commands",  # twin -> robot command schema (twin_ext.telemetry.commands)
+    "CommandError": ".commands",
 }
 
 
