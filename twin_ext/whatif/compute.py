@@ -19,7 +19,7 @@ from . import kernels
 __all__ = ["MODEL_ARRAYS", "REQUEST_ARRAYS", "WORLD_ARRAYS", "Executor", "RunOptions"]
 
 MODEL_ARRAYS = (
-    "parent", "joint_type", "parent_rot", "parent_pos", "gravity", "lower", "upper", "vel_limit",
+    "parent", "parent_slot", "joint_type", "parent_rot", "parent_pos", "gravity", "lower", "upper", "vel_limit",
     "effort_limit", "armature", "pos_tol", "vel_tol",
 )  # fmt: skip
 """Per-robot arrays, sent once to each worker."""
@@ -49,7 +49,7 @@ WORLD_ARRAYS = frozenset(
 _VEC3 = frozenset({"parent_pos", "set_moment", "set_wrench_point", "set_wrench_force", "set_wrench_torque"})
 _MAT33 = frozenset({"parent_rot", "set_inertia"})
 _SCRATCH = (("mat33", "rot"),) + tuple(("vec3", n) for n in (
-    "pos", "axis", "mom", "vw", "vv", "aw", "av", "fn", "ff", "gn", "gf")) + (
+    "pos", "axis", "mom", "vw", "vv", "aw", "av", "fn", "ff")) + (
     ("scalar", "cm"), ("vec3", "ch"), ("mat33", "ci"), ("scalar", "rhs"), ("scalar", "tau"), ("scalar", "gq"))  # fmt: skip
 
 
@@ -68,12 +68,13 @@ class RunOptions:
     limit_active: bool
     implicit_saturated: bool
     chunk_steps: int
+    specialized: bool = True
 
 
 def scratch_bytes_per_world(nb: int, precision: str) -> int:
     """Bytes of kernel scratch one world needs."""
     size = 8 if precision == "float64" else 4
-    return size * nb * (2 * 9 + 12 * 3 + 3 + 1 + 3 + nb)
+    return size * (nb + 1) * (2 * 9 + 10 * 3 + 3 + 1 + nb)
 
 
 class Executor:
@@ -82,6 +83,7 @@ class Executor:
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
         self._models: dict[tuple[str, str], dict[str, object]] = {}
+        self._shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._scratch: dict[tuple[str, int], tuple[int, list]] = {}
 
     def warm_up(self, precision: str) -> float:
@@ -116,6 +118,27 @@ class Executor:
                 dt = mat33 if name in _MAT33 else vec3 if name in _VEC3 else scalar
                 out[name] = wp.array(np.ascontiguousarray(a, dtype=npdt), dtype=dt, device=self.device)
         self._models[(key, precision)] = out
+        self._shapes[key] = (tuple(int(x) for x in arrays["parent"]), tuple(int(x) for x in arrays["joint_type"]))
+
+    def kernel_for(self, key: str, options: RunOptions):
+        """The kernel a request runs on: specialised to the robot's shape for rollouts, else the generic one."""
+        if options.mode == kernels.MODE_ROLLOUT and options.specialized:
+            from .specialized import get_specialized_kernel
+
+            parent, joint_type = self._shapes[key]
+            return get_specialized_kernel(parent, joint_type, options.precision)
+        return kernels.get_kernels(options.precision)
+
+    def prepare(self, key: str, precision: str, specialized: bool) -> float:
+        """Load (compile on a cold cache) the kernels ``key``'s rollouts need; returns seconds taken."""
+        t0 = time.perf_counter()
+        options = RunOptions(precision, kernels.MODE_ROLLOUT, 1e-3, 1, 0, False, 0.01, 50.0, True, False, 1, specialized)
+        self.kernel_for(key, options)
+        if specialized:
+            # a one-world, one-step launch loads the compiled module now rather than on the first request
+            nb = len(self._shapes[key][0])
+            self.run(key, _probe_request(precision, nb), options, 0, 1)
+        return time.perf_counter() - t0
 
     def run(
         self,
@@ -143,7 +166,7 @@ class Executor:
         if w1 <= w0:
             return True
         wp = kernels.init_warp()
-        kernel = kernels.get_kernels(options.precision)
+        kernel = self.kernel_for(key, options)
         model = self._models[(key, options.precision)]
         scalar, vec3, mat33, npdt = _types(wp, options.precision)
         n = w1 - w0
@@ -189,7 +212,7 @@ class Executor:
             scalar, vec3, mat33, _ = _types(wp, precision)
             kinds = {"scalar": scalar, "vec3": vec3, "mat33": mat33}
             cap = max(n, 2 * cap)
-            arrs = [wp.zeros((cap, nb), dtype=kinds[k], device=self.device) for k, _ in _SCRATCH]
+            arrs = [wp.zeros((cap, nb + 1), dtype=kinds[k], device=self.device) for k, _ in _SCRATCH]
             arrs.append(wp.zeros((cap, nb, nb), dtype=scalar, device=self.device))
             self._scratch[(precision, nb)] = (cap, arrs)
         return [a[:n] for a in arrs]
@@ -204,12 +227,34 @@ def _types(wp, precision: str):
 def _tiny_model() -> dict[str, np.ndarray]:
     """A one-dof pendulum for warm-up launches."""
     return {
-        "parent": np.array([-1], dtype=np.int32), "joint_type": np.array([1], dtype=np.int32),
+        "parent": np.array([-1], dtype=np.int32), "parent_slot": np.array([1], dtype=np.int32), "joint_type": np.array([1], dtype=np.int32),
         "parent_rot": np.eye(3)[None], "parent_pos": np.zeros((1, 3)), "gravity": np.array([0.0, 0.0, -9.81]),
         "lower": np.array([-1.0]), "upper": np.array([1.0]), "vel_limit": np.array([1e30]),
         "effort_limit": np.array([1e30]), "armature": np.array([0.1]), "pos_tol": np.array([0.0]),
         "vel_tol": np.array([0.0]),
     }  # fmt: skip
+
+
+def _probe_request(precision: str, nb: int) -> dict[str, np.ndarray]:
+    """A one-world request of ``nb`` dofs (rest state, zero gains) used to load a kernel."""
+    f = np.float64 if precision == "float64" else np.float32
+    arrays = _tiny_request(precision)
+    for name, arr in list(arrays.items()):
+        shape = list(arr.shape)
+        if name in ("set_mass", "set_moment", "set_inertia", "set_kp", "set_kd", "set_damping", "set_friction", "q",
+                    "qd", "first_pos", "first_vel", "first_eff", "max_track", "min_pos_margin", "min_vel_margin",
+                    "min_eff_margin", "eval_qdd", "eval_bias"):
+            shape[1] = nb
+        elif name in ("target_q", "target_qd", "out_q", "out_qd", "out_tau"):
+            shape[2] = nb
+        if shape != list(arr.shape):
+            fill = arr.flat[0] if arr.size else 0
+            arrays[name] = np.full(shape, fill, dtype=arr.dtype)
+    arrays["set_kp"][:] = 0
+    arrays["set_kd"][:] = 0
+    arrays["set_mass"][:] = 1
+    arrays["set_inertia"] = np.tile(np.eye(3, dtype=f) * 0.01, (1, nb, 1, 1))
+    return arrays
 
 
 def _tiny_request(precision: str) -> dict[str, np.ndarray]:

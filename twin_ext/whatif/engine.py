@@ -25,7 +25,7 @@ from ..robot import JointType, RobotModel
 from . import kernels
 from .articulation import ArticulatedTree, tree_from_robot
 from .compute import MODEL_ARRAYS, Executor, RunOptions, scratch_bytes_per_world
-from .errors import WhatIfError
+from .errors import WhatIfError, WorkerError
 from .settings import WhatIfSettings
 from .shared import plan_layout
 from .variants import Variant, parameter_sets
@@ -146,49 +146,65 @@ class WhatIfEngine:
         self._lock = threading.Lock()
         self._executor: Executor | None = None
         self._pool = None
-        self._warm_thread: threading.Thread | None = None
-        self._warm_error: BaseException | None = None
         self._t_created = time.perf_counter()
-        self._startup_seconds: float | None = None
+        self._startup: dict[str, float | int] | None = None
+        self._ready = threading.Event()
+        self._warm_error: BaseException | None = None
+        self._warm_thread: threading.Thread | None = None
         nworkers = self.settings.worker_count() if self.device == "cpu" else 0
         if nworkers > 0:
             from .pool import shared_pool
 
-            self._pool = shared_pool(nworkers, python=self.settings.worker_python, precisions=(self.settings.precision,))
+            self._pool = shared_pool(nworkers, python=self.settings.worker_python, precisions=())
         else:
             self._executor = Executor(self.device)
-            if self.settings.warmup:
-                self._warm_thread = threading.Thread(target=self._warm_in_process, name="twin_ext-whatif-warmup", daemon=True)
-                self._warm_thread.start()
+        if self.settings.warmup:
+            self._warm_thread = threading.Thread(target=self._prepare, name="twin_ext-whatif-warmup", daemon=True)
+            self._warm_thread.start()
 
     # ---- lifecycle -------------------------------------------------------------------------------------
-    def _warm_in_process(self) -> None:
+    def _prepare(self) -> None:
+        """Load (on a cold cache: compile) this robot's rollout kernel in the workers or in-process."""
+        s = self.settings
         try:
-            assert self._executor is not None
-            self._executor.warm_up(self.settings.precision)
-        except BaseException as exc:  # reported by wait_ready
+            t0 = time.perf_counter()
+            if self._pool is not None:
+                kernel_seconds = self._pool.prepare(self.model_key, self._model_arrays, s.precision, s.specialize,
+                                                    timeout=max(s.timeout_s, 600.0))  # fmt: skip
+                workers = self._pool.nworkers
+            else:
+                assert self._executor is not None
+                if not self._executor.has_model(self.model_key, s.precision):
+                    self._executor.set_model(self.model_key, s.precision, self._model_arrays)
+                kernel_seconds = self._executor.prepare(self.model_key, s.precision, s.specialize)
+                workers = 0
+            self._startup = {"seconds": time.perf_counter() - self._t_created, "kernel_seconds": kernel_seconds,
+                             "prepare_seconds": time.perf_counter() - t0, "workers": workers}  # fmt: skip
+        except BaseException as exc:  # reported by wait_ready and by the next request
             self._warm_error = exc
+        finally:
+            self._ready.set()
 
     def wait_ready(self, timeout: float | None = None) -> dict[str, float | int]:
-        """Block until the kernels are loaded; returns ``{"seconds", "workers"}`` (start-up wall time, s).
+        """Block until this robot's kernels are loaded (compiled on a cold cache) in every worker.
+
+        Returns:
+            ``{"seconds": s from engine creation to ready, "kernel_seconds": s spent loading/compiling kernels,
+            "workers": worker processes (0 = in-process)}``.
 
         Raises:
-            WorkerError: a worker could not start (its log is quoted).
+            WorkerError: a worker could not start or load the kernels (its log is quoted).
         """
-        timeout = self.settings.timeout_s if timeout is None else timeout
-        if self._pool is not None:
-            report = self._pool.wait_ready(timeout)
-            return {"seconds": report.seconds, "workers": report.workers}
-        if self._warm_thread is not None:
-            self._warm_thread.join(timeout)
-            if self._warm_error is not None:
-                raise self._warm_error
-        elif self._startup_seconds is None:
-            assert self._executor is not None
-            self._executor.warm_up(self.settings.precision)
-        if self._startup_seconds is None:
-            self._startup_seconds = time.perf_counter() - self._t_created
-        return {"seconds": self._startup_seconds, "workers": 0}
+        if self._warm_thread is None:  # warm-up off: prepare now, in this thread
+            self._warm_thread = threading.current_thread()
+            self._prepare()
+        timeout = max(self.settings.timeout_s, 600.0) if timeout is None else timeout
+        if not self._ready.wait(timeout):
+            raise WorkerError(f"the what-if kernels were not ready after {timeout:g} s")
+        if self._warm_error is not None:
+            raise self._warm_error
+        assert self._startup is not None
+        return dict(self._startup)
 
     def close(self) -> None:
         """Release this engine. The shared worker pool stays up for other engines (see `pool.shutdown_pools`)."""
@@ -354,7 +370,8 @@ class WhatIfEngine:
         r, t, s = self.robot, self.tree, self.settings
         revolute = r.dof_type == JointType.REVOLUTE
         return {
-            "parent": t.parent, "joint_type": t.joint_type, "parent_rot": t.parent_rotation,
+            "parent": t.parent, "parent_slot": np.where(t.parent >= 0, t.parent, r.ndof).astype(np.int32),
+            "joint_type": t.joint_type, "parent_rot": t.parent_rotation,
             "parent_pos": t.parent_translation, "gravity": t.gravity,
             "lower": np.where(np.isfinite(r.lower), r.lower, -_BIG), "upper": np.where(np.isfinite(r.upper), r.upper, _BIG),
             "vel_limit": np.where(np.isfinite(r.velocity_limit), r.velocity_limit, _BIG),
@@ -488,8 +505,9 @@ class WhatIfEngine:
             precision=precision, mode=mode, dt=dt, steps=steps, record_every=record_every,
             use_target_qd=target_qd is not None, friction_eps=s.friction_smoothing,
             limit_omega=1.0 / max(s.limit_time_constant, 2.0 * dt), limit_active=limit_on,
-            implicit_saturated=s.implicit_saturated_damping, chunk_steps=s.chunk_steps,
+            implicit_saturated=s.implicit_saturated_damping, chunk_steps=s.chunk_steps, specialized=s.specialize,
         )  # fmt: skip
+        self.wait_ready()
         with self._lock:
             arena = self._pool.arena(nbytes) if self._pool is not None else None
             arrays = arena.views(layout) if arena is not None else {
@@ -514,8 +532,6 @@ class WhatIfEngine:
                                            timeout=s.timeout_s, progress=progress, cancel=cancel)  # fmt: skip
             else:
                 assert self._executor is not None, "this engine was closed"
-                if self._warm_thread is not None:
-                    self._warm_thread.join()
                 if not self._executor.has_model(self.model_key, precision):
                     self._executor.set_model(self.model_key, precision, self._model_arrays)
                 completed = self._executor.run(

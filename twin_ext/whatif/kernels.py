@@ -9,7 +9,7 @@ steps it from ``step_begin`` to ``step_end`` (a rollout chunk) with
    as a base acceleration ``-g`` (recursive Newton-Euler with ``qdd = 0``), minus any external wrench.
 2. **Mass matrix** (one backward sweep): bias torques ``C_b = S_b . f_b``, composite inertias
    (CRBA), ``M[b, j] = S_j . (I^c_b S_b)`` for every ancestor ``j`` of ``b``, and the gravity torque ``g(q)``
-   for the controller's gravity compensation.
+   for the controller's gravity compensation (the subtree's composite mass and first moment times ``-g``).
 3. **Joint forces**: position drives ``clamp(kp (q_t - q) + kd (qd_t - qd)) [+ g(q), clamped again]``,
    viscous damping, smooth Coulomb friction ``-F tanh(qd / eps)``, one-sided joint-limit springs.
 4. **Semi-implicit Euler like MuJoCo's ``implicitfast``**: ``(M + A + h D) qdd = tau - C`` with armature
@@ -21,8 +21,9 @@ steps it from ``step_begin`` to ``step_end`` (a rollout chunk) with
    stopped being finite.
 
 Spatial vectors are (angular, linear) pairs about the world origin, kept as two ``vec3`` arrays.
-Scratch lives in global arrays indexed by world (``[nworld, nb, ...]``), so robot sizes are runtime
-data: one compiled kernel serves every robot.
+Scratch lives in global arrays indexed by world (``[nworld, nb + 1, ...]``; slot ``nb`` stands for the world,
+so root bodies need no special case), so robot sizes are runtime data: one compiled kernel serves every
+robot.
 
 Warp is imported lazily (`get_kernels`) and initialised with the kernel cache in
 ``$TWIN_EXT_CACHE_DIR/warp`` (default ``~/.cache/twin_ext/warp``) and ``enable_backward = False``.
@@ -116,6 +117,7 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
     def rollout(
         # ---- model [nb] ----
         parent: wp.array(dtype=wp.int32),
+        parent_slot: wp.array(dtype=wp.int32),
         joint_type: wp.array(dtype=wp.int32),
         parent_rot: wp.array(dtype=mat33),
         parent_pos: wp.array(dtype=vec3),
@@ -188,8 +190,6 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
         s_av: wp.array2d(dtype=vec3),
         s_fn: wp.array2d(dtype=vec3),
         s_ff: wp.array2d(dtype=vec3),
-        s_gn: wp.array2d(dtype=vec3),
-        s_gf: wp.array2d(dtype=vec3),
         s_cm: wp.array2d(dtype=scalar),
         s_ch: wp.array2d(dtype=vec3),
         s_ci: wp.array2d(dtype=mat33),
@@ -213,6 +213,13 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
         if mode == MODE_EVAL_CONST:
             h = zero
         nstep_cmd = target_q.shape[1]
+        # the world as the parent slot nb of root bodies
+        s_rot[w, nb] = wp.identity(n=3, dtype=scalar)
+        s_pos[w, nb] = z3
+        s_vw[w, nb] = z3
+        s_vv[w, nb] = z3
+        s_aw[w, nb] = z3
+        s_av[w, nb] = neg_g
 
         for k in range(step_begin, step_end):
             if diverged[w] >= 0:
@@ -225,20 +232,13 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
 
             # ---- 1. forward sweep: kinematics, velocities, bias forces ----
             for b in range(nb):
-                p = parent[b]
-                rp = wp.identity(n=3, dtype=scalar)
-                pp = z3
-                vpw = z3
-                vpv = z3
-                apw = z3
-                apv = neg_g
-                if p >= 0:
-                    rp = s_rot[w, p]
-                    pp = s_pos[w, p]
-                    vpw = s_vw[w, p]
-                    vpv = s_vv[w, p]
-                    apw = s_aw[w, p]
-                    apv = s_av[w, p]
+                p = parent_slot[b]  # slot nb is the world: identity pose, at rest, accelerating at -g
+                rp = s_rot[w, p]
+                pp = s_pos[w, p]
+                vpw = s_vw[w, p]
+                vpv = s_vv[w, p]
+                apw = s_aw[w, p]
+                apv = s_av[w, p]
                 r0 = rp * parent_rot[b]
                 pos = pp + rp * parent_pos[b]
                 qb = q[w, b]
@@ -299,10 +299,6 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                 s_av[w, b] = av
                 s_fn[w, b] = fn
                 s_ff[w, b] = ff
-                if gravcomp != 0:
-                    # gravity-only body force: I (0, -g)
-                    s_gn[w, b] = wp.cross(hw, neg_g)
-                    s_gf[w, b] = m * neg_g
                 s_cm[w, b] = m
                 s_ch[w, b] = hw
                 s_ci[w, b] = ibar
@@ -310,7 +306,7 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
             # ---- 2. backward sweep: bias torques, composite inertias, mass matrix ----
             for i in range(nb):
                 b = nb - 1 - i
-                p = parent[b]
+                p = parent_slot[b]
                 fn = s_fn[w, b]
                 ff = s_ff[w, b]
                 sw = s_axis[w, b]
@@ -319,23 +315,18 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                 cm = s_cm[w, b]
                 ch = s_ch[w, b]
                 ci = s_ci[w, b]
-                if gravcomp != 0:
-                    gn = s_gn[w, b]
-                    gf = s_gf[w, b]
-                    s_gq[w, b] = wp.dot(sw, gn) + wp.dot(sv, gf)
-                    if p >= 0:
-                        s_gn[w, p] = s_gn[w, p] + gn
-                        s_gf[w, p] = s_gf[w, p] + gf
-                if p >= 0:
-                    s_fn[w, p] = s_fn[w, p] + fn
-                    s_ff[w, p] = s_ff[w, p] + ff
-                    s_cm[w, p] = s_cm[w, p] + cm
-                    s_ch[w, p] = s_ch[w, p] + ch
-                    s_ci[w, p] = s_ci[w, p] + ci
+                # gravity torque g(q): the subtree's weight (m_sub, h_sub) -- already complete here -- times -g
+                s_gq[w, b] = wp.dot(sw, wp.cross(ch, neg_g)) + wp.dot(sv, cm * neg_g)
+                # accumulate into the parent (into the unused world slot for root bodies)
+                s_fn[w, p] = s_fn[w, p] + fn
+                s_ff[w, p] = s_ff[w, p] + ff
+                s_cm[w, p] = s_cm[w, p] + cm
+                s_ch[w, p] = s_ch[w, p] + ch
+                s_ci[w, p] = s_ci[w, p] + ci
                 fw = inertia_ang(ci, ch, sw, sv)
                 fv = inertia_lin(cm, ch, sw, sv)
                 s_h[w, b, b] = wp.dot(sw, fw) + wp.dot(sv, fv) + armature[b]
-                j = p
+                j = parent[b]
                 while j >= 0:
                     s_h[w, b, j] = wp.dot(s_axis[w, j], fw) + wp.dot(s_mom[w, j], fv)
                     j = parent[j]

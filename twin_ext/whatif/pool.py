@@ -185,6 +185,32 @@ class WorkerPool:
     def alive(self) -> bool:
         return bool(self._workers) and all(w.proc.poll() is None for w in self._workers)
 
+    def prepare(self, key: str, model_arrays: Mapping[str, np.ndarray], precision: str, specialized: bool,
+                timeout: float = 600.0) -> float:
+        """Give every worker the robot ``key`` and load its rollout kernel; returns wall seconds.
+
+        The first worker loads (on a cold cache: compiles) alone, the others then load from the cache, so a
+        kernel is never compiled twice at the same time.
+        """
+        with self._lock:
+            t0 = time.perf_counter()
+            self.wait_ready(timeout)
+            deadline = time.monotonic() + timeout
+            for group in (self._workers[:1], self._workers[1:]):
+                for worker in group:
+                    self._ensure_model(worker, key, precision, model_arrays)
+                    worker.send(("prepare", key, precision, bool(specialized)))
+                for worker in group:
+                    reply = self._receive(worker, deadline, "kernel preparation")
+                    if reply[0] != "prepared":
+                        raise WorkerError(f"what-if worker {worker.index} could not load the kernels: {reply[1]}")
+            return time.perf_counter() - t0
+
+    def _ensure_model(self, worker: _Worker, key: str, precision: str, model_arrays: Mapping[str, np.ndarray]) -> None:
+        if (key, precision) not in worker.models:
+            worker.send(("model", key, precision, dict(model_arrays)))
+            worker.models.add((key, precision))
+
     # ---- requests -------------------------------------------------------------------------------------
     def arena(self, nbytes: int) -> Arena:
         """A shared arena of at least ``nbytes`` (reused between requests; grown when too small)."""
@@ -226,9 +252,7 @@ class WorkerPool:
             bounds = np.linspace(0, nworld, len(used) + 1).round().astype(int)
             option_fields = {f: getattr(options, f) for f in options.__dataclass_fields__}
             for slot, worker in enumerate(used):
-                if (key, options.precision) not in worker.models:
-                    worker.send(("model", key, options.precision, dict(model_arrays)))
-                    worker.models.add((key, options.precision))
+                self._ensure_model(worker, key, options.precision, model_arrays)
                 worker.arenas.add(self._arena.path)
                 worker.send(("run", {
                     "key": key, "arena": self._arena.path, "layout": dict(layout), "options": option_fields,

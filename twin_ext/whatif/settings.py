@@ -29,6 +29,9 @@ class WhatIfSettings:
     """Interpreter for worker processes; "" = ``sys.executable`` (inside Kit: set to Kit's python)."""
     warmup: bool = True
     """Start the workers and load/compile the kernels in the background when an engine is created."""
+    specialize: bool = True
+    """Roll out with a kernel generated for the robot's tree shape (~1.4x faster; compiled once per shape and
+    precision into the kernel cache, ~10 s for the Panda); false: the generic kernel."""
     memory_budget_mb: float = 2048.0
     """Largest memory one request may use (inputs, recorded outputs, scratch), MiB; checked before launch."""
     timeout_s: float = 300.0

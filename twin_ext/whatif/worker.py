@@ -3,8 +3,11 @@
 Started by `twin_ext.whatif.pool.WorkerPool`. It keeps Warp, the kernels, robot models and scratch warm
 for its lifetime and serves messages from the parent in order:
 
-* ``("warm", precisions)`` -> ``("ready", info)``: load or compile the kernels (the start-up cost);
+* ``("warm", precisions)`` -> ``("ready", info)``: initialise Warp and load (or compile) the generic kernel
+  of each precision listed;
 * ``("model", key, precision, arrays)``: keep a robot's arrays (no reply);
+* ``("prepare", key, precision, specialized)`` -> ``("prepared", info)``: load or compile that robot's
+  rollout kernel (the specialised one is compiled once per tree shape);
 * ``("run", job)`` -> ``("done", info)`` | ``("error", text)``: run a world range of a request whose
   arrays live in shared memory (``job["arena"]``), writing results in place;
 * ``("close",)``: exit.
@@ -47,11 +50,17 @@ def _serve(conn_in, conn_out) -> None:
                 return
             if kind == "warm":
                 t0 = time.perf_counter()
+                from .kernels import init_warp
+
+                init_warp()  # import + initialise Warp now, in parallel with the parent's work
                 seconds = {p: executor.warm_up(p) for p in msg[1]}
                 conn_out.send(("ready", {"pid": os.getpid(), "seconds": time.perf_counter() - t0, "kernels": seconds}))
             elif kind == "model":
                 _, key, precision, arrays = msg
                 executor.set_model(key, precision, arrays)
+            elif kind == "prepare":
+                _, key, precision, specialized = msg
+                conn_out.send(("prepared", {"seconds": executor.prepare(key, precision, specialized)}))
             elif kind == "forget":
                 # the parent replaced an arena: release our mapping of the old one
                 arena = arenas.pop(msg[1], None)
