@@ -27,7 +27,7 @@ MODEL_ARRAYS = (
 REQUEST_ARRAYS = (
     # parameter sets [nset, ...]
     "set_mass", "set_moment", "set_inertia", "set_kp", "set_kd", "set_damping", "set_friction",
-    "set_latency", "set_gravcomp", "set_wrench_body", "set_wrench_point", "set_wrench_force",
+    "set_latency", "set_gravcomp", "set_gc_mass", "set_gc_moment", "set_wrench_body", "set_wrench_point", "set_wrench_force",
     "set_wrench_torque", "set_wrench_begin", "set_wrench_end",
     # worlds [nworld, ...]
     "world_set", "world_stream", "q", "qd",
@@ -46,11 +46,15 @@ WORLD_ARRAYS = frozenset(
 )  # fmt: skip
 """Arrays whose first axis is the world (sliced per worker)."""
 
-_VEC3 = frozenset({"parent_pos", "set_moment", "set_wrench_point", "set_wrench_force", "set_wrench_torque"})
+_NINPUT = REQUEST_ARRAYS.index("target_qd") + 1  # inputs come before the scalar options in the kernel signature
+
+_VEC3 = frozenset({"parent_pos", "set_moment", "set_gc_moment", "set_wrench_point", "set_wrench_force",
+                   "set_wrench_torque"})
 _MAT33 = frozenset({"parent_rot", "set_inertia"})
 _SCRATCH = (("mat33", "rot"),) + tuple(("vec3", n) for n in (
     "pos", "axis", "mom", "vw", "vv", "aw", "av", "fn", "ff")) + (
-    ("scalar", "cm"), ("vec3", "ch"), ("mat33", "ci"), ("scalar", "rhs"), ("scalar", "tau"), ("scalar", "gq"))  # fmt: skip
+    ("scalar", "cm"), ("vec3", "ch"), ("mat33", "ci"), ("scalar", "rhs"), ("scalar", "tau"), ("scalar", "gq"),
+    ("scalar", "gm"), ("vec3", "gh"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class RunOptions:
 def scratch_bytes_per_world(nb: int, precision: str) -> int:
     """Bytes of kernel scratch one world needs."""
     size = 8 if precision == "float64" else 4
-    return size * (nb + 1) * (2 * 9 + 10 * 3 + 3 + 1 + nb)
+    return size * (nb + 1) * (2 * 9 + 11 * 3 + 5 + nb)
 
 
 class Executor:
@@ -186,8 +190,8 @@ class Executor:
         req = {name: wrap(name) for name in REQUEST_ARRAYS}
         scratch = self._get_scratch(wp, options.precision, n, nb)
         record_every = options.record_every if arrays["out_q"].shape[1] > 0 else 0
-        head = [model[name] for name in MODEL_ARRAYS] + [req[name] for name in REQUEST_ARRAYS[:21]]
-        tail = [req[name] for name in REQUEST_ARRAYS[21:]] + scratch
+        head = [model[name] for name in MODEL_ARRAYS] + [req[name] for name in REQUEST_ARRAYS[:_NINPUT]]
+        tail = [req[name] for name in REQUEST_ARRAYS[_NINPUT:]] + scratch
         done = 0
         chunk = max(1, options.chunk_steps) if options.mode == kernels.MODE_ROLLOUT else 1
         while done < options.steps:
@@ -241,7 +245,7 @@ def _probe_request(precision: str, nb: int) -> dict[str, np.ndarray]:
     arrays = _tiny_request(precision)
     for name, arr in list(arrays.items()):
         shape = list(arr.shape)
-        if name in ("set_mass", "set_moment", "set_inertia", "set_kp", "set_kd", "set_damping", "set_friction", "q",
+        if name in ("set_mass", "set_moment", "set_gc_mass", "set_gc_moment", "set_inertia", "set_kp", "set_kd", "set_damping", "set_friction", "q",
                     "qd", "first_pos", "first_vel", "first_eff", "max_track", "min_pos_margin", "min_vel_margin",
                     "min_eff_margin", "eval_qdd", "eval_bias"):
             shape[1] = nb
@@ -264,7 +268,8 @@ def _tiny_request(precision: str) -> dict[str, np.ndarray]:
         "set_mass": np.ones((1, 1), f), "set_moment": np.array([[[0.1, 0.0, 0.0]]], f),
         "set_inertia": np.eye(3, dtype=f)[None, None] * 0.02, "set_kp": np.ones((1, 1), f),
         "set_kd": np.ones((1, 1), f), "set_damping": np.zeros((1, 1), f), "set_friction": np.ones((1, 1), f),
-        "set_latency": np.zeros(1, i), "set_gravcomp": np.ones(1, i), "set_wrench_body": np.zeros(1, i),
+        "set_latency": np.zeros(1, i), "set_gravcomp": np.ones(1, i), "set_gc_mass": np.ones((1, 1), f),
+        "set_gc_moment": np.array([[[0.1, 0.0, 0.0]]], f), "set_wrench_body": np.zeros(1, i),
         "set_wrench_point": np.zeros((1, 3), f), "set_wrench_force": np.ones((1, 3), f),
         "set_wrench_torque": np.zeros((1, 3), f), "set_wrench_begin": np.zeros(1, i), "set_wrench_end": np.ones(1, i),
         "world_set": np.zeros(1, i), "world_stream": np.zeros(1, i), "q": np.zeros((1, 1), f), "qd": np.zeros((1, 1), f),

@@ -9,7 +9,8 @@ steps it from ``step_begin`` to ``step_end`` (a rollout chunk) with
    as a base acceleration ``-g`` (recursive Newton-Euler with ``qdd = 0``), minus any external wrench.
 2. **Mass matrix** (one backward sweep): bias torques ``C_b = S_b . f_b``, composite inertias
    (CRBA), ``M[b, j] = S_j . (I^c_b S_b)`` for every ancestor ``j`` of ``b``, and the gravity torque ``g(q)``
-   for the controller's gravity compensation (the subtree's composite mass and first moment times ``-g``).
+   for the controller's gravity compensation (the composite mass and first moment of the subtree *as the
+   controller models it* -- without payloads it was not told about -- times ``-g``).
 3. **Joint forces**: position drives ``clamp(kp (q_t - q) + kd (qd_t - qd)) [+ g(q), clamped again]``,
    viscous damping, smooth Coulomb friction ``-F tanh(qd / eps)``, one-sided joint-limit springs.
 4. **Semi-implicit Euler like MuJoCo's ``implicitfast``**: ``(M + A + h D) qdd = tau - C`` with armature
@@ -139,6 +140,8 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
         set_friction: wp.array2d(dtype=scalar),
         set_latency: wp.array(dtype=wp.int32),
         set_gravcomp: wp.array(dtype=wp.int32),
+        set_gc_mass: wp.array2d(dtype=scalar),
+        set_gc_moment: wp.array2d(dtype=vec3),
         set_wrench_body: wp.array(dtype=wp.int32),
         set_wrench_point: wp.array(dtype=vec3),
         set_wrench_force: wp.array(dtype=vec3),
@@ -196,6 +199,8 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
         s_rhs: wp.array2d(dtype=scalar),
         s_tau: wp.array2d(dtype=scalar),
         s_gq: wp.array2d(dtype=scalar),
+        s_gm: wp.array2d(dtype=scalar),
+        s_gh: wp.array2d(dtype=vec3),
         s_h: wp.array3d(dtype=scalar),
     ):
         w = wp.tid()
@@ -302,6 +307,10 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                 s_cm[w, b] = m
                 s_ch[w, b] = hw
                 s_ci[w, b] = ibar
+                # the controller's gravity model (payloads it was not told about are missing from it)
+                gm = set_gc_mass[ws, b]
+                s_gm[w, b] = gm
+                s_gh[w, b] = gm * pos + rot * set_gc_moment[ws, b]
 
             # ---- 2. backward sweep: bias torques, composite inertias, mass matrix ----
             for i in range(nb):
@@ -315,8 +324,12 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                 cm = s_cm[w, b]
                 ch = s_ch[w, b]
                 ci = s_ci[w, b]
-                # gravity torque g(q): the subtree's weight (m_sub, h_sub) -- already complete here -- times -g
-                s_gq[w, b] = wp.dot(sw, wp.cross(ch, neg_g)) + wp.dot(sv, cm * neg_g)
+                # gravity torque g(q) of the controller's model: the subtree's weight (complete here) times -g
+                gm = s_gm[w, b]
+                gh = s_gh[w, b]
+                s_gq[w, b] = wp.dot(sw, wp.cross(gh, neg_g)) + wp.dot(sv, gm * neg_g)
+                s_gm[w, p] = s_gm[w, p] + gm
+                s_gh[w, p] = s_gh[w, p] + gh
                 # accumulate into the parent (into the unused world slot for root bodies)
                 s_fn[w, p] = s_fn[w, p] + fn
                 s_ff[w, p] = s_ff[w, p] + ff

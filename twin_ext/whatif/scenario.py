@@ -43,7 +43,7 @@ _COMMAND_KEYS = ("trajectory", "start", "joint_names", "waypoint", "targets", "t
                  "velocity_feedforward", "gravity_compensation")  # fmt: skip
 _VARIANT_KEYS = ("name", "speed_scale", "payload", "kp_scale", "kd_scale", "damping_scale", "friction_scale",
                  "damping", "friction", "latency", "perturbation", "gravity_compensation")  # fmt: skip
-_PAYLOAD_KEYS = ("link", "mass", "com", "inertia")
+_PAYLOAD_KEYS = ("link", "mass", "com", "inertia", "known_to_controller")
 _PERTURBATION_KEYS = ("link", "force", "torque", "point", "start", "duration")
 
 
@@ -340,7 +340,8 @@ def _parse_variant(doc, where: str) -> Variant:
             raise WhatIfError(f"{w}: needs link and mass (kg)")
         payloads.append(Payload(link=str(p["link"]), mass=_number(p["mass"], f"{w}: mass"),
                                 com=_vector(p.get("com", [0, 0, 0]), 3, f"{w}: com"),
-                                inertia=_vector(p.get("inertia", [0, 0, 0]), None, f"{w}: inertia")))  # fmt: skip
+                                inertia=_vector(p.get("inertia", [0, 0, 0]), None, f"{w}: inertia"),
+                                known_to_controller=bool(_opt_bool(p, "known_to_controller", w))))  # fmt: skip
     perturbation = None
     if "perturbation" in doc:
         p = doc["perturbation"]

@@ -31,7 +31,7 @@ from .kernels import cache_dir, init_warp
 
 __all__ = ["generate_source", "get_specialized_kernel", "shape_key"]
 
-_GENERATOR_VERSION = "2"
+_GENERATOR_VERSION = "3"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
@@ -58,6 +58,8 @@ _SIGNATURE = """
     set_friction: wp.array2d(dtype=scalar),
     set_latency: wp.array(dtype=wp.int32),
     set_gravcomp: wp.array(dtype=wp.int32),
+    set_gc_mass: wp.array2d(dtype=scalar),
+    set_gc_moment: wp.array2d(dtype=vec3),
     set_wrench_body: wp.array(dtype=wp.int32),
     set_wrench_point: wp.array(dtype=vec3),
     set_wrench_force: wp.array(dtype=vec3),
@@ -110,6 +112,8 @@ _SIGNATURE = """
     s_rhs: wp.array2d(dtype=scalar),
     s_tau: wp.array2d(dtype=scalar),
     s_gq: wp.array2d(dtype=scalar),
+    s_gm: wp.array2d(dtype=scalar),
+    s_gh: wp.array2d(dtype=vec3),
     s_h: wp.array3d(dtype=scalar),
 """
 
@@ -197,6 +201,8 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
         k1(f"MS_{b} = set_mass[ws, {b}]")
         k1(f"HM_{b} = set_moment[ws, {b}]")
         k1(f"IO_{b} = set_inertia[ws, {b}]")
+        k1(f"GM_{b} = set_gc_mass[ws, {b}]")
+        k1(f"GH_{b} = set_gc_moment[ws, {b}]")
         k1(f"KP_{b} = set_kp[ws, {b}]")
         k1(f"KD_{b} = set_kd[ws, {b}]")
         k1(f"DA_{b} = set_damping[ws, {b}]")
@@ -276,6 +282,8 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
         k2(f"cm_{b} = MS_{b}")
         k2(f"ch_{b} = hw_{b}")
         k2(f"ci_{b} = ib_{b}")
+        k2(f"gm_{b} = GM_{b}")
+        k2(f"gh_{b} = GM_{b} * x_{b} + R_{b} * GH_{b}")
 
     # ---- backward sweep: bias torque, composite inertia, mass matrix, gravity torque ----
     for b in range(nb - 1, -1, -1):
@@ -291,16 +299,18 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
             k2(f"cm_{p} = cm_{p} + cm_{b}")
             k2(f"ch_{p} = ch_{p} + ch_{b}")
             k2(f"ci_{p} = ci_{p} + ci_{b}")
+            k2(f"gm_{p} = gm_{p} + gm_{b}")
+            k2(f"gh_{p} = gh_{p} + gh_{b}")
         if revolute[b]:
             k2(f"Fw_{b} = ci_{b} * sw_{b} + wp.cross(ch_{b}, sv_{b})")
             k2(f"Fv_{b} = cm_{b} * sv_{b} - wp.cross(ch_{b}, sw_{b})")
             k2(f"H_{b}_{b} = wp.dot(sw_{b}, Fw_{b}) + wp.dot(sv_{b}, Fv_{b}) + AR_{b}")
-            k2(f"G_{b} = wp.dot(sw_{b}, wp.cross(ch_{b}, neg_g)) + wp.dot(sv_{b}, cm_{b} * neg_g)")
+            k2(f"G_{b} = wp.dot(sw_{b}, wp.cross(gh_{b}, neg_g)) + wp.dot(sv_{b}, gm_{b} * neg_g)")
         else:
             k2(f"Fw_{b} = wp.cross(ch_{b}, sv_{b})")
             k2(f"Fv_{b} = cm_{b} * sv_{b}")
             k2(f"H_{b}_{b} = wp.dot(sv_{b}, Fv_{b}) + AR_{b}")
-            k2(f"G_{b} = wp.dot(sv_{b}, cm_{b} * neg_g)")
+            k2(f"G_{b} = wp.dot(sv_{b}, gm_{b} * neg_g)")
         for j in _ancestors(parent, b):
             if revolute[j]:
                 k2(f"H_{b}_{j} = wp.dot(sw_{j}, Fw_{b}) + wp.dot(sv_{j}, Fv_{b})")

@@ -58,12 +58,15 @@ class Payload:
         com: ``[3]`` m, its centre of mass in the link's frame.
         inertia: kg·m² about its COM in the link's frame: ``[3]`` principal moments (Ixx, Iyy, Izz) or
             ``[6]`` (Ixx, Iyy, Izz, Ixy, Ixz, Iyz); default a point mass.
+        known_to_controller: the robot's gravity compensation was told about it (default False: an
+            unexpected load the controller does not compensate).
     """
 
     link: str
     mass: float
     com: tuple[float, float, float] = (0.0, 0.0, 0.0)
     inertia: tuple[float, ...] = (0.0, 0.0, 0.0)
+    known_to_controller: bool = False
 
     def __post_init__(self) -> None:
         _finite_number(self.mass, f"payload on {self.link!r}: mass (kg)", minimum=0.0)
@@ -204,6 +207,8 @@ def parameter_sets(
     nset, nb = len(variants), tree.ndof
     mass = np.repeat(tree.mass[None], nset, axis=0)
     moment = np.repeat(tree.first_moment[None], nset, axis=0)
+    gc_mass = mass.copy()  # what the controller's gravity compensation believes
+    gc_moment = moment.copy()
     inertia = np.repeat(tree.inertia_origin[None], nset, axis=0)
     out = {
         "set_kp": np.zeros((nset, nb)), "set_kd": np.zeros((nset, nb)), "set_damping": np.zeros((nset, nb)),
@@ -231,6 +236,9 @@ def parameter_sets(
             rot = tree.link_rotation_in_body(link)
             tree.add_payload(mass[s], moment[s], inertia[s], body=body, payload_mass=float(p.mass), payload_com=com_b,
                              payload_inertia=rot @ p.inertia_matrix() @ rot.T)
+            if p.known_to_controller:
+                gc_mass[s, body] += p.mass
+                gc_moment[s, body] += p.mass * com_b
         if v.perturbation is not None:
             w = v.perturbation
             what = f"variant {v.name!r}: perturbation"
@@ -246,5 +254,7 @@ def parameter_sets(
             out["set_wrench_end"][s] = int(round((w.start + w.duration) / dt))
     out["set_mass"] = mass
     out["set_moment"] = moment
+    out["set_gc_mass"] = gc_mass
+    out["set_gc_moment"] = gc_moment
     out["set_inertia"] = inertia
     return out
