@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,16 @@ def write_password_file(path: Path, users: dict[str, str], *, use_tool: bool = T
     return path
 
 
+def _die_with_parent() -> None:
+    """Child-process hook (Linux): the broker gets SIGTERM if the test process dies, so none is left behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Mosquitto:
     """One mosquitto process with a generated configuration in ``workdir``.
 
@@ -188,7 +199,10 @@ class Mosquitto:
         """Start and wait until the port accepts connections; raises with the log if it does not."""
         if self.process is not None and self.process.poll() is None:
             return self
-        self.process = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

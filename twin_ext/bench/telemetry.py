@@ -61,6 +61,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Child-process hook (Linux): the broker gets SIGTERM if the bench dies, so none is left behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class _Broker:
     """A throw-away Mosquitto for the bench (no persistence)."""
 
@@ -73,7 +83,10 @@ class _Broker:
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             lines.append("user root")
         conf.write_text("\n".join(lines) + "\n")
-        self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )  # fmt: skip
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -348,8 +361,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--broker-inflight", type=int, default=100, help="mosquitto max_inflight_messages (default 100; mosquitto's own default is 20)")
     p.add_argument("--broker-nagle", action="store_true", help="leave Nagle's algorithm on in mosquitto (its default; adds ms to QoS0 latency)")
     p.add_argument("--protocol", choices=("3.1.1", "5"), default="3.1.1", help="MQTT version of the twin's link")
+    p.add_argument("--repeat", type=int, default=1, help="repeat each throughput run and report the median (default 1)")
     p.add_argument("--quick", action="store_true", help="tiny runs (smoke test; figures meaningless)")
     return p
+
+
+def _load() -> float:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return 0.0
 
 
 def _fmt_lat(lat: dict | None) -> str:
@@ -368,19 +389,31 @@ def main(argv: list[str] | None = None) -> int:
     latency_count = int((0.2 if args.quick else args.latency_seconds) * 1000)
     with tempfile.TemporaryDirectory(prefix="twin_ext-bench-") as tmp:
         broker = _Broker(binary, Path(tmp), args.broker_inflight, not args.broker_nagle)
+        load_before = _load()
         try:
-            throughput = [_run(kind, broker.port, qos, count, rate_hz=0.0, protocol=args.protocol) for qos in (0, 1) for kind in ("raw", "twin")]
-            drain = [_run(kind, broker.port, 1, count, rate_hz=0.0, protocol=args.protocol, drain=True) for kind in ("raw", "twin")]
+            repeat = max(1, args.repeat)
+
+            def best_of(kind: str, qos: int, drain: bool = False) -> dict:
+                runs = [_run(kind, broker.port, qos, count, rate_hz=0.0, protocol=args.protocol, drain=drain) for _ in range(repeat)]
+                runs.sort(key=lambda r: r["msg_s"])
+                median = dict(runs[len(runs) // 2])
+                median["runs_msg_s"] = [r["msg_s"] for r in runs]
+                return median
+
+            throughput = [best_of(kind, qos) for qos in (0, 1) for kind in ("raw", "twin")]
+            drain = [best_of(kind, 1, drain=True) for kind in ("raw", "twin")]
             latency = [_run(kind, broker.port, qos, latency_count, rate_hz=1000.0, protocol=args.protocol) for qos in (0, 1) for kind in ("raw", "twin")]
         finally:
             broker.stop()
+    load_after = _load()
     by = {(r["qos"], "twin" if r["subscriber"].startswith("twin") else "raw"): r for r in throughput}
     ratios = {f"qos{q}": round(by[(q, "twin")]["msg_s"] / by[(q, "raw")]["msg_s"], 2) if by[(q, "raw")]["msg_s"] else None for q in (0, 1)}
     ratios["qos1_drain"] = round(drain[1]["msg_s"] / drain[0]["msg_s"], 2) if drain[0]["msg_s"] else None
     twin_qos1 = by[(1, "twin")]["msg_s"]
     result = {
         "benchmark": "telemetry",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_1min": {"before": load_before, "after": load_after}},
         "broker": {"binary": binary, "version": broker.version[0] if broker.version else "?", "max_inflight_messages": args.broker_inflight,
                    "set_tcp_nodelay": not args.broker_nagle},
         "payload": {"codec": "binary", "joints": len(JOINTS), "bytes": len(_template_payload())},
@@ -401,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
           f"set_tcp_nodelay {str(not args.broker_nagle).lower()}), "
           f"{os.cpu_count()} CPUs, {result['payload']['bytes']}-byte binary joint states ({len(JOINTS)} joints), "
           f"separate publisher process, twin on MQTT {args.protocol}")  # fmt: skip
-    print(f"\nthroughput, flood of {count} messages            msg/s    seen/sent  publisher msg/s")
+    if max(load_before, load_after) > 0.5:
+        print(f"WARNING: the machine was busy (1-min load average {load_before:.2f} before, {load_after:.2f} after): figures are unreliable")
+    repeat_note = f", median of {args.repeat}" if args.repeat > 1 else ""
+    print(f"\nthroughput, flood of {count} messages{repeat_note:<12}  msg/s    seen/sent  publisher msg/s")
     for r in throughput:
         print(f"  QoS{r['qos']}  {r['subscriber']:<58} {r['msg_s']:>7,}  {r['seen']:>6}/{r['sent']:<6}  {r['publisher_msg_s'] or '-':>8}")
     print(f"  twin / raw paho: QoS0 {ratios['qos0']}x, QoS1 {ratios['qos1']}x")

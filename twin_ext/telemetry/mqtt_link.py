@@ -49,6 +49,7 @@ __all__ = ["MqttLink", "LinkState", "LinkHealth", "LinkConfigError", "BATCHED_RE
 
 _RX_CHUNK = 65536  # bytes per recv() in batched mode
 _RX_REFILLS = 16  # recv() calls per wake-up before paho gets to write acks and pings (<= 1 MiB)
+_ACK_EVERY = 8  # packets parsed between flushes of queued acks
 BATCHED_READS_AVAILABLE = all(hasattr(mqtt.Client, name) for name in ("_sock_recv", "_packet_read", "loop_read"))
 """Whether this paho release has the internals the batched reader overrides."""
 
@@ -164,13 +165,25 @@ class _TwinClient(mqtt.Client):
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         if not self._tw_batched:
             return super().loop_read(max_packets)
-        # Parse every packet available (bounded by _RX_REFILLS reads), one paho packet at a time.
+        # Parse every packet available (bounded by _RX_REFILLS reads), one paho packet at a time,
+        # and send the queued acks every few packets: the broker holds back QoS1 messages beyond its
+        # in-flight window (mosquitto: 20) until they are acknowledged, so acks must not wait for
+        # the whole batch to be parsed.
         self._tw_refills = _RX_REFILLS
         self._tw_blocked = False
+        packets = 0
         while True:
             rc = super().loop_read(1)
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None or self._tw_blocked:
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None:
                 return rc
+            packets += 1
+            if self._tw_blocked or packets % _ACK_EVERY == 0:
+                if self._out_packet:
+                    rc = self.loop_write()
+                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None:
+                        return rc
+                if self._tw_blocked:
+                    return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 _CONNACK_HINTS = {
