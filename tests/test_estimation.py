@@ -6,6 +6,8 @@ the emulator's MuJoCo plant lives in tests/test_twin_*.py and the fidelity bench
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,14 @@ NS = 1_000_000_000
 
 @pytest.fixture(scope="module")
 def panda():
+    """The Panda without position limits: the synthetic motions below swing every joint ±0.4 rad around 0,
+    outside some real limits, and limit projection has its own test."""
+    robot = load_robot(default_robot_path())
+    return dataclasses.replace(robot, lower=np.full(robot.ndof, -np.inf), upper=np.full(robot.ndof, np.inf))
+
+
+@pytest.fixture(scope="module")
+def limited_panda():
     return load_robot(default_robot_path())
 
 
@@ -162,7 +172,7 @@ def test_reported_uncertainty_matches_the_actual_error(panda):
     """On a true constant-acceleration process with the model's jerk noise, the normalised estimation error
     squared (NEES, 2 dof per joint) averages 2 within statistical bounds: the covariance is honest, which the
     what-if engine relies on for P(violation)."""
-    s = EstimatorSettings(jerk_psd=50.0, sigma_q=1e-3, sigma_qd=1e-2)
+    s = EstimatorSettings(jerk_psd=50.0, sigma_q=1e-3, sigma_qd=1e-2, time_sigma_s=0.0)  # exact sample times here
     est = TwinEstimator(panda, s)
     n, dt, steps = panda.ndof, 0.005, 3000
     rng = np.random.default_rng(7)
@@ -187,3 +197,21 @@ def test_reported_uncertainty_matches_the_actual_error(panda):
     # ~25k correlated samples: a consistent filter gives 2.0 +- a few percent; +-15 % is a wide, safe band
     # that still fails a covariance off by a factor of 1.3 or more.
     assert 1.7 < mean < 2.3, mean
+
+
+def test_displayed_positions_are_projected_onto_the_joint_limits(limited_panda):
+    """A finger that runs into its hard stop is shown at the stop, not beyond it, with no outward speed."""
+    robot = limited_panda
+    est = TwinEstimator(robot)
+    f = robot.dof_index("finger_joint1")
+    q = np.array(robot.clip_to_limits(np.array(robot.drive_target)), dtype=float)
+    # The finger closes at 0.05 m/s towards its lower limit (0 m); telemetry ends 1 mm before the stop.
+    for k in range(79):
+        q[f] = 0.02 - 0.05 * k * 0.005
+        qd = np.zeros(robot.ndof)
+        qd[f] = -0.05
+        est.observe(robot.dof_names, q, qd, sample_ns=int(k * 0.005 * NS), arrival_ns=int(k * 0.005 * NS))
+    assert q[f] == pytest.approx(0.0005)
+    snap = est.snapshot(int((k * 0.005 + 0.1) * NS))  # 100 ms of extrapolation would reach -4.5 mm
+    assert snap.q[f] == robot.lower[f] and snap.qd[f] == 0.0
+    assert np.all(snap.q >= robot.lower) and np.all(snap.q <= robot.upper)

@@ -1,47 +1,341 @@
-"""``make demo`` / ``python -m twin_ext demo``: the main job on the embedded default.
+"""``make demo`` / ``python -m twin_ext demo``: the main job, end to end, with zero set-up.
 
-Current slice: load the shipped robot from USD, print its description (joints, limits, drives, masses)
-and write the robot posed at a configuration to ``out/demo/`` as a USD stage that opens in usdview or
-Isaac Sim.
+What runs (all in this process unless ``--broker`` points elsewhere):
+1. an embedded MQTT broker (amqtt) on a free loopback port;
+2. the emulated robot: a MuJoCo Franka Panda running its pick-and-place program, publishing impaired
+   telemetry (``--impairments``, default the standard profile) and recording its ground truth;
+3. the headless twin: MQTT link -> validation -> clock sync -> Kalman estimator -> snapshots -> a USD
+   kinematic mirror, with a live terminal dashboard;
+4. halfway through, one what-if on the twin's snapshot: "this program at speed x1.5 with a 3 kg part";
+5. at the end, in ``--out`` (default ``out/demo/``): ``twin_motion.usda`` (the mirrored motion, opens in
+   usdview / Isaac Sim), ``telemetry.mcap`` (every payload with its verdict, plus the plant's truth; opens in
+   Foxglove), ``report.html`` (+ PNGs: measured vs estimated vs truth, errors, what-if verdicts) and
+   ``whatif.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 __all__ = ["add_demo_arguments", "run_demo"]
 
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_IMPAIRMENTS = REPO / "config" / "impairments" / "standard.toml"
+DEFAULT_SCENARIO = "pick_place_payload"
+
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--robot", help="robot USD file (default: the shipped Franka Panda)")
-    parser.add_argument("--prim-path", help="articulation root to read when the file holds several")
-    parser.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
+    parser.add_argument("--broker", help="use this broker instead of the embedded one, e.g. mqtt://127.0.0.1:1883")
+    parser.add_argument("--robot", help="robot USD for the twin (default: the shipped Franka Panda)")
+    parser.add_argument("--prim-path", help="articulation root when the USD holds several robots")
+    parser.add_argument("--robot-id", default="panda", help="robot id in the MQTT topics (default panda)")
+    parser.add_argument("--impairments", default=str(DEFAULT_IMPAIRMENTS),
+                        help="impairment profile TOML for the emulated robot (default config/impairments/standard.toml)")
+    parser.add_argument("--codec", choices=("json", "binary"), default="json", help="telemetry codec (default json)")
+    parser.add_argument("--no-emulator", action="store_true",
+                        help="do not start the emulated robot (use with --broker and a real robot)")
+    parser.add_argument("--whatif-at", type=float, default=None,
+                        help="seconds into the run at which to ask the what-if (default: half the duration)")
+    parser.add_argument("--samples", type=int, default=32, help="Monte-Carlo samples per what-if variant (default 32)")
+    parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    parser.add_argument("--seed", type=int, default=None, help="impairment seed (default: the profile's)")
+
+
+class _Truth:
+    """The plant's ground truth as recorded by the emulator process (channel ``truth/joint_states``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on(self, t_ns: np.ndarray, dof_names) -> np.ndarray | None:
+        """Truth positions ``[T, ndof]`` at twin times ``t_ns`` (both processes use the host's monotonic
+        clock), in model order; None when there is no truth."""
+        from .emulator import TRUTH_TOPIC
+        from .telemetry import McapReplay
+
+        if not self.path.exists():
+            return None
+        try:
+            rows = list(McapReplay(self.path).read_json(TRUTH_TOPIC))
+        except Exception:  # noqa: BLE001 - a truncated file (emulator killed): no truth, not a crash
+            return None
+        if len(rows) < 2:
+            return None
+        names = list(rows[0][1]["names"])
+        t = np.array([r[1]["host_ns"] for r in rows], dtype=np.float64)
+        q = np.array([r[1]["position"] for r in rows])
+        out = np.full((len(t_ns), len(dof_names)), np.nan)
+        for j, name in enumerate(dof_names):
+            if name in names:
+                out[:, j] = np.interp(t_ns.astype(np.float64), t, q[:, names.index(name)], left=np.nan, right=np.nan)
+        return out
+
+
+class _EmulatorProcess:
+    """The emulated robot in its own process, as a real robot would be: its 1 kHz plant loop never competes
+    with the twin for the interpreter lock."""
+
+    def __init__(self, url: str, args: argparse.Namespace, truth_path: Path) -> None:
+        import subprocess
+
+        cmd = [sys.executable, "-m", "twin_ext.emulator", "--broker", url, "--robot-id", args.robot_id,
+               "--impairments", str(args.impairments), "--codec", args.codec, "--duration", f"{args.duration + 5:g}",
+               "--truth", str(truth_path), "--log-level", "warning"]
+        if args.seed is not None:
+            cmd += ["--seed", str(args.seed)]
+        self.log_path = truth_path.with_name("emulator.log")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> str:
+        """Ctrl-C the emulator (it publishes 'offline' and closes its truth file); kill if it hangs."""
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return f"exit code {self.proc.returncode} (log {self.log_path})"
+
+
+def _whatif_scenario(robot, snapshot, *, samples: int):
+    """"This program at x1.5 speed with a 3 kg part", aligned to where the robot is in its program now."""
+    from .whatif import TrajectoryCommand, load_scenario
+
+    scenario = load_scenario(DEFAULT_SCENARIO)
+    program = scenario.command.trajectory
+    cols = [robot.dof_index(n) for n in program.joint_names]
+    phase = program.nearest_time(snapshot.q[cols], snapshot.qd[cols])
+    keep = ("as programmed", "x1.5 speed", "3 kg part", "x1.5 speed + 3 kg part")
+    variants = tuple(v for v in scenario.variants if v.name in keep)
+    return dataclasses.replace(scenario, name="this program at x1.5 speed with a 3 kg part",
+                               command=TrajectoryCommand(program, start=phase), variants=variants,
+                               samples=samples), phase
+
+
+def _check_robot_matches_emulator(robot) -> str | None:
+    from .trajectory import JointTrajectory
+
+    names = set(JointTrajectory.from_toml(REPO / "data" / "scenarios" / "pick_place.toml").joint_names)
+    missing = sorted(names - set(robot.dof_names))
+    if missing:
+        return (f"the emulated robot publishes joints {sorted(names)}, but {robot.source} has "
+                f"{list(robot.dof_names)} (missing {missing}); fix: use a Panda USD, or run with --no-emulator "
+                f"--broker <url> against a robot that publishes this robot's joints")
+    return None
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from .dashboard import TerminalDashboard
+    from .emulator import ImpairmentProfile
     from .robot import RobotModelError, default_robot_path, load_robot
     from .sinks import UsdKinematicMirror
+    from .sinks.mirror_sink import MirrorSink
+    from .sinks.trace_sink import TraceSink
+    from .telemetry import BrokerSettings, McapRecorder, TelemetryIngest, TelemetrySettings
+    from .telemetry.mqtt_link import MqttLink
+    from .twin import LiveTwin
+    from .whatif import WhatIfEngine, WhatIfService, WhatIfSettings
 
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     try:
         robot = load_robot(args.robot or default_robot_path(), prim_path=args.prim_path)
     except RobotModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(robot.describe())
-    # The drive targets are the asset's default (home) pose; clip into limits for robots without drives.
-    q = robot.clip_to_limits(np.array(robot.drive_target))
-    mirror = UsdKinematicMirror.new_stage(robot, robot_prim_path=f"/World/{robot.name}")
-    mirror.write(q)
-    posed = mirror.save(out / f"{robot.name}_posed.usda")
-    (out / f"{robot.name}_description.txt").write_text(robot.describe() + "\n")
-    tool = robot.link_poses(q)[-1]
-    print(f"\nposed at q = {np.round(q, 4).tolist()} (rad|m)")
-    print(f"last link {robot.link_names[-1]} at {np.round(tool[:3, 3], 4).tolist()} m")
-    print(f"wrote {posed} and {out / (robot.name + '_description.txt')}")
-    return 0
+    (out / "robot_description.txt").write_text(robot.describe() + "\n")
+    print(f"robot {robot.name!r}: {robot.ndof} dofs, {robot.nlink} links, {robot.total_mass:.2f} kg "
+          f"(full description in {out / 'robot_description.txt'})")
+    try:
+        ImpairmentProfile.from_toml(args.impairments)  # fail here, with the reason, not in the emulator process
+    except Exception as exc:  # noqa: BLE001 - a bad profile: say which and why
+        print(f"error: impairment profile {args.impairments}: {exc}", file=sys.stderr)
+        return 2
+
+    if not args.no_emulator:
+        problem = _check_robot_matches_emulator(robot)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+    elif not args.broker:
+        print("error: --no-emulator needs --broker <url> of a broker your robot publishes to", file=sys.stderr)
+        return 2
+
+    # The engine's worker process loads the Warp kernels while everything else starts. One worker: the other
+    # core stays with the live loop (and the emulated robot), which must not stall during a what-if.
+    engine = WhatIfEngine(robot, settings=WhatIfSettings(workers=1))
+    embedded = None
+    if args.broker:
+        url = args.broker
+    else:
+        from .telemetry.embedded_broker import EmbeddedBroker
+
+        embedded = EmbeddedBroker()
+        url = embedded.start()
+    print(f"broker {url}{' (embedded)' if embedded else ''}")
+
+    recorder = McapRecorder(out / "telemetry.mcap")
+    truth_path = out / "truth.mcap"
+    truth_path.unlink(missing_ok=True)
+    truth = _Truth(truth_path)
+    emulator = None
+    ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=args.robot_id), model=robot, recorder=recorder)
+    link = MqttLink(ingest, BrokerSettings(url=url, client_id=f"twin_ext-demo-{os.getpid()}"))
+    mirror = MirrorSink(UsdKinematicMirror.new_stage(robot, robot_prim_path=f"/World/{robot.name}"))
+    trace = TraceSink(robot, latest_measurement=lambda: ingest.latest)
+    twin = LiveTwin(robot, ingest, link=link, sinks=[mirror, trace], whatif=WhatIfService(engine))
+    dashboard = TerminalDashboard(robot, title=f"twin_ext demo — {robot.name} — {url}")
+    stop = threading.Event()
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+
+    whatif_at = args.duration / 2 if args.whatif_at is None else args.whatif_at
+    whatif_future = None
+    whatif_phase = None
+    whatif_lines: tuple[str, ...] = ("what-if: asked at %.1f s" % whatif_at,)
+    report = None
+    code = 0
+    t0 = time.monotonic()
+    try:
+        twin.start()
+        if not args.no_emulator:
+            emulator = _EmulatorProcess(url, args, truth_path)
+        period = 1.0 / twin.settings.display_rate_hz
+        next_tick = time.monotonic()
+        while not stop.is_set() and time.monotonic() - t0 < args.duration:
+            if emulator is not None and not emulator.alive():
+                raise RuntimeError(f"the emulated robot exited early: {emulator.stop()}")
+            snapshot = twin.tick()
+            elapsed = time.monotonic() - t0
+            if whatif_future is None and elapsed >= whatif_at:
+                scenario, whatif_phase = _whatif_scenario(robot, snapshot, samples=args.samples)
+                whatif_future = twin.ask_whatif(scenario)
+                whatif_lines = (f"what-if asked at {elapsed:.1f} s (program phase {whatif_phase:.2f} s, twin health "
+                                f"{snapshot.health.value}) — running {len(scenario.variants)} variants x {args.samples} samples ...",)
+            if whatif_future is not None and report is None and whatif_future.done():
+                try:
+                    report = whatif_future.result()
+                    whatif_lines = tuple(report.summary().splitlines()[:6])
+                except Exception as exc:  # noqa: BLE001 - report the failure, keep the twin running
+                    whatif_lines = (f"what-if failed: {exc}",)
+                    report = exc
+            dashboard.update(twin.status(), extra_lines=(f"t = {elapsed:5.1f} / {args.duration:.0f} s", *whatif_lines))
+            next_tick += period
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                stop.wait(delay)
+            else:
+                next_tick = time.monotonic()
+        if whatif_future is not None and report is None:
+            print("waiting for the what-if to finish ...", flush=True)
+            try:
+                report = whatif_future.result(timeout=twin.settings.whatif_timeout_s)
+                whatif_lines = tuple(report.summary().splitlines()[:6])
+            except Exception as exc:  # noqa: BLE001
+                report = exc
+                whatif_lines = (f"what-if failed: {exc}",)
+        status = twin.status()
+        dashboard.update(status, extra_lines=whatif_lines, force=True)
+    except Exception as exc:  # noqa: BLE001 - never end with a traceback: say what failed
+        print(f"error: the demo stopped: {exc}", file=sys.stderr)
+        code = 1
+        status = None
+    finally:
+        summary = emulator.stop() if emulator is not None else None
+        twin.stop()
+        recorder.close()
+        if embedded is not None:
+            embedded.stop()
+        engine.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+
+    outputs = _write_outputs(out, robot, twin, trace, mirror, truth, report, whatif_phase, status, summary, args, url)
+    print()
+    for line in outputs:
+        print(line)
+    return code
+
+
+def _write_outputs(out: Path, robot, twin, trace, mirror, truth, report, whatif_phase, status, emu_summary, args,
+                   url) -> list[str]:
+    from .fidelity import error_stats
+    from .report import ReportData, write_report
+
+    lines = []
+    motion = mirror.save_animation(out / "twin_motion.usda")
+    if motion is not None:
+        lines.append(f"mirrored motion:  {motion}  ({mirror.frames} frames; open with usdview or Isaac Sim)")
+    lines.append(f"telemetry:        {out / 'telemetry.mcap'}  (every payload with its verdict; opens in Foxglove)")
+    if truth.path.exists():
+        lines.append(f"plant truth:      {truth.path}  (the emulator's ground truth, 1 kHz)")
+    arrays = trace.arrays()
+    t_ns = arrays["t_ns"]
+    truth_q = truth.on(t_ns, robot.dof_names) if len(t_ns) else None
+    whatifs = []
+    if report is not None and not isinstance(report, Exception):
+        (out / "whatif.json").write_text(json.dumps(report.to_dict(), indent=2))
+        rows = [{"variant": v.name, "status": v.status, "P(violation)": f"{v.p_violation:.2f}",
+                 "95% CI": f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}]",
+                 "time to violation": "-" if v.time_to_violation is None else f"{v.time_to_violation:.3f} s",
+                 "first violation": ", ".join(f"{x.kind} {x.joint} @ {x.time:.3f} s" for x in v.worst[:2]) or "-"}
+                for v in report.variants]
+        whatifs.append({"title": f"{report.scenario} (program phase {whatif_phase:.2f} s)", "rows": rows,
+                        "text": report.summary()})
+        lines.append(f"what-if:          {out / 'whatif.json'}  (overall {report.status})")
+    elif isinstance(report, Exception):
+        whatifs.append({"title": "what-if", "text": f"failed: {report}"})
+    summary_rows = [("robot", f"{robot.name} ({robot.source})"), ("broker", url),
+                    ("duration", f"{args.duration:.1f} s"), ("impairments", args.impairments)]
+    if status is not None:
+        summary_rows += [
+            ("telemetry accepted", str(status.accepted)),
+            ("rejected by reason", json.dumps(dict(status.rejected_by_reason))),
+            ("clock offset / drift / latency",
+             f"{status.clock_offset_ms:.2f} ms / {status.clock_drift_ppm:.1f} ppm / {status.latency_ms:.2f} ms"),
+            ("estimator late / gated", f"{status.estimator_late} / {status.estimator_gated}"),
+            ("display rate", f"{status.display_rate_hz:.1f} Hz (target {twin.settings.display_rate_hz:g} Hz)"),
+            ("errors", "; ".join(status.errors) or "none"),
+        ]
+    if len(t_ns) > 1:
+        gaps = np.diff(t_ns) * 1e-6
+        worst = int(np.argmax(gaps))
+        summary_rows.append(("longest display gap", f"{gaps[worst]:.1f} ms at {(t_ns[worst] - t_ns[0]) * 1e-9:.2f} s "
+                                                    f"(median {np.median(gaps):.1f} ms)"))
+    if truth_q is not None and len(t_ns) > 0:
+        scored = (t_ns - t_ns[0]) > 2e9  # skip the clock-sync and filter warm-up
+        twin_err = error_stats(arrays["q"][scored] - truth_q[scored])
+        hold_err = error_stats(arrays["measured_q"][scored] - truth_q[scored])
+        summary_rows += [("twin error vs plant (RMS / p99)", f"{twin_err['rms'] * 1e3:.3f} / {twin_err['p99'] * 1e3:.3f} mrad"),
+                         ("last-sample-hold error (RMS / p99)", f"{hold_err['rms'] * 1e3:.3f} / {hold_err['p99'] * 1e3:.3f} mrad")]
+        lines.append(f"fidelity:         twin RMS {twin_err['rms'] * 1e3:.3f} mrad vs last-sample-hold "
+                     f"{hold_err['rms'] * 1e3:.3f} mrad against the plant")
+    if emu_summary is not None:
+        summary_rows.append(("emulator", str(emu_summary)))
+    if len(t_ns):
+        data = ReportData(title=f"twin_ext demo — {robot.name}", joint_names=robot.dof_names,
+                          t=(t_ns - t_ns[0]) * 1e-9, estimated=arrays["q"], std=arrays["std_q"],
+                          measured=arrays["measured_q"], truth=truth_q, health=arrays["health"],
+                          summary=summary_rows, whatifs=whatifs)
+        html_path = write_report(out / "report.html", data)
+        lines.append(f"report:           {html_path}  (+ PNG figures beside it)")
+    return lines

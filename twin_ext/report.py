@@ -99,11 +99,13 @@ def _error_figure(data: ReportData):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 2.8))
-    est = np.abs(data.estimated - data.truth)
-    hold = np.abs(data.measured - data.truth)
-    ax.semilogy(data.t, np.nanmax(hold, axis=1) * 1e3 + 1e-6, color="tab:orange", lw=0.8,
+    def worst(err: np.ndarray) -> np.ndarray:
+        err = np.where(np.isfinite(err), err, -np.inf).max(axis=1)  # NaN rows (no data yet) stay gaps
+        return np.where(np.isfinite(err), err * 1e3 + 1e-6, np.nan)
+
+    ax.semilogy(data.t, worst(np.abs(data.measured - data.truth)), color="tab:orange", lw=0.8,
                 label="newest measurement (last-sample-hold)")
-    ax.semilogy(data.t, np.nanmax(est, axis=1) * 1e3 + 1e-6, color="tab:blue", lw=0.8, label="twin estimate")
+    ax.semilogy(data.t, worst(np.abs(data.estimated - data.truth)), color="tab:blue", lw=0.8, label="twin estimate")
     ax.set_ylabel("max joint error [mrad]")
     ax.set_xlabel("time [s]")
     ax.legend(fontsize=8)

@@ -235,6 +235,31 @@ class JointTrajectory:
         return (_PEAK_ACCELERATION_FACTOR * dq / span**2).max(axis=0)
 
     # ---- derived trajectories -----------------------------------------------------------------
+    def nearest_time(self, q: Sequence[float] | np.ndarray, qd: Sequence[float] | np.ndarray | None = None, *,
+                     resolution_s: float = 0.01, velocity_weight_s: float = 0.1) -> float:
+        """The trajectory time whose state is closest to a measured one: where a running program "is".
+
+        Used to align a candidate command with the robot's current state (a twin sees the robot's joints,
+        not its program counter). Minimises ``|q(t) - q|² + (velocity_weight_s · |qd(t) - qd|)²`` over a grid
+        of ``resolution_s``; the velocity term tells apart the two passes through one pose (out and back).
+
+        Args:
+            q: ``[n]`` positions in `joint_names` order, rad|m.
+            qd: ``[n]`` velocities, rad/s|m/s, or None.
+
+        Returns:
+            t in ``[start_time, end_time]``, s.
+        """
+        q = np.asarray(q, dtype=np.float64).reshape(-1)
+        if q.shape != (self.ndof,) or (qd is not None and np.shape(qd) != (self.ndof,)):
+            raise TrajectoryError(f"q (and qd) must have {self.ndof} entries in joint_names order {list(self._joint_names)}")
+        grid = np.arange(self.start_time, self.end_time + resolution_s / 2, resolution_s)
+        pos, vel, _ = self.sample(grid)
+        cost = np.sum((pos - q) ** 2, axis=1)
+        if qd is not None:
+            cost += velocity_weight_s**2 * np.sum((vel - np.asarray(qd, dtype=np.float64)) ** 2, axis=1)
+        return float(min(grid[int(np.argmin(cost))], self.end_time))
+
     def time_scaled(self, speed: float) -> JointTrajectory:
         """The same path run ``speed`` times as fast (start time kept).
 

@@ -6,6 +6,9 @@ removed before fusion, and `snapshot(t)` predicts to the display time ``t`` — 
 compensation. The filter never moves backwards: a measurement older than the newest fused one (beyond a
 small clock-sync tolerance) is dropped and counted as late.
 
+Limits. Displayed positions are projected onto the joint limits (a hard stop is a constraint the
+constant-acceleration model does not know; without it a joint that stops at a limit is shown beyond it).
+
 Health. ``ok`` while measurements keep arriving; ``stale`` once none was accepted for
 ``stale_after_s`` (the covariance keeps growing, the displayed extrapolation is capped at
 ``max_extrapolation_s``); ``lost`` when the link is down, the robot announced itself offline, or nothing
@@ -194,10 +197,22 @@ class TwinEstimator:
         cov[j, j] = P[:, 0, 0]
         cov[n + j, n + j] = P[:, 1, 1]
         cov[j, n + j] = cov[n + j, j] = P[:, 0, 1]
+        # A common, unknown shift dt of the sample times moves every joint together: q by qd·dt and qd by
+        # qdd·dt. That correlated term is what the per-joint filters cannot see.
+        sigma_t = self.settings.time_sigma_s
+        if sigma_t > 0:
+            shift = np.concatenate([x[:, 1], x[:, 2]])
+            cov += np.outer(shift, shift) * sigma_t**2
         uninit = ~self.filter.initialized
         if np.any(uninit):
             x[uninit, 0] = model.clip_to_limits(np.array(model.drive_target))[uninit]
             cov[uninit, uninit] = cov[n + np.flatnonzero(uninit), n + np.flatnonzero(uninit)] = 1e6
+        # A joint cannot be beyond its hard stop: project the estimate onto the limits (the constant-
+        # acceleration model does not know them and overshoots when a joint stops at a limit).
+        above, below = x[:, 0] > model.upper, x[:, 0] < model.lower
+        x[:, 0] = np.clip(x[:, 0], model.lower, model.upper)
+        outward = (above & (x[:, 1] > 0)) | (below & (x[:, 1] < 0))
+        x[outward, 1:] = 0.0
         return TwinSnapshot(t_ns=t_ns, q=x[:, 0].copy(), qd=x[:, 1].copy(), qdd=x[:, 2].copy(), covariance=cov,
                             health=self.health(t_ns), model=model, target=target,
                             age_s=(t_ns - self._last_arrival) * 1e-9)

@@ -16,11 +16,11 @@ __all__ = ["EstimatorSettings"]
 class EstimatorSettings:
     """Kalman estimator parameters (SI units; angular values in rad, prismatic ones in m)."""
 
-    jerk_psd: float = 2000.0
+    jerk_psd: float = 300.0
     """White-jerk power spectral density of the constant-acceleration model, rad²/s⁵ (m²/s⁵)."""
     sigma_q: float = 2e-4
     """Position measurement noise, 1 sigma, rad (m)."""
-    sigma_qd: float = 5e-3
+    sigma_qd: float = 3e-3
     """Velocity measurement noise, 1 sigma, rad/s (m/s)."""
     use_velocity: bool = True
     """Fuse the robot's velocity measurements when messages carry them."""
@@ -35,6 +35,10 @@ class EstimatorSettings:
     max_extrapolation_s: float = 0.15
     """Longest prediction beyond the newest measurement that is displayed; beyond it the displayed state
     holds while its covariance keeps growing."""
+    time_sigma_s: float = 0.0015
+    """Uncertainty (1 sigma) of the sample-time mapping, s: one-way clock sync cannot separate the clock
+    offset from the minimum network latency, so every sample time carries this much unknown shift. It
+    enters the snapshot's covariance as ``qd qdᵀ σt²`` (positions) and ``qdd qddᵀ σt²`` (velocities)."""
     stale_after_s: float = 0.25
     """Health becomes ``stale`` when no measurement was accepted for this long."""
 
@@ -43,7 +47,7 @@ class EstimatorSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value}")
-        for name in ("late_tolerance_s", "max_extrapolation_s", "stale_after_s"):
+        for name in ("late_tolerance_s", "max_extrapolation_s", "stale_after_s", "time_sigma_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0 s, got {value}")
