@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 __all__ = ["add_demo_arguments", "run_demo"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,9 +57,11 @@ class _Truth:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def on(self, t_ns: np.ndarray, dof_names) -> np.ndarray | None:
-        """Truth positions ``[T, ndof]`` at twin times ``t_ns`` (both processes use the host's monotonic
+    def on(self, t_ns, dof_names):
+        """Truth positions ``[T, ndof]`` at twin times ``t_ns: [T]`` (both processes use the host's monotonic
         clock), in model order; None when there is no truth."""
+        import numpy as np
+
         from .emulator import TRUTH_TOPIC
         from .telemetry import McapReplay
 
@@ -278,6 +278,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _write_outputs(out: Path, robot, twin, trace, mirror, truth, report, whatif_phase, status, emu_summary, args,
                    url) -> list[str]:
+    import numpy as np
+
     from .fidelity import error_stats
     from .report import ReportData, write_report
 
