@@ -54,7 +54,7 @@ class WhatIfSettings:
     """Drives track the command's velocity (kd (qd_target - qd)); false: kd (0 - qd), MuJoCo's plain servo."""
     joint_limits: str = "spring"
     """How position limits act: "spring" (one-sided critically damped spring-damper) or "off"."""
-    limit_time_constant: float = 0.02
+    limit_time_constant: float = 0.005
     """Time constant of the limit spring-damper, s (raised to 2 dt when smaller, as MuJoCo does)."""
     friction_smoothing: float = 0.01
     """Velocity scale eps of the smooth Coulomb friction -F tanh(qd / eps), rad/s | m/s."""
