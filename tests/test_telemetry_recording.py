@@ -161,3 +161,13 @@ def test_full_writer_queue_drops_and_counts_instead_of_blocking(tmp_path):
         recorder._lock.release()
     recorder.close()
     assert recorder.dropped >= 97 and recorder.written + recorder.dropped == 100
+
+
+def test_ingest_from_settings_records_to_record_path(tmp_path):
+    """telemetry.record_path makes from_settings open a recorder that close() finishes into a readable file."""
+    path = tmp_path / "deep" / "auto.mcap"
+    ingest = TelemetryIngest.from_settings(TelemetrySettings(robot_id="arm-7", record_path=str(path)))
+    _session(ingest)
+    ingest.close()
+    ingest.close()  # idempotent
+    assert McapReplay(path).topics()[TOPICS.joint_states] == 8

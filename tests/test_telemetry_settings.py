@@ -56,7 +56,8 @@ def test_broker_url_parts_and_credentials():
     assert (s.host, s.port, s.use_tls) == ("broker.example", 8884, True)
     assert BrokerSettings(url="mqtt://10.0.0.5").port == 1883 and BrokerSettings(url="mqtts://h").port == 8883
     assert s.resolved_password() == "x"
-    assert BrokerSettings(url="mqtt://user:secret@h:1").redacted_url() == "mqtt://h:1"
+    with pytest.raises(SettingsError, match="credentials"):
+        BrokerSettings(url="mqtt://user:secret@h:1")
     assert BrokerSettings().resolved_client_id("panda").endswith("-panda")
 
 

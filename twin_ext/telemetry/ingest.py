@@ -267,7 +267,7 @@ class TelemetryIngest:
         return IngestStats(
             received=n["received"], bytes_received=n["bytes"], accepted=n["accepted"], births=n["births"],
             statuses=n["statuses"], rejected=n["rejected"],
-            rejected_by_reason={r.value: c for r, c in self._reject_counts.items()},
+            rejected_by_reason={r.value: c for r, c in self._reject_counts.copy().items()},  # copy(): atomic vs the feeder
             seq_gaps=seq.gaps, seq_late=seq.late, seq_jumps=seq.jumps, seq_resets=seq.resets,
             restarts=n["restarts"], clock_jumps=self.clock.jumps, states_dropped=n["states_dropped"],
             events_dropped=n["events_dropped"], internal_errors=n["internal_errors"],

@@ -255,9 +255,13 @@ class Birth:
         rate = self.rate_hz
         if type(rate) not in (int, float):
             raise _reject(RejectReason.BAD_TYPE, f"rate_hz must be a number, got {type(rate).__name__}")
+        try:
+            rate = float(rate)
+        except OverflowError:
+            rate = math.inf
         if not (math.isfinite(rate) and 0 < rate <= 1e6):
-            raise _reject(RejectReason.BAD_VALUE, f"rate_hz {rate!r} must be in (0, 1e6] Hz")
-        object.__setattr__(self, "rate_hz", float(rate))
+            raise _reject(RejectReason.BAD_VALUE, f"rate_hz {str(self.rate_hz)[:40]} must be in (0, 1e6] Hz")
+        object.__setattr__(self, "rate_hz", rate)
         _check_token(self.boot_id, "boot_id")
         if self.codec not in CODECS:
             raise _reject(RejectReason.BAD_VALUE, f"codec {self.codec!r} must be one of {CODECS}")

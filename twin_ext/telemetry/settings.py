@@ -97,6 +97,7 @@ class BrokerSettings:
         except ValueError:
             raise SettingsError(f"[{s}] url {self.url!r} has an invalid port") from None
         _require(parts.path in ("", "/") and not parts.query, s, f"url {self.url!r} must be only scheme://host:port")
+        _require(parts.username is None and parts.password is None, s, "url must not carry credentials (URLs end up in logs): use broker.username and broker.password_env")
         _require(self.protocol in ("3.1.1", "5"), s, f"protocol {self.protocol!r} must be '3.1.1' or '5'")
         _require(self.qos in (0, 1), s, f"qos {self.qos} must be 0 or 1")
         _require(5 <= self.keepalive_s <= 65535, s, f"keepalive_s {self.keepalive_s} must be in [5, 65535]")
