@@ -17,9 +17,10 @@ steps it from ``step_begin`` to ``step_end`` (a rollout chunk) with
    ``A`` and ``D`` the velocity derivative of the joint forces (damping, drive ``kd``, friction slope,
    limit damper; plus ``h^2 K`` of a limit spring), solved by the tree-sparse ``L^T D L`` factorisation
    (no fill-in across branches), then ``qd += h qdd``, ``q += h qd``.
-5. **Verdicts** per world and dof, updated every step: first step of a position-limit, velocity-limit
-   and effort-saturation violation, max tracking error, min margins, and the step where the state
-   stopped being finite.
+5. **Verdicts** per world and dof, updated every step: first step of a position-limit violation (beyond
+   the limit by more than its tolerance, unless the drive is commanded to hold exactly that limit: a
+   gripper resting on its stop), of a velocity-limit violation and of effort saturation, max tracking
+   error, min margins, and the step where the state stopped being finite.
 
 Spatial vectors are (angular, linear) pairs about the world origin, kept as two ``vec3`` arrays.
 Scratch lives in global arrays indexed by world (``[nworld, nb + 1, ...]``; slot ``nb`` stands for the world,
@@ -113,6 +114,16 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
     @wp.func
     def inertia_lin(m: scalar, h: vec3, w: vec3, v: vec3):
         return m * v - wp.cross(h, w)
+
+    @wp.func
+    def limit_violated(qv: scalar, lo: scalar, up: scalar, tol: scalar, qt: scalar) -> int:
+        # beyond a limit by more than tol, unless the drive is being told to hold that very limit (a gripper
+        # commanded fully open rests on its stop: contact, not a violation)
+        if qv < lo - tol and wp.abs(qt - lo) > tol:
+            return 1
+        if qv > up + tol and wp.abs(qt - up) > tol:
+            return 1
+        return 0
 
     @wp.kernel(enable_backward=False, module="unique")
     def rollout(
@@ -423,7 +434,7 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                     err = wp.abs(target_q[stream, kc, b] - qb)
                     if err > max_track[w, b]:
                         max_track[w, b] = err
-                    if pm < -pos_tol[b] and first_pos[w, b] < 0:
+                    if first_pos[w, b] < 0 and limit_violated(qb, lower[b], upper[b], pos_tol[b], qt) != 0:
                         first_pos[w, b] = k
                     if vm < -vel_tol[b] and first_vel[w, b] < 0:
                         first_vel[w, b] = k
@@ -483,6 +494,7 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
 
         if mode == MODE_ROLLOUT_CONST and diverged[w] < 0:
             # verdicts on the final state
+            klast = wp.min(wp.max(step_end - 1 - latency, 0), nstep_cmd - 1)
             for b in range(nb):
                 qb = q[w, b]
                 pm = wp.min(qb - lower[b], upper[b] - qb)
@@ -491,7 +503,8 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                     min_pos_margin[w, b] = pm
                 if vm < min_vel_margin[w, b]:
                     min_vel_margin[w, b] = vm
-                if pm < -pos_tol[b] and first_pos[w, b] < 0:
+                qt = target_q[stream, klast, b]
+                if first_pos[w, b] < 0 and limit_violated(qb, lower[b], upper[b], pos_tol[b], qt) != 0:
                     first_pos[w, b] = step_end
                 if vm < -vel_tol[b] and first_vel[w, b] < 0:
                     first_vel[w, b] = step_end

@@ -54,19 +54,18 @@ class WhatIfSettings:
     """Drives track the command's velocity (kd (qd_target - qd)); false: kd (0 - qd), MuJoCo's plain servo."""
     joint_limits: str = "spring"
     """How position limits act: "spring" (one-sided critically damped spring-damper) or "off"."""
-    limit_time_constant: float = 0.005
-    """Time constant of the limit spring-damper, s (raised to 2 dt when smaller, as MuJoCo does)."""
+    limit_time_constant: float = 0.02
+    """Time constant of the limit spring-damper, s (MuJoCo's default; raised to 2 dt when smaller, as MuJoCo does)."""
     friction_smoothing: float = 0.01
     """Velocity scale eps of the smooth Coulomb friction -F tanh(qd / eps), rad/s | m/s."""
     implicit_saturated_damping: bool = False
     """Keep a drive's kd in the implicit damping while its force is clamped (false: drop it -- the exact
     derivative of a clamped force, and what MuJoCo 4's implicitfast does)."""
-    position_tolerance_rad: float = 5e-3
-    """A revolute joint violates its limit when it is more than this beyond it, rad (absorbs the limit spring's
-    give when a joint is driven onto its stop at up to ~0.7 rad/s)."""
-    position_tolerance_m: float = 5e-4
-    """A prismatic joint violates its limit when it is more than this beyond it, m (a gripper closing onto its
-    stop at up to ~0.07 m/s is not a violation)."""
+    position_tolerance_rad: float = 1e-3
+    """A revolute joint violates its limit when it goes more than this beyond it, rad (a joint whose target is
+    exactly that limit may rest on it: contact with a commanded stop is not a violation)."""
+    position_tolerance_m: float = 1e-4
+    """A prismatic joint violates its limit when it goes more than this beyond it, m (same rule)."""
     velocity_tolerance: float = 0.0
     """A joint violates its speed limit when |qd| > (1 + this) * limit (fraction)."""
     confidence: float = 0.95

@@ -31,7 +31,7 @@ from .kernels import cache_dir, init_warp
 
 __all__ = ["generate_source", "get_specialized_kernel", "shape_key"]
 
-_GENERATOR_VERSION = "3"
+_GENERATOR_VERSION = "4"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
@@ -159,6 +159,15 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
     emit("        c * r0[1, 0] + s * r0[1, 1], c * r0[1, 1] - s * r0[1, 0], r0[1, 2],")
     emit("        c * r0[2, 0] + s * r0[2, 1], c * r0[2, 1] - s * r0[2, 0], r0[2, 2],")
     emit("    )")
+    emit("")
+    emit("")
+    emit("@wp.func")
+    emit("def limit_violated(qv: scalar, lo: scalar, up: scalar, tol: scalar, qt: scalar) -> int:")
+    emit("    if qv < lo - tol and wp.abs(qt - lo) > tol:")
+    emit("        return 1")
+    emit("    if qv > up + tol and wp.abs(qt - up) > tol:")
+    emit("        return 1")
+    emit("    return 0")
     emit("")
     emit("")
     emit("@wp.kernel(enable_backward=False)")
@@ -362,7 +371,7 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
         k2(f"mv_{b} = wp.min(mv_{b}, vm_{b})")
         k2(f"me_{b} = wp.min(me_{b}, mg_{b})")
         k2(f"mt_{b} = wp.max(mt_{b}, wp.abs(target_q[stream, kc, {b}] - q_{b}))")
-        k2(f"if pm_{b} < -PT_{b} and fp_{b} < 0:")
+        k2(f"if fp_{b} < 0 and limit_violated(q_{b}, LO_{b}, UP_{b}, PT_{b}, qt_{b}) != 0:")
         k3(f"fp_{b} = k")
         k2(f"if vm_{b} < -VT_{b} and fv_{b} < 0:")
         k3(f"fv_{b} = k")
@@ -403,12 +412,13 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
 
     # ---- final state verdicts and write-back ----
     k1("if dv < 0:")
+    body.append(I2 + "klast = wp.min(wp.max(step_end - 1 - latency, 0), nstep_cmd - 1)")
     for b in range(nb):
         body.append(I2 + f"pe_{b} = wp.min(q_{b} - LO_{b}, UP_{b} - q_{b})")
         body.append(I2 + f"ve_{b} = VL_{b} - wp.abs(qd_{b})")
         body.append(I2 + f"mp_{b} = wp.min(mp_{b}, pe_{b})")
         body.append(I2 + f"mv_{b} = wp.min(mv_{b}, ve_{b})")
-        body.append(I2 + f"if pe_{b} < -PT_{b} and fp_{b} < 0:")
+        body.append(I2 + f"if fp_{b} < 0 and limit_violated(q_{b}, LO_{b}, UP_{b}, PT_{b}, target_q[stream, klast, {b}]) != 0:")
         body.append(I3 + f"fp_{b} = step_end")
         body.append(I2 + f"if ve_{b} < -VT_{b} and fv_{b} < 0:")
         body.append(I3 + f"fv_{b} = step_end")
