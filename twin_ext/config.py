@@ -60,11 +60,11 @@ class RobotSettings:
     prim_path: str = ""
     """Articulation root to read when the file holds several robots; "" = the only one."""
     robot_id: str = "panda"
-    """Robot id in MQTT topics ``twin/v1/<robot_id>/...``."""
+    """Robot id in MQTT topics ``twin/v1/<robot_id>/...``; "" = follow the first robot heard from."""
 
     def __post_init__(self) -> None:
-        if not self.robot_id or any(c in self.robot_id for c in "/+#"):
-            raise ValueError(f"robot_id {self.robot_id!r} must be non-empty and free of '/', '+', '#'")
+        if any(c in self.robot_id for c in "/+# "):
+            raise ValueError(f"robot_id {self.robot_id!r} must be free of '/', '+', '#' and spaces")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "RobotSettings":
@@ -88,9 +88,9 @@ class TwinConfig:
 
     robot: RobotSettings = dataclasses.field(default_factory=RobotSettings)
     sections: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-    """The other sections (broker, telemetry, clock, estimator, twin, whatif, kit) as given."""
+    """The other sections (broker, telemetry, clock, estimator, twin, whatif, kit, emulator) as given."""
 
-    KNOWN_SECTIONS = ("robot", "broker", "telemetry", "clock", "estimator", "twin", "whatif", "kit")
+    KNOWN_SECTIONS = ("robot", "broker", "telemetry", "clock", "estimator", "twin", "whatif", "kit", "emulator")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "TwinConfig":
