@@ -107,14 +107,15 @@ class KitTwinController:
         read_settings: returns the extension's settings tree (``/exts/twin_ext`` as nested dicts).
         base_dir: the extension folder (relative paths in settings resolve against it).
         make_driver: ``(model, kit_settings) -> Driver | None`` — how the state reaches the stage.
-        make_ghost: ``(model, kit_settings) -> ghost | None`` with ``show(q)``, ``hide()``, ``remove()``.
+        make_ghost: ``(model, kit_settings, driver) -> ghost | None`` with ``show(q)``, ``hide()``, ``remove()``
+            (``driver`` is the stage driver in use, or None).
         now_ns: the twin clock, int ns.
         log: ``(level, message)`` for Kit's log (default: print).
     """
 
     def __init__(self, read_settings: Callable[[], Mapping[str, Any]], *, base_dir: Path,
                  make_driver: Callable[[Any, KitSettings], Driver | None] | None = None,
-                 make_ghost: Callable[[Any, KitSettings], Any] | None = None,
+                 make_ghost: Callable[[Any, KitSettings, Any], Any] | None = None,
                  now_ns: Callable[[], int] = time.monotonic_ns,
                  log: Callable[[str, str], None] | None = None) -> None:
         self._read_settings = read_settings
@@ -152,7 +153,7 @@ class KitTwinController:
         try:
             tree = {k: v for k, v in dict(self._read_settings() or {}).items()}
             config = TwinConfig.from_mapping(tree)
-            session = TwinSession(config, base_dir=self.base_dir, model=model)
+            session = TwinSession(config, base_dir=self.base_dir, model=model, now_ns=self.now_ns)
         except (ConfigError, SessionError) as exc:
             return self._fail(str(exc))
         except Exception as exc:  # noqa: BLE001 - never into Kit
@@ -263,7 +264,7 @@ class KitTwinController:
             return
         if self.ghost is None:
             try:
-                self.ghost = self._make_ghost(self.session.model, self.kit)
+                self.ghost = self._make_ghost(self.session.model, self.kit, self.driver)
             except Exception as exc:  # noqa: BLE001
                 self._report("warning", f"cannot create the what-if ghost: {exc}")
                 return

@@ -130,10 +130,10 @@ class TwinExtension(omni.ext.IExt):
         ])]
         add_menu_items(self._menu, "Window")
 
-    def _make_ghost(self, model, kit):
+    @staticmethod
+    def _make_ghost(model, kit, driver):
         from ..sinks.ghost import GhostRobot
 
-        driver = self.controller.driver if self.controller else None
         stage = getattr(driver, "stage", None)
         if stage is None:
             import omni.usd
