@@ -33,7 +33,7 @@ from ..trajectory import JointTrajectory, TrajectoryError
 from . import kernels
 from .errors import WhatIfError
 from .variants import Payload, Perturbation, Variant, parameter_sets
-from .verdict import WhatIfReport, variant_verdict
+from .verdict import WhatIfReport, WorldSummary, variant_verdict
 
 __all__ = ["BaseState", "Scenario", "TargetStream", "TrajectoryCommand", "run_scenario", "load_scenario"]
 
@@ -510,6 +510,7 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
     age = f" (last measurement {base_state.age_s:.2f} s ago)" if math.isfinite(base_state.age_s) and base_state.age_s else ""
     untrusted = f"the base state is {base_state.health}{age}: the twin cannot vouch for it, so no verdict can pass"
     verdicts = []
+    summary = WorldSummary(rollout)
     peak = None
     if isinstance(scenario.command, TrajectoryCommand):
         traj = scenario.command.trajectory
@@ -526,7 +527,7 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
                                     f"limit {lim:g}")  # fmt: skip
         worlds = np.flatnonzero(world_variant == v_index)
         verdicts.append(variant_verdict(
-            rollout, worlds, name=variant.name, trusted=trusted, untrusted_reason=untrusted,
+            summary, worlds, name=variant.name, trusted=trusted, untrusted_reason=untrusted,
             confidence=s.confidence, max_violation_probability=s.max_violation_probability,
             command_outside_limits=outside[speeds.index(variant.speed_scale)], warnings=warnings,
         ))  # fmt: skip

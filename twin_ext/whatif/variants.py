@@ -71,10 +71,13 @@ class Payload:
     def __post_init__(self) -> None:
         _finite_number(self.mass, f"payload on {self.link!r}: mass (kg)", minimum=0.0)
         _finite_vector(self.com, 3, f"payload on {self.link!r}: com (m, link frame)")
-        self.inertia_matrix()
+        object.__setattr__(self, "_inertia", self._checked_inertia())
 
     def inertia_matrix(self) -> np.ndarray:
-        """``[3, 3]`` kg·m² about the COM, link frame; checked to be a physical inertia."""
+        """``[3, 3]`` kg·m² about the COM, in the link frame (a copy)."""
+        return self._inertia.copy()  # type: ignore[attr-defined]
+
+    def _checked_inertia(self) -> np.ndarray:
         values = np.asarray(self.inertia, dtype=np.float64)
         what = f"payload on {self.link!r}: inertia (kg·m² about its COM)"
         if values.shape == (3,):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KindSummary", "VariantVerdict", "WhatIfReport", "Violation", "wilson_interval", "STATUS_PASS", "STATUS_FAIL", "STATUS_UNKNOWN"]
+__all__ = ["WorldSummary", "KindSummary", "VariantVerdict", "WhatIfReport", "Violation", "wilson_interval", "STATUS_PASS", "STATUS_FAIL", "STATUS_UNKNOWN"]
 
 STATUS_PASS = "pass"
 STATUS_FAIL = "fail"
@@ -145,8 +145,22 @@ def _sample_violations(rollout, w: int, dof_names: Sequence[str]) -> list[Violat
     return sorted(out, key=lambda v: v.time)
 
 
+class WorldSummary:
+    """Per-world reductions of a `Rollout` computed once, so each variant's verdict is a cheap slice."""
+
+    def __init__(self, rollout) -> None:
+        self.rollout = rollout
+        self.first = rollout.first_violation  # [nworld] s, NaN = none
+        self.diverged = ~np.isnan(rollout.diverged_at)
+        self.violated = ~np.isnan(self.first) | self.diverged
+        times = np.where(np.isnan(self.first), np.inf, self.first)
+        self.first_or_divergence = np.where(self.diverged, np.minimum(times, rollout.diverged_at), times)
+        self.kind_times = {kind: getattr(rollout, attr) for kind, attr in _KINDS}  # [nworld, ndof] each
+        self.closest_position = rollout.min_position_margin.min(axis=1)
+
+
 def variant_verdict(
-    rollout,
+    summary: WorldSummary,
     worlds: np.ndarray,
     *,
     name: str,
@@ -157,32 +171,32 @@ def variant_verdict(
     command_outside_limits: Sequence[str] = (),
     warnings: Sequence[str] = (),
 ) -> VariantVerdict:
-    """Reduce the worlds ``worlds`` (sample 0 first) of ``rollout`` to a `VariantVerdict`."""
+    """Reduce the worlds ``worlds`` (sample 0 first) of a rollout (via its `WorldSummary`) to a `VariantVerdict`."""
+    rollout = summary.rollout
     names = rollout.dof_names
-    first = rollout.first_violation[worlds]
-    diverged = ~np.isnan(rollout.diverged_at[worlds])
-    violated = ~np.isnan(first) | diverged
+    diverged = summary.diverged[worlds]
+    violated = summary.violated[worlds]
     n, k = len(worlds), int(violated.sum())
     by_kind: dict[str, KindSummary] = {}
-    for kind, attr in _KINDS:
-        t = getattr(rollout, attr)[worlds]  # [n, ndof]
+    for kind, t_all in summary.kind_times.items():
+        t = t_all[worlds]  # [n, ndof]
         hit = ~np.isnan(t)
+        if not hit.any():
+            by_kind[kind] = KindSummary(0, (), None)
+            continue
         per_joint = hit.sum(axis=0)
         order = [j for j in np.argsort(-per_joint, kind="stable") if per_joint[j] > 0]
-        by_kind[kind] = KindSummary(int(hit.any(axis=1).sum()), tuple(names[j] for j in order),
-                                    float(np.nanmin(t)) if hit.any() else None)  # fmt: skip
+        by_kind[kind] = KindSummary(int(hit.any(axis=1).sum()), tuple(names[j] for j in order), float(np.nanmin(t)))
     by_kind["diverged"] = KindSummary(int(diverged.sum()), (),
                                       float(np.nanmin(rollout.diverged_at[worlds])) if diverged.any() else None)
     p = k / n if n else 0.0
     ci = wilson_interval(k, n, confidence)
     if k:
-        times = np.where(np.isnan(first), np.inf, first)
-        times = np.where(diverged, np.minimum(times, rollout.diverged_at[worlds]), times)
+        times = summary.first_or_divergence[worlds]
         worst_local = int(np.argmin(times))
         ttv = float(times[worst_local])
     else:
-        pos = rollout.min_position_margin[worlds]
-        worst_local = int(np.argmin(pos.min(axis=1))) if pos.size else 0
+        worst_local = int(np.argmin(summary.closest_position[worlds])) if n else 0
         ttv = None
     if not trusted:
         status, reason = STATUS_UNKNOWN, untrusted_reason
@@ -202,8 +216,9 @@ def variant_verdict(
     return VariantVerdict(
         name=name, status=status, reason=reason, samples=n, violations=k, p_violation=p, ci=ci,
         confidence=confidence, by_kind=by_kind, time_to_violation=ttv,
-        nominal=tuple(_sample_violations(rollout, int(w[0]), names)), worst_sample=worst_local,
-        worst=tuple(_sample_violations(rollout, int(w[worst_local]), names)),
+        nominal=tuple(_sample_violations(rollout, int(w[0]), names)) if summary.violated[w[0]] else (),
+        worst_sample=worst_local,
+        worst=tuple(_sample_violations(rollout, int(w[worst_local]), names)) if k else (),
         max_tracking_error=dict(zip(names, rollout.max_tracking_error[w].max(axis=0).tolist())),
         min_position_margin=dict(zip(names, rollout.min_position_margin[w].min(axis=0).tolist())),
         min_velocity_margin=dict(zip(names, rollout.min_velocity_margin[w].min(axis=0).tolist())),
