@@ -37,11 +37,18 @@ HOME = np.array([0.0, -0.7854, 0.0, -2.3562, 0.0, 1.5708, 0.7854, 0.02, 0.02])
 @lru_cache(maxsize=None)
 def _engine() -> WhatIfEngine:
     return WhatIfEngine(load_robot(REPO / "usd/franka_panda/panda.usda"),
-                        settings=WhatIfSettings(use_process_pool=False, warmup=False, memory_budget_mb=64.0))  # fmt: skip
+                        settings=WhatIfSettings(use_process_pool=False, memory_budget_mb=64.0))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ready_engine():
+    """The engine with its kernels loaded (its warm-up launch happens before launches are forbidden)."""
+    _engine().wait_ready()
+    return _engine()
 
 
 @pytest.fixture(autouse=True)
-def no_launch(monkeypatch):
+def no_launch(ready_engine, monkeypatch):
     """Fail the test if anything reaches a kernel launch."""
 
     def refuse(*args, **kwargs):

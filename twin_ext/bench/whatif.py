@@ -58,7 +58,7 @@ def _parse(argv):
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--worlds", type=int, default=1024, help="worlds (batch size), default 1024")
     p.add_argument("--steps", type=int, default=1000, help="steps per world, default 1000")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats of each throughput run (best is kept)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats of each throughput run (best is kept)")
     p.add_argument("--requests", type=int, default=20, help="warm interactive requests timed (default 20)")
     p.add_argument("--no-cold", action="store_true", help="skip the cold-start measurement (it compiles, ~15 s)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, not a measurement)")

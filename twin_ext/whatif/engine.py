@@ -27,7 +27,7 @@ from .articulation import ArticulatedTree, tree_from_robot
 from .compute import MODEL_ARRAYS, Executor, RunOptions, scratch_bytes_per_world
 from .errors import WhatIfError, WorkerError
 from .settings import WhatIfSettings
-from .shared import plan_layout
+from .shared import Arena, plan_layout
 from .variants import Variant, parameter_sets
 
 __all__ = ["WhatIfEngine", "Rollout", "Dynamics"]
@@ -61,7 +61,8 @@ class Rollout:
         dof_names: ``[ndof]`` joint names (the last axis of every array).
         dt: s. steps: integration steps. record_every: recording decimation.
         t: ``[nrecord]`` s, time of each recorded sample (``(r + 1) * record_every * dt``).
-        q, qd: ``[nworld, nrecord, ndof]`` recorded positions (rad|m) and velocities (rad/s|m/s).
+        q, qd: ``[nworld, nrecord, ndof]`` recorded positions (rad|m) and velocities (rad/s|m/s), in the
+            engine's precision (float32 arrays with ``precision = "float32"``; everything else is float64).
         tau: ``[nworld, nrecord, ndof]`` drive effort applied during the step before each sample, N·m|N.
         q_final, qd_final: ``[nworld, ndof]`` state after the last step.
         first_position_violation: ``[nworld, ndof]`` s, first time beyond a position limit (+ tolerance).
@@ -497,8 +498,11 @@ class WhatIfEngine:
             "eval_qdd": ((nworld if evaluate else 1, nb), f), "eval_bias": ((nworld if evaluate else 1, nb), f),
             "eval_mass": ((nworld if evaluate else 1, nb if evaluate else 1, nb if evaluate else 1), f),
         })  # fmt: skip
+        recorded = ("out_q", "out_qd", "out_tau")
+        rec_specs = {name: specs.pop(name) for name in recorded}
         layout, nbytes = plan_layout(specs)
-        self._check_budget(nbytes, nworld, nb, nrec, precision)
+        rec_layout, rec_bytes = plan_layout(rec_specs)
+        self._check_budget(nbytes + rec_bytes, nworld, nb, nrec, precision)
 
         limit_on = (s.joint_limits == "spring") if joint_limits is None else bool(joint_limits)
         options = RunOptions(
@@ -509,10 +513,14 @@ class WhatIfEngine:
         )  # fmt: skip
         self.wait_ready()
         with self._lock:
-            arena = self._pool.arena(nbytes) if self._pool is not None else None
-            arrays = arena.views(layout) if arena is not None else {
-                name: np.empty(shape, dtype=np.dtype(dtype)) for name, (_, shape, dtype) in layout.items()
-            }
+            if self._pool is not None:
+                arrays = self._pool.arena(nbytes).views(layout)
+                rec_arena = Arena.create(rec_bytes)  # the caller gets these arrays without a copy
+                rec_arrays = rec_arena.views(rec_layout)
+            else:
+                arrays = {name: np.empty(shape, dtype=np.dtype(dtype)) for name, (_, shape, dtype) in layout.items()}
+                rec_arena = None
+                rec_arrays = {name: np.empty(shape, dtype=np.dtype(dtype)) for name, (_, shape, dtype) in rec_layout.items()}
             for name, arr in sets.items():
                 arrays[name][...] = arr
             arrays["world_set"][...] = world_set
@@ -527,21 +535,31 @@ class WhatIfEngine:
             for name in ("min_pos_margin", "min_vel_margin", "min_eff_margin"):
                 arrays[name][...] = np.finfo(fdt).max
             t0 = time.perf_counter()
-            if self._pool is not None:
-                completed = self._pool.run(self.model_key, self._model_arrays, layout, options, nworld,
-                                           timeout=s.timeout_s, progress=progress, cancel=cancel)  # fmt: skip
-            else:
-                assert self._executor is not None, "this engine was closed"
-                if not self._executor.has_model(self.model_key, precision):
-                    self._executor.set_model(self.model_key, precision, self._model_arrays)
-                completed = self._executor.run(
-                    self.model_key, arrays, options, 0, nworld,
-                    progress=(lambda done: progress(done / steps)) if progress is not None else None,
-                    cancelled=cancel.is_set if cancel is not None else None,
-                )  # fmt: skip
+            try:
+                if self._pool is not None:
+                    assert rec_arena is not None
+                    completed = self._pool.run(self.model_key, self._model_arrays, layout, options, nworld,
+                                               extra=(rec_arena.path, rec_layout), timeout=s.timeout_s,
+                                               progress=progress, cancel=cancel)  # fmt: skip
+                else:
+                    assert self._executor is not None, "this engine was closed"
+                    if not self._executor.has_model(self.model_key, precision):
+                        self._executor.set_model(self.model_key, precision, self._model_arrays)
+                    completed = self._executor.run(
+                        self.model_key, {**arrays, **rec_arrays}, options, 0, nworld,
+                        progress=(lambda done: progress(done / steps)) if progress is not None else None,
+                        cancelled=cancel.is_set if cancel is not None else None,
+                    )  # fmt: skip
+            finally:
+                if rec_arena is not None:
+                    rec_arena.release_file()
             seconds = time.perf_counter() - t0
-            out = {name: np.array(arrays[name], dtype=np.float64 if arrays[name].dtype.kind == "f" else np.int64)
-                   for name in layout if not name.startswith("set_") and not name.startswith("target")}  # fmt: skip
+            skip = ("set_", "target")
+            if self._pool is not None:  # the shared arena is reused by the next request: copy what we keep
+                out = {name: np.array(arrays[name]) for name in layout if not name.startswith(skip)}
+            else:
+                out = {name: arrays[name] for name in layout if not name.startswith(skip)}
+            out.update(rec_arrays)
             del arrays
         if evaluate:
             return Dynamics(qdd=out["eval_qdd"], mass_matrix=out["eval_mass"], bias=out["eval_bias"])
@@ -565,12 +583,13 @@ class WhatIfEngine:
 
         r = self.robot
         tol = self._model_arrays["pos_tol"]  # a target on the limit (stored as float32 in USD) is not outside
-        outside = ((target_q < r.lower - tol) | (target_q > r.upper + tol)).any(axis=(0, 1))
-        big = 0.5 * np.finfo(np.float32).max
+        outside = (target_q.min(axis=(0, 1)) < r.lower - tol) | (target_q.max(axis=(0, 1)) > r.upper + tol)
+        out = {name: (np.asarray(v, dtype=np.float64) if v.dtype.kind == "f" and name not in ("out_q", "out_qd", "out_tau")
+                      else v) for name, v in out.items()}  # fmt: skip
         margins = {}
         for name in ("min_pos_margin", "min_vel_margin", "min_eff_margin"):
             m = out[name]
-            margins[name] = np.where(m > big, np.inf, np.where(m > 0.5 * _BIG, np.inf, m))
+            margins[name] = np.where(m > 0.5 * _BIG, np.inf, m)  # "no limit" sentinels and untouched initial values
         t = (np.arange(nrec) + 1) * record_every * dt if nrec else np.zeros(0)
         return Rollout(
             dof_names=r.dof_names, dt=dt, steps=steps, record_every=record_every, t=t,

@@ -234,11 +234,15 @@ class WorkerPool:
         options: RunOptions,
         nworld: int,
         *,
+        extra: tuple[str, Mapping[str, tuple[int, tuple[int, ...], str]]] | None = None,
         timeout: float,
         progress: Callable[[float], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> bool:
         """Run a request laid out in `arena` over the workers, splitting worlds evenly.
+
+        ``extra`` = ``(path, layout)`` of a second arena holding more of the request's arrays (the recorded
+        outputs, which go to the caller without a copy).
 
         Returns:
             False if ``cancel`` was set before the end (results are then partial).
@@ -258,6 +262,7 @@ class WorkerPool:
                     "key": key, "arena": self._arena.path, "layout": dict(layout), "options": option_fields,
                     "w0": int(bounds[slot]), "w1": int(bounds[slot + 1]), "slot": slot,
                     "control": self._control.path, "control_size": 1 + _CONTROL_SLOTS,
+                    "extra": {"path": extra[0], "layout": dict(extra[1])} if extra else None,
                 }))  # fmt: skip
             deadline = time.monotonic() + timeout
             pending = {w.recv_conn: w for w in used}

@@ -64,6 +64,18 @@ class Arena:
             for name, (offset, shape, dtype) in layout.items()
         }
 
+    def release_file(self) -> None:
+        """Delete the backing file but keep this process's mapping (alive as long as views of it are).
+
+        Used for per-request outputs handed to the caller: the memory goes away with the last array.
+        """
+        if self._owner:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self._owner = False
+
     def close(self) -> None:
         """Unmap (and, for the creator, delete the file). Views must have been dropped."""
         try:
