@@ -31,7 +31,7 @@ from .kernels import cache_dir, init_warp
 
 __all__ = ["generate_source", "get_specialized_kernel", "shape_key"]
 
-_GENERATOR_VERSION = "4"
+_GENERATOR_VERSION = "6"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
@@ -278,8 +278,15 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
         # inertia about the world origin
         k2(f"hr_{b} = R_{b} * HM_{b}")
         k2(f"hw_{b} = MS_{b} * x_{b} + hr_{b}")
-        k2(f"ib_{b} = R_{b} * IO_{b} * wp.transpose(R_{b}) + (MS_{b} * wp.dot(x_{b}, x_{b}) + two * wp.dot(x_{b}, hr_{b})) * eye3"
-           f" - MS_{b} * wp.outer(x_{b}, x_{b}) - wp.outer(x_{b}, hr_{b}) - wp.outer(hr_{b}, x_{b})")
+        # Ibar = R I_o R^T + (m |x|^2 + 2 x.hr) 1 - m x x^T - x hr^T - hr x^T, written out for its symmetry
+        k2(f"A_{b} = R_{b} * IO_{b}")
+        k2(f"mx_{b} = MS_{b} * x_{b}")
+        k2(f"d_{b} = wp.dot(mx_{b} + two * hr_{b}, x_{b})")
+        for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)):
+            rot = f"A_{b}[{i}, 0] * R_{b}[{j}, 0] + A_{b}[{i}, 1] * R_{b}[{j}, 1] + A_{b}[{i}, 2] * R_{b}[{j}, 2]"
+            diag = f" + d_{b}" if i == j else ""
+            k2(f"i{i}{j}_{b} = {rot}{diag} - mx_{b}[{i}] * x_{b}[{j}] - x_{b}[{i}] * hr_{b}[{j}] - hr_{b}[{i}] * x_{b}[{j}]")
+        k2(f"ib_{b} = mat33(i00_{b}, i01_{b}, i02_{b}, i01_{b}, i11_{b}, i12_{b}, i02_{b}, i12_{b}, i22_{b})")
         k2(f"lw_{b} = ib_{b} * vw_{b} + wp.cross(hw_{b}, vv_{b})")
         k2(f"lv_{b} = MS_{b} * vv_{b} - wp.cross(hw_{b}, vw_{b})")
         k2(f"fn_{b} = ib_{b} * aw_{b} + wp.cross(hw_{b}, av_{b}) + wp.cross(vw_{b}, lw_{b}) + wp.cross(vv_{b}, lv_{b})")
