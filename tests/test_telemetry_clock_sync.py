@@ -156,3 +156,15 @@ def test_reset_keeps_the_drift_of_the_oscillator():
     assert clock.samples == 0 and not clock.ready and clock.drift == pytest.approx(drift)
     with pytest.raises(ClockSyncError, match="no telemetry sample"):
         clock.to_twin_ns(0)
+
+
+def test_slow_first_samples_are_not_a_clock_jump():
+    """Samples that queued 100 ms behind a connection set-up, then normal ones, lower the warm-up envelope
+    without a jump, and the mapping is right after 2 s."""
+    t_ns, stamp, arrival = _stream(12, duration_s=3.0, rate_hz=100.0, drift=0.0)
+    arrival = arrival.copy()
+    arrival[:10] = np.maximum(arrival[:10], int(t_ns[10]) + 100_000_000)  # a burst 100 ms late
+    clock = ClockSync(min_latency_ms=10.0)
+    _feed(clock, stamp, arrival)
+    assert clock.jumps == 0 and clock.samples == len(stamp)
+    assert abs(clock.to_twin_ns(int(stamp[-1])) - int(t_ns[-1])) < 1_000_000

@@ -322,9 +322,11 @@ def _run(kind: str, port: int, qos: int, count: int, *, rate_hz: float, protocol
     publisher = _Publisher(port, qos, count, rate_hz)
     if drain:
         sub.pause()
+    cpu0 = time.process_time()  # this process = the subscriber (publisher and broker are other processes)
     publisher.start()
     pub = publisher.finish()
     if drain:
+        cpu0 = time.process_time()
         sub.resume()
     # Drain: stop when everything arrived, or nothing new arrived for 1 s.
     last, last_change = -1, time.monotonic()
@@ -332,12 +334,14 @@ def _run(kind: str, port: int, qos: int, count: int, *, rate_hz: float, protocol
         if sub.seen() != last:
             last, last_change = sub.seen(), time.monotonic()
         time.sleep(0.01)
+    cpu_s = time.process_time() - cpu0
     data = sub.close()
     times = data["times"]
     rate = (len(times) - 1) / ((times[-1] - times[0]) / 1e9) if len(times) > 1 and times[-1] > times[0] else 0.0
     result = {
         "subscriber": sub.name, "qos": qos, "mode": "drain" if drain else ("paced" if latency else "flood"),
         "sent": count, "seen": len(times), "msg_s": round(rate),
+        "cpu_us_per_msg": round(1e6 * cpu_s / len(times), 1) if times else None,
         "publisher_msg_s": round(pub["published"] / pub["seconds"]) if pub["seconds"] == pub["seconds"] and pub["seconds"] > 0 else None,
     }  # fmt: skip
     if latency:
@@ -398,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs.sort(key=lambda r: r["msg_s"])
                 median = dict(runs[len(runs) // 2])
                 median["runs_msg_s"] = [r["msg_s"] for r in runs]
+                median["cpu_us_per_msg"] = sorted(r["cpu_us_per_msg"] or 0.0 for r in runs)[len(runs) // 2]
                 return median
 
             throughput = [best_of(kind, qos) for qos in (0, 1) for kind in ("raw", "twin")]
@@ -434,17 +439,24 @@ def main(argv: list[str] | None = None) -> int:
           f"set_tcp_nodelay {str(not args.broker_nagle).lower()}), "
           f"{os.cpu_count()} CPUs, {result['payload']['bytes']}-byte binary joint states ({len(JOINTS)} joints), "
           f"separate publisher process, twin on MQTT {args.protocol}")  # fmt: skip
-    if max(load_before, load_after) > 0.5:
-        print(f"WARNING: the machine was busy (1-min load average {load_before:.2f} before, {load_after:.2f} after): figures are unreliable")
+    if load_before > 0.5:
+        print(f"WARNING: the machine was busy before the run (1-min load average {load_before:.2f}; the bench itself "
+              f"adds ~2): figures are unreliable")  # fmt: skip
     repeat_note = f", median of {args.repeat}" if args.repeat > 1 else ""
-    print(f"\nthroughput, flood of {count} messages{repeat_note:<12}  msg/s    seen/sent  publisher msg/s")
+    print(f"\nthroughput, flood of {count} messages{repeat_note:<12}  msg/s    seen/sent  publisher msg/s  subscriber CPU µs/msg")
+    def spread(r: dict) -> str:
+        runs = r.get("runs_msg_s", [])
+        return f"  runs {', '.join(f'{v:,}' for v in runs)}" if len(runs) > 1 else ""
+
     for r in throughput:
-        print(f"  QoS{r['qos']}  {r['subscriber']:<58} {r['msg_s']:>7,}  {r['seen']:>6}/{r['sent']:<6}  {r['publisher_msg_s'] or '-':>8}")
+        print(f"  QoS{r['qos']}  {r['subscriber']:<58} {r['msg_s']:>7,}  {r['seen']:>6}/{r['sent']:<6}  {r['publisher_msg_s'] or '-':>8}  {r['cpu_us_per_msg']:>8}{spread(r)}")
     print(f"  twin / raw paho: QoS0 {ratios['qos0']}x, QoS1 {ratios['qos1']}x")
     print(f"\nQoS1 backlog drain: {count} messages queued by the broker while the subscriber was away (no competing publisher)")
     for r in drain:
-        print(f"  QoS1  {r['subscriber']:<58} {r['msg_s']:>7,}  {r['seen']:>6}/{r['sent']:<6}")
+        print(f"  QoS1  {r['subscriber']:<58} {r['msg_s']:>7,}  {r['seen']:>6}/{r['sent']:<6}         -  {r['cpu_us_per_msg']:>8}{spread(r)}")
     print(f"  twin / raw paho: {ratios['qos1_drain']}x")
+    print(f"  one core's worth of the twin's CPU time per message = {1e6 / drain[1]['cpu_us_per_msg']:,.0f} msg/s (QoS1, drain)"
+          if drain[1]["cpu_us_per_msg"] else "")
     print("\nlatency at a paced 1 kHz, µs (p50 / p95 / p99)   publish->seen         receive->consumer")
     for r in latency:
         print(f"  QoS{r['qos']}  {r['subscriber']:<58} {_fmt_lat(r.get('publish_to_seen')):<20}  {_fmt_lat(r.get('receive_to_consumer'))}")

@@ -22,7 +22,9 @@ Method.
    consecutive samples more than the threshold BELOW the envelope (impossible without a clock
    step), or every sample for ``jump_confirm_s`` more than the threshold ABOVE it (a clock step
    back or a new, slower network path) re-initialise the estimate (counted in `jumps`). A single
-   sample below the envelope is treated as a bad stamp and not used.
+   sample below the envelope is treated as a bad stamp and not used. Until the estimate is
+   ``ready`` only the first rule applies: a warm-up envelope built from a handful of samples
+   (often queued behind the connection set-up) is simply lowered by later, faster samples.
 
 What "offset" means. From one-way traffic the minimum latency ``L_min`` cannot be told apart from
 the clock offset: the envelope measures ``offset + L_min``. ``min_latency_ms`` (default 0) is the
@@ -164,7 +166,14 @@ class ClockSync:
         line = self._line
         residual = arrival_ns - stamp_ns
         below_line = False
-        if line is not None:
+        if line is not None and not self.ready:
+            # Warm-up: a few samples do not make a trustworthy envelope (the first ones often queue
+            # behind a connection set-up); a lower sample simply lowers it, it is not a clock step.
+            x_ref, r_ref, c, b = line
+            excess = (residual - r_ref) - (c + b * (stamp_ns - x_ref))
+            self._excess_ns += 0.01 * (max(excess, 0.0) - self._excess_ns)
+            below_line = excess < -self._refit_ns
+        elif line is not None:
             x_ref, r_ref, c, b = line
             excess = (residual - r_ref) - (c + b * (stamp_ns - x_ref))
             if excess < -self._jump_ns:
