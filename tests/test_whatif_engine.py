@@ -317,3 +317,16 @@ def test_wait_ready_reports_the_start_up():
     info = engine("panda").wait_ready()
     assert set(info) >= {"seconds", "kernel_seconds", "workers"} and info["workers"] == 0
     assert 0 <= info["kernel_seconds"] <= info["seconds"]
+
+
+def test_an_engine_survives_its_shared_workers_being_shut_down():
+    """After shutdown_workers() (e.g. by a Kit extension reload) the next request starts fresh workers."""
+    from twin_ext.whatif import shutdown_workers
+
+    robot = _robot("panda")
+    pooled = WhatIfEngine(robot, settings=WhatIfSettings(workers=2))
+    targets = np.tile(PANDA_HOME, (50, 1))
+    before = pooled.rollout(PANDA_HOME, None, targets, dt=2e-3)
+    shutdown_workers()
+    after = pooled.rollout(PANDA_HOME, None, targets, dt=2e-3)
+    np.testing.assert_array_equal(before.q, after.q)

@@ -513,6 +513,13 @@ class WhatIfEngine:
         )  # fmt: skip
         self.wait_ready()
         with self._lock:
+            if self._pool is not None and self._pool.closed:
+                # someone shut the shared workers down (shutdown_workers): start fresh ones
+                from .pool import shared_pool
+
+                self._pool = shared_pool(self._pool.nworkers, python=self.settings.worker_python, precisions=())
+                self._pool.prepare(self.model_key, self._model_arrays, precision, s.specialize,
+                                   timeout=max(s.timeout_s, 600.0))  # fmt: skip
             if self._pool is not None:
                 arrays = self._pool.arena(nbytes).views(layout)
                 rec_arena = Arena.create(rec_bytes)  # the caller gets these arrays without a copy

@@ -182,6 +182,11 @@ class WorkerPool:
             self._arena = self._control = None
 
     @property
+    def closed(self) -> bool:
+        """True after `close` (a closed pool refuses requests; `shared_pool` hands out a new one)."""
+        return self._closed
+
+    @property
     def alive(self) -> bool:
         return bool(self._workers) and all(w.proc.poll() is None for w in self._workers)
 
@@ -338,7 +343,7 @@ def shared_pool(nworkers: int, *, python: str = "", precisions: tuple[str, ...] 
     key = (python or sys.executable, int(nworkers))
     with _pools_lock:
         pool = _pools.get(key)
-        if pool is None or pool._closed:
+        if pool is None or pool.closed:
             pool = WorkerPool(nworkers, python=python, precisions=precisions)
             _pools[key] = pool
     pool.start()
