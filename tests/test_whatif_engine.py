@@ -330,3 +330,20 @@ def test_an_engine_survives_its_shared_workers_being_shut_down():
     shutdown_workers()
     after = pooled.rollout(PANDA_HOME, None, targets, dt=2e-3)
     np.testing.assert_array_equal(before.q, after.q)
+
+
+def test_cancelling_a_pooled_request_stops_the_workers_early():
+    """With the worker pool, setting the cancel event stops every worker between chunks: completed is False and
+    the progress reported stays within 0..1."""
+    cancel = threading.Event()
+    seen = []
+
+    def progress(fraction):
+        seen.append(fraction)
+        cancel.set()
+
+    pooled = WhatIfEngine(_robot("panda"), settings=WhatIfSettings(workers=2, chunk_steps=20))
+    q0 = np.tile(PANDA_HOME, (64, 1))
+    out = pooled.rollout(q0, None, np.tile(PANDA_HOME, (4000, 1)), dt=1e-3, progress=progress, cancel=cancel)
+    assert not out.completed
+    assert seen and all(0.0 <= f <= 1.0 for f in seen)

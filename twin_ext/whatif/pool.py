@@ -244,8 +244,10 @@ class WorkerPool:
         progress: Callable[[float], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> bool:
-        """Run a request laid out in `arena` over the workers, splitting worlds evenly.
+        """Run a request laid out in `arena` over the workers.
 
+        The worlds are cut into up to ``4 x nworkers`` contiguous chunks handed out as workers become free,
+        so a worker slowed down by other load on the machine does not hold the whole request back.
         ``extra`` = ``(path, layout)`` of a second arena holding more of the request's arrays (the recorded
         outputs, which go to the caller without a copy).
 
@@ -257,28 +259,37 @@ class WorkerPool:
             assert self._arena is not None and self._control is not None
             ctl = self._control.views({"ctl": (0, (1 + _CONTROL_SLOTS,), "<i8")})["ctl"]
             ctl[:] = 0
-            used = self._workers[: max(1, min(len(self._workers), nworld))]
-            bounds = np.linspace(0, nworld, len(used) + 1).round().astype(int)
+            nchunk = max(1, min(nworld, 4 * len(self._workers), _CONTROL_SLOTS))
+            bounds = np.linspace(0, nworld, nchunk + 1).round().astype(int)
+            queue = list(range(nchunk))
             option_fields = {f: getattr(options, f) for f in options.__dataclass_fields__}
-            for slot, worker in enumerate(used):
+            job = {
+                "key": key, "arena": self._arena.path, "layout": dict(layout), "options": option_fields,
+                "control": self._control.path, "control_size": 1 + _CONTROL_SLOTS,
+                "extra": {"path": extra[0], "layout": dict(extra[1])} if extra else None,
+            }  # fmt: skip
+
+            def dispatch(worker: _Worker) -> None:
+                chunk = queue.pop(0)
+                worker.send(("run", {**job, "w0": int(bounds[chunk]), "w1": int(bounds[chunk + 1]), "slot": chunk}))
+
+            pending: dict[Connection, _Worker] = {}
+            for worker in self._workers[:nchunk]:
                 self._ensure_model(worker, key, options.precision, model_arrays)
                 worker.arenas.add(self._arena.path)
-                worker.send(("run", {
-                    "key": key, "arena": self._arena.path, "layout": dict(layout), "options": option_fields,
-                    "w0": int(bounds[slot]), "w1": int(bounds[slot + 1]), "slot": slot,
-                    "control": self._control.path, "control_size": 1 + _CONTROL_SLOTS,
-                    "extra": {"path": extra[0], "layout": dict(extra[1])} if extra else None,
-                }))  # fmt: skip
+                dispatch(worker)
+                pending[worker.recv_conn] = worker
             deadline = time.monotonic() + timeout
-            pending = {w.recv_conn: w for w in used}
             completed = True
             errors: list[str] = []
             while pending:
                 if cancel is not None and cancel.is_set():
                     ctl[0] = 1
+                    queue.clear()
+                    completed = False
                 ready = wait(list(pending), timeout=0.05)
                 if progress is not None and options.steps > 0:
-                    done = sum(int(ctl[1 + s]) * int(bounds[s + 1] - bounds[s]) for s in range(len(used)))
+                    done = sum(int(ctl[1 + c]) * int(bounds[c + 1] - bounds[c]) for c in range(nchunk))
                     progress(done / (options.steps * max(nworld, 1)))
                 for conn in ready:
                     worker = pending.pop(conn)
@@ -289,8 +300,12 @@ class WorkerPool:
                         raise WorkerError(worker.death_note(f"what-if worker {worker.index} died during a request")) from None
                     if reply[0] == "error":
                         errors.append(f"worker {worker.index}: {reply[1]}")
+                        queue.clear()
                     elif not reply[1].get("completed", True):
                         completed = False
+                    if queue:
+                        dispatch(worker)
+                        pending[conn] = worker
                 if pending and time.monotonic() > deadline:
                     self._abandon()
                     raise WorkerError(
