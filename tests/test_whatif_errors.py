@@ -231,3 +231,16 @@ def test_the_shipped_config_whatif_section_is_valid():
 
     doc = tomllib.loads((REPO / "config/twin.toml").read_text())
     assert WhatIfSettings.from_mapping(doc.get("whatif", {})) == WhatIfSettings()
+
+
+def test_every_whatif_setting_is_documented_and_in_the_shipped_config():
+    """Each WhatIfSettings field has a row in docs/SETTINGS.md's whatif table and a line in config/twin.toml."""
+    import dataclasses
+    import tomllib
+
+    text = (REPO / "docs/SETTINGS.md").read_text()
+    section = text.split("## whatif", 1)[1].split("\n## ", 1)[0]
+    toml = tomllib.loads((REPO / "config/twin.toml").read_text())["whatif"]
+    for field in dataclasses.fields(WhatIfSettings):
+        assert f"| `{field.name}` |" in section, f"{field.name} missing from docs/SETTINGS.md"
+        assert field.name in toml, f"{field.name} missing from config/twin.toml [whatif]"
