@@ -420,3 +420,46 @@ def test_impossible_settings_fail_fast_with_the_key_named(tmp_path):
     bad.write_text("not a certificate")
     with pytest.raises(LinkConfigError, match="not a PEM CA"):
         MqttLink(ingest, BrokerSettings(url="mqtts://127.0.0.1:8883", tls_ca_file=str(bad)))
+
+
+def test_reconnect_resubscribes_when_the_broker_forgot_the_session(tmp_path):
+    """A broker restarted WITHOUT persistence has no session for the twin: the link resubscribes in on_connect,
+    says the queued telemetry of the gap is lost, and receives what is published afterwards."""
+    require_mosquitto()
+    with Mosquitto(tmp_path / "volatile", persistence=False) as broker:
+        ingest, link = _link(broker.url)
+        got = Collector(ingest)
+        try:
+            link.start()
+            assert link.wait_connected(10)
+            broker.restart()
+            assert wait_until(lambda: link.health.connects == 2 and link.connected, 10)
+            robot = Robot(broker)
+            for seq in range(50):
+                robot.send(encode_binary(_state(seq)))
+            assert wait_until(lambda: got.has(50))
+            warning = [e for e in got.events if e.kind is EventKind.CONNECTED][-1].message
+            assert "NO session" in warning and "lost" in warning
+            robot.close()
+        finally:
+            link.stop()
+
+
+def test_a_consumer_that_never_polls_does_not_stall_the_network_thread(mosquitto_broker):
+    """With a 100-sample buffer and nobody polling, 3000 QoS1 samples are all received and acknowledged; the
+    oldest are dropped and counted, the newest kept, and the link stays connected."""
+    ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=ROBOT, state_buffer=100, event_buffer=10))
+    link = MqttLink(ingest, BrokerSettings(url=mosquitto_broker.url, client_id="twin-no-consumer", reconnect_min_s=0.05))
+    robot = Robot(mosquitto_broker)
+    try:
+        link.start()
+        assert link.wait_connected(10)
+        for seq in range(3000):
+            robot.send(encode_binary(_state(seq)))
+        assert wait_until(lambda: ingest.stats.accepted == 3000, 20), ingest.stats
+        stats = ingest.stats
+        assert stats.states_dropped == 2900 and [r.message.seq for r in ingest.poll_states()] == list(range(2900, 3000))
+        assert link.connected and link.health.disconnects == 0
+    finally:
+        link.stop()
+        robot.close()
