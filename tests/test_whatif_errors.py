@@ -244,3 +244,25 @@ def test_every_whatif_setting_is_documented_and_in_the_shipped_config():
     for field in dataclasses.fields(WhatIfSettings):
         assert f"| `{field.name}` |" in section, f"{field.name} missing from docs/SETTINGS.md"
         assert field.name in toml, f"{field.name} missing from config/twin.toml [whatif]"
+
+
+def test_a_full_shared_memory_folder_falls_back_to_the_temporary_folder(monkeypatch):
+    """When /dev/shm cannot hold a request (a container's 64 MiB), the arena goes to the temp folder instead."""
+    import os
+
+    from twin_ext.whatif.shared import Arena
+
+    real = os.posix_fallocate
+
+    def fallocate(fd, offset, size):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith("/dev/shm"):
+            raise OSError(28, "No space left on device")
+        return real(fd, offset, size)
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate)
+    arena = Arena.create(1 << 20)
+    try:
+        assert not arena.path.startswith("/dev/shm")
+        arena.views({"x": (0, (4,), "<f8")})["x"][:] = 1.0
+    finally:
+        arena.close()

@@ -51,6 +51,21 @@ class StartupReport:
     workers: int
 
 
+def default_python() -> str:
+    """The interpreter for workers: ``sys.executable``, or -- when that is not a Python (embedded in an
+    application such as Kit) -- the ``python3`` of this interpreter's prefix."""
+    exe = Path(sys.executable)
+    if exe.name.lower().startswith("python"):
+        return str(exe)
+    for candidate in (Path(sys.prefix) / "bin" / "python3", Path(sys.prefix) / "python3", Path(sys.prefix) / "python.exe"):
+        if candidate.is_file():
+            return str(candidate)
+    raise WorkerError(
+        f"cannot find a Python interpreter for the what-if workers (sys.executable is {exe}); fix: set [whatif] "
+        "worker_python to the application's python3, or use_process_pool = false"
+    )
+
+
 class _Worker:
     def __init__(self, index: int, python: str, log_path: Path) -> None:
         self.index = index
@@ -58,8 +73,12 @@ class _Worker:
         r_in, w_in = os.pipe()
         r_out, w_out = os.pipe()
         env = dict(os.environ)
+        # the worker sees what this process sees: twin_ext itself and every import path (inside Kit, warp and
+        # numpy come from extension folders that are on sys.path but not in any site-packages)
         package_parent = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        paths = [package_parent] + [p for p in sys.path if p and os.path.isdir(p)]
+        paths += [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -122,7 +141,7 @@ class WorkerPool:
         if nworkers < 1:
             raise ValueError(f"nworkers must be >= 1, got {nworkers}")
         self.nworkers = int(nworkers)
-        self.python = python or sys.executable
+        self.python = python or default_python()
         self.precisions = tuple(precisions)
         self._lock = threading.RLock()
         self._workers: list[_Worker] = []
@@ -355,7 +374,7 @@ def shared_pool(nworkers: int, *, python: str = "", precisions: tuple[str, ...] 
 
     ``precisions`` are the kernels loaded at start-up by a new pool; others load on first use.
     """
-    key = (python or sys.executable, int(nworkers))
+    key = (python or default_python(), int(nworkers))
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None or pool.closed:

@@ -26,7 +26,8 @@ class WhatIfSettings:
     workers: int = 0
     """Worker processes; 0 = one per CPU core."""
     worker_python: str = ""
-    """Interpreter for worker processes; "" = ``sys.executable`` (inside Kit: set to Kit's python)."""
+    """Interpreter for worker processes; "" = ``sys.executable``, or the embedded interpreter's ``python3`` when
+    ``sys.executable`` is an application (Kit)."""
     warmup: bool = True
     """Start the workers and load/compile the kernels in the background when an engine is created."""
     specialize: bool = True

@@ -46,16 +46,29 @@ class Arena:
 
     @classmethod
     def create(cls, size: int) -> Arena:
-        folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
-        path = os.path.join(folder, f"twin_ext_whatif_{os.getpid()}_{uuid.uuid4().hex[:12]}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, size)
-        except OSError:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        return cls(path, size, fd, owner=True)
+        """A new arena of ``size`` bytes, its memory reserved up front.
+
+        ``/dev/shm`` first; when it is missing or too small (containers often give it 64 MiB) the system
+        temporary folder, whose page cache makes a mapped file nearly as fast. Reserving the space now turns
+        "out of shared memory" into an error here instead of a SIGBUS when a worker writes.
+        """
+        folders = [f for f in ("/dev/shm",) if os.path.isdir(f) and os.access(f, os.W_OK)] + [tempfile.gettempdir()]
+        last_error: OSError | None = None
+        for folder in folders:
+            path = os.path.join(folder, f"twin_ext_whatif_{os.getpid()}_{uuid.uuid4().hex[:12]}")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, size)
+                else:  # pragma: no cover - macOS
+                    os.ftruncate(fd, size)
+                return cls(path, size, fd, owner=True)
+            except OSError as exc:
+                os.close(fd)
+                os.unlink(path)
+                last_error = exc
+        raise OSError(f"cannot reserve {size / 2**20:.0f} MiB of shared memory for a what-if request in {folders}: "
+                      f"{last_error}; fix: free space there, or lower [whatif] memory_budget_mb / record less")
 
     def views(self, layout: Mapping[str, tuple[int, tuple[int, ...], str]]) -> dict[str, np.ndarray]:
         """NumPy arrays over the mapped memory for every entry of ``layout``."""
