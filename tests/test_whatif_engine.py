@@ -347,3 +347,32 @@ def test_cancelling_a_pooled_request_stops_the_workers_early():
     out = pooled.rollout(q0, None, np.tile(PANDA_HOME, (4000, 1)), dt=1e-3, progress=progress, cancel=cancel)
     assert not out.completed
     assert seen and all(0.0 <= f <= 1.0 for f in seen)
+
+
+def test_a_dead_worker_is_replaced_and_a_death_during_a_request_is_reported():
+    """A worker killed between requests is replaced transparently; one killed during a request makes that request
+    fail with WorkerError quoting the worker's exit, and the next request works again."""
+    import os
+    import signal
+
+    from twin_ext.whatif import WorkerError
+    from twin_ext.whatif.pool import shared_pool
+
+    robot = _robot("panda")
+    pooled = WhatIfEngine(robot, settings=WhatIfSettings(workers=2, chunk_steps=50))
+    pool = shared_pool(2)
+    targets = np.tile(PANDA_HOME, (100, 1))
+    reference = pooled.rollout(PANDA_HOME, None, targets, dt=2e-3)
+    os.kill(pool._workers[0].proc.pid, signal.SIGKILL)
+    pool._workers[0].proc.wait(timeout=10)
+    np.testing.assert_array_equal(pooled.rollout(PANDA_HOME, None, targets, dt=2e-3).q, reference.q)
+
+    def kill_worker(fraction):
+        for worker in pool._workers:
+            if worker.proc.poll() is None:
+                os.kill(worker.proc.pid, signal.SIGKILL)
+                return
+
+    with pytest.raises(WorkerError, match="died during a request"):
+        pooled.rollout(np.tile(PANDA_HOME, (64, 1)), None, np.tile(PANDA_HOME, (20000, 1)), dt=1e-3, progress=kill_worker)
+    np.testing.assert_array_equal(pooled.rollout(PANDA_HOME, None, targets, dt=2e-3).q, reference.q)

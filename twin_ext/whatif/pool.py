@@ -274,6 +274,8 @@ class WorkerPool:
             False if ``cancel`` was set before the end (results are then partial).
         """
         with self._lock:
+            if self._workers and not self.alive:
+                self._abandon()  # a worker died between requests (killed, out of memory): start afresh
             self.wait_ready(timeout)
             assert self._arena is not None and self._control is not None
             ctl = self._control.views({"ctl": (0, (1 + _CONTROL_SLOTS,), "<i8")})["ctl"]
@@ -356,6 +358,7 @@ class WorkerPool:
 
     def _abandon(self) -> None:
         """Kill every worker after a failure (state unknown); the next request starts fresh ones."""
+        self._ready_at = 0.0
         for worker in self._workers:
             if worker.proc.poll() is None:
                 worker.proc.kill()
