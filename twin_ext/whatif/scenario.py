@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..robot import RobotModel
+from ..robot import JointType, RobotModel
 from ..state import Health, TwinSnapshot
 from ..trajectory import JointTrajectory, TrajectoryError
 from . import kernels
@@ -538,4 +538,5 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
         scenario=scenario.name, robot=robot.name, base_health=base_label, dt=dt, steps=steps, variants=tuple(verdicts),
         compute_seconds=rollout.compute_seconds, total_seconds=time.perf_counter() - t_start, rollout=rollout,
         world_variant=world_variant,
+        prismatic=tuple(n for n, t in zip(robot.dof_names, robot.dof_type) if t == JointType.PRISMATIC),
     )  # fmt: skip

@@ -239,6 +239,7 @@ class WhatIfReport:
         compute_seconds: kernel wall time, s. total_seconds: request wall time including set-up, s.
         rollout: the underlying `Rollout` (recorded trajectories of every world), or None.
         world_variant: ``[nworld]`` variant index of each world of `rollout`.
+        prismatic: names of the prismatic joints (their quantities are in m, m/s, N).
     """
 
     scenario: str
@@ -251,6 +252,7 @@ class WhatIfReport:
     total_seconds: float
     rollout: Any = field(default=None, repr=False)
     world_variant: np.ndarray | None = field(default=None, repr=False)
+    prismatic: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -284,34 +286,52 @@ class WhatIfReport:
         return json.dumps(self.to_dict(), **kwargs)
 
     def summary(self) -> str:
-        """A readable multi-line summary: one line per variant, then the details of failures."""
+        """A readable multi-line summary: one line per variant, then what went wrong where."""
+        width = min(40, max([len("variant")] + [len(v.name) for v in self.variants])) + 2
         lines = [
             f"what-if {self.scenario!r} on {self.robot}: {self.status.upper()}  (base state {self.base_health}; "
             f"{self.horizon:.2f} s at dt {self.dt * 1e3:g} ms; {sum(v.samples for v in self.variants)} rollouts in "
             f"{self.total_seconds * 1e3:.0f} ms)",
-            f"  {'variant':<28}{'status':<9}{'P(violation)':>16}  {'CI':<15}{'first violation (worst sample)'}",
         ]
+        unknown = [v for v in self.variants if v.status == STATUS_UNKNOWN]
+        if unknown:
+            lines.append(f"  {unknown[0].reason} (the rollouts are still reported)")
+        conf = f"{self.variants[0].confidence * 100:g}% CI" if self.variants else "CI"
+        lines.append(f"  {'variant':<{width}}{'status':<9}{'P(violation)':>16}  {conf:<15}first violation (worst sample)")
         for v in self.variants:
             ci = f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}]"
             first = "-"
             if v.worst:
                 x = v.worst[0]
-                first = f"{x.kind} {x.joint} at {x.time:.3f} s".replace("  ", " ")
+                first = f"{x.kind} {x.joint} at {x.time:.3f} s" if x.joint else f"{x.kind} at {x.time:.3f} s"
+            status = v.status if v.status != STATUS_UNKNOWN else ("unknown*" if v.violations else "unknown")
+            name = v.name if len(v.name) <= width - 2 else v.name[: width - 3] + "~"
             count = f"({v.violations}/{v.samples})"
-            lines.append(f"  {v.name[:27]:<28}{v.status:<9}{v.p_violation:>6.2f} {count:>9}  {ci:<15}{first}")
+            lines.append(f"  {name:<{width}}{status:<9}{v.p_violation:>6.2f} {count:>9}  {ci:<15}{first}")
+        if any(v.status == STATUS_UNKNOWN and v.violations for v in self.variants):
+            lines.append("  * the rollouts violate limits, but from an untrusted state the verdict stays unknown")
+        units = {"position": ("rad", "m"), "velocity": ("rad/s", "m/s"), "effort": ("N·m", "N")}
         for v in self.variants:
             extra = []
-            if v.status != STATUS_PASS:
-                extra.append(f"    {v.reason}")
+            if v.violations:
+                extra.append(f"    {v.violations} of {v.samples} samples violate a limit; first at {v.time_to_violation:.3f} s")
+                margins = {"position": v.min_position_margin, "velocity": v.min_velocity_margin,
+                           "effort": v.min_effort_margin}  # fmt: skip
+                for kind, ks in v.by_kind.items():
+                    if not ks.samples:
+                        continue
+                    if kind == "diverged":
+                        extra.append(f"    diverged numerically in {ks.samples} samples (check dt and gains)")
+                        continue
+                    worst = ", ".join(f"{j} by {-margins[kind][j]:.4g} {units[kind][j in self.prismatic]}"
+                                      for j in ks.joints[:4])  # fmt: skip
+                    extra.append(f"    {kind} limit exceeded in {ks.samples} samples, from {ks.first_time:.3f} s: {worst}")
+                joint, err = max(v.max_tracking_error.items(), key=lambda kv: kv[1])
+                extra.append(f"    largest tracking error: {joint} {err:.4g} {units['position'][joint in self.prismatic]}")
             if v.command_outside_limits:
-                extra.append(f"    command outside limits on: {', '.join(v.command_outside_limits)}")
+                extra.append(f"    the command goes outside the limits of: {', '.join(v.command_outside_limits)}")
             for w in v.warnings:
                 extra.append(f"    warning: {w}")
-            if v.worst and v.status != STATUS_PASS:
-                margins = sorted(v.min_position_margin.items(), key=lambda kv: kv[1])[:2]
-                extra.append("    closest to a position limit: " + ", ".join(f"{j} {m:+.4f}" for j, m in margins))
-                track = max(v.max_tracking_error.items(), key=lambda kv: kv[1])
-                extra.append(f"    largest tracking error: {track[0]} {track[1]:.4f}")
             if extra:
                 lines.append(f"  {v.name}:")
                 lines.extend(extra)
