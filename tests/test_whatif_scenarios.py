@@ -184,3 +184,16 @@ def test_commands_outside_the_limits_are_flagged_in_the_verdict():
     assert v.command_outside_limits == ("joint4",)
     assert v.status == "fail" and "joint4" in v.by_kind["position"].joints
     assert math.isfinite(v.time_to_violation)
+
+
+def test_the_report_draws_itself_as_a_valid_svg_chart():
+    """to_svg gives well-formed SVG with one labelled row per variant and a marker where a variant first fails."""
+    import xml.dom.minidom
+
+    report = _engine().run(load_scenario("speed_payload_check"))
+    svg = report.to_svg()
+    doc = xml.dom.minidom.parseString(svg)
+    texts = [t.firstChild.data for t in doc.getElementsByTagName("text") if t.firstChild]
+    for v in report.variants:
+        assert v.name in texts
+    assert len(doc.getElementsByTagName("circle")) == sum(v.time_to_violation is not None for v in report.variants) == 1

@@ -1,7 +1,8 @@
 """Command line: ``python -m twin_ext.whatif list | run SCENARIO | warm``.
 
     python -m twin_ext.whatif list                          shipped scenarios (config/scenarios/*.toml)
-    python -m twin_ext.whatif run pick_place_payload        run one; prints the verdicts (--json: the report)
+    python -m twin_ext.whatif run pick_place_payload        run one; prints the verdicts (--json: the report,
+                                                            --out FILE.json, --svg FILE.svg: a chart)
     python -m twin_ext.whatif run my.toml --samples 64 --robot usd/ur5e/ur5e.usda
     python -m twin_ext.whatif warm                          compile the kernels into the cache, print the times
 
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="random seed (overrides the file)")
     run.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
     run.add_argument("--out", default="", help="also write the JSON report to this file")
+    run.add_argument("--svg", default="", help="also write a chart of the verdicts (SVG) to this file")
     run.add_argument("--config", default="", help="twin config TOML whose [whatif] section to use")
     warm = sub.add_parser("warm", help="load/compile the kernels for a robot into the cache and report the time")
     warm.add_argument("--robot", default="", help="robot USD (default: the shipped Panda)")
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         shutdown_workers()
     if args.out:
         Path(args.out).write_text(report.to_json(indent=2), encoding="utf-8")
+    if args.svg:
+        Path(args.svg).write_text(report.to_svg(), encoding="utf-8")
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return {"pass": 0, "fail": 1, "unknown": 3}[report.status]
 

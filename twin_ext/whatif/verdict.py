@@ -285,6 +285,44 @@ class WhatIfReport:
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
+    def to_svg(self) -> str:
+        """A self-contained SVG chart: per variant, P(violation) as a bar with its confidence interval, coloured by
+        status, and the time to the first violation on the horizon (no plotting library needed)."""
+        from html import escape
+
+        colours = {STATUS_PASS: "#2e7d32", STATUS_FAIL: "#c62828", STATUS_UNKNOWN: "#757575"}
+        name_w, bar_w, time_w, row_h, top = 240, 260, 260, 26, 46
+        width = name_w + bar_w + time_w + 40
+        height = top + row_h * len(self.variants) + 30
+        x_bar, x_time = name_w, name_w + bar_w + 30
+        out = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+            'font-size="12">',
+            f'<text x="8" y="18" font-size="14" font-weight="bold">{escape(self.scenario)} on {escape(self.robot)}: '
+            f'{self.status.upper()}</text>',
+            f'<text x="{x_bar}" y="{top - 8}">P(violation), {self.variants[0].confidence * 100 if self.variants else 95:g}% CI'
+            '</text>',
+            f'<text x="{x_time}" y="{top - 8}">first violation (0 .. {self.horizon:.2f} s)</text>',
+        ]
+        for i, v in enumerate(self.variants):
+            y = top + i * row_h
+            colour = colours.get(v.status, "#757575")
+            out.append(f'<text x="8" y="{y + 16}">{escape(v.name[:36])}</text>')
+            out.append(f'<rect x="{x_bar}" y="{y + 5}" width="{bar_w}" height="14" fill="#eeeeee"/>')
+            out.append(f'<rect x="{x_bar}" y="{y + 5}" width="{bar_w * v.p_violation:.1f}" height="14" fill="{colour}"/>')
+            lo, hi = (x_bar + bar_w * c for c in v.ci)
+            out.append(f'<line x1="{lo:.1f}" y1="{y + 12}" x2="{hi:.1f}" y2="{y + 12}" stroke="#000" stroke-width="1.5"/>')
+            out.append(f'<text x="{x_bar + bar_w + 4}" y="{y + 16}" font-size="10">{v.status}</text>')
+            out.append(f'<line x1="{x_time}" y1="{y + 12}" x2="{x_time + time_w}" y2="{y + 12}" stroke="#bbbbbb"/>')
+            if v.time_to_violation is not None and self.horizon > 0:
+                xt = x_time + time_w * min(1.0, v.time_to_violation / self.horizon)
+                label = f"{v.worst[0].kind} {v.worst[0].joint} {v.time_to_violation:.2f} s" if v.worst else ""
+                out.append(f'<circle cx="{xt:.1f}" cy="{y + 12}" r="5" fill="{colour}"/>')
+                out.append(f'<text x="{min(xt + 8, x_time + time_w - 100):.1f}" y="{y + 9}" font-size="10">'
+                           f'{escape(label)}</text>')  # fmt: skip
+        out.append("</svg>")
+        return "\n".join(out) + "\n"
+
     def summary(self) -> str:
         """A readable multi-line summary: one line per variant, then what went wrong where."""
         width = min(40, max([len("variant")] + [len(v.name) for v in self.variants])) + 2
