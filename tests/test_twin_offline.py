@@ -150,3 +150,26 @@ def test_the_reported_uncertainty_covers_the_actual_error_against_the_plant(pand
 
     _run(panda, standard, 10.0, seed=2, probe=probe)
     assert 0.05 < float(np.mean(nees_q)) < 1.5, np.mean(nees_q)
+
+
+def test_a_stale_twin_answers_whatif_with_unknown_never_pass(panda, standard):
+    """Telemetry stops; a what-if asked on the stale snapshot is 'unknown' for every variant (a fresh one is not)."""
+    from twin_ext.whatif import WhatIfEngine, WhatIfSettings, load_scenario
+
+    profile = dataclasses.replace(standard, pauses=(Pause(at_s=3.0, duration_s=3.0),))
+    snaps = {}
+
+    def probe(t, snap, truth):
+        if abs(t - 2.5) < 0.01:
+            snaps["fresh"] = snap
+        if abs(t - 4.5) < 0.01:
+            snaps["stale"] = snap
+
+    _run(panda, profile, 5.0, probe=probe)
+    assert snaps["fresh"].health == Health.OK and snaps["stale"].health == Health.STALE
+    scenario = dataclasses.replace(load_scenario("pick_place_payload"), samples=2, duration=0.2)
+    with WhatIfEngine(panda, settings=WhatIfSettings(workers=1)) as engine:
+        stale = engine.run(scenario, base=snaps["stale"])
+        fresh = engine.run(scenario, base=snaps["fresh"])
+    assert {v.status for v in stale.variants} == {"unknown"} and stale.status == "unknown"
+    assert "unknown" not in {v.status for v in fresh.variants}

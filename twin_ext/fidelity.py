@@ -55,6 +55,10 @@ class FidelityResult:
     twin: dict[str, float]
     last_sample_hold: dict[str, float]
     newest_message: dict[str, float]
+    twin_when_ok: dict[str, float]
+    """The twin's error over the ticks where it reported health ``ok`` (what it claims to know)."""
+    hold_when_ok: dict[str, float]
+    """Last-sample-hold over the same ticks."""
     display_ticks: int
     duration_s: float
     profile: str
@@ -132,12 +136,15 @@ def evaluate_fidelity(model: RobotModel, profile: Any, *, duration_s: float = 20
     truth_q, _ = sim.truth.interpolate(ticks)
     truth_q = truth_q[:, cols]
     scored = ticks >= sim.start_ns + int(warmup_s * 1e9)
+    ok = scored & (health == 0)
     stats = ingest.stats
     status = twin.status()
     return FidelityResult(
         twin=error_stats(twin_q[scored] - truth_q[scored]),
         last_sample_hold=error_stats(hold[scored] - truth_q[scored]),
         newest_message=error_stats(newest[scored] - truth_q[scored]),
+        twin_when_ok=error_stats(twin_q[ok] - truth_q[ok]),
+        hold_when_ok=error_stats(hold[ok] - truth_q[ok]),
         display_ticks=int(scored.sum()),
         duration_s=(sim.end_ns - sim.start_ns) * 1e-9,
         profile=getattr(profile, "description", "") or str(profile),

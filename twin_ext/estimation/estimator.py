@@ -68,12 +68,18 @@ class TwinEstimator:
         self._index_cache: dict[tuple[str, ...], np.ndarray] = {}
         self._link_up = True
         self._robot_online = True
+        self._held_q: np.ndarray | None = None
         self.reset(count=False)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def reset(self, *, count: bool = True) -> None:
-        """Forget the estimate (robot restart, new session); health becomes ``lost`` until data arrives."""
+        """Forget the estimate (robot restart, new session); health becomes ``lost`` until data arrives.
+
+        Until then snapshots show the last estimated positions (held, at rest, with a huge covariance) rather
+        than jumping to a default pose."""
         s = self.settings
+        if getattr(self, "_t_filter", None) is not None:
+            self._held_q = np.array(self.filter.x[:, 0])
         self.filter = JointKalmanFilter(self.model.ndof, jerk_psd=s.jerk_psd, sigma_q=s.sigma_q, sigma_qd=s.sigma_qd,
                                         gate_chi2=s.gate_chi2)
         self._t_filter: int | None = None
@@ -183,7 +189,8 @@ class TwinEstimator:
         model = self.model
         n = model.ndof
         if self._t_filter is None:
-            q = model.clip_to_limits(np.array(model.drive_target, dtype=np.float64))
+            q = model.clip_to_limits(self._held_q if self._held_q is not None
+                                     else np.array(model.drive_target, dtype=np.float64))
             big = np.full(2 * n, 1e6)
             return TwinSnapshot(t_ns=t_ns, q=q, qd=np.zeros(n), qdd=np.zeros(n), covariance=np.diag(big),
                                 health=Health.LOST, model=model, target=target, age_s=float("inf"))
