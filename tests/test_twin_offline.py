@@ -173,3 +173,31 @@ def test_a_stale_twin_answers_whatif_with_unknown_never_pass(panda, standard):
         fresh = engine.run(scenario, base=snaps["fresh"])
     assert {v.status for v in stale.variants} == {"unknown"} and stale.status == "unknown"
     assert "unknown" not in {v.status for v in fresh.variants}
+
+
+def test_the_state_recorder_sink_writes_every_snapshot_to_mcap_beside_the_telemetry(panda, standard, tmp_path):
+    """twin/state in the same MCAP as the telemetry: one record per display tick with positions and sigmas."""
+    from twin_ext.sinks import STATE_TOPIC, StateRecorderSink
+
+    sim = EmulatedRobot(profile=standard).simulate(1.5, seed=1)
+    clock = VirtualClock(sim.start_ns)
+    with McapRecorder(tmp_path / "run.mcap") as recorder:
+        ingest = TelemetryIngest(settings=TelemetrySettings(robot_id="panda"), model=panda, recorder=recorder,
+                                 now_ns=clock)
+        sink = StateRecorderSink(recorder)
+        twin = LiveTwin(panda, ingest, sinks=[sink], now_ns=clock)
+        k = 0
+        for t in range(sim.start_ns + 50_000_000, sim.end_ns, 50_000_000):
+            while k < len(sim.deliveries) and sim.deliveries[k].arrival_ns <= t:
+                d = sim.deliveries[k]
+                clock.set(d.arrival_ns)
+                ingest.on_payload(d.topic, d.payload, d.arrival_ns)
+                k += 1
+            clock.set(t)
+            twin.tick(t)
+    rows = list(McapReplay(tmp_path / "run.mcap").read_json(STATE_TOPIC))
+    assert len(rows) == sink.recorded == 29
+    log_time, last = rows[-1]
+    assert last["names"] == list(panda.dof_names) and len(last["position_std"]) == panda.ndof
+    assert log_time == last["t_ns"] and last["health"] == "ok"
+    assert McapReplay(tmp_path / "run.mcap").topics()["twin/v1/panda/joint_states"] > 100

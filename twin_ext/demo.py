@@ -149,8 +149,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .emulator import ImpairmentProfile
     from .robot import RobotModelError, default_robot_path, load_robot
     from .sinks import UsdKinematicMirror
-    from .sinks.mirror_sink import MirrorSink
-    from .sinks.trace_sink import TraceSink
+    from .sinks import MirrorSink, StateRecorderSink, TraceSink
     from .telemetry import BrokerSettings, McapRecorder, TelemetryIngest, TelemetrySettings
     from .telemetry.mqtt_link import MqttLink
     from .twin import LiveTwin
@@ -203,7 +202,8 @@ def run_demo(args: argparse.Namespace) -> int:
     link = MqttLink(ingest, BrokerSettings(url=url, client_id=f"twin_ext-demo-{os.getpid()}"))
     mirror = MirrorSink(UsdKinematicMirror.new_stage(robot, robot_prim_path=f"/World/{robot.name}"))
     trace = TraceSink(robot, latest_measurement=lambda: ingest.latest)
-    twin = LiveTwin(robot, ingest, link=link, sinks=[mirror, trace], whatif=WhatIfService(engine))
+    state_log = StateRecorderSink(recorder, every=2)  # the estimate at 30 Hz beside the raw telemetry
+    twin = LiveTwin(robot, ingest, link=link, sinks=[mirror, trace, state_log], whatif=WhatIfService(engine))
     dashboard = TerminalDashboard(robot, title=f"twin_ext demo — {robot.name} — {url}")
     stop = threading.Event()
     previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
@@ -287,7 +287,8 @@ def _write_outputs(out: Path, robot, twin, trace, mirror, truth, report, whatif_
     motion = mirror.save_animation(out / "twin_motion.usda")
     if motion is not None:
         lines.append(f"mirrored motion:  {motion}  ({mirror.frames} frames; open with usdview or Isaac Sim)")
-    lines.append(f"telemetry:        {out / 'telemetry.mcap'}  (every payload with its verdict; opens in Foxglove)")
+    lines.append(f"telemetry:        {out / 'telemetry.mcap'}  (every payload with its verdict + the twin's estimate on "
+                 f"twin/state; opens in Foxglove)")
     if truth.path.exists():
         lines.append(f"plant truth:      {truth.path}  (the emulator's ground truth, 1 kHz)")
     arrays = trace.arrays()
