@@ -119,16 +119,13 @@ class _EmulatorProcess:
 
 def _whatif_scenario(robot, snapshot, *, samples: int):
     """"This program at x1.5 speed with a 3 kg part", aligned to where the robot is in its program now."""
-    from .whatif import TrajectoryCommand, load_scenario
+    from .whatif import load_scenario
+    from .whatif.align import align_to_snapshot
 
-    scenario = load_scenario(DEFAULT_SCENARIO)
-    program = scenario.command.trajectory
-    cols = [robot.dof_index(n) for n in program.joint_names]
-    phase = program.nearest_time(snapshot.q[cols], snapshot.qd[cols])
+    scenario, phase = align_to_snapshot(load_scenario(DEFAULT_SCENARIO), snapshot)
     keep = ("as programmed", "x1.5 speed", "3 kg part", "x1.5 speed + 3 kg part")
     variants = tuple(v for v in scenario.variants if v.name in keep)
-    return dataclasses.replace(scenario, name="this program at x1.5 speed with a 3 kg part",
-                               command=TrajectoryCommand(program, start=phase), variants=variants,
+    return dataclasses.replace(scenario, name="this program at x1.5 speed with a 3 kg part", variants=variants,
                                samples=samples), phase
 
 

@@ -101,6 +101,12 @@ class TwinSession:
             service = WhatIfService(self.whatif_engine)
         self.twin = LiveTwin(model, self.ingest, link=self.link, estimator_settings=s.estimator, sinks=sinks,
                              settings=s.twin, whatif=service, now_ns=now_ns)
+        self.remote = None
+        if service is not None and s.twin.serve_whatif:
+            from .remote import RemoteWhatIf
+
+            self.remote = RemoteWhatIf(self.twin, self.link)
+            self.twin.services.append(self.remote)
         self._started = False
 
     @classmethod

@@ -54,6 +54,8 @@ class TwinSettings:
     also be configured to accept commands."""
     whatif_timeout_s: float = 60.0
     """Longest a what-if request may take before it is reported as failed, s."""
+    serve_whatif: bool = True
+    """Answer what-if requests on ``<prefix>/<robot_id>/whatif/request`` with results on ``.../whatif/result``."""
     max_errors: int = 20
     """How many recent error messages the status keeps."""
 
@@ -138,6 +140,8 @@ class LiveTwin:
         self.settings = settings or TwinSettings()
         self.estimator = estimator or TwinEstimator(model, estimator_settings)
         self.sinks: list[Sink] = list(sinks)
+        self.services: list[Any] = []
+        """Objects with ``poll()`` run after the sinks on every tick (e.g. `twin_ext.remote.RemoteWhatIf`)."""
         self.whatif = whatif
         self.now_ns = now_ns
         self._link_connected = link is None  # no transport (replay, simulation): the feed is the link
@@ -239,6 +243,11 @@ class LiveTwin:
             except Exception as exc:  # noqa: BLE001
                 self.sinks.remove(sink)
                 self._error(f"sink {getattr(sink, 'name', sink)!r} failed and was disabled: {exc!r}")
+        for service in self.services:
+            try:
+                service.poll()
+            except Exception as exc:  # noqa: BLE001
+                self._error(f"{type(service).__name__} failed: {exc!r}")
         return snapshot
 
     def _drain_events(self) -> None:
@@ -358,7 +367,8 @@ class LiveTwin:
         return self._executor.submit(self.whatif.evaluate, snapshot, request)
 
     def send_command(self, command: Any) -> None:
-        """Send a command to the robot through the link, if the gate is open.
+        """Send a command (`twin_ext.telemetry.commands`: SpeedOverride, Stop, Resume, MoveTo) to the robot on
+        ``<prefix>/<robot_id>/command``, if the gate is open. The robot must accept commands too.
 
         Raises:
             CommandGateClosed: ``commands_enabled`` is false (the default), or there is no link.
@@ -367,6 +377,9 @@ class LiveTwin:
             raise CommandGateClosed(
                 "commands to the robot are disabled; fix: set [twin] commands_enabled = true (and enable command "
                 "acceptance on the robot) if this twin may steer it")
-        if self.link is None or not hasattr(self.link, "send_command"):
+        if self.link is None:
             raise CommandGateClosed("no link to the robot: commands need a live MQTT link")
-        self.link.send_command(command)
+        from .telemetry.commands import encode_command
+
+        if not self.link.publish(self.ingest.topics.command, encode_command(command), qos=1):
+            raise CommandGateClosed("the MQTT link is not running; the command was not sent")

@@ -62,9 +62,9 @@ def forecast_errors(model, sim, result, *, horizon_s: float = 0.5, every_s: floa
     from ..trajectory import JointTrajectory
     from ..twin import LiveTwin
     from ..whatif import Scenario, TrajectoryCommand, Variant, WhatIfEngine
+    from ..whatif.align import align_to_snapshot
 
     program = JointTrajectory.from_toml(REPO / "data" / "scenarios" / "pick_place.toml")
-    cols_program = [model.dof_index(n) for n in program.joint_names]
     truth_cols = [sim.truth.joint_names.index(n) for n in model.dof_names]
     own_engine = engine is None
     engine = engine or WhatIfEngine(model)
@@ -84,9 +84,9 @@ def forecast_errors(model, sim, result, *, horizon_s: float = 0.5, every_s: floa
             k += 1
         clock.set(t)
         snap = twin.tick(t)
-        start = program.nearest_time(snap.q[cols_program], snap.qd[cols_program])
-        scenario = Scenario(name="forecast", command=TrajectoryCommand(program, start=start),
-                            variants=(Variant(name="as programmed"),), samples=1, duration=horizon_s, record_every=5)
+        scenario, _ = align_to_snapshot(
+            Scenario(name="forecast", command=TrajectoryCommand(program), variants=(Variant(name="as programmed"),),
+                     samples=1, duration=horizon_s, record_every=5), snap)
         report = engine.run(scenario, base=snap)
         times = np.asarray(report.rollout.t)
         predicted = np.asarray(report.rollout.q[0])

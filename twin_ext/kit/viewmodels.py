@@ -225,6 +225,7 @@ class WhatIfPanelViewModel:
         """
         from ..trajectory import JointTrajectory, TrajectoryError
         from ..whatif import Payload, Perturbation, TargetStream, TrajectoryCommand, Variant, WhatIfError, load_scenario
+        from ..whatif.align import align_to_snapshot
 
         f = self.form
         model = self.controller.model
@@ -250,14 +251,7 @@ class WhatIfPanelViewModel:
                 base_name = f.preset
             else:
                 raise WhatIfError(f"command source {f.command_source!r} must be 'preset', 'file' or 'hold'")
-            start = None
-            if f.align_to_state and snapshot is not None:
-                missing = [n for n in program.joint_names if n not in model.dof_names]
-                if missing:
-                    raise WhatIfError(f"the command names joints {missing} that {model.name} does not have")
-                cols = [model.dof_index(n) for n in program.joint_names]
-                start = program.nearest_time(snapshot.q[cols], snapshot.qd[cols])
-            command = TrajectoryCommand(program, start=start)
+            command = TrajectoryCommand(program)
         last_link = model.link_names[-1]
         payloads = ()
         if f.payload_mass > 0:
@@ -275,8 +269,11 @@ class WhatIfPanelViewModel:
             raise WhatIfError(f"samples must be an integer in [1, 4096], got {f.samples!r}")
         if not (math.isfinite(f.horizon_s) and 0 < f.horizon_s <= 120):
             raise WhatIfError(f"horizon must be in (0, 120] s, got {f.horizon_s!r}")
-        return Scenario(name=f"{base_name}: what-if", command=command, variants=(Variant(name=self.BASELINE), edited),
-                        samples=f.samples, duration=float(f.horizon_s))
+        scenario = Scenario(name=f"{base_name}: what-if", command=command, variants=(Variant(name=self.BASELINE), edited),
+                            samples=f.samples, duration=float(f.horizon_s))
+        if f.align_to_state and snapshot is not None:
+            scenario, _ = align_to_snapshot(scenario, snapshot)
+        return scenario
 
     # ---- running -----------------------------------------------------------------------------------------
     def run(self) -> None:

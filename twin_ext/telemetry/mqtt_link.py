@@ -288,6 +288,7 @@ class MqttLink:
         self._subscribe_mid: int | None = None
         self._session_up = False  # CONNACK accepted (the subscription may still be pending)
         self._last_message = ""
+        self._handlers: dict[str, Callable[[bytes], None]] = {}
         self._health = LinkHealth(LinkState.STOPPED, "link not started", self._now(), self.settings.redacted_url(), 0, 0, 0, False)
 
     # ------------------------------------------------------------------------------ settings
@@ -427,6 +428,14 @@ class MqttLink:
         """Block up to ``timeout_s`` until connected AND subscribed (SUBACK received); True if so."""
         return self._connected.wait(timeout_s)
 
+    def add_handler(self, topic: str, callback: Callable[[bytes], None]) -> None:
+        """Also subscribe to ``topic`` (QoS 1) and hand its payloads to ``callback`` instead of the ingest
+        (e.g. what-if requests). Call before `start`. The callback runs on paho's network thread: it must
+        only enqueue, never block."""
+        if self._client is not None:
+            raise RuntimeError("add_handler must be called before start()")
+        self._handlers[topic] = callback
+
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
         """Publish from the twin (e.g. what-if results). Queued while disconnected (up to 1000).
 
@@ -467,6 +476,7 @@ class MqttLink:
         self._failed_attempts = 0
         self._session_present = bool(getattr(flags, "session_present", False))
         subs = [(topic, s.qos) for topic in self._topics.telemetry_subscriptions()]
+        subs += [(topic, 1) for topic in self._handlers]
         _, self._subscribe_mid = client.subscribe(subs)
         if s.publish_twin_status and self.ingest.settings.robot_id:
             client.publish(self._topics.twin_status, self._twin_status("online"), qos=1, retain=True)
@@ -524,5 +534,12 @@ class MqttLink:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
+        handler = self._handlers.get(topic)
+        if handler is not None:
+            try:
+                handler(bytes(message.payload))
+            except Exception as exc:  # noqa: BLE001 - the network thread must survive a handler bug
+                self.ingest.post_event(EventKind.INTERNAL_ERROR, f"handler for {topic!r} failed: {exc!r}")
+            return
         self.ingest.on_payload(topic, message.payload, self._now())
 
