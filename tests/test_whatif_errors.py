@@ -252,12 +252,12 @@ def test_a_full_shared_memory_folder_falls_back_to_the_temporary_folder(monkeypa
 
     from twin_ext.whatif.shared import Arena
 
-    real = os.posix_fallocate
+    real_fallocate = os.posix_fallocate
 
     def fallocate(fd, offset, size):
         if os.readlink(f"/proc/self/fd/{fd}").startswith("/dev/shm"):
             raise OSError(28, "No space left on device")
-        return real(fd, offset, size)
+        return real_fallocate(fd, offset, size)
 
     monkeypatch.setattr(os, "posix_fallocate", fallocate)
     arena = Arena.create(1 << 20)

@@ -59,6 +59,7 @@ class Arena:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 if hasattr(os, "posix_fallocate"):
+                    # reserve now (measured: also faster overall than faulting pages in from the workers)
                     os.posix_fallocate(fd, 0, size)
                 else:  # pragma: no cover - macOS
                     os.ftruncate(fd, size)
