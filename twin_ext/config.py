@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "RobotSettings", "TwinConfig", "section_from_mapping", "load_config", "default_config_path"]
+__all__ = ["ConfigError", "RobotSettings", "TwinConfig", "section_from_mapping", "load_config", "default_config_path",
+           "settings_sections"]
 
 T = TypeVar("T")
 
@@ -127,3 +128,19 @@ def load_config(path: str | Path | None = None) -> TwinConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return TwinConfig.from_mapping(data)
+
+
+def settings_sections() -> dict[str, type]:
+    """``{section: settings dataclass}`` of every section Kit exposes under ``exts."twin_ext"``, in order.
+
+    The dataclasses are the single source of truth for names, types and defaults; extension.toml's
+    ``[settings]`` block is generated from them (tools/sync_settings.py) and docs/SETTINGS.md documents them.
+    """
+    from .estimation import EstimatorSettings
+    from .kit.controller import KitSettings
+    from .telemetry import BrokerSettings, ClockSettings, TelemetrySettings
+    from .twin import TwinSettings
+    from .whatif import WhatIfSettings
+
+    return {"robot": RobotSettings, "broker": BrokerSettings, "telemetry": TelemetrySettings, "clock": ClockSettings,
+            "estimator": EstimatorSettings, "twin": TwinSettings, "whatif": WhatIfSettings, "kit": KitSettings}
