@@ -33,7 +33,7 @@ from ..trajectory import JointTrajectory, TrajectoryError
 from . import kernels
 from .errors import WhatIfError
 from .variants import Payload, Perturbation, Variant, parameter_sets
-from .verdict import WhatIfReport, WorldSummary, variant_verdict
+from .verdict import WhatIfReport, variant_verdicts
 
 __all__ = ["BaseState", "Scenario", "TargetStream", "TrajectoryCommand", "run_scenario", "load_scenario"]
 
@@ -512,13 +512,12 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
     trusted = base_state.health == "ok"
     age = f" (last measurement {base_state.age_s:.2f} s ago)" if math.isfinite(base_state.age_s) and base_state.age_s else ""
     untrusted = f"the base state is {base_state.health}{age}: the twin cannot vouch for it, so no verdict can pass"
-    verdicts = []
-    summary = WorldSummary(rollout)
     peak = None
     if isinstance(scenario.command, TrajectoryCommand):
         traj = scenario.command.trajectory
         peak = dict(zip(traj.joint_names, traj.peak_velocity()))
-    for v_index, variant in enumerate(scenario.variants):
+    all_warnings, all_outside = [], []
+    for variant in scenario.variants:
         warnings = []
         if not rollout.completed:
             warnings.append("cancelled before the end: statistics cover only the simulated part")
@@ -528,12 +527,13 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
                 if p * variant.speed_scale > lim:
                     warnings.append(f"the command itself moves {joint} at {p * variant.speed_scale:.3g} (peak), above its "
                                     f"limit {lim:g}")  # fmt: skip
-        worlds = np.flatnonzero(world_variant == v_index)
-        verdicts.append(variant_verdict(
-            summary, worlds, name=variant.name, trusted=trusted, untrusted_reason=untrusted,
-            confidence=s.confidence, max_violation_probability=s.max_violation_probability,
-            command_outside_limits=outside[speeds.index(variant.speed_scale)], warnings=warnings,
-        ))  # fmt: skip
+        all_warnings.append(warnings)
+        all_outside.append(outside[speeds.index(variant.speed_scale)])
+    verdicts = variant_verdicts(
+        rollout, np.arange(nworld).reshape(nvar, samples), names=[v.name for v in scenario.variants], trusted=trusted,
+        untrusted_reason=untrusted, confidence=s.confidence, max_violation_probability=s.max_violation_probability,
+        command_outside_limits=all_outside, warnings=all_warnings,
+    )  # fmt: skip
     return WhatIfReport(
         scenario=scenario.name, robot=robot.name, base_health=base_label, dt=dt, steps=steps, variants=tuple(verdicts),
         compute_seconds=rollout.compute_seconds, total_seconds=time.perf_counter() - t_start, rollout=rollout,

@@ -221,11 +221,22 @@ def parameter_sets(
         "set_wrench_torque": np.zeros((nset, 3)), "set_wrench_begin": np.zeros(nset, np.int32),
         "set_wrench_end": np.zeros(nset, np.int32),
     }  # fmt: skip
+    ones = np.ones(nb)
+
+    def scaled(v: Variant, base: np.ndarray, override: str | None, scale: str) -> np.ndarray:
+        # the common case (nothing changed) costs nothing
+        if override is not None and getattr(v, override) is not None:
+            base = v.joint_values(robot, override, base)
+        factor = getattr(v, scale)
+        if isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor == 1.0:
+            return base
+        return base * v.joint_values(robot, scale, ones)
+
     for s, v in enumerate(variants):
-        out["set_kp"][s] = robot.kp * v.joint_values(robot, "kp_scale", np.ones(nb))
-        out["set_kd"][s] = robot.kd * v.joint_values(robot, "kd_scale", np.ones(nb))
-        out["set_damping"][s] = v.joint_values(robot, "damping", robot.damping) * v.joint_values(robot, "damping_scale", np.ones(nb))
-        out["set_friction"][s] = v.joint_values(robot, "friction", robot.friction) * v.joint_values(robot, "friction_scale", np.ones(nb))
+        out["set_kp"][s] = scaled(v, robot.kp, None, "kp_scale")
+        out["set_kd"][s] = scaled(v, robot.kd, None, "kd_scale")
+        out["set_damping"][s] = scaled(v, robot.damping, "damping", "damping_scale")
+        out["set_friction"][s] = scaled(v, robot.friction, "friction", "friction_scale")
         out["set_latency"][s] = int(round(v.latency / dt))
         gc = gravity_compensation if v.gravity_compensation is None else bool(v.gravity_compensation)
         out["set_gravcomp"][s] = int(gc)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WorldSummary", "KindSummary", "VariantVerdict", "WhatIfReport", "Violation", "wilson_interval", "STATUS_PASS", "STATUS_FAIL", "STATUS_UNKNOWN"]
+__all__ = ["variant_verdicts", "KindSummary", "VariantVerdict", "WhatIfReport", "Violation", "wilson_interval", "STATUS_PASS", "STATUS_FAIL", "STATUS_UNKNOWN"]
 
 STATUS_PASS = "pass"
 STATUS_FAIL = "fail"
@@ -145,86 +145,82 @@ def _sample_violations(rollout, w: int, dof_names: Sequence[str]) -> list[Violat
     return sorted(out, key=lambda v: v.time)
 
 
-class WorldSummary:
-    """Per-world reductions of a `Rollout` computed once, so each variant's verdict is a cheap slice."""
-
-    def __init__(self, rollout) -> None:
-        self.rollout = rollout
-        self.first = rollout.first_violation  # [nworld] s, NaN = none
-        self.diverged = ~np.isnan(rollout.diverged_at)
-        self.violated = ~np.isnan(self.first) | self.diverged
-        times = np.where(np.isnan(self.first), np.inf, self.first)
-        self.first_or_divergence = np.where(self.diverged, np.minimum(times, rollout.diverged_at), times)
-        self.kind_times = {kind: getattr(rollout, attr) for kind, attr in _KINDS}  # [nworld, ndof] each
-        self.closest_position = rollout.min_position_margin.min(axis=1)
-
-
-def variant_verdict(
-    summary: WorldSummary,
-    worlds: np.ndarray,
+def variant_verdicts(
+    rollout,
+    groups: np.ndarray,
     *,
-    name: str,
+    names: Sequence[str],
     trusted: bool,
     untrusted_reason: str,
     confidence: float,
     max_violation_probability: float,
-    command_outside_limits: Sequence[str] = (),
-    warnings: Sequence[str] = (),
-) -> VariantVerdict:
-    """Reduce the worlds ``worlds`` (sample 0 first) of a rollout (via its `WorldSummary`) to a `VariantVerdict`."""
-    rollout = summary.rollout
-    names = rollout.dof_names
-    diverged = summary.diverged[worlds]
-    violated = summary.violated[worlds]
-    n, k = len(worlds), int(violated.sum())
-    by_kind: dict[str, KindSummary] = {}
-    for kind, t_all in summary.kind_times.items():
-        t = t_all[worlds]  # [n, ndof]
+    command_outside_limits: Sequence[Sequence[str]],
+    warnings: Sequence[Sequence[str]],
+) -> list[VariantVerdict]:
+    """One `VariantVerdict` per row of ``groups`` (``[nvariant, nsample]`` world indices, sample 0 first), reduced
+    for all variants at once (the per-world statistics already come reduced over time from the kernel)."""
+    joints = rollout.dof_names
+    nvar, n = groups.shape
+    first = rollout.first_violation[groups]  # [nvar, n] s, NaN = none
+    div_at = rollout.diverged_at[groups]
+    diverged = ~np.isnan(div_at)
+    violated = ~np.isnan(first) | diverged
+    k = violated.sum(axis=1)
+    times = np.where(np.isnan(first), np.inf, first)
+    times = np.where(diverged, np.minimum(times, div_at), times)
+    worst_by_time = np.argmin(times, axis=1)
+    worst_by_margin = np.argmin(rollout.min_position_margin[groups].min(axis=2), axis=1)
+    kind_stats = {}
+    for kind, attr in _KINDS:
+        t = getattr(rollout, attr)[groups]  # [nvar, n, ndof]
         hit = ~np.isnan(t)
-        if not hit.any():
-            by_kind[kind] = KindSummary(0, (), None)
-            continue
-        per_joint = hit.sum(axis=0)
-        order = [j for j in np.argsort(-per_joint, kind="stable") if per_joint[j] > 0]
-        by_kind[kind] = KindSummary(int(hit.any(axis=1).sum()), tuple(names[j] for j in order), float(np.nanmin(t)))
-    by_kind["diverged"] = KindSummary(int(diverged.sum()), (),
-                                      float(np.nanmin(rollout.diverged_at[worlds])) if diverged.any() else None)
-    p = k / n if n else 0.0
-    ci = wilson_interval(k, n, confidence)
-    if k:
-        times = summary.first_or_divergence[worlds]
-        worst_local = int(np.argmin(times))
-        ttv = float(times[worst_local])
-    else:
-        worst_local = int(np.argmin(summary.closest_position[worlds])) if n else 0
-        ttv = None
-    if not trusted:
-        status, reason = STATUS_UNKNOWN, untrusted_reason
-    elif by_kind["diverged"].samples:
-        status = STATUS_FAIL
-        reason = f"{by_kind['diverged'].samples} of {n} samples diverged numerically (check dt and gains)"
-    elif p > max_violation_probability:
-        kinds = "; ".join(f"{kind}: {', '.join(ks.joints) or '-'} in {ks.samples}" for kind, ks in by_kind.items()
-                          if ks.samples)  # fmt: skip
-        status = STATUS_FAIL
-        reason = f"{k} of {n} samples violate a limit ({kinds}); first at {ttv:.3f} s"
-    else:
-        status = STATUS_PASS
-        reason = f"no limit violated in {n} samples" if k == 0 else (
-            f"{k} of {n} samples violate a limit, within max_violation_probability {max_violation_probability:g}")
-    w = worlds
-    return VariantVerdict(
-        name=name, status=status, reason=reason, samples=n, violations=k, p_violation=p, ci=ci,
-        confidence=confidence, by_kind=by_kind, time_to_violation=ttv,
-        nominal=tuple(_sample_violations(rollout, int(w[0]), names)) if summary.violated[w[0]] else (),
-        worst_sample=worst_local,
-        worst=tuple(_sample_violations(rollout, int(w[worst_local]), names)) if k else (),
-        max_tracking_error=dict(zip(names, rollout.max_tracking_error[w].max(axis=0).tolist())),
-        min_position_margin=dict(zip(names, rollout.min_position_margin[w].min(axis=0).tolist())),
-        min_velocity_margin=dict(zip(names, rollout.min_velocity_margin[w].min(axis=0).tolist())),
-        min_effort_margin=dict(zip(names, rollout.min_effort_margin[w].min(axis=0).tolist())),
-        command_outside_limits=tuple(command_outside_limits), warnings=tuple(warnings),
-    )  # fmt: skip
+        with np.errstate(all="ignore"):
+            earliest = np.nanmin(np.where(hit, t, np.inf).reshape(nvar, -1), axis=1)
+        kind_stats[kind] = (hit.any(axis=2).sum(axis=1), hit.sum(axis=1), earliest)
+    track = rollout.max_tracking_error[groups].max(axis=1)
+    margins = {attr: getattr(rollout, attr)[groups].min(axis=1)
+               for attr in ("min_position_margin", "min_velocity_margin", "min_effort_margin")}  # fmt: skip
+    out = []
+    for v in range(nvar):
+        by_kind: dict[str, KindSummary] = {}
+        for kind, (samples, per_joint, earliest) in kind_stats.items():
+            if not samples[v]:
+                by_kind[kind] = KindSummary(0, (), None)
+                continue
+            order = [j for j in np.argsort(-per_joint[v], kind="stable") if per_joint[v, j] > 0]
+            by_kind[kind] = KindSummary(int(samples[v]), tuple(joints[j] for j in order), float(earliest[v]))
+        ndiv = int(diverged[v].sum())
+        by_kind["diverged"] = KindSummary(ndiv, (), float(np.nanmin(div_at[v])) if ndiv else None)
+        kv = int(k[v])
+        p = kv / n
+        worst_local = int(worst_by_time[v]) if kv else int(worst_by_margin[v])
+        ttv = float(times[v, worst_local]) if kv else None
+        if not trusted:
+            status, reason = STATUS_UNKNOWN, untrusted_reason
+        elif ndiv:
+            status, reason = STATUS_FAIL, f"{ndiv} of {n} samples diverged numerically (check dt and gains)"
+        elif p > max_violation_probability:
+            kinds = "; ".join(f"{kind}: {', '.join(ks.joints) or '-'} in {ks.samples}" for kind, ks in by_kind.items()
+                              if ks.samples)  # fmt: skip
+            status, reason = STATUS_FAIL, f"{kv} of {n} samples violate a limit ({kinds}); first at {ttv:.3f} s"
+        else:
+            status = STATUS_PASS
+            reason = f"no limit violated in {n} samples" if kv == 0 else (
+                f"{kv} of {n} samples violate a limit, within max_violation_probability {max_violation_probability:g}")
+        w = groups[v]
+        out.append(VariantVerdict(
+            name=names[v], status=status, reason=reason, samples=n, violations=kv, p_violation=p,
+            ci=wilson_interval(kv, n, confidence), confidence=confidence, by_kind=by_kind, time_to_violation=ttv,
+            nominal=tuple(_sample_violations(rollout, int(w[0]), joints)) if violated[v, 0] else (),
+            worst_sample=worst_local,
+            worst=tuple(_sample_violations(rollout, int(w[worst_local]), joints)) if kv else (),
+            max_tracking_error=dict(zip(joints, track[v].tolist())),
+            min_position_margin=dict(zip(joints, margins["min_position_margin"][v].tolist())),
+            min_velocity_margin=dict(zip(joints, margins["min_velocity_margin"][v].tolist())),
+            min_effort_margin=dict(zip(joints, margins["min_effort_margin"][v].tolist())),
+            command_outside_limits=tuple(command_outside_limits[v]), warnings=tuple(warnings[v]),
+        ))  # fmt: skip
+    return out
 
 
 @dataclass(frozen=True, eq=False)
