@@ -3,6 +3,7 @@
 Commands:
     info    load a robot USD and print its joints, limits, drives and masses
     demo    the main job on the embedded default (see ``demo --help``)
+    replay  run the twin over an MCAP recording as a batch job and write its report
 
 Imports of pxr, warp and mujoco happen inside the commands, so ``--help`` is instant.
 """
@@ -33,6 +34,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .replay_job import run_replay
+
+    return run_replay(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m twin_ext", description="twin_ext: a live digital twin of a robot arm")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the twin end to end on the embedded default; outputs in out/demo/")
     add_demo_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
+
+    from .replay_job import add_replay_arguments
+
+    replay = sub.add_parser("replay", help="run the twin over an MCAP recording (batch job) and write its report")
+    add_replay_arguments(replay)
+    replay.set_defaults(func=_cmd_replay)
     return parser
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -275,67 +274,19 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _write_outputs(out: Path, robot, twin, trace, mirror, truth, report, whatif_phase, status, emu_summary, args,
                    url) -> list[str]:
-    import numpy as np
+    from .run_outputs import write_run_outputs
 
-    from .fidelity import error_stats
-    from .report import ReportData, write_report
-
-    lines = []
-    motion = mirror.save_animation(out / "twin_motion.usda")
-    if motion is not None:
-        lines.append(f"mirrored motion:  {motion}  ({mirror.frames} frames; open with usdview or Isaac Sim)")
-    lines.append(f"telemetry:        {out / 'telemetry.mcap'}  (every payload with its verdict + the twin's estimate on "
-                 f"twin/state; opens in Foxglove)")
+    lines = [f"telemetry:        {out / 'telemetry.mcap'}  (every payload with its verdict + the twin's estimate on "
+             f"twin/state; opens in Foxglove)"]
     if truth.path.exists():
         lines.append(f"plant truth:      {truth.path}  (the emulator's ground truth, 1 kHz)")
-    arrays = trace.arrays()
-    t_ns = arrays["t_ns"]
-    truth_q = truth.on(t_ns, robot.dof_names) if len(t_ns) else None
-    whatifs = []
-    if report is not None and not isinstance(report, Exception):
-        (out / "whatif.json").write_text(json.dumps(report.to_dict(), indent=2))
-        rows = [{"variant": v.name, "status": v.status, "P(violation)": f"{v.p_violation:.2f}",
-                 "95% CI": f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}]",
-                 "time to violation": "-" if v.time_to_violation is None else f"{v.time_to_violation:.3f} s",
-                 "first violation": ", ".join(f"{x.kind} {x.joint} @ {x.time:.3f} s" for x in v.worst[:2]) or "-"}
-                for v in report.variants]
-        whatifs.append({"title": f"{report.scenario} (program phase {whatif_phase:.2f} s)", "rows": rows,
-                        "text": report.summary()})
-        lines.append(f"what-if:          {out / 'whatif.json'}  (overall {report.status})")
-    elif isinstance(report, Exception):
-        whatifs.append({"title": "what-if", "text": f"failed: {report}"})
-    summary_rows = [("robot", f"{robot.name} ({robot.source})"), ("broker", url),
-                    ("duration", f"{args.duration:.1f} s"), ("impairments", args.impairments)]
-    if status is not None:
-        summary_rows += [
-            ("telemetry accepted", str(status.accepted)),
-            ("rejected by reason", json.dumps(dict(status.rejected_by_reason))),
-            ("clock offset / drift / latency",
-             f"{status.clock_offset_ms:.2f} ms / {status.clock_drift_ppm:.1f} ppm / {status.latency_ms:.2f} ms"),
-            ("estimator late / gated", f"{status.estimator_late} / {status.estimator_gated}"),
-            ("display rate", f"{status.display_rate_hz:.1f} Hz (target {twin.settings.display_rate_hz:g} Hz)"),
-            ("errors", "; ".join(status.errors) or "none"),
-        ]
-    if len(t_ns) > 1:
-        gaps = np.diff(t_ns) * 1e-6
-        worst = int(np.argmax(gaps))
-        summary_rows.append(("longest display gap", f"{gaps[worst]:.1f} ms at {(t_ns[worst] - t_ns[0]) * 1e-9:.2f} s "
-                                                    f"(median {np.median(gaps):.1f} ms)"))
-    if truth_q is not None and len(t_ns) > 0:
-        scored = (t_ns - t_ns[0]) > 2e9  # skip the clock-sync and filter warm-up
-        twin_err = error_stats(arrays["q"][scored] - truth_q[scored])
-        hold_err = error_stats(arrays["measured_q"][scored] - truth_q[scored])
-        summary_rows += [("twin error vs plant (RMS / p99)", f"{twin_err['rms'] * 1e3:.3f} / {twin_err['p99'] * 1e3:.3f} mrad"),
-                         ("last-sample-hold error (RMS / p99)", f"{hold_err['rms'] * 1e3:.3f} / {hold_err['p99'] * 1e3:.3f} mrad")]
-        lines.append(f"fidelity:         twin RMS {twin_err['rms'] * 1e3:.3f} mrad vs last-sample-hold "
-                     f"{hold_err['rms'] * 1e3:.3f} mrad against the plant")
+    t_ns = trace.arrays()["t_ns"]
+    rows = [("robot", f"{robot.name} ({robot.source})"), ("broker", url), ("duration", f"{args.duration:.1f} s"),
+            ("impairments", args.impairments)]
     if emu_summary is not None:
-        summary_rows.append(("emulator", str(emu_summary)))
-    if len(t_ns):
-        data = ReportData(title=f"twin_ext demo — {robot.name}", joint_names=robot.dof_names,
-                          t=(t_ns - t_ns[0]) * 1e-9, estimated=arrays["q"], std=arrays["std_q"],
-                          measured=arrays["measured_q"], truth=truth_q, health=arrays["health"],
-                          summary=summary_rows, whatifs=whatifs)
-        html_path = write_report(out / "report.html", data)
-        lines.append(f"report:           {html_path}  (+ PNG figures beside it)")
-    return lines
+        rows.append(("emulator", str(emu_summary)))
+    return lines + write_run_outputs(
+        out, title=f"twin_ext demo — {robot.name}", robot=robot, trace=trace, mirror=mirror, status=status,
+        display_rate_hz=twin.settings.display_rate_hz, truth_q=truth.on(t_ns, robot.dof_names) if len(t_ns) else None,
+        whatif=report, whatif_note=f"program phase {whatif_phase:.2f} s" if whatif_phase is not None else "",
+        summary_rows=rows)
