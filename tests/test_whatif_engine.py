@@ -376,3 +376,22 @@ def test_a_dead_worker_is_replaced_and_a_death_during_a_request_is_reported():
     with pytest.raises(WorkerError, match="died during a request"):
         pooled.rollout(np.tile(PANDA_HOME, (64, 1)), None, np.tile(PANDA_HOME, (20000, 1)), dt=1e-3, progress=kill_worker)
     np.testing.assert_array_equal(pooled.rollout(PANDA_HOME, None, targets, dt=2e-3).q, reference.q)
+
+
+def test_the_copy_in_copy_out_path_of_non_cpu_devices_gives_the_same_results():
+    """The path used for CUDA devices (inputs copied to the device, results copied back) is exercised on the CPU and
+    agrees exactly with the in-place path (CUDA itself is untested here: no GPU)."""
+    from twin_ext.whatif.compute import Executor
+
+    robot = _robot("panda")
+    copying = WhatIfEngine(robot, settings=WhatIfSettings(use_process_pool=False, warmup=False))
+    copying._executor = Executor("cpu", copy_io=True)  # before its (lazy) warm-up uses the executor
+    targets, velocities = _wild_targets(robot, PANDA_HOME, 200, 2e-3, seed=9)
+    kwargs = dict(dt=2e-3, target_velocities=velocities, record_every=4)
+    a = copying.rollout(np.tile(PANDA_HOME, (3, 1)), None, targets, **kwargs)
+    b = engine("panda").rollout(np.tile(PANDA_HOME, (3, 1)), None, targets, **kwargs)
+    for field in ("q", "tau", "q_final", "first_position_violation", "min_effort_margin", "max_tracking_error"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    dyn_a = copying.accelerations(PANDA_HOME, None, PANDA_HOME + 0.1)
+    dyn_b = engine("panda").accelerations(PANDA_HOME, None, PANDA_HOME + 0.1)
+    np.testing.assert_array_equal(dyn_a.qdd, dyn_b.qdd)

@@ -84,8 +84,10 @@ def scratch_bytes_per_world(nb: int, precision: str) -> int:
 class Executor:
     """Runs requests for any number of robots on one device; keeps kernels, models and scratch warm."""
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", *, copy_io: bool | None = None) -> None:
         self.device = device
+        # CPU launches read and write the NumPy (shared) memory in place; other devices get copies in and out
+        self.copy_io = (not str(device).startswith("cpu")) if copy_io is None else bool(copy_io)
         self._models: dict[tuple[str, str], dict[str, object]] = {}
         self._shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._scratch: dict[tuple[str, int], tuple[int, list]] = {}
@@ -99,7 +101,8 @@ class Executor:
         model = _tiny_model()
         self.set_model(key, precision, model)
         arrays = _tiny_request(precision)
-        options = RunOptions(precision, kernels.MODE_ROLLOUT, 1e-3, 2, 1, False, 0.01, 50.0, True, True, 2)
+        options = RunOptions(precision, kernels.MODE_ROLLOUT, 1e-3, 2, 1, False, 0.01, 50.0, True, True, 2,
+                             specialized=False)  # fmt: skip
         self.run(key, arrays, options, 0, 1)
         wp.synchronize_device(self.device)
         return time.perf_counter() - t0
@@ -178,13 +181,17 @@ class Executor:
 
         nworld = int(arrays["q"].shape[0])
 
-        def wrap(name: str):
+        def host(name: str) -> np.ndarray:
             a = arrays[name]
             if name in WORLD_ARRAYS and a.shape[0] == nworld:
                 a = a[w0:w1]  # dummies (unused outputs, shape [1, ...]) are passed whole
-            if a.dtype.kind == "i":
-                return wp.array(a, dtype=wp.int32, copy=False, device=self.device)
-            dt = mat33 if name in _MAT33 else vec3 if name in _VEC3 else scalar
+            return a
+
+        def wrap(name: str):
+            a = host(name)
+            dt = wp.int32 if a.dtype.kind == "i" else mat33 if name in _MAT33 else vec3 if name in _VEC3 else scalar
+            if self.copy_io:
+                return wp.array(np.ascontiguousarray(a), dtype=dt, device=self.device)
             return wp.array(a, dtype=dt, copy=False, device=self.device)
 
         req = {name: wrap(name) for name in REQUEST_ARRAYS}
@@ -207,8 +214,19 @@ class Executor:
             if progress is not None:
                 progress(done)
             if done < options.steps and cancelled is not None and cancelled():
+                self._copy_back(req, host)
                 return False
+        self._copy_back(req, host)
         return True
+
+    def _copy_back(self, req: Mapping[str, object], host: Callable[[str], np.ndarray]) -> None:
+        """Device results back into the request's NumPy arrays (only when launches did not work in place)."""
+        if not self.copy_io:
+            return
+        for name in ("q", "qd") + REQUEST_ARRAYS[_NINPUT:]:
+            target = host(name)
+            if target.size:
+                target[...] = req[name].numpy().reshape(target.shape)
 
     def _get_scratch(self, wp, precision: str, n: int, nb: int) -> list:
         cap, arrs = self._scratch.get((precision, nb), (0, []))
