@@ -395,3 +395,26 @@ def test_the_copy_in_copy_out_path_of_non_cpu_devices_gives_the_same_results():
     dyn_a = copying.accelerations(PANDA_HOME, None, PANDA_HOME + 0.1)
     dyn_b = engine("panda").accelerations(PANDA_HOME, None, PANDA_HOME + 0.1)
     np.testing.assert_array_equal(dyn_a.qdd, dyn_b.qdd)
+
+
+def test_results_stay_valid_while_later_requests_reuse_the_memory_of_dropped_ones():
+    """Recorded trajectories are handed over without a copy: a result kept alive is never overwritten by later
+    requests, memory of dropped results is reused, and at most one unused recording buffer is kept."""
+    import gc
+
+    from twin_ext.whatif.pool import shared_pool
+
+    robot = _robot("panda")
+    pooled = WhatIfEngine(robot, settings=WhatIfSettings(workers=2))
+    up, down = np.tile(PANDA_HOME + 0.05, (100, 1)), np.tile(PANDA_HOME - 0.05, (100, 1))
+    kept = pooled.rollout(PANDA_HOME, None, up, dt=2e-3, record_every=1)
+    snapshot = kept.q.copy()
+    for _ in range(5):
+        other = pooled.rollout(PANDA_HOME, None, down, dt=2e-3, record_every=1)
+        assert not np.array_equal(other.q, snapshot)
+        del other
+        gc.collect()
+    np.testing.assert_array_equal(kept.q, snapshot)
+    pool = shared_pool(2)
+    free = [entry for entry in pool._recordings if all(ref() is None for ref in entry[1])]
+    assert len(pool._recordings) <= 3 and len(free) <= 1

@@ -27,7 +27,7 @@ from .articulation import ArticulatedTree, tree_from_robot
 from .compute import MODEL_ARRAYS, Executor, RunOptions, scratch_bytes_per_world
 from .errors import WhatIfError, WorkerError
 from .settings import WhatIfSettings
-from .shared import Arena, plan_layout
+from .shared import plan_layout
 from .variants import Variant, parameter_sets
 
 __all__ = ["WhatIfEngine", "Rollout", "Dynamics"]
@@ -536,7 +536,7 @@ class WhatIfEngine:
                                    timeout=max(s.timeout_s, 600.0))  # fmt: skip
             if self._pool is not None:
                 arrays = self._pool.arena(nbytes).views(layout)
-                rec_arena = Arena.create(rec_bytes)  # the caller gets these arrays without a copy
+                rec_arena = self._pool.recording_arena(rec_bytes)  # the caller gets these arrays without a copy
                 rec_arrays = rec_arena.views(rec_layout)
             else:
                 arrays = {name: np.empty(shape, dtype=np.dtype(dtype)) for name, (_, shape, dtype) in layout.items()}
@@ -573,7 +573,8 @@ class WhatIfEngine:
                     )  # fmt: skip
             finally:
                 if rec_arena is not None:
-                    rec_arena.release_file()
+                    # reusable (pages already in place) once the caller has dropped every array of it
+                    self._pool.track_recording(rec_arena, list(rec_arrays.values()))
             seconds = time.perf_counter() - t0
             skip = ("set_", "target")
             if self._pool is not None:  # the shared arena is reused by the next request: copy what we keep

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import weakref
 import subprocess
 import sys
 import threading
@@ -149,6 +150,7 @@ class WorkerPool:
         self._ready_at = 0.0
         self._arena: Arena | None = None
         self._control: Arena | None = None
+        self._recordings: list[tuple[Arena, list]] = []  # (arena, weak references to the caller's arrays)
         self._closed = False
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -198,7 +200,10 @@ class WorkerPool:
             for arena in (self._arena, self._control):
                 if arena is not None:
                     arena.close()
+            for arena, _ in self._recordings:
+                arena.unlink()  # callers may still hold results in it: the memory goes with their last array
             self._arena = self._control = None
+            self._recordings = []
 
     @property
     def closed(self) -> bool:
@@ -236,6 +241,40 @@ class WorkerPool:
             worker.models.add((key, precision))
 
     # ---- requests -------------------------------------------------------------------------------------
+    def recording_arena(self, nbytes: int) -> Arena:
+        """An arena for a request's recorded outputs, handed to the caller without a copy.
+
+        One whose arrays the caller has dropped is reused (its pages are already allocated and mapped in the
+        workers); otherwise a new one is made. At most one unused arena is kept.
+        """
+        with self._lock:
+            free = [entry for entry in self._recordings if not any(ref() is not None for ref in entry[1])]
+            choice = next((entry for entry in sorted(free, key=lambda e: e[0].size) if entry[0].size >= nbytes), None)
+            for entry in free:
+                if entry is not choice and (choice is not None or len(free) > 1):
+                    self._retire(entry)
+            if choice is not None:
+                self._recordings.remove(choice)
+                return choice[0]
+            return Arena.create(max(nbytes, 1 << 16))
+
+    def track_recording(self, arena: Arena, arrays: list[np.ndarray]) -> None:
+        """Remember ``arena`` until its ``arrays`` (the caller's results) are garbage, then reuse it."""
+        with self._lock:
+            self._recordings.append((arena, [weakref.ref(a) for a in arrays]))
+
+    def _retire(self, entry) -> None:
+        arena = entry[0]
+        self._recordings.remove(entry)
+        for worker in self._workers:
+            if arena.path in worker.arenas:
+                try:
+                    worker.send(("forget", arena.path))
+                except WorkerError:
+                    pass
+                worker.arenas.discard(arena.path)
+        arena.close()
+
     def arena(self, nbytes: int) -> Arena:
         """A shared arena of at least ``nbytes`` (reused between requests; grown when too small)."""
         with self._lock:
@@ -298,6 +337,8 @@ class WorkerPool:
             for worker in self._workers[:nchunk]:
                 self._ensure_model(worker, key, options.precision, model_arrays)
                 worker.arenas.add(self._arena.path)
+                if extra:
+                    worker.arenas.add(extra[0])
                 dispatch(worker)
                 pending[worker.recv_conn] = worker
             deadline = time.monotonic() + timeout

@@ -78,11 +78,9 @@ class Arena:
             for name, (offset, shape, dtype) in layout.items()
         }
 
-    def release_file(self) -> None:
-        """Delete the backing file but keep this process's mapping (alive as long as views of it are).
-
-        Used for per-request outputs handed to the caller: the memory goes away with the last array.
-        """
+    def unlink(self) -> None:
+        """Delete the backing file but keep the mapping: it lives as long as any array made by `views` does
+        (NumPy keeps the mapping object alive, not a buffer export, so `close` would pull the memory away)."""
         if self._owner:
             try:
                 os.unlink(self.path)
@@ -91,11 +89,11 @@ class Arena:
             self._owner = False
 
     def close(self) -> None:
-        """Unmap (and, for the creator, delete the file). Views must have been dropped."""
+        """Unmap (and, for the creator, delete the file). Only when no array made by `views` is alive."""
         try:
             self._mmap.close()
         except BufferError:
-            pass  # a view is still alive somewhere; the mapping goes when it does
+            pass
         if self._owner:
             try:
                 os.unlink(self.path)

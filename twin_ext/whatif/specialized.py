@@ -31,7 +31,7 @@ from .kernels import cache_dir, init_warp
 
 __all__ = ["generate_source", "get_specialized_kernel", "shape_key"]
 
-_GENERATOR_VERSION = "6"
+_GENERATOR_VERSION = "7"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
@@ -377,7 +377,10 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
         k2(f"mp_{b} = wp.min(mp_{b}, pm_{b})")
         k2(f"mv_{b} = wp.min(mv_{b}, vm_{b})")
         k2(f"me_{b} = wp.min(me_{b}, mg_{b})")
-        k2(f"mt_{b} = wp.max(mt_{b}, wp.abs(target_q[stream, kc, {b}] - q_{b}))")
+        k2(f"qc_{b} = qt_{b}")  # the command as sent: the drive's target unless it arrives late
+        k2("if latency != 0:")
+        k3(f"qc_{b} = target_q[stream, kc, {b}]")
+        k2(f"mt_{b} = wp.max(mt_{b}, wp.abs(qc_{b} - q_{b}))")
         k2(f"if fp_{b} < 0 and limit_violated(q_{b}, LO_{b}, UP_{b}, PT_{b}, qt_{b}) != 0:")
         k3(f"fp_{b} = k")
         k2(f"if vm_{b} < -VT_{b} and fv_{b} < 0:")

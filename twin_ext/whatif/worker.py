@@ -69,11 +69,9 @@ def _serve(conn_in, conn_out) -> None:
             elif kind == "run":
                 job = msg[1]
                 arrays = attach(job["arena"]).views(job["layout"])
-                extra = None
                 if job.get("extra"):
-                    # this request's own output memory (handed to the caller): mapped for this run only
-                    extra = attach_arena(job["extra"]["path"])
-                    arrays.update(extra.views(job["extra"]["layout"]))
+                    # the request's recorded outputs (handed to the caller); kept mapped until the parent retires it
+                    arrays.update(attach(job["extra"]["path"]).views(job["extra"]["layout"]))
                 ctl = attach(job["control"]).views({"ctl": (0, (job["control_size"],), "int64")})["ctl"]
                 slot = job["slot"]
                 t0 = time.perf_counter()
@@ -86,8 +84,6 @@ def _serve(conn_in, conn_out) -> None:
                     progress=progress, cancelled=lambda: bool(ctl[0]),
                 )
                 del arrays, ctl  # drop views before the parent may replace the arena
-                if extra is not None:
-                    extra.close()
                 conn_out.send(("done", {"seconds": time.perf_counter() - t0, "completed": completed}))
             else:
                 conn_out.send(("error", f"unknown message {kind!r}"))
