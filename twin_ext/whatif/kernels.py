@@ -1,7 +1,8 @@
-"""Warp kernels: batched forward dynamics of fixed-base trees with the time loop inside the kernel.
+"""The generic Warp kernel: batched forward dynamics of fixed-base trees with the time loop inside.
 
-One kernel per floating-point precision (`get_kernels`) does everything: each thread is one world and
-steps it from ``step_begin`` to ``step_end`` (a rollout chunk) with
+One kernel per floating-point precision (`get_kernels`) serves every robot (rollouts use the faster
+shape-specialised version of the same algorithm from `specialized` by default; accelerations use this
+one). Each thread is one world and steps it from ``step_begin`` to ``step_end`` (a rollout chunk) with
 
 1. **Kinematics and bias forces** (one forward sweep over bodies, world frame): body poses, motion
    subspaces ``S_b = (z_b, p_b x z_b)`` (revolute) or ``(0, z_b)`` (prismatic), spatial velocities and
