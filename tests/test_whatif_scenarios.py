@@ -197,3 +197,15 @@ def test_the_report_draws_itself_as_a_valid_svg_chart():
     for v in report.variants:
         assert v.name in texts
     assert len(doc.getElementsByTagName("circle")) == sum(v.time_to_violation is not None for v in report.variants) == 1
+
+
+def test_the_scenario_example_in_the_docs_is_valid():
+    """The annotated TOML example in docs/whatif.md parses into a Scenario and runs on the Panda."""
+    import tomllib
+
+    text = (REPO / "docs/whatif.md").read_text()
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    scenario = Scenario.from_mapping(tomllib.loads(block), source="docs/whatif.md", base_dir=REPO / "config" / "scenarios")
+    assert [v.name for v in scenario.variants] == ["as programmed", "x1.5 speed + 3 kg part"]
+    report = _engine().run(dataclasses.replace(scenario, samples=2))
+    assert report.variant("as programmed").status == "pass"
