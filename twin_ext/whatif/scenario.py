@@ -77,8 +77,14 @@ class BaseState:
         """A state with independent Gaussian uncertainty: ``std_q`` rad|m, ``std_qd`` rad/s|m/s (scalars or ``[ndof]``)."""
         q = np.asarray(q, dtype=np.float64)
         qd = np.zeros_like(q) if qd is None else np.asarray(qd, dtype=np.float64)
-        sq = np.broadcast_to(np.asarray(std_q, dtype=np.float64), q.shape)
-        sqd = np.broadcast_to(np.asarray(std_qd, dtype=np.float64), q.shape)
+        try:
+            sq = np.broadcast_to(np.asarray(std_q, dtype=np.float64), q.shape)
+            sqd = np.broadcast_to(np.asarray(std_qd, dtype=np.float64), q.shape)
+        except ValueError:
+            raise WhatIfError(f"std_q and std_qd must be one number or one per joint ({q.shape[0]}), got "
+                              f"{np.shape(std_q)} and {np.shape(std_qd)}") from None
+        if np.any(sq < 0) or np.any(sqd < 0) or not (np.all(np.isfinite(sq)) and np.all(np.isfinite(sqd))):
+            raise WhatIfError("std_q and std_qd must be finite and >= 0")
         cov = np.diag(np.concatenate([sq, sqd]) ** 2) if (np.any(sq > 0) or np.any(sqd > 0)) else None
         return cls(q, qd, cov, health)
 
