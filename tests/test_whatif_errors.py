@@ -266,3 +266,24 @@ def test_a_full_shared_memory_folder_falls_back_to_the_temporary_folder(monkeypa
         arena.views({"x": (0, (4,), "<f8")})["x"][:] = 1.0
     finally:
         arena.close()
+
+
+def test_arenas_left_by_dead_processes_are_removed():
+    """Shared-memory files of a process that died without cleaning up (os._exit, a kill) are deleted, others kept."""
+    import os
+    import subprocess
+    import sys
+
+    from twin_ext.whatif.shared import Arena, remove_stale_arenas
+
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); from twin_ext.whatif.shared import Arena; "
+            "print(Arena.create(4096).path, flush=True); os._exit(0)")  # fmt: skip
+    orphan = subprocess.run([sys.executable, "-c", code, str(REPO)], capture_output=True, text=True, timeout=60,
+                            check=True).stdout.strip()  # fmt: skip
+    mine = Arena.create(4096)
+    try:
+        assert os.path.exists(orphan)
+        assert remove_stale_arenas() >= 1
+        assert not os.path.exists(orphan) and os.path.exists(mine.path)
+    finally:
+        mine.close()

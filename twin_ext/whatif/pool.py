@@ -30,7 +30,7 @@ import numpy as np
 from .compute import RunOptions
 from .errors import WorkerError
 from .kernels import cache_dir
-from .shared import Arena
+from .shared import Arena, remove_stale_arenas
 
 __all__ = ["StartupReport", "WorkerPool", "shared_pool", "shutdown_pools"]
 
@@ -162,6 +162,7 @@ class WorkerPool:
             if self._closed:
                 raise WorkerError("this worker pool was shut down; create a new engine")
             self._t_start = time.perf_counter()
+            remove_stale_arenas()
             logs = cache_dir().parent / "logs"
             for i in range(self.nworkers):
                 worker = _Worker(i, self.python, logs / f"whatif-worker-{i}.log")

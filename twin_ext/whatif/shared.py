@@ -17,9 +17,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["Arena", "attach_arena", "plan_layout"]
+__all__ = ["Arena", "attach_arena", "plan_layout", "remove_stale_arenas"]
 
 _ALIGN = 64
+_PREFIX = "twin_ext_whatif_"
 
 
 def plan_layout(specs: Mapping[str, tuple[tuple[int, ...], str]]) -> tuple[dict[str, tuple[int, tuple[int, ...], str]], int]:
@@ -55,7 +56,7 @@ class Arena:
         folders = [f for f in ("/dev/shm",) if os.path.isdir(f) and os.access(f, os.W_OK)] + [tempfile.gettempdir()]
         last_error: OSError | None = None
         for folder in folders:
-            path = os.path.join(folder, f"twin_ext_whatif_{os.getpid()}_{uuid.uuid4().hex[:12]}")
+            path = os.path.join(folder, f"{_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:12]}")
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 if hasattr(os, "posix_fallocate"):
@@ -107,3 +108,38 @@ def attach_arena(path: str) -> Arena:
     fd = os.open(path, os.O_RDWR)
     size = os.fstat(fd).st_size
     return Arena(path, size, fd, owner=False)
+
+
+def remove_stale_arenas() -> int:
+    """Delete arena files left behind by processes that no longer exist; returns how many.
+
+    A process that ends without running its exit handlers (``os._exit``, as Kit hosts do; a kill) cannot
+    delete its arenas, and files in ``/dev/shm`` hold RAM until deleted. The file name carries the creator's
+    pid, so the next pool start cleans up after it.
+    """
+    removed = 0
+    for folder in ("/dev/shm", tempfile.gettempdir()):
+        try:
+            names = [n for n in os.listdir(folder) if n.startswith(_PREFIX)]
+        except OSError:
+            continue
+        for name in names:
+            try:
+                pid = int(name[len(_PREFIX):].split("_", 1)[0])
+            except ValueError:
+                continue
+            if pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+                continue  # alive
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # alive, someone else's
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+            except OSError:
+                pass
+    return removed
