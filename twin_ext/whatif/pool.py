@@ -81,6 +81,11 @@ class _Worker:
         paths += [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if log_path.stat().st_size > 1 << 20:  # keep one previous log, never an ever-growing one
+                os.replace(log_path, log_path.with_suffix(".log.1"))
+        except OSError:
+            pass
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [python, "-m", "twin_ext.whatif.worker", str(r_in), str(w_out)],
