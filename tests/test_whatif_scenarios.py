@@ -22,7 +22,6 @@ from twin_ext.whatif import (
     Variant,
     WhatIfEngine,
     WhatIfService,
-    WhatIfSettings,
     load_scenario,
     wilson_interval,
 )

@@ -25,7 +25,6 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 from .kernels import cache_dir, init_warp
 

@@ -24,8 +24,6 @@ import traceback
 
 
 def _serve(conn_in, conn_out) -> None:
-    import numpy as np
-
     from .compute import Executor, RunOptions
     from .shared import attach_arena
 
