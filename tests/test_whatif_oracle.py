@@ -64,8 +64,10 @@ def _robot(path: str):
 
 @lru_cache(maxsize=None)
 def _engine(path: str, precision: str = "float64") -> WhatIfEngine:
+    # MuJoCo's exact treatment of a clamped drive (kd out of the implicit damping), to compare like with like.
     settings = WhatIfSettings(use_process_pool=False, precision=precision, joint_limits="off",
-                              gravity_compensation=False, velocity_feedforward=False)  # fmt: skip
+                              gravity_compensation=False, velocity_feedforward=False,
+                              implicit_saturated_damping=False)  # fmt: skip
     return WhatIfEngine(_robot(path), settings=settings)
 
 
@@ -306,7 +308,8 @@ def test_a_robot_we_have_not_seen_matches_mujoco_through_the_converter(tmp_path)
     usd = next((tmp_path / "out").glob("*.usda"))
     robot = load_robot(usd)
     assert robot.ndof == 5 and "j_slide" in robot.dof_names
-    settings = WhatIfSettings(use_process_pool=False, joint_limits="off", gravity_compensation=False)
+    settings = WhatIfSettings(use_process_pool=False, joint_limits="off", gravity_compensation=False,
+                              implicit_saturated_damping=False)
     engine = WhatIfEngine(robot, settings=settings)
     mj = _load_mj(mjcf)
     q, qd, target = _random_states(robot, 64, seed=5)

@@ -72,6 +72,7 @@ class RunOptions:
     limit_active: bool
     implicit_saturated: bool
     chunk_steps: int
+    eff_min_steps: int = 1
     specialized: bool = True
 
 
@@ -206,7 +207,7 @@ class Executor:
             middle = [
                 int(options.use_target_qd), int(options.mode), scalar(options.dt), done, end, record_every,
                 scalar(options.friction_eps), scalar(options.limit_omega), int(options.limit_active),
-                int(options.implicit_saturated),
+                int(options.implicit_saturated), max(1, int(options.eff_min_steps)),
             ]
             wp.launch(kernel, dim=n, inputs=head + middle + tail, device=self.device)
             wp.synchronize_device(self.device)

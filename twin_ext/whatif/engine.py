@@ -67,7 +67,8 @@ class Rollout:
         q_final, qd_final: ``[nworld, ndof]`` state after the last step.
         first_position_violation: ``[nworld, ndof]`` s, first time beyond a position limit (+ tolerance).
         first_velocity_violation: ``[nworld, ndof]`` s, first time above the speed limit (+ tolerance).
-        first_effort_saturation: ``[nworld, ndof]`` s, first time the drive demanded more than its effort limit.
+        first_effort_saturation: ``[nworld, ndof]`` s, start of the first stretch of at least
+            ``settings.effort_saturation_min_s`` during which the drive demanded more than its effort limit.
         max_tracking_error: ``[nworld, ndof]`` max ``|q - q_command|`` (command as sent, before latency), rad|m.
         min_position_margin: ``[nworld, ndof]`` min distance to the nearer position limit, rad|m.
         min_velocity_margin: ``[nworld, ndof]`` min ``limit - |qd|``, rad/s|m/s.
@@ -524,6 +525,7 @@ class WhatIfEngine:
             use_target_qd=target_qd is not None, friction_eps=s.friction_smoothing,
             limit_omega=1.0 / max(s.limit_time_constant, 2.0 * dt), limit_active=limit_on,
             implicit_saturated=s.implicit_saturated_damping, chunk_steps=s.chunk_steps, specialized=s.specialize,
+            eff_min_steps=max(1, math.ceil(s.effort_saturation_min_s / dt - 1e-9)),
         )  # fmt: skip
         self.wait_ready()
         with self._lock:

@@ -20,8 +20,9 @@ one). Each thread is one world and steps it from ``step_begin`` to ``step_end`` 
    (no fill-in across branches), then ``qd += h qdd``, ``q += h qd``.
 5. **Verdicts** per world and dof, updated every step: first step of a position-limit violation (beyond
    the limit by more than its tolerance, unless the drive is commanded to hold exactly that limit: a
-   gripper resting on its stop), of a velocity-limit violation and of effort saturation, max tracking
-   error, min margins, and the step where the state stopped being finite.
+   gripper resting on its stop), of a velocity-limit violation and of effort saturation lasting at least
+   ``eff_min_steps`` steps (the step the saturation began), max tracking error, min margins, and the step
+   where the state stopped being finite.
 
 Spatial vectors are (angular, linear) pairs about the world origin, kept as two ``vec3`` arrays.
 Scratch lives in global arrays indexed by world (``[nworld, nb + 1, ...]``; slot ``nb`` stands for the world,
@@ -179,6 +180,7 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
         limit_omega: scalar,
         limit_active: int,
         drive_implicit_saturated: int,
+        eff_min_steps: int,
         # ---- outputs ----
         out_q: wp.array3d(dtype=scalar),
         out_qd: wp.array3d(dtype=scalar),
@@ -439,8 +441,19 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                         first_pos[w, b] = k
                     if vm < -vel_tol[b] and first_vel[w, b] < 0:
                         first_vel[w, b] = k
-                    if margin < zero and first_eff[w, b] < 0:
-                        first_eff[w, b] = k
+                    # effort: a violation once the drive stays saturated for eff_min_steps steps; while a run
+                    # is shorter, first_eff holds -(start + 2) (>= 0: confirmed at that start step; -1: none)
+                    fe = first_eff[w, b]
+                    if fe < 0:
+                        if margin < zero:
+                            if fe == -1:
+                                fe = -(k + 2)
+                            run_start = -fe - 2
+                            if k - run_start + 1 >= eff_min_steps:
+                                fe = run_start
+                        else:
+                            fe = -1
+                        first_eff[w, b] = fe
 
             # ---- 4. solve (M + A + h D) qdd = rhs with the tree-sparse L^T D L factorisation ----
             for i in range(nb):
@@ -495,7 +508,9 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
 
         if mode == MODE_ROLLOUT_CONST and diverged[w] < 0:
             # verdicts on the final state
-            klast = wp.min(wp.max(step_end - 1 - latency, 0), nstep_cmd - 1)
+            # the state after this launch is the state at the start of step step_end: judge it against that
+            # step's command, as the next launch (or the end of the rollout) would
+            klast = wp.min(wp.max(step_end - latency, 0), nstep_cmd - 1)
             for b in range(nb):
                 qb = q[w, b]
                 pm = wp.min(qb - lower[b], upper[b] - qb)

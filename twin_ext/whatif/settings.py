@@ -59,9 +59,12 @@ class WhatIfSettings:
     """Time constant of the limit spring-damper, s (MuJoCo's default; raised to 2 dt when smaller, as MuJoCo does)."""
     friction_smoothing: float = 0.01
     """Velocity scale eps of the smooth Coulomb friction -F tanh(qd / eps), rad/s | m/s."""
-    implicit_saturated_damping: bool = False
-    """Keep a drive's kd in the implicit damping while its force is clamped (false: drop it -- the exact
-    derivative of a clamped force, and what MuJoCo 4's implicitfast does)."""
+    implicit_saturated_damping: bool = True
+    """Keep a drive's kd in the implicit damping while its force is clamped. True (default): a saturated stiff
+    drive integrates stably at dt = 2 ms. False: drop it -- the exact derivative of a clamped force, and what
+    MuJoCo 4's implicitfast does (the oracle tests use it) -- which at dt = 2 ms makes a saturated Panda wrist
+    (kd dt / I ~ 3 > 2) flip its torque sign every step, a numerical chatter a 1 kHz robot controller never
+    shows and that would read as sustained saturation."""
     position_tolerance_rad: float = 1e-3
     """A revolute joint violates its limit when it goes more than this beyond it, rad (a joint whose target is
     exactly that limit may rest on it: contact with a commanded stop is not a violation)."""
@@ -69,6 +72,10 @@ class WhatIfSettings:
     """A prismatic joint violates its limit when it goes more than this beyond it, m (same rule)."""
     velocity_tolerance: float = 0.0
     """A joint violates its speed limit when |qd| > (1 + this) * limit (fraction)."""
+    effort_saturation_min_s: float = 0.02
+    """A drive's effort limit counts as violated when it demands more than the limit for at least this long, s
+    (0: a single step). Drives clip brief peaks — e.g. the first steps of a rollout whose sampled initial state
+    differs slightly from the command — without losing the motion; sustained saturation is what loses it."""
     confidence: float = 0.95
     """Confidence level of the Wilson interval on P(violation)."""
     max_violation_probability: float = 0.0
@@ -92,7 +99,8 @@ class WhatIfSettings:
         for name in ("chunk_steps", "record_every", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("settle_time", "position_tolerance_rad", "position_tolerance_m", "velocity_tolerance"):
+        for name in ("settle_time", "position_tolerance_rad", "position_tolerance_m", "velocity_tolerance",
+                     "effort_saturation_min_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

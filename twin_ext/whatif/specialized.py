@@ -30,7 +30,7 @@ from .kernels import cache_dir, init_warp
 
 __all__ = ["generate_source", "get_specialized_kernel", "shape_key"]
 
-_GENERATOR_VERSION = "7"
+_GENERATOR_VERSION = "9"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
@@ -81,6 +81,7 @@ _SIGNATURE = """
     limit_omega: scalar,
     limit_active: int,
     drive_implicit_saturated: int,
+    eff_min_steps: int,
     out_q: wp.array3d(dtype=scalar),
     out_qd: wp.array3d(dtype=scalar),
     out_tau: wp.array3d(dtype=scalar),
@@ -384,8 +385,15 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
         k3(f"fp_{b} = k")
         k2(f"if vm_{b} < -VT_{b} and fv_{b} < 0:")
         k3(f"fv_{b} = k")
-        k2(f"if mg_{b} < zero and fe_{b} < 0:")
-        k3(f"fe_{b} = k")
+        # effort: confirmed after eff_min_steps saturated steps in a row (fe = -(start + 2) while shorter)
+        k2(f"if fe_{b} < 0:")
+        k3(f"if mg_{b} < zero:")
+        k3(f"    if fe_{b} == -1:")
+        k3(f"        fe_{b} = -(k + 2)")
+        k3(f"    if k + fe_{b} + 3 >= eff_min_steps:")
+        k3(f"        fe_{b} = -fe_{b} - 2")
+        k3("else:")
+        k3(f"    fe_{b} = -1")
 
     # ---- L^T D L factorisation with the tree's sparsity, then the two triangular solves ----
     k2("# factorise (M + A + h D) = L^T D L in place (no fill-in outside the ancestor pattern)")
@@ -421,7 +429,8 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
 
     # ---- final state verdicts and write-back ----
     k1("if dv < 0:")
-    body.append(I2 + "klast = wp.min(wp.max(step_end - 1 - latency, 0), nstep_cmd - 1)")
+    # the state after this launch is the state at the start of step step_end: judge it by that step's command
+    body.append(I2 + "klast = wp.min(wp.max(step_end - latency, 0), nstep_cmd - 1)")
     for b in range(nb):
         body.append(I2 + f"pe_{b} = wp.min(q_{b} - LO_{b}, UP_{b} - q_{b})")
         body.append(I2 + f"ve_{b} = VL_{b} - wp.abs(qd_{b})")
