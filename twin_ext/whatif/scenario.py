@@ -382,8 +382,14 @@ def _command_columns(robot: RobotModel, names: Sequence[str], where: str) -> lis
     return [robot.dof_names.index(n) for n in names]
 
 
-def _sample_command(robot, command, speed: float, steps: int, dt: float, hold: np.ndarray, feedforward: bool):
-    """Targets ``[steps, ndof]`` and velocities (or None) of ``command`` at ``speed``; other joints hold ``hold``."""
+def _sample_command(robot, command, speed: float, steps: int, dt: float, hold: np.ndarray, feedforward: bool,
+                    ramp_s: float = 0.0):
+    """Targets ``[steps, ndof]`` and velocities (or None) of ``command`` at ``speed``; other joints hold ``hold``.
+
+    A trajectory joined mid-way (``start`` after its first waypoint: the robot is already running it) changes
+    speed over ``ramp_s`` seconds, linearly, as a robot's speed override does; started at its beginning (at
+    rest) it runs at ``speed`` from the first step.
+    """
     t = np.arange(steps) * dt
     q = np.broadcast_to(hold, (steps, robot.ndof)).copy()
     qd = np.zeros((steps, robot.ndof)) if feedforward else None
@@ -392,8 +398,15 @@ def _sample_command(robot, command, speed: float, steps: int, dt: float, hold: n
         cols = _command_columns(robot, traj.joint_names, "the command trajectory")
         t0 = traj.start_time
         start = t0 if command.start is None else command.start
-        scaled = traj.time_scaled(speed)
-        tq, tqd, _ = scaled.sample(t0 + (start - t0) / speed + t)
+        if start > t0 and speed != 1.0 and ramp_s > 0:
+            # program time tau(t) with the rate going from 1 to `speed` over ramp_s
+            rate = 1.0 + (speed - 1.0) * np.minimum(t / ramp_s, 1.0)
+            gained = np.where(t < ramp_s, (speed - 1.0) * t * t / (2.0 * ramp_s), (speed - 1.0) * (t - ramp_s / 2.0))
+            tq, tqd, _ = traj.sample(start + t + gained)
+            tqd = tqd * rate[:, None]
+        else:
+            scaled = traj.time_scaled(speed)
+            tq, tqd, _ = scaled.sample(t0 + (start - t0) / speed + t)
         q[:, cols] = tq
         if qd is not None:
             qd[:, cols] = tqd
@@ -494,7 +507,7 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
     streams_q, streams_qd, outside = [], [], []
     tol = engine._model_arrays["pos_tol"]
     for sp in speeds:
-        tq, tqd = _sample_command(robot, scenario.command, sp, steps, dt, hold, feedforward)
+        tq, tqd = _sample_command(robot, scenario.command, sp, steps, dt, hold, feedforward, ramp_s=s.speed_ramp_s)
         streams_q.append(tq)
         streams_qd.append(tqd)
         bad = ((tq < robot.lower - tol) | (tq > robot.upper + tol)).any(axis=0)

@@ -47,6 +47,9 @@ class WhatIfSettings:
     """Default Monte-Carlo samples per variant (sample 0 is the mean state)."""
     seed: int = 0
     """Default random seed for Monte-Carlo sampling."""
+    speed_ramp_s: float = 0.3
+    """A speed change of a program the robot is already running (a command joined mid-way) ramps over this
+    time, s, as robot speed overrides do (the emulator's ramp_time); 0 = a step change."""
     settle_time: float = 0.5
     """Simulated time after a trajectory command ends (holding its last waypoint), s."""
     gravity_compensation: bool = True
@@ -99,7 +102,7 @@ class WhatIfSettings:
         for name in ("chunk_steps", "record_every", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("settle_time", "position_tolerance_rad", "position_tolerance_m", "velocity_tolerance",
+        for name in ("settle_time", "speed_ramp_s", "position_tolerance_rad", "position_tolerance_m", "velocity_tolerance",
                      "effort_saturation_min_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
