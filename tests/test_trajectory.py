@@ -243,3 +243,18 @@ def test_pick_place_is_a_realistic_panda_cycle():
     np.testing.assert_array_equal(fingers[:, 0], fingers[:, 1])
     assert traj.peak_velocity()[7:].max() <= 0.2  # franka_description finger speed limit, m/s
     assert {"pick", "place", "grasp", "release"} <= set(traj.labels)
+
+
+def test_a_looping_program_unrolls_into_consecutive_cycles():
+    """repeated(2) plays the pick-and-place cycle twice: same poses one period apart, one waypoint shared."""
+    import numpy as np
+
+    from twin_ext.trajectory import JointTrajectory, TrajectoryError
+
+    program = JointTrajectory.from_toml("data/scenarios/pick_place.toml")
+    twice = program.repeated(2)
+    assert twice.duration == pytest.approx(2 * program.duration) and len(twice) == 2 * len(program) - 1
+    for t in (0.7, 3.3, 9.1):
+        np.testing.assert_allclose(twice.sample(t + program.duration)[0], program.sample(t)[0], atol=1e-12)
+    with pytest.raises(TrajectoryError, match="ends where it starts"):
+        JointTrajectory(["a"], [0.0, 1.0], [[0.0], [1.0]]).repeated(2)

@@ -68,7 +68,9 @@ class _Truth:
             return None
         try:
             rows = list(McapReplay(self.path).read_json(TRUTH_TOPIC))
-        except Exception:  # noqa: BLE001 - a truncated file (emulator killed): no truth, not a crash
+        except Exception as exc:  # noqa: BLE001 - a truncated file (emulator killed): no truth, not a crash
+            print(f"warning: the plant's truth recording {self.path} is unreadable ({exc}); the report has no "
+                  f"truth (see {self.path.with_name('emulator.log')})", file=sys.stderr)
             return None
         if len(rows) < 2:
             return None
@@ -91,7 +93,7 @@ class _EmulatorProcess:
 
         cmd = [sys.executable, "-m", "twin_ext.emulator", "--broker", url, "--robot-id", args.robot_id,
                "--impairments", str(args.impairments), "--codec", args.codec, "--duration", f"{args.duration + 5:g}",
-               "--truth", str(truth_path), "--log-level", "warning"]
+               "--truth", str(truth_path), "--log-level", "info"]
         if args.seed is not None:
             cmd += ["--seed", str(args.seed)]
         self.log_path = truth_path.with_name("emulator.log")
@@ -101,7 +103,7 @@ class _EmulatorProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, timeout_s: float = 15.0) -> str:
+    def stop(self, timeout_s: float = 30.0) -> str:
         """Ctrl-C the emulator (it publishes 'offline' and closes its truth file); kill if it hangs."""
         import subprocess
 
@@ -117,15 +119,20 @@ class _EmulatorProcess:
 
 
 def _whatif_scenario(robot, snapshot, *, samples: int):
-    """"This program at x1.5 speed with a 3 kg part", aligned to where the robot is in its program now."""
+    """"This program at x1.5 speed with a 3 kg part", from where the robot is in its program now through the
+    end of the next cycle."""
     from .whatif import load_scenario
     from .whatif.align import align_to_snapshot
 
+    from .whatif import TrajectoryCommand
+
     scenario, phase = align_to_snapshot(load_scenario(DEFAULT_SCENARIO), snapshot)
+    # The robot loops its program: ask about the rest of this cycle and the whole next one.
+    two_cycles = TrajectoryCommand(scenario.command.trajectory.repeated(2), start=phase)
     keep = ("as programmed", "x1.5 speed", "3 kg part", "x1.5 speed + 3 kg part")
     variants = tuple(v for v in scenario.variants if v.name in keep)
-    return dataclasses.replace(scenario, name="this program at x1.5 speed with a 3 kg part", variants=variants,
-                               samples=samples), phase
+    return dataclasses.replace(scenario, name="this program at x1.5 speed with a 3 kg part", command=two_cycles,
+                               variants=variants, samples=samples), phase
 
 
 def _check_robot_matches_emulator(robot) -> str | None:

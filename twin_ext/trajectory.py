@@ -260,6 +260,21 @@ class JointTrajectory:
             cost += velocity_weight_s**2 * np.sum((vel - np.asarray(qd, dtype=np.float64)) ** 2, axis=1)
         return float(min(grid[int(np.argmin(cost))], self.end_time))
 
+    def repeated(self, times: int) -> JointTrajectory:
+        """The program played ``times`` times in a row (a looping program unrolled; it must end where it
+        starts)."""
+        if times < 1:
+            raise TrajectoryError(f"times must be >= 1, got {times}")
+        if times == 1:
+            return self
+        if not np.allclose(self._positions[0], self._positions[-1], atol=1e-9, rtol=0):
+            raise TrajectoryError("only a program that ends where it starts can be repeated (last waypoint == first)")
+        span = self.duration
+        t = [self._times] + [self._times[1:] + k * span for k in range(1, times)]
+        q = [self._positions] + [self._positions[1:]] * (times - 1)
+        labels = list(self._labels) + list(self._labels[1:]) * (times - 1)
+        return JointTrajectory(self._joint_names, np.concatenate(t), np.concatenate(q), labels=labels)
+
     def time_scaled(self, speed: float) -> JointTrajectory:
         """The same path run ``speed`` times as fast (start time kept).
 
