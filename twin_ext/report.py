@@ -80,8 +80,19 @@ def _joint_figure(data: ReportData, joints: Sequence[int]):
                 label="newest measurement (held)")
         ax.plot(data.t, data.estimated[:, j], color="tab:blue", lw=1.0, label="twin estimate")
         band = 3 * data.std[:, j]
-        ax.fill_between(data.t, data.estimated[:, j] - band, data.estimated[:, j] + band, color="tab:blue",
-                        alpha=0.15, lw=0, label="±3σ")
+        known = np.ones(len(data.t), dtype=bool) if data.health is None else data.health == 0
+        ax.fill_between(data.t, data.estimated[:, j] - band, data.estimated[:, j] + band, where=known,
+                        color="tab:blue", alpha=0.15, lw=0, label="±3σ (while ok)")
+        # Axis limits from what was measured and estimated while the twin knew the state (a lost twin's
+        # uncertainty is huge and would flatten every curve).
+        shown = [data.estimated[known, j], data.measured[known, j]]
+        if data.truth is not None:
+            shown.append(data.truth[:, j])
+        values = np.concatenate([v[np.isfinite(v)] for v in shown]) if shown else np.array([])
+        if values.size:
+            lo, hi = float(values.min()), float(values.max())
+            pad = max(0.05 * (hi - lo), 1e-3)
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_ylabel(f"{data.joint_names[j]}\n[rad|m]", fontsize=8)
         ax.tick_params(labelsize=7)
         if data.health is not None:
@@ -89,9 +100,11 @@ def _joint_figure(data: ReportData, joints: Sequence[int]):
             if np.any(bad):
                 ax.fill_between(data.t, 0, 1, where=bad, transform=ax.get_xaxis_transform(), color="tab:red",
                                 alpha=0.1, lw=0, label="stale / lost")
-    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=5)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
     axes[-1, 0].set_xlabel("time [s]")
-    fig.suptitle("Joint positions: measured vs estimated vs truth", fontsize=10)
+    fig.suptitle("Joint positions: measured vs estimated vs truth", fontsize=10, y=0.995)
+    fig.legend(handles, labels, loc="upper center", ncol=5, fontsize=7, bbox_to_anchor=(0.5, 0.985))
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
 
