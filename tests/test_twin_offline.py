@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from twin_ext.emulator import ClockJump, EmulatedRobot, ImpairmentProfile, Pause, Restart
-from twin_ext.fidelity import VirtualClock, evaluate_fidelity
+from twin_ext.fidelity import OfflineFeed, VirtualClock, evaluate_fidelity
 from twin_ext.robot import default_robot_path, load_robot
 from twin_ext.state import Health
 from twin_ext.telemetry import McapRecorder, McapReplay, TelemetryIngest, TelemetrySettings
@@ -51,14 +51,9 @@ def _run(panda, profile, duration_s, seed=1, probe=None):
     ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=sim.settings.robot_id), model=panda, now_ns=clock)
     twin = LiveTwin(panda, ingest, now_ns=clock)
     cols = [sim.truth.joint_names.index(n) for n in panda.dof_names] if probe is not None else []
-    k = 0
+    feed = OfflineFeed(sim.deliveries, ingest, clock)
     for t in range(sim.start_ns + 16_666_667, sim.end_ns, 16_666_667):
-        while k < len(sim.deliveries) and sim.deliveries[k].arrival_ns <= t:
-            d = sim.deliveries[k]
-            clock.set(d.arrival_ns)
-            ingest.on_payload(d.topic, d.payload, d.arrival_ns)
-            k += 1
-        clock.set(t)
+        feed.advance(t)
         snap = twin.tick(t)
         if probe is not None:
             probe((t - sim.start_ns) * 1e-9, snap, sim.truth.interpolate(t)[0][cols])
@@ -186,14 +181,9 @@ def test_the_state_recorder_sink_writes_every_snapshot_to_mcap_beside_the_teleme
                                  now_ns=clock)
         sink = StateRecorderSink(recorder)
         twin = LiveTwin(panda, ingest, sinks=[sink], now_ns=clock)
-        k = 0
+        feed = OfflineFeed(sim.deliveries, ingest, clock)
         for t in range(sim.start_ns + 50_000_000, sim.end_ns, 50_000_000):
-            while k < len(sim.deliveries) and sim.deliveries[k].arrival_ns <= t:
-                d = sim.deliveries[k]
-                clock.set(d.arrival_ns)
-                ingest.on_payload(d.topic, d.payload, d.arrival_ns)
-                k += 1
-            clock.set(t)
+            feed.advance(t)
             twin.tick(t)
     rows = list(McapReplay(tmp_path / "run.mcap").read_json(STATE_TOPIC))
     assert len(rows) == sink.recorded == 29

@@ -24,7 +24,7 @@ import numpy as np
 from .estimation import EstimatorSettings
 from .robot import RobotModel
 
-__all__ = ["FidelityResult", "VirtualClock", "evaluate_fidelity", "error_stats"]
+__all__ = ["FidelityResult", "OfflineFeed", "VirtualClock", "evaluate_fidelity", "error_stats"]
 
 
 class VirtualClock:
@@ -38,6 +38,32 @@ class VirtualClock:
 
     def set(self, t_ns: int) -> None:
         self.t_ns = max(self.t_ns, int(t_ns))
+
+
+class OfflineFeed:
+    """Delivers a simulation's payloads into an ingest in arrival order, on a `VirtualClock`.
+
+    ``advance(t_ns)`` pushes every delivery that arrived by ``t_ns`` (the clock set to each arrival, then to
+    ``t_ns``); ``on_delivery(d)``, if given, sees each one after the ingest did.
+    """
+
+    def __init__(self, deliveries, ingest: Any, clock: VirtualClock, *, on_delivery=None) -> None:
+        self.deliveries = deliveries
+        self.ingest = ingest
+        self.clock = clock
+        self.on_delivery = on_delivery
+        self._next = 0
+
+    def advance(self, t_ns: int) -> None:
+        deliveries = self.deliveries
+        while self._next < len(deliveries) and deliveries[self._next].arrival_ns <= t_ns:
+            d = deliveries[self._next]
+            self.clock.set(d.arrival_ns)
+            self.ingest.on_payload(d.topic, d.payload, d.arrival_ns)
+            if self.on_delivery is not None:
+                self.on_delivery(d)
+            self._next += 1
+        self.clock.set(t_ns)
 
 
 def error_stats(err: np.ndarray) -> dict[str, float]:
@@ -101,37 +127,34 @@ def evaluate_fidelity(model: RobotModel, profile: Any, *, duration_s: float = 20
 
     period = int(round(1e9 / display_rate_hz))
     ticks = np.arange(sim.start_ns + period, sim.end_ns, period, dtype=np.int64)
-    deliveries = sim.deliveries
-    k = 0
     n = model.ndof
     twin_q = np.full((len(ticks), n), np.nan)
     std = np.full((len(ticks), n), np.nan)
     hold = np.full((len(ticks), n), np.nan)
     newest = np.full((len(ticks), n), np.nan)
     health = np.zeros(len(ticks), dtype=np.int8)
-    last_hold = np.full(n, np.nan)
-    newest_stamp, newest_q = None, np.full(n, np.nan)
     order = {name: i for i, name in enumerate(model.dof_names)}
     code = {"ok": 0, "stale": 1, "lost": 2}
+    naive = {"hold": np.full(n, np.nan), "newest": np.full(n, np.nan), "newest_stamp": None}
+
+    def baselines(d) -> None:
+        if d.kind != "joint_states":
+            return
+        msg = decode(d.payload)
+        q = np.full(n, np.nan)
+        for j, name in enumerate(msg.names):
+            if name in order:
+                q[order[name]] = msg.position[j]
+        naive["hold"] = q
+        if naive["newest_stamp"] is None or msg.stamp_ns > naive["newest_stamp"]:
+            naive["newest_stamp"], naive["newest"] = msg.stamp_ns, q
+
+    feed = OfflineFeed(sim.deliveries, ingest, clock, on_delivery=baselines)
     for i, t in enumerate(ticks):
-        while k < len(deliveries) and deliveries[k].arrival_ns <= t:
-            d = deliveries[k]
-            clock.set(d.arrival_ns)
-            ingest.on_payload(d.topic, d.payload, d.arrival_ns)
-            if d.kind == "joint_states":
-                msg = decode(d.payload)
-                q = np.full(n, np.nan)
-                for j, name in enumerate(msg.names):
-                    if name in order:
-                        q[order[name]] = msg.position[j]
-                last_hold = q
-                if newest_stamp is None or msg.stamp_ns > newest_stamp:
-                    newest_stamp, newest_q = msg.stamp_ns, q
-            k += 1
-        clock.set(t)
+        feed.advance(int(t))
         snap = twin.tick(int(t))
         twin_q[i], std[i] = snap.q, snap.std_q
-        hold[i], newest[i] = last_hold, newest_q
+        hold[i], newest[i] = naive["hold"], naive["newest"]
         health[i] = code[snap.health.value]
     truth_q, _ = sim.truth.interpolate(ticks)
     truth_q = truth_q[:, cols]

@@ -57,7 +57,7 @@ def forecast_errors(model, sim, result, *, horizon_s: float = 0.5, every_s: floa
     Returns RMS over the horizon and the mean error at its end for: the what-if rollout, holding the estimate,
     and constant-velocity extrapolation.
     """
-    from ..fidelity import VirtualClock
+    from ..fidelity import OfflineFeed, VirtualClock
     from ..telemetry import TelemetryIngest, TelemetrySettings
     from ..trajectory import JointTrajectory
     from ..twin import LiveTwin
@@ -74,15 +74,10 @@ def forecast_errors(model, sim, result, *, horizon_s: float = 0.5, every_s: floa
     arm = slice(0, 7)
     errs = {"whatif": [], "hold": [], "constant_velocity": []}
     ends = {"whatif": [], "hold": [], "constant_velocity": []}
-    k = 0
+    feed = OfflineFeed(sim.deliveries, ingest, clock)
     t = sim.start_ns + int(warmup_s * 1e9)
     while t + int(horizon_s * 1e9) < sim.end_ns:
-        while k < len(sim.deliveries) and sim.deliveries[k].arrival_ns <= t:
-            d = sim.deliveries[k]
-            clock.set(d.arrival_ns)
-            ingest.on_payload(d.topic, d.payload, d.arrival_ns)
-            k += 1
-        clock.set(t)
+        feed.advance(t)
         snap = twin.tick(t)
         scenario, _ = align_to_snapshot(
             Scenario(name="forecast", command=TrajectoryCommand(program), variants=(Variant(name="as programmed"),),
