@@ -24,32 +24,36 @@ class ConfigError(ValueError):
     """A configuration value or key that cannot be used; the message names it and the valid choices."""
 
 
-def section_from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, section: str) -> T:
+def section_from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, section: str,
+                         error: type[Exception] = ConfigError) -> T:
     """Build the settings dataclass ``cls`` from ``mapping``, rejecting unknown keys and wrong types.
 
-    Ints are accepted for float fields and lists for tuple fields (TOML and carb both produce them).
+    Types must match the field's default exactly (a bool is not an int), except that an int is accepted for a
+    float and a list for a tuple (TOML and carb produce them). Problems raise ``error`` (e.g. a module's own
+    settings error) with a message naming the section, the key and the valid keys.
     """
     mapping = dict(mapping or {})
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - set(known))
     if unknown:
-        raise ConfigError(f"[{section}] has unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        raise error(f"[{section}] has unknown key(s) {unknown}; valid keys: {list(known)}")
     values = {}
     for name, value in mapping.items():
         default = known[name].default
         expected = type(default) if default is not dataclasses.MISSING and default is not None else None
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        if expected is float and type(value) is int:
             value = float(value)
         elif expected is tuple and isinstance(value, list):
             value = tuple(value)
-        if expected is not None and not isinstance(value, expected):
-            raise ConfigError(
-                f"[{section}] {name} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+        if expected is not None and type(value) is not expected:
+            raise error(f"[{section}] {name} must be {expected.__name__}, got {type(value).__name__} {value!r}")
         values[name] = value
     try:
         return cls(**values)
+    except error:
+        raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[{section}] {exc}") from None
+        raise error(f"[{section}] {exc}") from None
 
 
 @dataclasses.dataclass(frozen=True)

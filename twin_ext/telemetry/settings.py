@@ -21,20 +21,9 @@ class SettingsError(ValueError):
 
 
 def _from_mapping(cls, section: str, mapping: Mapping[str, Any] | None):
-    mapping = dict(mapping or {})
-    valid = {f.name: f for f in fields(cls)}
-    unknown = sorted(k for k in mapping if k not in valid)
-    if unknown:
-        raise SettingsError(f"[{section}] has unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
-    values = {}
-    for key, value in mapping.items():
-        kind = type(getattr(cls, key))  # the default's type
-        if kind is float and type(value) is int:
-            value = float(value)
-        if type(value) is not kind:
-            raise SettingsError(f"[{section}] {key} = {value!r} must be {kind.__name__}, got {type(value).__name__}")
-        values[key] = value
-    return cls(**values)
+    from ..config import section_from_mapping
+
+    return section_from_mapping(cls, mapping, section=section, error=SettingsError)
 
 
 def _require(ok: bool, section: str, message: str) -> None:
