@@ -57,7 +57,7 @@ def test_the_demo_runs_end_to_end_on_the_embedded_broker_and_writes_its_outputs(
     assert match, proc.stdout[-2000:]
     twin_rms, hold_rms = float(match.group(1)), float(match.group(2))
     # Live on a loaded 2-core machine (what-if worker running) the twin stays well ahead of holding samples.
-    assert twin_rms < hold_rms / 2, line
+    assert twin_rms < hold_rms / 2, match.group(0)
 
 
 def test_the_demo_runs_against_a_real_mosquitto_with_the_binary_codec(tmp_path, mosquitto_broker):

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from twin_ext.robot import load_robot
-from twin_ext.robot.transforms import quat_to_matrix
 
 mujoco = pytest.importorskip("mujoco")
 

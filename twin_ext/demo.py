@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 __all__ = ["add_demo_arguments", "run_demo"]
 

@@ -7,8 +7,7 @@ formatting, validation and state lives here. Both view-models talk to a `KitTwin
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -639,7 +639,7 @@ class _Reader:
                 f"(no rigid body has them); fix: recompute the link's inertia", prim_path=path)
 
     def _gravity(self) -> np.ndarray:
-        from pxr import Usd, UsdGeom
+        from pxr import Usd
 
         for prim in self.stage.Traverse(Usd.TraverseInstanceProxies()):
             if str(prim.GetTypeName()) == "PhysicsScene":
