@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .robot import TRUTH_JSON_SCHEMA, TRUTH_SCHEMA, TRUTH_TOPIC, Delivery, EmulatorError, RunSummary, _Engine, truth_record
+from .robot import (TRUTH_JSON_SCHEMA, TRUTH_SCHEMA, TRUTH_TOPIC, Delivery, EmulatorError, RunSummary, _Engine, make_plant,
+                    truth_record)
 
 if TYPE_CHECKING:
     from .robot import EmulatedRobot
@@ -236,19 +237,10 @@ class LiveRun:
     # ---- the run --------------------------------------------------------------------------------
     def execute(self) -> RunSummary:
         from ..telemetry import topics
-        from .plant import MujocoPlant, PlantError
 
         robot, s = self.robot, self.settings
         self.topics = topics.Topics(s.robot_id, prefix=s.topic_prefix)
-        try:
-            plant = MujocoPlant(
-                s.mjcf_path,
-                timestep=s.timestep,
-                gravity_compensation=s.gravity_compensation,
-                velocity_feedforward=s.velocity_feedforward,
-            )
-        except PlantError as exc:
-            raise EmulatorError(str(exc)) from None
+        plant = make_plant(s)
         # Pre-flight: build the engine once offline so a program that does not fit the robot fails
         # here, before anything is announced on the broker.
         _Engine(s, robot.profile, robot.program, seed=self.seed, epoch_ns=0, new_boot_id=lambda: "preflight", plant=plant)

@@ -271,6 +271,18 @@ def truth_records(truth: Truth, *, rate_hz: float) -> Iterator[tuple[int, dict[s
         )  # fmt: skip
 
 
+def make_plant(settings: EmulatorSettings):
+    """The `MujocoPlant` the settings describe; a model that cannot load is an `EmulatorError`."""
+    from .plant import MujocoPlant, PlantError
+
+    try:
+        return MujocoPlant(settings.mjcf_path, timestep=settings.timestep,
+                           gravity_compensation=settings.gravity_compensation,
+                           velocity_feedforward=settings.velocity_feedforward)
+    except PlantError as exc:
+        raise EmulatorError(str(exc)) from None
+
+
 # ---- codec access (the telemetry core owns the wire format) ---------------------------------------
 def _wire() -> Any:
     from ..telemetry import codecs, messages, topics
@@ -292,22 +304,12 @@ class _Engine:
         new_boot_id: Callable[[], str],
         plant: Any = None,
     ) -> None:
-        from .plant import PANDA_VELOCITY_LIMITS, MujocoPlant, PlantError
+        from .plant import PANDA_VELOCITY_LIMITS
 
         self.codecs, self.messages, topics = _wire()
         self.settings = settings
         self.profile = profile
-        if plant is None:
-            try:
-                plant = MujocoPlant(
-                    settings.mjcf_path,
-                    timestep=settings.timestep,
-                    gravity_compensation=settings.gravity_compensation,
-                    velocity_feedforward=settings.velocity_feedforward,
-                )
-            except PlantError as exc:
-                raise EmulatorError(str(exc)) from None
-        self.plant = plant
+        self.plant = plant = plant if plant is not None else make_plant(settings)
         step_rate = 1.0 / settings.timestep
         if profile.rate_hz > step_rate + 1e-9:
             raise EmulatorError(

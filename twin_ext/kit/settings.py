@@ -12,6 +12,6 @@ __all__ = ["SETTINGS_ROOT", "read_settings"]
 
 
 def read_settings() -> dict[str, Any]:
-    """The extension's settings as nested plain dicts, without Kit's own bookkeeping keys."""
+    """The extension's settings as nested plain dicts (one per section)."""
     tree = carb.settings.get_settings().get(SETTINGS_ROOT) or {}
-    return {k: dict(v) for k, v in tree.items() if isinstance(v, dict) and k != "status"}
+    return {k: dict(v) for k, v in tree.items() if isinstance(v, dict)}
