@@ -46,7 +46,12 @@ def test_kit_twin_follows_a_live_robot_answers_a_whatif_and_stops_cleanly(tmp_pa
         }, args={"samples": 8}, timeout=300)
     finally:
         emulator.send_signal(signal.SIGINT)
-        out, _ = emulator.communicate(timeout=30)
+        try:
+            out, _ = emulator.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # never leave it running; report it below
+            emulator.kill()
+            out, _ = emulator.communicate(timeout=30)
+    assert emulator.returncode == 0, f"the emulator did not stop cleanly on Ctrl-C:\n{out[-3000:]}"
     assert r["error"] is None, r["error"]
     assert r["tracking"] and r["health"] == "ok", r
     assert "private stage" in r["drive"]

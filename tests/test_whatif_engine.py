@@ -186,7 +186,6 @@ def test_recording_decimation_keeps_every_nth_step_on_a_matching_time_axis():
 
 def test_per_world_targets_and_variants_act_on_their_own_worlds():
     """Two worlds with their own targets and variants give what each gives alone."""
-    robot = _robot("panda")
     t1 = np.tile(PANDA_HOME + 0.05, (200, 1))
     t2 = np.tile(PANDA_HOME - 0.05, (200, 1))
     v = [Variant("a"), Variant("b", kp_scale=0.5, payloads=(Payload("hand", 2.0),))]

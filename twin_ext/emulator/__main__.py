@@ -6,10 +6,13 @@ Only the standard library is imported before the arguments are parsed, so ``--he
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
+import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -61,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(message)s", stream=sys.stderr)
     logging.getLogger("twin_ext").setLevel(args.log_level.upper())
     log = logging.getLogger("twin_ext.emulator")
+    stop = _SignalStop(log)
     try:
-        return _run(args, log)
+        with stop.installed():
+            return _run(args, log, stop)
     except KeyboardInterrupt:
         log.info("interrupted")
         return 0
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-def _run(args: argparse.Namespace, log: logging.Logger) -> int:
+def _run(args: argparse.Namespace, log: logging.Logger, stop: _SignalStop) -> int:
     from .impairments import ImpairmentProfile
     from .robot import EmulatedRobot, EmulatorError
     from .settings import EmulatorSettings
@@ -122,11 +127,19 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
         broker = EmbeddedBroker()
         url = broker.start()
         log.info("embedded MQTT broker at %s (connect your twin there)", url)
-    signal.signal(signal.SIGTERM, lambda *_: robot.request_stop())
     if not settings.accept_commands:
         log.info("commands are ignored (start with --accept-commands to obey %s/%s/command)", settings.topic_prefix, settings.robot_id)
     try:
-        summary = robot.run(url, duration_s=args.duration, seed=args.seed, truth=args.truth)
+        if stop.requested.is_set():  # Ctrl-C while starting up: nothing was announced yet
+            log.info("interrupted")
+            return 0
+        # The run loop lives in the robot's thread; this (main) thread only waits, so a signal never lands
+        # inside the loop's queue or MQTT-client locks (see _SignalStop).
+        stop.robot = robot
+        robot.start(url, duration_s=args.duration, seed=args.seed, truth=args.truth, timeout_s=_START_TIMEOUT_S)
+        while robot.running and not stop.requested.is_set():
+            stop.requested.wait(0.1)
+        summary = robot.stop(timeout_s=_STOP_TIMEOUT_S)
     finally:
         if broker is not None:
             broker.stop()
@@ -138,6 +151,47 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
         f", {summary.truth_records} truth records in {args.truth}" if args.truth else "",
     )  # fmt: skip
     return 0
+
+
+_START_TIMEOUT_S = 60.0  # load MuJoCo, check the program, connect: seconds on a loaded machine, never a minute
+_STOP_TIMEOUT_S = 60.0  # publish 'offline' (<= 2 s) and drain the truth writer
+
+
+class _SignalStop:
+    """Ctrl-C and SIGTERM become a stop request; a second one aborts at once (KeyboardInterrupt).
+
+    Why not let KeyboardInterrupt fly: an exception raised between a lock's acquire and the ``with`` block
+    that releases it (in a queue, the MQTT client, the truth recorder) leaves the lock held, and the clean-up
+    that follows (publishing 'offline', closing the truth file) then waits on it for ever. So the first
+    signal only sets `requested` (and asks the robot to stop, once there is one); the main thread, which
+    only waits while the robot's own thread runs, then stops the run cleanly.
+    """
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self.requested = threading.Event()
+        self.robot = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.requested.is_set():
+            raise KeyboardInterrupt
+        self.requested.set()
+        self.log.info("%s: stopping (publishing 'offline'; press Ctrl-C again to abort)", signal.Signals(signum).name)
+        if self.robot is not None:
+            self.robot.request_stop()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle SIGINT/SIGTERM while inside (main thread only; elsewhere Python's defaults stay)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -254,8 +254,11 @@ class LiveRun:
             finally:
                 self._disconnect()
         finally:
-            if owned:
-                recorder.close()
+            try:
+                if owned:
+                    recorder.close()
+            finally:
+                self.robot._looping.clear()
 
     def _loop(self, plant: Any, boots: Any, recorder: Any) -> RunSummary:
         robot, s = self.robot, self.settings
@@ -278,6 +281,7 @@ class LiveRun:
             engine.on_truth = on_truth
         end = None if self.duration_s is None else start + round(self.duration_s * 1e9)
         next_progress = start + round(self.progress_every_s * 1e9) if self.progress_every_s > 0 else None
+        robot._looping.set()  # before _ready: once start() returns, `running` stays True until clean-up is done
         robot._ready.set()
         stop = robot._stop
         try:

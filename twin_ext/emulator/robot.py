@@ -561,8 +561,22 @@ class EmulatedRobot:
         self._triggers: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._looping = threading.Event()  # set from a live run's first loop turn until its clean-up is done
         self._result: RunSummary | BaseException | None = None
         self._engine: _Engine | None = None  # of the live run in progress (for `commands`)
+
+    @property
+    def running(self) -> bool:
+        """Live: True from a run's first publish-loop turn until its clean-up ('offline', truth file) is done.
+
+        While it is True, `request_stop` ends the run cleanly.
+        """
+        return self._looping.is_set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Live: True once `request_stop` was called for the run in progress."""
+        return self._stop.is_set()
 
     @property
     def commands(self) -> tuple[CommandRecord, ...]:
