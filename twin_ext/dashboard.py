@@ -77,7 +77,11 @@ def status_line(status: TwinStatus) -> str:
     """One compact line for logs."""
     diffs = np.abs([r.measured_q - r.estimated_q for r in status.joints])
     err = float(np.nanmax(diffs)) if np.any(np.isfinite(diffs)) else math.nan
-    return (f"[twin] {status.health.value} | {status.msg_rate_hz:.0f} msg/s | rejected {status.rejected} | "
+    # The reasons matter more than the total: out_of_order/duplicate are the network's doing (expected under
+    # jitter), anything else is the robot sending what the schema does not allow.
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(status.rejected_by_reason.items(), key=lambda kv: -kv[1]))
+    rejected = f"{status.rejected} ({reasons})" if reasons else f"{status.rejected}"
+    return (f"[twin] {status.health.value} | {status.msg_rate_hz:.0f} msg/s | rejected {rejected} | "
             f"offset {status.clock_offset_ms:.1f} ms drift {status.clock_drift_ppm:.0f} ppm latency "
             f"{status.latency_ms:.1f} ms | max |measured-estimated| {math.degrees(err):.2f}°")
 
@@ -93,7 +97,7 @@ class TerminalDashboard:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.period = 1.0 / refresh_hz if self.tty else log_every_s
         self._last = 0.0
-        self._printed_extra: tuple[str, ...] = ()
+        self._printed_extra: list[tuple[str, ...]] = []
 
     def update(self, status: TwinStatus, *, extra_lines: tuple[str, ...] = (), force: bool = False) -> None:
         now = time.monotonic()
@@ -105,8 +109,22 @@ class TerminalDashboard:
             self.stream.write("\x1b[H\x1b[J" + text + "\n")
         else:
             self.stream.write(status_line(status) + "\n")
-            if extra_lines != self._printed_extra:  # in a log, repeat only what changed
-                self._printed_extra = extra_lines
-                for line in extra_lines:
-                    self.stream.write(f"       {line}\n")
+            # In a log, print only the paragraphs that changed since the last update (a progress line changes
+            # every time; a what-if table is printed once, and whole again if anything in it changes).
+            paragraphs = _paragraphs(extra_lines)
+            for paragraph in paragraphs:
+                if paragraph not in self._printed_extra:
+                    self.stream.writelines(f"       {line}\n" for line in paragraph)
+            self._printed_extra = paragraphs
         self.stream.flush()
+
+
+def _paragraphs(lines: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Split lines into paragraphs: a line that is not indented, with the indented lines that follow it."""
+    out: list[list[str]] = []
+    for line in lines:
+        if out and line[:1].isspace():
+            out[-1].append(line)
+        else:
+            out.append([line])
+    return [tuple(p) for p in out]

@@ -1,0 +1,87 @@
+"""The terminal dashboard rendered from a real twin fed by the emulator (standard impairments, virtual clock)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from twin_ext.dashboard import TerminalDashboard, render_dashboard, status_line
+from twin_ext.emulator import EmulatedRobot, ImpairmentProfile
+from twin_ext.fidelity import OfflineFeed, VirtualClock
+from twin_ext.robot import default_robot_path, load_robot
+from twin_ext.telemetry import TelemetryIngest, TelemetrySettings
+from twin_ext.twin import LiveTwin
+
+from test_twin_offline import STANDARD
+
+
+@pytest.fixture(scope="module")
+def status():
+    """A twin's status after 3 s of the standard profile (reordering => out_of_order rejections)."""
+    panda = load_robot(default_robot_path())
+    sim = EmulatedRobot(profile=ImpairmentProfile.from_toml(STANDARD)).simulate(3.0, seed=2)
+    clock = VirtualClock(sim.start_ns)
+    ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=sim.settings.robot_id), model=panda, now_ns=clock)
+    twin = LiveTwin(panda, ingest, now_ns=clock)
+    feed = OfflineFeed(sim.deliveries, ingest, clock)
+    for t in range(sim.start_ns + 16_666_667, sim.end_ns, 16_666_667):
+        feed.advance(t)
+        twin.tick(t)
+    return panda, twin.status()
+
+
+def test_the_dashboard_shows_every_joint_health_clock_and_rejection_reasons(status):
+    """Every dof has a row (revolute in degrees, the prismatic fingers in mm) with a limit bar; the header
+    names the health, the rejection reasons with counts, and the clock offset near the profile's 250 ms."""
+    panda, st = status
+    text = render_dashboard(st, model=panda, title="panda twin")
+    lines = text.splitlines()
+    assert lines[0] == "panda twin" and "health OK" in lines[1]
+    assert st.rejected > 0 and f"out_of_order {st.rejected_by_reason['out_of_order']}" in text
+    assert "clock offset" in text and "-2" in lines[3]  # the robot clock runs 250 ms behind the twin's
+    rows = {name: next(line for line in lines if line.startswith(name)) for name in panda.dof_names}
+    assert all("|" in row and ("●" in row or "!" in row) for row in rows.values())
+    assert "°" in rows["joint1"] and "mm" in rows["finger_joint1"]
+    assert "\x1b[" not in text and "\x1b[32mOK" in render_dashboard(st, model=panda, color=True)
+
+
+def test_the_log_line_lists_rejection_reasons_biggest_first(status):
+    """Non-TTY status line: health, rate, and the total rejected with its reasons, largest count first."""
+    _, st = status
+    line = status_line(st)
+    counts = sorted(st.rejected_by_reason.items(), key=lambda kv: -kv[1])
+    assert line.startswith("[twin] ok |") and f"rejected {st.rejected} ({counts[0][0]} {counts[0][1]}" in line
+
+
+def test_in_a_log_a_what_if_table_is_printed_once_and_whole_again_when_it_changes(status):
+    """Piped output: each update prints a status line and the progress line; a what-if table (a line and the
+    indented lines under it) only the first time, and whole again when any of its lines changes."""
+    panda, st = status
+    out = io.StringIO()
+    board = TerminalDashboard(panda, stream=out)
+    fail = ("what-if: FAIL", "  as programmed pass", "  x1.5 speed fail")
+    board.update(st, extra_lines=("t = 1.0 / 20 s", *fail), force=True)
+    board.update(st, extra_lines=("t = 3.0 / 20 s", *fail), force=True)
+    board.update(st, extra_lines=("t = 5.0 / 20 s", "what-if: PASS", "  as programmed pass", "  x1.5 speed pass"),
+                 force=True)
+    text = out.getvalue()
+    assert text.count("[twin] ok") == 3 and "\x1b[" not in text
+    assert text.count("what-if: FAIL") == 1 and text.count("x1.5 speed fail") == 1
+    assert text.count("as programmed pass") == 2  # the changed table is printed whole, unchanged rows too
+    assert all(f"t = {t}.0 / 20 s" in text for t in (1, 3, 5))
+
+
+def test_on_a_terminal_the_dashboard_redraws_in_place(status):
+    """TTY output: each update clears the screen and draws the full, coloured dashboard."""
+    panda, st = status
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    board = TerminalDashboard(panda, stream=out, title="t")
+    board.update(st, extra_lines=("what-if: FAIL",), force=True)
+    assert out.getvalue().startswith("\x1b[H\x1b[J") and "what-if: FAIL" in out.getvalue()
+    assert "joint7" in out.getvalue()
