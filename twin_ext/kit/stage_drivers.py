@@ -6,9 +6,12 @@
   ``isaacsim.core.experimental.prims.Articulation``. How physics is kept from fighting the twin: before every
   physics step it teleports the joints with ``set_dof_positions`` (which also sets the drives' position
   targets, so the PD drives hold that pose instead of pulling back) and sets ``set_dof_velocities`` to the
-  estimated velocities; gravity is switched off on the robot's links (``set_link_enabled_gravities``) so
-  nothing sags between two writes. When the timeline stops, the tensor view is gone and the stage mirror
-  takes over again.
+  estimated velocities (which also sets the drives' velocity targets); gravity is switched off on the robot's
+  links (``set_link_enabled_gravities``) so nothing sags between two writes. Gravity is switched through the
+  physics tensor view only, on the first step where the view is valid: before that, Isaac Sim falls back to
+  writing ``physxRigidBody:disableGravity`` into the stage's edit target (the user's file), which would
+  outlive the run; tensor-view writes are discarded by PhysX on Stop. When the timeline stops, the tensor view
+  is gone and the stage mirror takes over again.
 - `make_driver`: picks one from the setting ``kit.drive`` and what is present.
 
 Only `make_driver` runs in the bare Kit kernel used by the tests (it picks the pxr mirror there); the two
@@ -113,6 +116,7 @@ class IsaacArticulationDriver:
         self._dofs: DofMap | None = None
         self._state: tuple[np.ndarray, np.ndarray] | None = None
         self._physics_sub: Any = None
+        self._gravity_off = False  # gravity switched off through the tensor view in this play session
         self.error: str | None = None
         dispatcher = carb.eventdispatcher.get_eventdispatcher()
         self._subs = [
@@ -136,11 +140,11 @@ class IsaacArticulationDriver:
         import omni.physics.core
         from isaacsim.core.experimental.prims import Articulation
 
+        if self._articulation is not None:  # resumed after a pause: the view and the subscription are still live
+            return
         try:
             articulation = Articulation(self.path)
             self._dofs = DofMap(self.model.dof_names, articulation.dof_names)
-            if self.kit.disable_gravity:
-                articulation.set_link_enabled_gravities(False)
         except Exception as exc:  # noqa: BLE001 - keep the kinematic mirror, say why
             self.error = str(exc)
             self._articulation = None
@@ -153,10 +157,17 @@ class IsaacArticulationDriver:
     def _on_stop(self, _event) -> None:
         self._physics_sub = None
         self._articulation = None
+        self._gravity_off = False  # PhysX discarded the tensor-view write with the simulation
 
     def _on_physics_step(self, _dt: float, _context: Any) -> None:
         articulation, state, dofs = self._articulation, self._state, self._dofs
-        if articulation is None or state is None or dofs is None or not articulation.is_physics_tensor_entity_valid():
+        if articulation is None or not articulation.is_physics_tensor_entity_valid():
+            return
+        if self.kit.disable_gravity and not self._gravity_off:
+            # Only now, with a valid tensor view: this write goes to PhysX, not into the user's USD layer.
+            articulation.set_link_enabled_gravities(False)
+            self._gravity_off = True
+        if state is None or dofs is None:
             return
         q, qd = state
         articulation.set_dof_positions(q[None, :], dof_indices=dofs.target_indices)
@@ -169,11 +180,13 @@ class IsaacArticulationDriver:
 
     def close(self) -> None:
         articulation = self._articulation
-        if articulation is not None and self.kit.disable_gravity:
+        if articulation is not None and self._gravity_off:
             try:
-                articulation.set_link_enabled_gravities(True)
+                if articulation.is_physics_tensor_entity_valid():  # never through the USD fallback (see above)
+                    articulation.set_link_enabled_gravities(True)
             except Exception:  # noqa: BLE001 - the stage may already be gone
                 pass
+        self._gravity_off = False
         self._subs = []
         self._physics_sub = None
         self._articulation = None
