@@ -81,7 +81,7 @@ class TwinEstimator:
         if getattr(self, "_t_filter", None) is not None:
             self._held_q = np.array(self.filter.x[:, 0])
         self.filter = JointKalmanFilter(self.model.ndof, jerk_psd=s.jerk_psd, sigma_q=s.sigma_q, sigma_qd=s.sigma_qd,
-                                        gate_chi2=s.gate_chi2)
+                                        gate_chi2=s.gate_chi2, noise_adapt_rate=s.noise_adapt_rate)
         self._t_filter: int | None = None
         self._last_arrival: int | None = None
         self._gate_streak = np.zeros(self.model.ndof, dtype=np.int64)

@@ -7,9 +7,17 @@ Model (per joint, state ``x = [q, qd, qdd]``): the joint's jerk is white noise w
     Q  = jerk_psd * [[dt⁵/20, dt⁴/8, dt³/6], [dt⁴/8, dt³/3, dt²/2], [dt³/6, dt²/2, dt]]
 
 Measurements are position and, when the robot sends it, velocity: ``z = H x + v``, ``v ~ N(0, R)`` with
-``R = diag(sigma_q², sigma_qd²)``. Updates use the Joseph form, which keeps ``P`` symmetric positive
+``R = diag(r_q, r_qd)``. Updates use the Joseph form, which keeps ``P`` symmetric positive
 semi-definite in floating point. Each joint has its own Mahalanobis gate: an innovation whose squared
 distance exceeds ``gate_chi2`` (chi-square, 2 dof with velocity, 1 without) leaves that joint untouched.
+
+Adaptive measurement noise (``noise_adapt_rate`` > 0). The configured ``sigma_q``/``sigma_qd`` are a
+floor, not a promise: a robot whose encoders or velocity estimates are noisier than configured would
+otherwise have most of its samples gated out as outliers. Per joint and channel, ``r`` follows the
+innovations, ``r <- (1-a) r + a (y² - H P Hᵀ)`` (innovation-based estimation: E[y²] = H P Hᵀ + R for a
+consistent filter), never below the configured variance. Each ``y²`` is clipped at ``9 S`` (3 sigma of
+the current innovation spread) so a single outlier moves ``r`` little; gated innovations count too,
+or a filter that starts too confident would never learn.
 
 Why constant acceleration: a robot arm's joint trajectories are smooth (position, velocity and acceleration
 continuous), so a local quadratic predicts them well over the 10–50 ms of network latency we must bridge,
@@ -46,10 +54,11 @@ class JointKalmanFilter:
         init_sigma_qd: velocity uncertainty at initialisation when no velocity is measured, rad/s | m/s.
         init_sigma_qdd: acceleration uncertainty at initialisation, rad/s² | m/s².
         gate_chi2: squared Mahalanobis distance above which a joint's measurement is rejected.
+        noise_adapt_rate: weight of each innovation in the measurement-noise estimate (0 = fixed noise).
     """
 
     def __init__(self, n: int, *, jerk_psd, sigma_q, sigma_qd, init_sigma_qd: float = 1.0,
-                 init_sigma_qdd: float = 10.0, gate_chi2: float = 13.8) -> None:
+                 init_sigma_qdd: float = 10.0, gate_chi2: float = 13.8, noise_adapt_rate: float = 0.0) -> None:
         self.n = int(n)
         self.jerk_psd = np.broadcast_to(np.asarray(jerk_psd, dtype=np.float64), (self.n,)).copy()
         self.sigma_q = np.broadcast_to(np.asarray(sigma_q, dtype=np.float64), (self.n,)).copy()
@@ -57,6 +66,10 @@ class JointKalmanFilter:
         self.init_sigma_qd = float(init_sigma_qd)
         self.init_sigma_qdd = float(init_sigma_qdd)
         self.gate_chi2 = float(gate_chi2)
+        self.noise_adapt_rate = float(noise_adapt_rate)
+        self.r = np.stack([self.sigma_q**2, self.sigma_qd**2], axis=1)
+        """``[n, 2]`` measurement-noise variances in use (position, velocity): the configured ones, raised
+        online when ``noise_adapt_rate`` > 0."""
         self.x = np.zeros((self.n, 3))
         """``[n, 3]`` state per joint: q rad|m, qd rad/s|m/s, qdd rad/s²|m/s²."""
         self.P = np.zeros((self.n, 3, 3))
@@ -70,9 +83,9 @@ class JointKalmanFilter:
         self.x[idx, 0] = q[idx]
         self.x[idx, 1] = 0.0 if qd is None else qd[idx]
         self.x[idx, 2] = 0.0
-        var_qd = self.init_sigma_qd**2 if qd is None else self.sigma_qd[idx] ** 2
+        var_qd = self.init_sigma_qd**2 if qd is None else self.r[idx, 1]
         self.P[idx] = 0.0
-        self.P[idx, 0, 0] = self.sigma_q[idx] ** 2
+        self.P[idx, 0, 0] = self.r[idx, 0]
         self.P[idx, 1, 1] = var_qd
         self.P[idx, 2, 2] = self.init_sigma_qdd**2
         self.initialized[idx] = True
@@ -109,16 +122,19 @@ class JointKalmanFilter:
         if m == 2:
             H[1, 1] = 1.0
         z = q[:, None] if qd is None else np.stack([q, qd], axis=1)  # [n, m]
-        R = np.zeros((self.n, m, m))
-        R[:, 0, 0] = self.sigma_q**2
-        if m == 2:
-            R[:, 1, 1] = self.sigma_qd**2
+        covered = np.ones(self.n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
         y = z - self.x @ H.T  # [n, m]
         PHt = self.P @ H.T  # [n, 3, m]
-        S = H @ PHt + R  # [n, m, m]
+        HPHt = H @ PHt  # [n, m, m]
+        if self.noise_adapt_rate > 0.0:
+            self._adapt_noise(y, np.diagonal(HPHt, axis1=1, axis2=2), covered)
+        R = np.zeros((self.n, m, m))
+        R[:, 0, 0] = self.r[:, 0]
+        if m == 2:
+            R[:, 1, 1] = self.r[:, 1]
+        S = HPHt + R  # [n, m, m]
         S_inv = np.linalg.inv(S)
         d2 = np.einsum("ni,nij,nj->n", y, S_inv, y)
-        covered = np.ones(self.n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
         gated = covered & (d2 > self.gate_chi2)
         K = PHt @ S_inv  # [n, 3, m]
         ok = covered & ~gated
@@ -128,3 +144,14 @@ class JointKalmanFilter:
             I_KH = np.eye(3) - Ko @ H
             self.P[ok] = I_KH @ self.P[ok] @ np.swapaxes(I_KH, -1, -2) + Ko @ R[ok] @ np.swapaxes(Ko, -1, -2)
         return gated
+
+    def _adapt_noise(self, y: np.ndarray, hph: np.ndarray, covered: np.ndarray) -> None:
+        """Move the measured channels' noise variances toward what the innovations ``y: [n, m]`` show."""
+        m = y.shape[1]
+        floor = np.stack([self.sigma_q**2, self.sigma_qd**2], axis=1)[:, :m]
+        r = self.r[:, :m]
+        spread = hph + r  # [n, m] current innovation variance per channel
+        sample = np.minimum(y * y, 9.0 * spread) - hph
+        a = self.noise_adapt_rate
+        updated = np.maximum((1.0 - a) * r + a * sample, floor)
+        self.r[covered, :m] = updated[covered]

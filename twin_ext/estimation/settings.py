@@ -19,9 +19,12 @@ class EstimatorSettings:
     jerk_psd: float = 300.0
     """White-jerk power spectral density of the constant-acceleration model, rad²/s⁵ (m²/s⁵)."""
     sigma_q: float = 2e-4
-    """Position measurement noise, 1 sigma, rad (m)."""
+    """Position measurement noise, 1 sigma, rad (m); with ``noise_adapt_rate`` > 0 the smallest assumed."""
     sigma_qd: float = 3e-3
-    """Velocity measurement noise, 1 sigma, rad/s (m/s)."""
+    """Velocity measurement noise, 1 sigma, rad/s (m/s); with ``noise_adapt_rate`` > 0 the smallest assumed."""
+    noise_adapt_rate: float = 0.01
+    """Weight of each innovation in the online measurement-noise estimate (0 = use sigma_q/sigma_qd as
+    they are). A robot noisier than configured is then followed instead of being gated out as outliers."""
     use_velocity: bool = True
     """Fuse the robot's velocity measurements when messages carry them."""
     gate_chi2: float = 16.0
@@ -51,6 +54,8 @@ class EstimatorSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0 s, got {value}")
+        if not (0.0 <= self.noise_adapt_rate < 1.0):
+            raise ValueError(f"noise_adapt_rate must be in [0, 1), got {self.noise_adapt_rate}")
         if self.gate_reset_after < 1:
             raise ValueError(f"gate_reset_after must be >= 1, got {self.gate_reset_after}")
 
