@@ -170,7 +170,8 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         ImpairmentProfile.from_toml(args.impairments)  # fail here, with the reason, not in the emulator process
     except Exception as exc:  # noqa: BLE001 - a bad profile: say which and why
-        print(f"error: impairment profile {args.impairments}: {exc}", file=sys.stderr)
+        named = str(args.impairments) in str(exc)  # profile errors already name their file
+        print(f"error: {exc}" if named else f"error: impairment profile {args.impairments}: {exc}", file=sys.stderr)
         return 2
 
     if not args.no_emulator:

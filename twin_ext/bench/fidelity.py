@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         profile = ImpairmentProfile.from_toml(args.impairments)
     except Exception as exc:  # noqa: BLE001
-        print(f"error: impairment profile {args.impairments}: {exc}", file=sys.stderr)
+        named = str(args.impairments) in str(exc)  # profile errors already name their file
+        print(f"error: {exc}" if named else f"error: impairment profile {args.impairments}: {exc}", file=sys.stderr)
         return 2
     model = load_robot(default_robot_path())
     runs = []
