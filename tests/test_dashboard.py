@@ -16,11 +16,9 @@ from twin_ext.twin import LiveTwin
 from test_twin_offline import STANDARD
 
 
-@pytest.fixture(scope="module")
-def status():
-    """A twin's status after 3 s of the standard profile (reordering => out_of_order rejections)."""
+def _status_after(profile: ImpairmentProfile, seconds: float):
     panda = load_robot(default_robot_path())
-    sim = EmulatedRobot(profile=ImpairmentProfile.from_toml(STANDARD)).simulate(3.0, seed=2)
+    sim = EmulatedRobot(profile=profile).simulate(seconds, seed=2)
     clock = VirtualClock(sim.start_ns)
     ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=sim.settings.robot_id), model=panda, now_ns=clock)
     twin = LiveTwin(panda, ingest, now_ns=clock)
@@ -29,6 +27,12 @@ def status():
         feed.advance(t)
         twin.tick(t)
     return panda, twin.status()
+
+
+@pytest.fixture(scope="module")
+def status():
+    """A twin's status after 3 s of the standard profile (reordering => out_of_order rejections)."""
+    return _status_after(ImpairmentProfile.from_toml(STANDARD), 3.0)
 
 
 def test_the_dashboard_shows_every_joint_health_clock_and_rejection_reasons(status):
@@ -85,3 +89,13 @@ def test_on_a_terminal_the_dashboard_redraws_in_place(status):
     board.update(st, extra_lines=("what-if: FAIL",), force=True)
     assert out.getvalue().startswith("\x1b[H\x1b[J") and "what-if: FAIL" in out.getvalue()
     assert "joint7" in out.getvalue()
+
+
+def test_sensors_noisier_than_configured_are_named_on_the_dashboard(status):
+    """Encoders at 2e-3 rad (10x estimator.sigma_q): the status names the joints with their learned noise
+    and the fix, and the dashboard shows it; at the standard profile's 1e-4 rad there is no such note."""
+    assert status[1].noise_note == ""
+    panda, noisy = _status_after(ImpairmentProfile(position_noise=2e-3, seed=3), 3.0)
+    note = noisy.noise_note
+    assert "estimator.sigma_q (2.0e-04)" in note and "joint" in note and "raise sigma_q" in note
+    assert note in render_dashboard(noisy, model=panda)

@@ -113,6 +113,9 @@ class TwinStatus:
     display_rate_hz: float
     errors: tuple[str, ...]
     events: tuple[str, ...]
+    noise_note: str = ""
+    """Joints whose sensors the estimator found noisier than configured (learned vs configured position
+    sigma), or "" when every joint is within 2x of ``estimator.sigma_q``."""
 
 
 class LiveTwin:
@@ -350,7 +353,21 @@ class LiveTwin:
             latency_ms=clock.latency_ns * 1e-6 if has_line else math.nan,
             clock_jumps=stats.clock_jumps, restarts=stats.restarts,
             estimator_late=self.estimator.stats.late, estimator_gated=sum(self.estimator.stats.gated.values()),
-            display_rate_hz=display_rate, errors=self.errors, events=tuple(self._events))
+            display_rate_hz=display_rate, errors=self.errors, events=tuple(self._events),
+            noise_note=self._noise_note())
+
+    def _noise_note(self) -> str:
+        """Say which joints' position noise the estimator learned to be > 2x the configured sigma_q."""
+        kf = self.estimator.filter
+        learned = np.sqrt(kf.r[:, 0])
+        noisy = np.flatnonzero(kf.initialized & (learned > 2.0 * kf.sigma_q))
+        if noisy.size == 0:
+            return ""
+        worst = noisy[np.argsort(-learned[noisy])][:3]
+        parts = ", ".join(f"{self.model.dof_names[j]} {learned[j]:.1e}" for j in worst)
+        more = f" and {noisy.size - worst.size} more" if noisy.size > worst.size else ""
+        return (f"position noise (1 sigma, rad|m) above estimator.sigma_q ({kf.sigma_q[worst[0]]:.1e}): {parts}{more}; "
+                f"followed (learned online), raise sigma_q to match if this is normal for the robot")
 
     # ---- what-if and commands ---------------------------------------------------------------------------
     def ask_whatif(self, request: Any) -> Future:

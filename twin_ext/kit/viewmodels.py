@@ -113,7 +113,7 @@ class TelemetryPanelViewModel:
             clock_note="" if status.clock_ready else "clock sync converging",
             rejects=tuple(sorted(status.rejected_by_reason.items())),
             estimator=f"late {status.estimator_late}, gated {status.estimator_gated}, jumps {status.clock_jumps}, "
-                      f"restarts {status.restarts}",
+                      f"restarts {status.restarts}" + (f"\n{status.noise_note}" if status.noise_note else ""),
             errors=tuple(status.errors[-5:]),
             joints=tuple(joints),
             drive=self.controller.drive_description,
