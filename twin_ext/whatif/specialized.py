@@ -19,103 +19,33 @@ The kernel has the generic kernel's signature (it ignores the scratch arrays) an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
+import inspect
 import os
+import re
 import sys
 import threading
 from collections.abc import Sequence
 
+from . import kernels
 from .kernels import cache_dir, init_warp
 
 __all__ = ["generate_source", "get_specialized_kernel", "shape_key"]
 
-_GENERATOR_VERSION = "9"
+_GENERATOR_VERSION = "10"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
-_SIGNATURE = """
-    parent: wp.array(dtype=wp.int32),
-    parent_slot: wp.array(dtype=wp.int32),
-    joint_type: wp.array(dtype=wp.int32),
-    parent_rot: wp.array(dtype=mat33),
-    parent_pos: wp.array(dtype=vec3),
-    gravity: vec3,
-    lower: wp.array(dtype=scalar),
-    upper: wp.array(dtype=scalar),
-    vel_limit: wp.array(dtype=scalar),
-    effort_limit: wp.array(dtype=scalar),
-    armature: wp.array(dtype=scalar),
-    pos_tol: wp.array(dtype=scalar),
-    vel_tol: wp.array(dtype=scalar),
-    set_mass: wp.array2d(dtype=scalar),
-    set_moment: wp.array2d(dtype=vec3),
-    set_inertia: wp.array2d(dtype=mat33),
-    set_kp: wp.array2d(dtype=scalar),
-    set_kd: wp.array2d(dtype=scalar),
-    set_damping: wp.array2d(dtype=scalar),
-    set_friction: wp.array2d(dtype=scalar),
-    set_latency: wp.array(dtype=wp.int32),
-    set_gravcomp: wp.array(dtype=wp.int32),
-    set_gc_mass: wp.array2d(dtype=scalar),
-    set_gc_moment: wp.array2d(dtype=vec3),
-    set_wrench_body: wp.array(dtype=wp.int32),
-    set_wrench_point: wp.array(dtype=vec3),
-    set_wrench_force: wp.array(dtype=vec3),
-    set_wrench_torque: wp.array(dtype=vec3),
-    set_wrench_begin: wp.array(dtype=wp.int32),
-    set_wrench_end: wp.array(dtype=wp.int32),
-    world_set: wp.array(dtype=wp.int32),
-    world_stream: wp.array(dtype=wp.int32),
-    q: wp.array2d(dtype=scalar),
-    qd: wp.array2d(dtype=scalar),
-    target_q: wp.array3d(dtype=scalar),
-    target_qd: wp.array3d(dtype=scalar),
-    use_target_qd: int,
-    mode: int,
-    dt: scalar,
-    step_begin: int,
-    step_end: int,
-    record_every: int,
-    friction_eps: scalar,
-    limit_omega: scalar,
-    limit_active: int,
-    drive_implicit_saturated: int,
-    eff_min_steps: int,
-    out_q: wp.array3d(dtype=scalar),
-    out_qd: wp.array3d(dtype=scalar),
-    out_tau: wp.array3d(dtype=scalar),
-    first_pos: wp.array2d(dtype=wp.int32),
-    first_vel: wp.array2d(dtype=wp.int32),
-    first_eff: wp.array2d(dtype=wp.int32),
-    max_track: wp.array2d(dtype=scalar),
-    min_pos_margin: wp.array2d(dtype=scalar),
-    min_vel_margin: wp.array2d(dtype=scalar),
-    min_eff_margin: wp.array2d(dtype=scalar),
-    diverged: wp.array(dtype=wp.int32),
-    eval_qdd: wp.array2d(dtype=scalar),
-    eval_bias: wp.array2d(dtype=scalar),
-    eval_mass: wp.array3d(dtype=scalar),
-    s_rot: wp.array2d(dtype=mat33),
-    s_pos: wp.array2d(dtype=vec3),
-    s_axis: wp.array2d(dtype=vec3),
-    s_mom: wp.array2d(dtype=vec3),
-    s_vw: wp.array2d(dtype=vec3),
-    s_vv: wp.array2d(dtype=vec3),
-    s_aw: wp.array2d(dtype=vec3),
-    s_av: wp.array2d(dtype=vec3),
-    s_fn: wp.array2d(dtype=vec3),
-    s_ff: wp.array2d(dtype=vec3),
-    s_cm: wp.array2d(dtype=scalar),
-    s_ch: wp.array2d(dtype=vec3),
-    s_ci: wp.array2d(dtype=mat33),
-    s_rhs: wp.array2d(dtype=scalar),
-    s_tau: wp.array2d(dtype=scalar),
-    s_gq: wp.array2d(dtype=scalar),
-    s_gm: wp.array2d(dtype=scalar),
-    s_gh: wp.array2d(dtype=vec3),
-    s_h: wp.array3d(dtype=scalar),
-"""
+
+@functools.cache
+def _signature() -> str:
+    """The generic kernel's parameter list exactly as written in `kernels` (one source of truth: the engine
+    launches either kernel with the same argument list)."""
+    match = re.search(r"def rollout\((.*?)\n\s*\):", inspect.getsource(kernels._build), re.S)
+    assert match is not None, "kernels._build no longer defines `def rollout(...):`"
+    return match.group(1) + "\n"
 
 
 def shape_key(parent: Sequence[int], joint_type: Sequence[int], precision: str) -> str:
@@ -171,7 +101,7 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
     emit("")
     emit("")
     emit("@wp.kernel(enable_backward=False)")
-    emit("def rollout(" + _SIGNATURE + "):")
+    emit("def rollout(" + _signature() + "):")
     I1, I2, I3 = "    ", "        ", "            "  # noqa: N806
     body = []
 
