@@ -357,17 +357,14 @@ class LiveTwin:
             noise_note=self._noise_note())
 
     def _noise_note(self) -> str:
-        """Say which joints' position noise the estimator learned to be > 2x the configured sigma_q."""
-        kf = self.estimator.filter
-        learned = np.sqrt(kf.r[:, 0])
-        noisy = np.flatnonzero(kf.initialized & (learned > 2.0 * kf.sigma_q))
-        if noisy.size == 0:
+        """Name the joints whose position noise the estimator learned to be > 2x the configured sigma_q."""
+        noisy = self.estimator.noisier_than_configured()
+        if not noisy:
             return ""
-        worst = noisy[np.argsort(-learned[noisy])][:3]
-        parts = ", ".join(f"{self.model.dof_names[j]} {learned[j]:.1e}" for j in worst)
-        more = f" and {noisy.size - worst.size} more" if noisy.size > worst.size else ""
-        return (f"position noise (1 sigma, rad|m) above estimator.sigma_q ({kf.sigma_q[worst[0]]:.1e}): {parts}{more}; "
-                f"followed (learned online), raise sigma_q to match if this is normal for the robot")
+        parts = ", ".join(f"{name} {sigma:.1e}" for name, sigma in list(noisy.items())[:3])
+        more = f" and {len(noisy) - 3} more" if len(noisy) > 3 else ""
+        return (f"position noise (1 sigma, rad|m) above estimator.sigma_q ({self.estimator.settings.sigma_q:.1e}): "
+                f"{parts}{more}; followed (learned online), raise sigma_q to match if this is normal for the robot")
 
     # ---- what-if and commands ---------------------------------------------------------------------------
     def ask_whatif(self, request: Any) -> Future:

@@ -171,6 +171,14 @@ class TwinEstimator:
         return ObserveResult.FUSED
 
     # ---- reading ---------------------------------------------------------------------------------------
+    def noisier_than_configured(self, factor: float = 2.0) -> dict[str, float]:
+        """Joints whose learned position noise exceeds ``factor`` x ``sigma_q``: ``{name: sigma}`` (1 sigma,
+        rad|m), noisiest first; empty with fixed noise or clean sensors."""
+        kf = self.filter
+        learned = np.sqrt(kf.r[:, 0])
+        noisy = np.flatnonzero(kf.initialized & (learned > factor * np.sqrt(kf.r_floor[:, 0])))
+        return {self.model.dof_names[j]: float(learned[j]) for j in noisy[np.argsort(-learned[noisy])]}
+
     @property
     def filter_time_ns(self) -> int | None:
         """Twin time of the newest fused measurement (None before the first)."""

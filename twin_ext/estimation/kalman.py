@@ -67,7 +67,9 @@ class JointKalmanFilter:
         self.init_sigma_qdd = float(init_sigma_qdd)
         self.gate_chi2 = float(gate_chi2)
         self.noise_adapt_rate = float(noise_adapt_rate)
-        self.r = np.stack([self.sigma_q**2, self.sigma_qd**2], axis=1)
+        self.r_floor = np.stack([self.sigma_q**2, self.sigma_qd**2], axis=1)
+        """``[n, 2]`` the configured measurement-noise variances (position, velocity): `r` never goes below."""
+        self.r = self.r_floor.copy()
         """``[n, 2]`` measurement-noise variances in use (position, velocity): the configured ones, raised
         online when ``noise_adapt_rate`` > 0."""
         self.x = np.zeros((self.n, 3))
@@ -148,10 +150,9 @@ class JointKalmanFilter:
     def _adapt_noise(self, y: np.ndarray, hph: np.ndarray, covered: np.ndarray) -> None:
         """Move the measured channels' noise variances toward what the innovations ``y: [n, m]`` show."""
         m = y.shape[1]
-        floor = np.stack([self.sigma_q**2, self.sigma_qd**2], axis=1)[:, :m]
         r = self.r[:, :m]
         spread = hph + r  # [n, m] current innovation variance per channel
         sample = np.minimum(y * y, 9.0 * spread) - hph
         a = self.noise_adapt_rate
-        updated = np.maximum((1.0 - a) * r + a * sample, floor)
+        updated = np.maximum((1.0 - a) * r + a * sample, self.r_floor[:, :m])
         self.r[covered, :m] = updated[covered]
