@@ -148,7 +148,7 @@ def _check_robot_matches_emulator(robot) -> str | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from .dashboard import TerminalDashboard
-    from .emulator import ImpairmentProfile
+    from .emulator import ImpairmentError, ImpairmentProfile
     from .robot import RobotModelError, default_robot_path, load_robot
     from .sinks import UsdKinematicMirror
     from .sinks import MirrorSink, StateRecorderSink, TraceSink
@@ -169,9 +169,8 @@ def run_demo(args: argparse.Namespace) -> int:
           f"(full description in {out / 'robot_description.txt'})")
     try:
         ImpairmentProfile.from_toml(args.impairments)  # fail here, with the reason, not in the emulator process
-    except Exception as exc:  # noqa: BLE001 - a bad profile: say which and why
-        named = str(args.impairments) in str(exc)  # profile errors already name their file
-        print(f"error: {exc}" if named else f"error: impairment profile {args.impairments}: {exc}", file=sys.stderr)
+    except ImpairmentError as exc:  # names the file and the key or value at fault
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
     if not args.no_emulator:

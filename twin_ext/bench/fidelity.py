@@ -107,15 +107,14 @@ def forecast_errors(model, sim, result, *, horizon_s: float = 0.5, every_s: floa
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv if argv is not None else sys.argv[1:])
-    from ..emulator import EmulatedRobot, ImpairmentProfile
+    from ..emulator import EmulatedRobot, ImpairmentError, ImpairmentProfile
     from ..fidelity import evaluate_fidelity
     from ..robot import default_robot_path, load_robot
 
     try:
         profile = ImpairmentProfile.from_toml(args.impairments)
-    except Exception as exc:  # noqa: BLE001
-        named = str(args.impairments) in str(exc)  # profile errors already name their file
-        print(f"error: {exc}" if named else f"error: impairment profile {args.impairments}: {exc}", file=sys.stderr)
+    except ImpairmentError as exc:  # names the file and the key or value at fault
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     model = load_robot(default_robot_path())
     runs = []
