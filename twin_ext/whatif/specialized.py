@@ -26,6 +26,7 @@ import inspect
 import os
 import re
 import sys
+import textwrap
 import threading
 from collections.abc import Sequence
 
@@ -40,12 +41,23 @@ _loaded: dict[str, object] = {}
 
 
 @functools.cache
+def _generic_source() -> str:
+    return inspect.getsource(kernels._build)
+
+
 def _signature() -> str:
     """The generic kernel's parameter list exactly as written in `kernels` (one source of truth: the engine
     launches either kernel with the same argument list)."""
-    match = re.search(r"def rollout\((.*?)\n\s*\):", inspect.getsource(kernels._build), re.S)
+    match = re.search(r"def rollout\((.*?)\n\s*\):", _generic_source(), re.S)
     assert match is not None, "kernels._build no longer defines `def rollout(...):`"
     return match.group(1) + "\n"
+
+
+def _generic_func(name: str) -> str:
+    """A ``@wp.func`` helper of the generic kernel, dedented to module level (shared, not rewritten)."""
+    match = re.search(rf"^( *@wp\.func\n *def {name}\(.*?)\n\n", _generic_source(), re.S | re.M)
+    assert match is not None, f"kernels._build no longer defines the @wp.func {name}"
+    return textwrap.dedent(match.group(1))
 
 
 def shape_key(parent: Sequence[int], joint_type: Sequence[int], precision: str) -> str:
@@ -82,24 +94,10 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
     emit("mat33 = wp.types.matrix((3, 3), scalar)")
     emit("")
     emit("")
-    emit("@wp.func")
-    emit("def rot_z(r0: mat33, c: scalar, s: scalar):")
-    emit("    return mat33(")
-    emit("        c * r0[0, 0] + s * r0[0, 1], c * r0[0, 1] - s * r0[0, 0], r0[0, 2],")
-    emit("        c * r0[1, 0] + s * r0[1, 1], c * r0[1, 1] - s * r0[1, 0], r0[1, 2],")
-    emit("        c * r0[2, 0] + s * r0[2, 1], c * r0[2, 1] - s * r0[2, 0], r0[2, 2],")
-    emit("    )")
-    emit("")
-    emit("")
-    emit("@wp.func")
-    emit("def limit_violated(qv: scalar, lo: scalar, up: scalar, tol: scalar, qt: scalar) -> int:")
-    emit("    if qv < lo - tol and wp.abs(qt - lo) > tol:")
-    emit("        return 1")
-    emit("    if qv > up + tol and wp.abs(qt - up) > tol:")
-    emit("        return 1")
-    emit("    return 0")
-    emit("")
-    emit("")
+    for helper in ("rot_z", "limit_violated"):
+        emit(_generic_func(helper))
+        emit("")
+        emit("")
     emit("@wp.kernel(enable_backward=False)")
     emit("def rollout(" + _signature() + "):")
     I1, I2, I3 = "    ", "        ", "            "  # noqa: N806
