@@ -48,8 +48,15 @@ def require_kit() -> None:
     pytest.skip(message)
 
 
-def run_in_kit(tmp_path: Path, scenario: str, *, settings: dict[str, str] | None = None,
-               args: dict | None = None, enable: bool = False, timeout: float = 180.0) -> dict:
+def run_in_kit(
+    tmp_path: Path,
+    scenario: str,
+    *,
+    settings: dict[str, str] | None = None,
+    args: dict | None = None,
+    enable: bool = False,
+    timeout: float = 180.0,
+) -> dict:
     """Run ``scenario`` inside a freshly booted Kit; return its result dict (raises on a failed run)."""
     require_kit()
     exts = tmp_path / "exts"
@@ -59,8 +66,18 @@ def run_in_kit(tmp_path: Path, scenario: str, *, settings: dict[str, str] | None
         link.symlink_to(REPO, target_is_directory=True)
     kit_file = tmp_path / "twin_ext_test.kit"
     kit_file.write_text(APP_KIT)
-    cmd = [sys.executable, str(HOST), "--kit", str(kit_file), "--exts", str(exts), "--scenario", scenario,
-           "--args", json.dumps(args or {})]
+    cmd = [
+        sys.executable,
+        str(HOST),
+        "--kit",
+        str(kit_file),
+        "--exts",
+        str(exts),
+        "--scenario",
+        scenario,
+        "--args",
+        json.dumps(args or {}),
+    ]
     if enable:
         cmd.append("--enable")
     for key, value in (settings or {}).items():
@@ -73,7 +90,8 @@ def run_in_kit(tmp_path: Path, scenario: str, *, settings: dict[str, str] | None
     if proc.returncode != 0 or not result_lines:
         raise AssertionError(
             f"Kit scenario {scenario!r} failed (exit {proc.returncode})\n--- stdout ---\n{proc.stdout[-6000:]}"
-            f"\n--- stderr ---\n{proc.stderr[-6000:]}")
-    result = json.loads(result_lines[-1][len("KIT_RESULT "):])
+            f"\n--- stderr ---\n{proc.stderr[-6000:]}"
+        )
+    result = json.loads(result_lines[-1][len("KIT_RESULT ") :])
     result["_stdout"] = proc.stdout
     return result

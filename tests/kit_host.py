@@ -25,13 +25,23 @@ def main() -> int:
     # drop the repo from sys.path and the editable-install finder that pip -e registers.
     repo = str(Path(__file__).resolve().parents[1])
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != repo]
-    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")
-                        and "__editable__" not in type(f).__module__]
+    sys.meta_path[:] = [
+        f
+        for f in sys.meta_path
+        if "__editable__" not in getattr(f, "__module__", "") and "__editable__" not in type(f).__module__
+    ]
 
     import omni.kit_app  # noqa: E402  (boots carb)
 
     # --portable-root keeps Kit's user config, logs and caches inside the test's temporary folder.
-    argv = [opts.kit, "--no-window", "--portable-root", str(Path(opts.kit).parent / "kit_data"), "--ext-folder", opts.exts]
+    argv = [
+        opts.kit,
+        "--no-window",
+        "--portable-root",
+        str(Path(opts.kit).parent / "kit_data"),
+        "--ext-folder",
+        opts.exts,
+    ]
     if opts.enable:
         argv += ["--enable", "twin_ext"]
     argv += [f"--/{s.lstrip('/')}" for s in opts.setting]

@@ -43,9 +43,14 @@ def lifecycle(app, args: dict) -> dict:
     }
     if ext is not None and ext.robot is not None:
         robot = ext.robot
-        result["robot"] = {"name": robot.name, "ndof": robot.ndof, "nlink": robot.nlink,
-                           "dof_names": list(robot.dof_names), "total_mass": robot.total_mass,
-                           "source": robot.source}
+        result["robot"] = {
+            "name": robot.name,
+            "ndof": robot.ndof,
+            "nlink": robot.nlink,
+            "dof_names": list(robot.dof_names),
+            "total_mass": robot.total_mass,
+            "source": robot.source,
+        }
         robot_ref = weakref.ref(robot)
         del robot
     else:
@@ -106,8 +111,12 @@ def live_e2e(app, args: dict) -> dict:
         status = controller.status()
         if status is not None and status.health.value == "ok" and status.accepted > args.get("min_accepted", 300):
             break
-    result = {"error": controller.error, "tracking": status is not None and status.health.value == "ok",
-              "accepted": None if status is None else status.accepted, "drive": controller.drive_description}
+    result = {
+        "error": controller.error,
+        "tracking": status is not None and status.health.value == "ok",
+        "accepted": None if status is None else status.accepted,
+        "drive": controller.drive_description,
+    }
     # Capture: the twin's time, its estimate, and the mirrored stage's link world transforms at that instant.
     app.update()
     snapshot = controller.latest_snapshot()
@@ -116,13 +125,25 @@ def live_e2e(app, args: dict) -> dict:
     stage = controller.driver.stage
     cache = UsdGeom.XformCache()
     model = controller.model
-    mirrored = [np.array(cache.GetLocalToWorldTransform(stage.GetPrimAtPath(p))).T.tolist()
-                for p in controller.driver.mirror._paths]
-    result.update(t_ns=snapshot.t_ns, q=snapshot.q.tolist(), health=snapshot.health.value,
-                  link_names=list(model.link_names), mirrored=mirrored)
+    mirrored = [
+        np.array(cache.GetLocalToWorldTransform(stage.GetPrimAtPath(p))).T.tolist()
+        for p in controller.driver.mirror._paths
+    ]
+    result.update(
+        t_ns=snapshot.t_ns,
+        q=snapshot.q.tolist(),
+        health=snapshot.health.value,
+        link_names=list(model.link_names),
+        mirrored=mirrored,
+    )
     view = TelemetryPanelViewModel(controller).view()
-    result["telemetry_view"] = {"connection": view.connection, "health": view.health, "rate": view.rate,
-                                "joints": len(view.joints), "clock_offset": view.clock_offset}
+    result["telemetry_view"] = {
+        "connection": view.connection,
+        "health": view.health,
+        "rate": view.rate,
+        "joints": len(view.joints),
+        "clock_offset": view.clock_offset,
+    }
     # A what-if through the panel's view-model.
     whatif = WhatIfPanelViewModel(controller)
     whatif.form.samples = args.get("samples", 8)
@@ -135,9 +156,12 @@ def live_e2e(app, args: dict) -> dict:
         app.update()
         time.sleep(0.01)
         whatif.poll()
-    result["whatif"] = {"state": whatif.state, "message": whatif.message,
-                        "rows": [dataclasses.asdict(r) for r in whatif.rows],
-                        "ghost_frames": None if whatif.ghost_frames is None else len(whatif.ghost_frames)}
+    result["whatif"] = {
+        "state": whatif.state,
+        "message": whatif.message,
+        "rows": [dataclasses.asdict(r) for r in whatif.rows],
+        "ghost_frames": None if whatif.ghost_frames is None else len(whatif.ghost_frames),
+    }
     if whatif.ghost_frames is not None:
         whatif.set_scrub(1.0)
         result["ghost_visible"] = controller.ghost is not None and controller.ghost.visible
@@ -148,7 +172,13 @@ def live_e2e(app, args: dict) -> dict:
         app.update()
         time.sleep(0.05)
     gc.collect()
-    result.update(children_while_running=len(children_running), children_after=_children(),
-                  threads_before=threads_before, threads_after=sorted(t.name for t in threading.enumerate()),
-                  fds_before=fds_before, fds_after=_fds(), instance_after=get_extension() is not None)
+    result.update(
+        children_while_running=len(children_running),
+        children_after=_children(),
+        threads_before=threads_before,
+        threads_after=sorted(t.name for t in threading.enumerate()),
+        fds_before=fds_before,
+        fds_after=_fds(),
+        instance_after=get_extension() is not None,
+    )
     return result

@@ -30,7 +30,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Mosquitto", "TlsFiles", "make_tls_files", "require_mosquitto", "find_mosquitto", "free_port", "write_password_file"]
+__all__ = [
+    "Mosquitto",
+    "TlsFiles",
+    "make_tls_files",
+    "require_mosquitto",
+    "find_mosquitto",
+    "free_port",
+    "write_password_file",
+]
 
 
 def find_mosquitto() -> str | None:
@@ -88,7 +96,10 @@ def make_tls_files(folder: Path, *, ca_name: str = "twin_ext test CA") -> TlsFil
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", f"/CN={ca_name}",
              "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)  # fmt: skip
-    for name, usage, san in (("server", "serverAuth", "IP:127.0.0.1,DNS:localhost"), ("client", "clientAuth", "DNS:twin-client")):
+    for name, usage, san in (
+        ("server", "serverAuth", "IP:127.0.0.1,DNS:localhost"),
+        ("client", "clientAuth", "DNS:twin-client"),
+    ):
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=folder)
         (folder / f"{name}.ext").write_text(
             f"basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyAgreement\n"
@@ -97,7 +108,12 @@ def make_tls_files(folder: Path, *, ca_name: str = "twin_ext test CA") -> TlsFil
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
                  "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)  # fmt: skip
     return TlsFiles(
-        folder / "ca.pem", folder / "ca.key", folder / "server.pem", folder / "server.key", folder / "client.pem", folder / "client.key"
+        folder / "ca.pem",
+        folder / "ca.key",
+        folder / "server.pem",
+        folder / "server.key",
+        folder / "client.pem",
+        folder / "client.key",
     )
 
 
@@ -214,7 +230,9 @@ class Mosquitto:
             except OSError:
                 time.sleep(0.02)
         self.kill()
-        raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout_s} s:\n{self.log()[-2000:]}")
+        raise RuntimeError(
+            f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout_s} s:\n{self.log()[-2000:]}"
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (mosquitto saves its database) and wait; SIGKILL if it hangs. Idempotent."""

@@ -10,14 +10,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(*args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "twin_ext", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "twin_ext", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO
+    )
 
 
 def test_help_does_not_import_heavy_libraries():
     """--help answers without importing pxr, warp or mujoco (checked via -X importtime)."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "twin_ext", "--help"], capture_output=True,
-                          text=True, timeout=60, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "twin_ext", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert proc.returncode == 0 and "demo" in proc.stdout
     modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "twin_ext.cli" in modules  # the parse works

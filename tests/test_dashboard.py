@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from test_twin_offline import STANDARD
 
 from twin_ext.dashboard import TerminalDashboard, render_dashboard, status_line
 from twin_ext.emulator import EmulatedRobot, ImpairmentProfile
@@ -12,8 +13,6 @@ from twin_ext.fidelity import OfflineFeed, VirtualClock
 from twin_ext.robot import default_robot_path, load_robot
 from twin_ext.telemetry import TelemetryIngest, TelemetrySettings
 from twin_ext.twin import LiveTwin
-
-from test_twin_offline import STANDARD
 
 
 def _status_after(profile: ImpairmentProfile, seconds: float):
@@ -67,8 +66,9 @@ def test_in_a_log_a_what_if_table_is_printed_once_and_whole_again_when_it_change
     fail = ("what-if: FAIL", "  as programmed pass", "  x1.5 speed fail")
     board.update(st, extra_lines=("t = 1.0 / 20 s", *fail), force=True)
     board.update(st, extra_lines=("t = 3.0 / 20 s", *fail), force=True)
-    board.update(st, extra_lines=("t = 5.0 / 20 s", "what-if: PASS", "  as programmed pass", "  x1.5 speed pass"),
-                 force=True)
+    board.update(
+        st, extra_lines=("t = 5.0 / 20 s", "what-if: PASS", "  as programmed pass", "  x1.5 speed pass"), force=True
+    )
     text = out.getvalue()
     assert text.count("[twin] ok") == 3 and "\x1b[" not in text
     assert text.count("what-if: FAIL") == 1 and text.count("x1.5 speed fail") == 1

@@ -19,20 +19,39 @@ pytestmark = pytest.mark.slow
 
 
 def _demo(out: Path, *extra: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "twin_ext", "demo", "--duration", "8", "--whatif-at", "3",
-                           "--samples", "4", "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twin_ext",
+            "demo",
+            "--duration",
+            "8",
+            "--whatif-at",
+            "3",
+            "--samples",
+            "4",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def _check_outputs(out: Path) -> dict:
     stage = Usd.Stage.Open(str(out / "twin_motion.usda"))
     hand = next(p for p in stage.Traverse() if p.GetName() == "hand")
     cache0, cache1 = UsdGeom.XformCache(Usd.TimeCode(0)), UsdGeom.XformCache(Usd.TimeCode(stage.GetEndTimeCode()))
-    moved = np.linalg.norm(np.array(cache1.GetLocalToWorldTransform(hand))[3, :3]
-                           - np.array(cache0.GetLocalToWorldTransform(hand))[3, :3])
+    moved = np.linalg.norm(
+        np.array(cache1.GetLocalToWorldTransform(hand))[3, :3] - np.array(cache0.GetLocalToWorldTransform(hand))[3, :3]
+    )
     assert stage.GetEndTimeCode() > 100 and moved > 0.01  # a few seconds of motion that really moves the hand
-    from twin_ext.telemetry import McapReplay
     from twin_ext.emulator import TRUTH_TOPIC
+    from twin_ext.telemetry import McapReplay
 
     topics = McapReplay(out / "telemetry.mcap").topics()
     assert topics.get("twin/v1/panda/joint_states", 0) > 500

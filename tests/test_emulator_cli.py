@@ -31,7 +31,11 @@ def test_help_loads_no_heavy_module():
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "--accept-commands" in result.stdout and "--impairments" in result.stdout and "--embedded-broker" in result.stdout
+    assert (
+        "--accept-commands" in result.stdout
+        and "--impairments" in result.stdout
+        and "--embedded-broker" in result.stdout
+    )
     assert "HEAVY=\n" in result.stdout or result.stdout.rstrip().endswith("HEAVY=")
 
 

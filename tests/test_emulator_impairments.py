@@ -81,7 +81,10 @@ def test_every_profile_key_is_documented_in_settings_md():
         (dict(loss=1.5), r"loss is a fraction of samples and must be in \[0, 1\]"),
         (dict(loss=1.0), "loss must be < 1"),
         (dict(duplicate=-0.1), "duplicate is a fraction"),
-        (dict(latnecy_ms=5.0), r"unknown key\(s\) \['latnecy_ms'\]; valid keys are \['description', 'rate_hz', 'latency_ms'"),
+        (
+            dict(latnecy_ms=5.0),
+            r"unknown key\(s\) \['latnecy_ms'\]; valid keys are \['description', 'rate_hz', 'latency_ms'",
+        ),
         (dict(rate_hz=0.0), r"rate_hz must be in \(0, 10000\]"),
         (dict(burst=0.5), "burst is the mean length of a loss run"),
         (dict(loss=0.6, burst=1.0), "impossible for a two-state chain"),
@@ -94,7 +97,10 @@ def test_every_profile_key_is_documented_in_settings_md():
         (dict(seed=-3), "seed must be a non-negative integer"),
         (dict(seq_start=2**32), r"seq_start must be an integer in \[0, 2\*\*32\)"),
         (dict(pauses=[{"at_s": 1.0}]), r"pauses\[0\] needs key\(s\) \['duration_s'\]"),
-        (dict(pauses=[{"at_s": 1.0, "duration_s": 1.0, "flush": True}]), r"unknown key\(s\) \['flush'\]; valid keys are \['at_s', 'duration_s', 'backlog'\]"),
+        (
+            dict(pauses=[{"at_s": 1.0, "duration_s": 1.0, "flush": True}]),
+            r"unknown key\(s\) \['flush'\]; valid keys are \['at_s', 'duration_s', 'backlog'\]",
+        ),
         (dict(pauses=[{"at_s": 1.0, "duration_s": 2.0}, {"at_s": 2.0, "duration_s": 1.0}]), "pauses overlap"),
         (dict(pauses={"at_s": 1.0}), "must be a list of tables"),
         (dict(clock_jumps=[{"at_s": -1.0, "step_ms": 3.0}]), r"clock_jumps\[0\].at_s must be >= 0"),
@@ -301,7 +307,9 @@ def test_robot_clock_is_exactly_offset_plus_drift_plus_jumps():
 def test_sensor_noise_has_the_profile_std_and_none_is_exact():
     """Position/velocity/effort noise are zero-mean with the profile's std (5 SE); no noise returns the input."""
     ndof, n = 9, 20_000
-    noise = SensorNoise(ImpairmentProfile(position_noise=1e-4, velocity_noise=2e-3, effort_noise=0.05), ndof=ndof, seed=3)
+    noise = SensorNoise(
+        ImpairmentProfile(position_noise=1e-4, velocity_noise=2e-3, effort_noise=0.05), ndof=ndof, seed=3
+    )
     zeros = np.zeros(ndof)
     draws = np.array([np.concatenate(noise.apply(zeros, zeros, zeros)) for _ in range(n)])
     for block, sigma in enumerate((1e-4, 2e-3, 0.05)):

@@ -55,7 +55,9 @@ class Observer:
         subscribed = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe(f"{PREFIX}/#", qos=1)
         self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_message = lambda _c, _u, m: self.inbox.put((time.monotonic_ns(), m.topic, bytes(m.payload), bool(m.retain)))
+        self.client.on_message = lambda _c, _u, m: self.inbox.put(
+            (time.monotonic_ns(), m.topic, bytes(m.payload), bool(m.retain))
+        )
         self.client.connect(parts.hostname, parts.port, keepalive=10)
         self.client.loop_start()
         assert subscribed.wait(TIMEOUT_S), "observer could not subscribe"
@@ -122,7 +124,9 @@ def test_live_run_announces_publishes_and_goes_offline(broker):
     observer.wait_for(lambda a, t, p, r: t == f"{PREFIX}/status" and decode_status(p).state == "offline", "offline")
     observer.close()
     late = Observer(broker.url, "late")
-    late.wait_for(lambda *_: {t for _, t, _, _ in late.seen} >= {f"{PREFIX}/status", f"{PREFIX}/birth"}, "retained messages")
+    late.wait_for(
+        lambda *_: {t for _, t, _, _ in late.seen} >= {f"{PREFIX}/status", f"{PREFIX}/birth"}, "retained messages"
+    )
     retained = {t: (p, r) for _, t, p, r in late.seen}
     status, flag = retained[f"{PREFIX}/status"]
     assert flag and (decode_status(status).state, decode_status(status).boot_id) == ("offline", birth.boot_id)
@@ -199,7 +203,11 @@ def test_restart_and_clock_jump_triggers(broker):
     statuses = [decode_status(p) for _, t, p, _ in observer.seen if t.endswith("/status")]
     assert ("offline", b1.boot_id) in [(s.state, s.boot_id) for s in statuses]
     states = [m for _, m in observer.states()]
-    after = next(i for i, (_, t, _, _) in enumerate(observer.seen) if t.endswith("/birth") and decode_birth(observer.seen[i][2]).boot_id == b2.boot_id)
+    after = next(
+        i
+        for i, (_, t, _, _) in enumerate(observer.seen)
+        if t.endswith("/birth") and decode_birth(observer.seen[i][2]).boot_id == b2.boot_id
+    )
     new_boot = [decode(p) for _, t, p, _ in observer.seen[after:] if t.endswith("/joint_states")]
     assert new_boot[0].seq == 0
     steps = np.diff([m.stamp_ns for m in states if m.seq > 0 and states.index(m) < len(states) - len(new_boot)])

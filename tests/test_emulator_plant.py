@@ -171,11 +171,15 @@ def test_controller_refuses_programs_that_do_not_fit():
     with pytest.raises(ControllerError, match=r"joint1 at 3, outside its limits"):
         MotionController(JointTrajectory(names, PROGRAM.times, bad), joint_names=names, lower=lo, upper=hi)
     with pytest.raises(ControllerError, match="slow it down"):
-        MotionController(PROGRAM.time_scaled(2.0), joint_names=names, lower=lo, upper=hi, velocity_limits=PANDA_VELOCITY_LIMITS)
+        MotionController(
+            PROGRAM.time_scaled(2.0), joint_names=names, lower=lo, upper=hi, velocity_limits=PANDA_VELOCITY_LIMITS
+        )
     with pytest.raises(ControllerError, match="does not fit this robot"):
         MotionController(PROGRAM.select(names[:7]), joint_names=names, lower=lo, upper=hi)
     with pytest.raises(ControllerError, match="must end where it starts"):
-        MotionController(JointTrajectory(names, PROGRAM.times[:3], PROGRAM.positions[:3]), joint_names=names, lower=lo, upper=hi)
+        MotionController(
+            JointTrajectory(names, PROGRAM.times[:3], PROGRAM.positions[:3]), joint_names=names, lower=lo, upper=hi
+        )
 
 
 def test_controller_rejects_unsafe_commands_with_reasons():

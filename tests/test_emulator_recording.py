@@ -28,7 +28,7 @@ def test_sample_recording_is_small_and_has_every_channel():
     delivered = topics[f"{PREFIX}/joint_states"] + topics["/twin_ext/rejected"]
     assert 1900 <= delivered <= 2060 and topics[f"{PREFIX}/joint_states"] >= 1000
     assert topics["truth/joint_states"] == 2060  # 200 Hz truth over 10.3 s
-    (_, config), = McapReplay(SAMPLE).read_json("emulator/config")
+    ((_, config),) = McapReplay(SAMPLE).read_json("emulator/config")
     assert config["profile"]["latency_ms"] == 20.0 and config["profile"]["loss"] == 0.05
 
 
@@ -63,6 +63,9 @@ def test_the_tool_regenerates_the_same_recording(tmp_path):
         from mcap.reader import make_reader
 
         with open(path, "rb") as f:
-            return [(c.topic, m.log_time, m.publish_time, m.data) for _, c, m in make_reader(f).iter_messages(log_time_order=True)]
+            return [
+                (c.topic, m.log_time, m.publish_time, m.data)
+                for _, c, m in make_reader(f).iter_messages(log_time_order=True)
+            ]
 
     assert messages(out) == messages(SAMPLE)

@@ -41,8 +41,13 @@ def _truth(t: np.ndarray, n: int):
 def _feed(est, names, t, q, qd, *, latency=0.02, noise=(1e-4, 1e-3), seed=0):
     rng = np.random.default_rng(seed)
     for k in range(len(t)):
-        est.observe(names, q[k] + rng.normal(0, noise[0], q.shape[1]), qd[k] + rng.normal(0, noise[1], q.shape[1]),
-                    sample_ns=int(t[k] * NS), arrival_ns=int((t[k] + latency) * NS))
+        est.observe(
+            names,
+            q[k] + rng.normal(0, noise[0], q.shape[1]),
+            qd[k] + rng.normal(0, noise[1], q.shape[1]),
+            sample_ns=int(t[k] * NS),
+            arrival_ns=int((t[k] + latency) * NS),
+        )
 
 
 def test_prediction_to_display_time_beats_last_sample_hold_by_far(panda):
@@ -55,8 +60,13 @@ def test_prediction_to_display_time_beats_last_sample_hold_by_far(panda):
     err_est, err_hold = [], []
     for k in range(len(t)):
         meas = q[k] + rng.normal(0, 1e-4, n)
-        est.observe(panda.dof_names, meas, qd[k] + rng.normal(0, 1e-3, n), sample_ns=int(t[k] * NS),
-                    arrival_ns=int((t[k] + 0.02) * NS))
+        est.observe(
+            panda.dof_names,
+            meas,
+            qd[k] + rng.normal(0, 1e-3, n),
+            sample_ns=int(t[k] * NS),
+            arrival_ns=int((t[k] + 0.02) * NS),
+        )
         if t[k] > 0.25:
             display = t[k] + 0.02
             q_true = _truth(np.array([display]), n)[0][0]
@@ -153,8 +163,13 @@ def test_messages_with_a_subset_of_joints_update_only_those(panda):
     t_next = t[-1] + 0.005
     q_next = _truth(np.array([t_next]), panda.ndof)[0][0]
     offset = 5e-4  # inside the gate (d² ≈ 6 < 16 with sigma_q = 2e-4 rad), well above the noise
-    partial.observe(("joint2", "joint1"), np.array([q_next[1], q_next[0]]) + offset, None,
-                    sample_ns=int(t_next * NS), arrival_ns=int(t_next * NS))
+    partial.observe(
+        ("joint2", "joint1"),
+        np.array([q_next[1], q_next[0]]) + offset,
+        None,
+        sample_ns=int(t_next * NS),
+        arrival_ns=int(t_next * NS),
+    )
     a, b = partial.snapshot(int(t_next * NS)), reference.snapshot(int(t_next * NS))
     moved = a.q[:2] - b.q[:2]  # Kalman gain ~0.1 here: the prior (sigma ~7e-5 rad) is tighter than one sample
     assert np.all((moved > 0.05 * offset) & (moved < offset)), moved
@@ -184,8 +199,13 @@ def test_reported_uncertainty_matches_the_actual_error(panda):
     nees = []
     for k in range(steps):
         x = x @ F.T + (L @ rng.standard_normal((3, n))).T
-        est.observe(panda.dof_names, x[:, 0] + rng.normal(0, s.sigma_q, n), x[:, 1] + rng.normal(0, s.sigma_qd, n),
-                    sample_ns=int(k * dt * NS), arrival_ns=int(k * dt * NS))
+        est.observe(
+            panda.dof_names,
+            x[:, 0] + rng.normal(0, s.sigma_q, n),
+            x[:, 1] + rng.normal(0, s.sigma_qd, n),
+            sample_ns=int(k * dt * NS),
+            arrival_ns=int(k * dt * NS),
+        )
         if k > 200:
             snap = est.snapshot(int(k * dt * NS))
             cov = snap.covariance
@@ -236,9 +256,13 @@ def test_a_robot_noisier_than_configured_is_followed_instead_of_gated_out(panda)
         rng = np.random.default_rng(4)
         errors = []
         for k in range(len(t)):
-            est.observe(panda.dof_names, q[k] + rng.normal(0, noise[0], panda.ndof),
-                        qd[k] + rng.normal(0, noise[1], panda.ndof), sample_ns=int(t[k] * NS),
-                        arrival_ns=int((t[k] + 0.02) * NS))
+            est.observe(
+                panda.dof_names,
+                q[k] + rng.normal(0, noise[0], panda.ndof),
+                qd[k] + rng.normal(0, noise[1], panda.ndof),
+                sample_ns=int(t[k] * NS),
+                arrival_ns=int((t[k] + 0.02) * NS),
+            )
             if k >= len(t) // 2:  # after convergence: the display 20 ms after each sample (its arrival)
                 truth, _ = _truth(np.array([t[k] + 0.02]), panda.ndof)
                 errors.append(est.snapshot(int((t[k] + 0.02) * NS)).q - truth[0])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from kit_harness import REPO, run_in_kit
 
 pytestmark = pytest.mark.kit

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from kit_harness import REPO, run_in_kit
 
 pytestmark = [pytest.mark.kit, pytest.mark.broker, pytest.mark.slow]
@@ -34,16 +33,39 @@ def test_kit_twin_follows_a_live_robot_answers_a_whatif_and_stops_cleanly(tmp_pa
     process or file handle behind."""
     truth = tmp_path / "truth.mcap"
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "twin_ext.emulator", "--broker", mosquitto_broker.url, "--duration", "120",
-         "--impairments", str(REPO / "config/impairments/standard.toml"), "--truth", str(truth),
-         "--log-level", "warning"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "twin_ext.emulator",
+            "--broker",
+            mosquitto_broker.url,
+            "--duration",
+            "120",
+            "--impairments",
+            str(REPO / "config/impairments/standard.toml"),
+            "--truth",
+            str(truth),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        r = run_in_kit(tmp_path, "live_e2e", settings={
-            "exts/twin_ext/broker/url": mosquitto_broker.url,
-            "exts/twin_ext/broker/client_id": "twin-kit-e2e",
-            "exts/twin_ext/robot/robot_id": "panda",
-            "exts/twin_ext/whatif/workers": "1",
-        }, args={"samples": 8}, timeout=300)
+        r = run_in_kit(
+            tmp_path,
+            "live_e2e",
+            settings={
+                "exts/twin_ext/broker/url": mosquitto_broker.url,
+                "exts/twin_ext/broker/client_id": "twin-kit-e2e",
+                "exts/twin_ext/robot/robot_id": "panda",
+                "exts/twin_ext/whatif/workers": "1",
+            },
+            args={"samples": 8},
+            timeout=300,
+        )
     finally:
         emulator.send_signal(signal.SIGINT)
         try:

@@ -14,8 +14,8 @@ import types
 from types import SimpleNamespace
 
 import pytest
-
 from test_kit_viewmodels import running  # noqa: F401  (fixture: a controller fed 4 s of telemetry)
+
 from twin_ext.kit.viewmodels import TelemetryPanelViewModel, WhatIfPanelViewModel
 
 _open: list = []  # the container widgets being built (``with`` blocks)
@@ -99,8 +99,20 @@ class _Window:
 
 def _fake_omni_ui(monkeypatch) -> None:
     ui = types.ModuleType("omni.ui")
-    widgets = ("ScrollingFrame", "VStack", "HStack", "CollapsableFrame", "Label", "Button", "ProgressBar",
-               "StringField", "FloatField", "IntField", "CheckBox", "FloatSlider")
+    widgets = (
+        "ScrollingFrame",
+        "VStack",
+        "HStack",
+        "CollapsableFrame",
+        "Label",
+        "Button",
+        "ProgressBar",
+        "StringField",
+        "FloatField",
+        "IntField",
+        "CheckBox",
+        "FloatSlider",
+    )
     for name in widgets:
         setattr(ui, name, type(name, (_Widget,), {}))
     for name in ("SimpleFloatModel", "SimpleIntModel", "SimpleStringModel", "SimpleBoolModel"):
@@ -167,8 +179,13 @@ def test_the_whatif_window_reads_its_fields_runs_and_binds_the_ghost(panels, run
     vm = WhatIfPanelViewModel(controller)
     window = panels.WhatIfWindow(vm)
     widgets = _shown(window)
-    for key, value in (("speed_scale", 1.5), ("payload_mass", 2.0), ("horizon_s", 0.5), ("samples", 4),
-                       ("push_y", 30.0)):
+    for key, value in (
+        ("speed_scale", 1.5),
+        ("payload_mass", 2.0),
+        ("horizon_s", 0.5),
+        ("samples", 4),
+        ("push_y", 30.0),
+    ):
         window._models[key].set_value(value)
     _button(widgets, "Run what-if").kwargs["clicked_fn"]()
     assert vm.form.speed_scale == 1.5 and vm.form.payload_mass == 2.0 and vm.form.samples == 4

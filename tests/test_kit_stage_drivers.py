@@ -95,8 +95,12 @@ def kit(monkeypatch):
         return m
 
     usd = module("omni.usd", get_context=lambda: SimpleNamespace(get_stage=lambda: stage))
-    timeline = module("omni.timeline", GLOBAL_EVENT_PLAY="play", GLOBAL_EVENT_STOP="stop",
-                      get_timeline_interface=lambda: SimpleNamespace(is_playing=lambda: fake.playing))
+    timeline = module(
+        "omni.timeline",
+        GLOBAL_EVENT_PLAY="play",
+        GLOBAL_EVENT_STOP="stop",
+        get_timeline_interface=lambda: SimpleNamespace(is_playing=lambda: fake.playing),
+    )
     physics_core = module("omni.physics.core", get_physics_simulation_interface=lambda: fake)
     module("omni.physics", core=physics_core)
     module("omni", usd=usd, timeline=timeline, physics=sys.modules["omni.physics"])

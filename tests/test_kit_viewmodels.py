@@ -23,8 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _settings(**overrides):
-    tree = {"broker": {"url": "mqtt://127.0.0.1:9", "connect_timeout_s": 0.5},  # nothing listens on port 9
-            "whatif": {"workers": 1}, "kit": {"drive": "pxr"}}
+    tree = {
+        "broker": {"url": "mqtt://127.0.0.1:9", "connect_timeout_s": 0.5},  # nothing listens on port 9
+        "whatif": {"workers": 1},
+        "kit": {"drive": "pxr"},
+    }
     for key, value in overrides.items():
         section, name = key.split("__")
         tree.setdefault(section, {})[name] = value
@@ -33,16 +36,21 @@ def _settings(**overrides):
 
 def _controller(clock, **overrides):
     return KitTwinController(
-        lambda: _settings(**overrides), base_dir=REPO,
+        lambda: _settings(**overrides),
+        base_dir=REPO,
         make_driver=lambda model, kit: PxrMirrorDriver(model),
         make_ghost=lambda model, kit, driver: GhostRobot(model, driver.stage),
-        now_ns=clock, log=lambda level, msg: None)
+        now_ns=clock,
+        log=lambda level, msg: None,
+    )
 
 
 @pytest.fixture
 def running(tmp_path):
     """A started controller whose ingest has received 4 s of the emulator's standard-profile telemetry."""
-    sim = EmulatedRobot(profile=ImpairmentProfile.from_toml(REPO / "config/impairments/standard.toml")).simulate(4.0, seed=2)
+    sim = EmulatedRobot(profile=ImpairmentProfile.from_toml(REPO / "config/impairments/standard.toml")).simulate(
+        4.0, seed=2
+    )
     clock = VirtualClock(sim.start_ns)
     controller = _controller(clock)
     assert controller.start(), controller.error
@@ -139,8 +147,13 @@ def test_controller_ticks_at_the_display_rate_and_restarts_after_settings_settle
     controller = _controller(clock)
     assert controller.start()
     ticks = []
-    controller.session.twin.sinks.append(type("Count", (), {"name": "count", "on_snapshot": lambda self, s: ticks.append(s.t_ns),
-                                                            "close": lambda self: None})())
+    controller.session.twin.sinks.append(
+        type(
+            "Count",
+            (),
+            {"name": "count", "on_snapshot": lambda self, s: ticks.append(s.t_ns), "close": lambda self: None},
+        )()
+    )
     for _ in range(240):  # 1 s of 240 Hz Kit updates at a 60 Hz display rate
         clock.set(clock.t_ns + 4_166_667)
         controller.on_update()

@@ -18,15 +18,17 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 def _session(url: str, *, commands: bool) -> TwinSession:
-    config = TwinConfig.from_mapping({
-        "broker": {"url": url, "client_id": f"twin-remote-{commands}"},
-        "whatif": {"workers": 1},
-        "twin": {"commands_enabled": commands},
-    })
+    config = TwinConfig.from_mapping(
+        {
+            "broker": {"url": url, "client_id": f"twin-remote-{commands}"},
+            "whatif": {"workers": 1},
+            "twin": {"commands_enabled": commands},
+        }
+    )
     return TwinSession(config)
 
 
-def _client(url: str, results: "queue.Queue[dict]") -> mqtt.Client:
+def _client(url: str, results: queue.Queue[dict]) -> mqtt.Client:
     host, port = url.split("//")[1].split(":")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"asker-{time.monotonic_ns()}")
     client.on_message = lambda c, u, m: results.put(json.loads(m.payload))
@@ -36,7 +38,7 @@ def _client(url: str, results: "queue.Queue[dict]") -> mqtt.Client:
     return client
 
 
-def _next(session: TwinSession, results: "queue.Queue[dict]", timeout: float) -> dict:
+def _next(session: TwinSession, results: queue.Queue[dict], timeout: float) -> dict:
     """Tick the twin (requests are taken on its display tick) until a result arrives."""
     assert _wait(session, lambda: not results.empty(), timeout), "no what-if result arrived"
     return results.get_nowait()
@@ -53,14 +55,16 @@ def _wait(session: TwinSession, predicate, timeout: float) -> bool:
 
 
 @pytest.mark.parametrize("commands", [True, False])
-def test_whatif_requests_over_mqtt_get_results_and_a_failing_verdict_vetoes_only_when_allowed(mosquitto_broker, commands):
+def test_whatif_requests_over_mqtt_get_results_and_a_failing_verdict_vetoes_only_when_allowed(
+    mosquitto_broker, commands
+):
     """A shipped-scenario request is answered on whatif/result with the report; a malformed one with an error;
     veto_if_fail sends Stop to a robot that accepts commands only when [twin] commands_enabled is true."""
     url = mosquitto_broker.url
     robot = EmulatedRobot(EmulatorSettings(accept_commands=True))
     robot.start(url, seed=0, progress_every_s=0)
     session = _session(url, commands=commands)
-    results: "queue.Queue[dict]" = queue.Queue()
+    results: queue.Queue[dict] = queue.Queue()
     client = _client(url, results)
     try:
         session.start()
@@ -81,7 +85,9 @@ def test_whatif_requests_over_mqtt_get_results_and_a_failing_verdict_vetoes_only
         assert report["status"] == "fail"  # the shipped scenario's x1.5 + 3 kg variant overloads the wrist
         if commands:
             assert answer["veto"] == "stop sent to the robot"
-            assert _wait(session, lambda: any(c.accepted and "Stop" in c.detail for c in robot.commands), 10), robot.commands
+            assert _wait(session, lambda: any(c.accepted and "Stop" in c.detail for c in robot.commands), 10), (
+                robot.commands
+            )
         else:
             assert answer["veto"].startswith("not sent") and "commands_enabled" in answer["veto"]
             time.sleep(0.5)

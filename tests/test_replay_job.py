@@ -12,8 +12,9 @@ RECORDING = REPO / "data" / "recordings" / "panda_pick_place_standard.mcap"
 
 
 def _replay(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "twin_ext", "replay", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "twin_ext", "replay", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 def test_replaying_the_shipped_recording_writes_motion_whatif_and_a_report_scored_against_truth(tmp_path):

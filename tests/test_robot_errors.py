@@ -35,8 +35,11 @@ def _chain(path, *, n_links=3, joint_type="revolute", root_api=True, mass=1.0, e
             j = UsdPhysics.FixedJoint.Define(stage, f"{parent}/{name}/weld")
             j.CreateBody1Rel().SetTargets([body.GetPath()])
         else:
-            kind = {"revolute": UsdPhysics.RevoluteJoint, "prismatic": UsdPhysics.PrismaticJoint,
-                    "spherical": UsdPhysics.SphericalJoint}[joint_type if i == n_links else "revolute"]
+            kind = {
+                "revolute": UsdPhysics.RevoluteJoint,
+                "prismatic": UsdPhysics.PrismaticJoint,
+                "spherical": UsdPhysics.SphericalJoint,
+            }[joint_type if i == n_links else "revolute"]
             j = kind.Define(stage, f"{parent}/{name}/j{i}")
             j.CreateBody0Rel().SetTargets([Sdf.Path(parent)])
             j.CreateBody1Rel().SetTargets([body.GetPath()])
@@ -72,7 +75,7 @@ def test_missing_file_names_the_path_and_the_fix(tmp_path):
 def test_unparsable_file_is_reported_not_raised_raw(tmp_path):
     """A corrupt USD file becomes a RobotModelError (not a pxr exception)."""
     bad = tmp_path / "bad.usda"
-    bad.write_text("#usda 1.0\ndef Xform \"robot\" {\n  this is not usd\n")
+    bad.write_text('#usda 1.0\ndef Xform "robot" {\n  this is not usd\n')
     err = _error(bad)
     assert "bad.usda" in str(err) and "fix" in str(err)
 
@@ -85,6 +88,7 @@ def test_no_articulation_root_says_how_to_add_one(tmp_path):
 
 def test_several_roots_require_prim_path_and_prim_path_selects_one(tmp_path):
     """Two robots in one file: an error listing both without prim_path; with it, the chosen one loads."""
+
     def second_robot(stage):
         other = UsdGeom.Xform.Define(stage, "/other")
         UsdPhysics.ArticulationRootAPI.Apply(other.GetPrim())
@@ -101,6 +105,7 @@ def test_several_roots_require_prim_path_and_prim_path_selects_one(tmp_path):
 
 def test_kinematic_loop_names_the_joint_and_suggests_exclusion(tmp_path):
     """A joint closing a loop is named, with the fix (excludeFromArticulation)."""
+
     def loop(stage):
         j = UsdPhysics.RevoluteJoint.Define(stage, "/robot/loop")
         j.CreateBody0Rel().SetTargets([Sdf.Path("/robot/base")])
@@ -113,6 +118,7 @@ def test_kinematic_loop_names_the_joint_and_suggests_exclusion(tmp_path):
 
 def test_a_loop_closure_excluded_from_the_articulation_is_ignored_with_a_note(tmp_path):
     """The same loop joint with excludeFromArticulation = true loads, and the model says it was ignored."""
+
     def loop(stage):
         j = UsdPhysics.RevoluteJoint.Define(stage, "/robot/loop")
         j.CreateBody0Rel().SetTargets([Sdf.Path("/robot/base")])
@@ -138,20 +144,26 @@ def test_negative_or_non_finite_mass_is_rejected(tmp_path, mass, word):
 
 def test_impossible_inertia_is_rejected(tmp_path):
     """Principal moments that no rigid body has (triangle inequality) or negative ones are errors."""
+
     def bad_inertia(stage):
-        UsdPhysics.MassAPI(stage.GetPrimAtPath("/robot/base/l1")).GetDiagonalInertiaAttr().Set(Gf.Vec3f(0.01, 0.01, 0.5))
+        UsdPhysics.MassAPI(stage.GetPrimAtPath("/robot/base/l1")).GetDiagonalInertiaAttr().Set(
+            Gf.Vec3f(0.01, 0.01, 0.5)
+        )
 
     err = _error(_chain(tmp_path / "tri.usda", extra=bad_inertia))
     assert "triangle" in str(err) and err.prim_path == "/robot/base/l1"
 
     def negative(stage):
-        UsdPhysics.MassAPI(stage.GetPrimAtPath("/robot/base/l1")).GetDiagonalInertiaAttr().Set(Gf.Vec3f(-0.01, 0.01, 0.01))
+        UsdPhysics.MassAPI(stage.GetPrimAtPath("/robot/base/l1")).GetDiagonalInertiaAttr().Set(
+            Gf.Vec3f(-0.01, 0.01, 0.01)
+        )
 
     assert "negative" in str(_error(_chain(tmp_path / "neg.usda", extra=negative)))
 
 
 def test_joint_whose_body_is_missing_is_named(tmp_path):
     """A joint targeting a prim that does not exist is an error naming the joint and the target."""
+
     def dangling(stage):
         UsdPhysics.RevoluteJoint.Get(stage, "/robot/base/l1/l2/j2").GetBody1Rel().SetTargets([Sdf.Path("/robot/ghost")])
 
@@ -161,6 +173,7 @@ def test_joint_whose_body_is_missing_is_named(tmp_path):
 
 def test_duplicate_joint_names_are_rejected_because_telemetry_uses_names(tmp_path):
     """Two moving joints with the same prim name cannot be addressed by telemetry: error with both paths."""
+
     def dup(stage):
         stage.GetPrimAtPath("/robot/base/l1/j1")  # exists
         stage.GetPrimAtPath("/robot/base/l1/l2/j2").GetParent()
@@ -177,6 +190,7 @@ def test_duplicate_joint_names_are_rejected_because_telemetry_uses_names(tmp_pat
 
 def test_a_link_not_connected_by_any_joint_is_named(tmp_path):
     """A rigid body under the articulation root with no joint to the robot is an error naming it."""
+
     def stray(stage):
         b = UsdGeom.Xform.Define(stage, "/robot/floating_box")
         UsdPhysics.RigidBodyAPI.Apply(b.GetPrim())
@@ -205,6 +219,7 @@ def test_a_reversed_joint_gives_the_same_kinematics(tmp_path):
 
 def test_prismatic_joints_and_stage_units_are_converted_to_si(tmp_path):
     """A centimetre stage: lengths, prismatic limits and prismatic drives come out in metres."""
+
     def drive(stage):
         j = stage.GetPrimAtPath("/robot/base/l1/l2/l3/j3")
         UsdPhysics.PrismaticJoint(j).CreateLowerLimitAttr(-5.0)

@@ -106,7 +106,11 @@ def test_drives_armature_and_damping_equal_the_mujoco_actuators(usd_path, mjcf):
         assert robot.damping[d] == pytest.approx(mj.dof_damping[dof], rel=1e-6)
         assert robot.lower[d] == pytest.approx(mj.jnt_range[j][0], abs=1e-6)
         assert robot.upper[d] == pytest.approx(mj.jnt_range[j][1], abs=1e-6)
-        acts = [a for a in range(mj.nu) if mj.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT and mj.actuator_trnid[a][0] == j]
+        acts = [
+            a
+            for a in range(mj.nu)
+            if mj.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT and mj.actuator_trnid[a][0] == j
+        ]
         if acts:
             a = acts[0]
             assert robot.kp[d] == pytest.approx(-mj.actuator_biasprm[a][1], rel=1e-6)

@@ -26,8 +26,12 @@ def _doc_sections() -> dict[str, str]:
 
 def test_extension_toml_settings_are_generated_from_the_dataclasses():
     """tools/sync_settings.py --check: extension.toml carries every key with its dataclass default."""
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "sync_settings.py"), "--check"], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "sync_settings.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     with open(REPO / "extension.toml", "rb") as fh:
         settings = tomllib.load(fh)["settings"]["exts"]["twin_ext"]

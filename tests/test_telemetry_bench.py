@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from mosquitto import require_mosquitto
 
 pytestmark = pytest.mark.broker
@@ -20,7 +19,10 @@ def test_bench_quick_json_reports_every_configuration():
     """`python -m twin_ext.bench telemetry --quick --json` measures raw paho and the twin at QoS0/1, drain and latency."""
     require_mosquitto()
     result = subprocess.run(
-        [sys.executable, "-m", "twin_ext.bench", "telemetry", "--quick", "--json"], capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "twin_ext.bench", "telemetry", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)

@@ -114,10 +114,10 @@ BAD_JSON = [
     (b"{" + b" " * 70000 + b"}", RejectReason.TOO_LARGE),
     (b"\x80\x03}q\x00.", RejectReason.UNKNOWN_ENCODING),  # a pickle is never unpickled
     (pickle.dumps({"version": 1}), RejectReason.UNKNOWN_ENCODING),
-    (b"{\"version\": 1,", RejectReason.MALFORMED_JSON),
+    (b'{"version": 1,', RejectReason.MALFORMED_JSON),
     (b"{\xff\xfe}", RejectReason.MALFORMED_JSON),
     (b" [1, 2]", RejectReason.MALFORMED_JSON),
-    (b"{\"a\":" * 5000 + b"1" + b"}" * 5000, RejectReason.MALFORMED_JSON),
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, RejectReason.MALFORMED_JSON),
     (b'{"version":1,"version":1}', RejectReason.MALFORMED_JSON),
     (_json(version=2), RejectReason.UNSUPPORTED_VERSION),
     (_json(version="1"), RejectReason.BAD_TYPE),
@@ -182,7 +182,10 @@ BAD_BINARY = [
     (_binary(patch={23: b"\xff"}), RejectReason.BAD_VALUE),
     (_binary(patch={31: b"\x00"}), RejectReason.MALFORMED_BINARY),
     (_binary(patch={32: b"\xff\xfe"}), RejectReason.BAD_NAME),
-    (_binary(_state(names=("a", "b"), position=[0, 0], velocity=None, effort=None), patch={34: b"a"}), RejectReason.BAD_NAME),
+    (
+        _binary(_state(names=("a", "b"), position=[0, 0], velocity=None, effort=None), patch={34: b"a"}),
+        RejectReason.BAD_NAME,
+    ),
     (_binary(patch={-8: struct.pack("<d", float("nan"))}), RejectReason.NON_FINITE),
     (_binary(patch={-16: struct.pack("<d", float("-inf"))}), RejectReason.NON_FINITE),
 ]

@@ -139,7 +139,11 @@ def non_finite_binary(draw):
 
 
 json_scalars = st.none() | st.booleans() | st.integers() | finite | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    json_scalars,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+    max_leaves=12,
+)
 
 
 def _wrong_type_for(field: str):
@@ -148,10 +152,16 @@ def _wrong_type_for(field: str):
     if field == "robot_id":
         return json_values.filter(lambda v: not isinstance(v, str))
     if field == "name":
-        return json_values.filter(lambda v: not isinstance(v, list) or not all(isinstance(x, str) for x in v) or len(v) != 7)
+        return json_values.filter(
+            lambda v: not isinstance(v, list) or not all(isinstance(x, str) for x in v) or len(v) != 7
+        )
     # position / velocity / effort: anything but a list of 7 numbers (None and [] are valid for the optional ones)
     return json_values.filter(
-        lambda v: v is not None and v != [] and not (isinstance(v, list) and len(v) == 7 and all(type(x) in (int, float) for x in v))
+        lambda v: (
+            v is not None
+            and v != []
+            and not (isinstance(v, list) and len(v) == 7 and all(type(x) in (int, float) for x in v))
+        )
     )
 
 
@@ -159,9 +169,13 @@ def _wrong_type_for(field: str):
 def mutated_json(draw):
     obj = json.loads(encode_json(draw(valid_states())))
     obj.setdefault("velocity", [0.0] * 7)
-    kind = draw(st.sampled_from(["wrong_type", "missing", "unknown_field", "version", "seq_range", "length", "duplicate_key"]))
+    kind = draw(
+        st.sampled_from(["wrong_type", "missing", "unknown_field", "version", "seq_range", "length", "duplicate_key"])
+    )
     if kind == "wrong_type":
-        field = draw(st.sampled_from(["version", "robot_id", "seq", "stamp_ns", "name", "position", "velocity", "effort"]))
+        field = draw(
+            st.sampled_from(["version", "robot_id", "seq", "stamp_ns", "name", "position", "velocity", "effort"])
+        )
         obj[field] = draw(_wrong_type_for(field))
     elif kind == "missing":
         del obj[draw(st.sampled_from(["version", "robot_id", "seq", "stamp_ns", "name", "position"]))]
@@ -175,7 +189,9 @@ def mutated_json(draw):
     elif kind == "length":
         field = draw(st.sampled_from(["position", "velocity", "name"]))
         size = draw(st.integers(1, 300).filter(lambda k: k != 7))
-        obj[field] = [f"j{i}" for i in range(size)] if field == "name" else draw(st.lists(finite, min_size=size, max_size=size))
+        obj[field] = (
+            [f"j{i}" for i in range(size)] if field == "name" else draw(st.lists(finite, min_size=size, max_size=size))
+        )
     else:
         text = json.dumps(obj)
         key = draw(st.sampled_from(["seq", "name", "position"]))
@@ -222,8 +238,19 @@ def deep_or_huge(draw):
         return (text[:-1] + "]" * depth + "}").encode()
     size = draw(st.integers(300, 20000))
     if kind == "huge_array":
-        return json.dumps({"version": 1, "robot_id": "panda", "seq": 1, "stamp_ns": 1, "name": list(NAMES), "position": [0.5] * size}).encode()
-    return json.dumps({"version": 1, "robot_id": "panda", "seq": 1, "stamp_ns": 1, "name": [f"j{i}" for i in range(size)], "position": [0.0] * size}).encode()
+        return json.dumps(
+            {"version": 1, "robot_id": "panda", "seq": 1, "stamp_ns": 1, "name": list(NAMES), "position": [0.5] * size}
+        ).encode()
+    return json.dumps(
+        {
+            "version": 1,
+            "robot_id": "panda",
+            "seq": 1,
+            "stamp_ns": 1,
+            "name": [f"j{i}" for i in range(size)],
+            "position": [0.0] * size,
+        }
+    ).encode()
 
 
 garbage = st.binary(max_size=400).filter(lambda b: not b[:1].isspace())
@@ -277,7 +304,15 @@ def test_garbage_bytes_are_refused(payload):
 @st.composite
 def mutated_births_and_statuses(draw):
     if draw(st.booleans()):
-        obj = {"version": 1, "robot_id": "panda", "model_id": "m", "joint_names": list(NAMES), "rate_hz": 200.0, "boot_id": "b", "codec": "json"}
+        obj = {
+            "version": 1,
+            "robot_id": "panda",
+            "model_id": "m",
+            "joint_names": list(NAMES),
+            "rate_hz": 200.0,
+            "boot_id": "b",
+            "codec": "json",
+        }
         field = draw(st.sampled_from(sorted(obj)))
         topic = Topics("panda").birth
     else:
@@ -290,7 +325,13 @@ def mutated_births_and_statuses(draw):
     elif kind == "big":
         obj[field] = draw(st.sampled_from([10**400, -(10**400), 1e308 * 10, "x" * 5000, [0] * 5000]))
     else:
-        obj[field] = draw(json_values.filter(lambda v, f=field, o=dict(obj): v != o[f] and not (f == "rate_hz" and type(v) in (int, float) and 0 < v <= 1e6)))
+        obj[field] = draw(
+            json_values.filter(
+                lambda v, f=field, o=dict(obj): (
+                    v != o[f] and not (f == "rate_hz" and type(v) in (int, float) and 0 < v <= 1e6)
+                )
+            )
+        )
     return topic, json.dumps(obj).encode()
 
 

@@ -187,7 +187,9 @@ def test_state_buffer_drops_oldest_and_latest_wins_with_capacity_one():
 def test_event_buffer_is_bounded_and_rejection_events_are_rate_limited():
     """Rejection events are at most one per reason per interval (counting all); the event queue drops oldest."""
     clock = FakeClock()
-    ingest = TelemetryIngest(settings=TelemetrySettings(robot_id="arm-1", event_buffer=3, reject_event_interval_s=1.0), now_ns=clock)
+    ingest = TelemetryIngest(
+        settings=TelemetrySettings(robot_id="arm-1", event_buffer=3, reject_event_interval_s=1.0), now_ns=clock
+    )
     for _ in range(50):
         ingest.on_payload(TOPICS.joint_states, b"\x00junk", 1)
     events = ingest.poll_events()

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from mosquitto import Mosquitto, free_port, make_tls_files, require_mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mosquitto import Mosquitto, free_port, make_tls_files, require_mosquitto
 from twin_ext.telemetry import (
     Birth,
     BrokerSettings,
@@ -21,10 +21,10 @@ from twin_ext.telemetry import (
     JointState,
     LinkState,
     MqttLink,
+    RejectReason,
     Status,
     TelemetryIngest,
     TelemetrySettings,
-    RejectReason,
     Topics,
     decode,
     encode_binary,
@@ -72,7 +72,12 @@ class Robot:
         self.boot = boot
 
     def announce(self) -> None:
-        self.client.publish(TOPICS.birth, encode_birth(Birth(ROBOT, "franka_panda", NAMES, 500.0, self.boot, "binary")), qos=1, retain=True)
+        self.client.publish(
+            TOPICS.birth,
+            encode_birth(Birth(ROBOT, "franka_panda", NAMES, 500.0, self.boot, "binary")),
+            qos=1,
+            retain=True,
+        )
         self.client.publish(TOPICS.status, encode_status(Status(ROBOT, "online", self.boot)), qos=1, retain=True)
 
     def send(self, payload: bytes, qos: int = 1):
@@ -83,10 +88,14 @@ class Robot:
         self.client.loop_stop()
 
 
-def _link(url: str, *, client_id: str = "twin-under-test", model=None, recorder=None, **settings) -> tuple[TelemetryIngest, MqttLink]:
+def _link(
+    url: str, *, client_id: str = "twin-under-test", model=None, recorder=None, **settings
+) -> tuple[TelemetryIngest, MqttLink]:
     settings.setdefault("reconnect_min_s", 0.05)
     settings.setdefault("reconnect_max_s", 0.5)
-    ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=ROBOT, state_buffer=100_000), model=model, recorder=recorder)
+    ingest = TelemetryIngest(
+        settings=TelemetrySettings(robot_id=ROBOT, state_buffer=100_000), model=model, recorder=recorder
+    )
     return ingest, MqttLink(ingest, BrokerSettings(url=url, client_id=client_id, **settings))
 
 
@@ -175,7 +184,9 @@ def test_broker_restarts_mid_stream_lose_no_qos1_message(tmp_path):
                 if seq in (300, 600):
                     broker.restart()
                 time.sleep(0.001)
-            assert wait_until(lambda: len(spy.seqs) == 900, 30), f"never reached the twin: {sorted(set(range(900)) - spy.seqs)[:20]}"
+            assert wait_until(lambda: len(spy.seqs) == 900, 30), (
+                f"never reached the twin: {sorted(set(range(900)) - spy.seqs)[:20]}"
+            )
             got.drain()
             assert got.seqs == sorted(set(got.seqs)), "accepted samples are strictly in sequence order"
             assert got.seqs[-1] == 899 and set(got.seqs) == spy.accepted
@@ -228,7 +239,11 @@ def test_dead_broker_at_start_is_reported_then_connects(tmp_path):
     try:
         assert wait_until(lambda: EventKind.UNREACHABLE in got.kinds(), 5)
         event = next(e for e in got.events if e.kind is EventKind.UNREACHABLE)
-        assert f"127.0.0.1:{port}" in event.message and "connection refused" in event.message and "broker.url" in event.message
+        assert (
+            f"127.0.0.1:{port}" in event.message
+            and "connection refused" in event.message
+            and "broker.url" in event.message
+        )
         assert link.health.state is LinkState.UNREACHABLE and not link.connected
         time.sleep(0.5)
         assert got.kinds().count(EventKind.UNREACHABLE) == 1  # repeated identical failures are one event
@@ -240,7 +255,9 @@ def test_dead_broker_at_start_is_reported_then_connects(tmp_path):
     finally:
         link.stop()
     assert link.health.state is LinkState.STOPPED
-    assert wait_until(lambda: set(threading.enumerate()) <= threads_before, 2), [t.name for t in set(threading.enumerate()) - threads_before]
+    assert wait_until(lambda: set(threading.enumerate()) <= threads_before, 2), [
+        t.name for t in set(threading.enumerate()) - threads_before
+    ]
 
 
 def test_tls_with_a_test_ca_client_certificates_and_wrong_ca(tmp_path, tls_files):
@@ -284,7 +301,12 @@ def test_tls_with_a_test_ca_client_certificates_and_wrong_ca(tmp_path, tls_files
         finally:
             link.stop()
     with Mosquitto(tmp_path / "mtls", tls=tls_files, require_certificate=True) as broker:
-        ingest, link = _link(broker.url, tls_ca_file=str(tls_files.ca_cert), tls_cert_file=str(tls_files.client_cert), tls_key_file=str(tls_files.client_key))
+        ingest, link = _link(
+            broker.url,
+            tls_ca_file=str(tls_files.ca_cert),
+            tls_cert_file=str(tls_files.client_cert),
+            tls_key_file=str(tls_files.client_key),
+        )
         try:
             link.start()
             assert link.wait_connected(10)
@@ -312,7 +334,9 @@ def test_password_authentication(tmp_path, monkeypatch):
         finally:
             link.stop()
         monkeypatch.setenv("TWIN_TEST_MQTT_PASSWORD", "s3cret")
-        ingest, link = _link(broker.url, username="twin", password="wrong", password_env="TWIN_TEST_MQTT_PASSWORD", client_id="twin-env")
+        ingest, link = _link(
+            broker.url, username="twin", password="wrong", password_env="TWIN_TEST_MQTT_PASSWORD", client_id="twin-env"
+        )
         try:
             link.start()
             assert link.wait_connected(10)
@@ -374,7 +398,11 @@ def test_malformed_payloads_through_the_link_are_refused_and_counted(mosquitto_b
             robot.send(bad)
             robot.send(encode_binary(_state(seq)))
         assert wait_until(lambda: ingest.stats.received == 2 * len(corpus), 20), (
-            ingest.stats, link.health, len(robot.client._out_messages), mosquitto_broker.log()[-1500:])
+            ingest.stats,
+            link.health,
+            len(robot.client._out_messages),
+            mosquitto_broker.log()[-1500:],
+        )
         stats = ingest.stats
         assert got.drain().seqs == list(range(len(corpus)))
         assert stats.rejected == len(corpus) and stats.internal_errors == 0
@@ -449,7 +477,9 @@ def test_a_consumer_that_never_polls_does_not_stall_the_network_thread(mosquitto
     """With a 100-sample buffer and nobody polling, 3000 QoS1 samples are all received and acknowledged; the
     oldest are dropped and counted, the newest kept, and the link stays connected."""
     ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=ROBOT, state_buffer=100, event_buffer=10))
-    link = MqttLink(ingest, BrokerSettings(url=mosquitto_broker.url, client_id="twin-no-consumer", reconnect_min_s=0.05))
+    link = MqttLink(
+        ingest, BrokerSettings(url=mosquitto_broker.url, client_id="twin-no-consumer", reconnect_min_s=0.05)
+    )
     robot = Robot(mosquitto_broker)
     try:
         link.start()

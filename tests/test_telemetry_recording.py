@@ -36,11 +36,17 @@ def _session(ingest: TelemetryIngest) -> None:
     ingest.on_payload(TOPICS.status, encode_status(Status("arm-7", "online", "boot-x")), 2_000)
     t = 10_000_000
     for k, seq in enumerate([0, 1, 2, 2, 4, 3, 5, 6, 7, 8]):
-        msg = JointState("arm-7", seq, 5_000_000_000 + seq * 10_000_000, NAMES, np.sin(np.arange(3) + seq), np.cos(np.arange(3.0)))
+        msg = JointState(
+            "arm-7", seq, 5_000_000_000 + seq * 10_000_000, NAMES, np.sin(np.arange(3) + seq), np.cos(np.arange(3.0))
+        )
         payload = encode_binary(msg) if k % 3 else encode_json(msg)
         ingest.on_payload(TOPICS.joint_states, payload, t + k * 10_000_000)
     ingest.on_payload(TOPICS.joint_states, b"TWJS\x01garbage", 500_000_000)
-    ingest.on_payload(TOPICS.joint_states, b'{"version":1,"robot_id":"arm-7","seq":9,"stamp_ns":1,"name":["x"],"position":[NaN]}', 510_000_000)
+    ingest.on_payload(
+        TOPICS.joint_states,
+        b'{"version":1,"robot_id":"arm-7","seq":9,"stamp_ns":1,"name":["x"],"position":[NaN]}',
+        510_000_000,
+    )
     ingest.on_payload("twin/v1/arm-7/unknown", b"{}", 520_000_000)
 
 
@@ -83,7 +89,13 @@ def test_recording_has_schemas_and_rejections_with_reasons(tmp_path):
     assert states[1][1].sequence == 1 and states[1][1].publish_time == 5_010_000_000
     assert states[0][0].name == "twin_ext.JointState"
     rejected = [json.loads(m.data) for _, m in by_topic[REJECTED_TOPIC]]
-    assert [r["reason"] for r in rejected] == ["duplicate", "out_of_order", "malformed_binary", "non_finite", "unexpected_topic"]
+    assert [r["reason"] for r in rejected] == [
+        "duplicate",
+        "out_of_order",
+        "malformed_binary",
+        "non_finite",
+        "unexpected_topic",
+    ]
     assert all(r["detail"] and r["payload_base64"] for r in rejected)
     assert set(McapReplay(path).topics()) == {TOPICS.birth, TOPICS.status, TOPICS.joint_states, REJECTED_TOPIC}
 
@@ -94,8 +106,14 @@ def test_record_json_channels_are_read_back(tmp_path):
     schema = {"type": "object", "properties": {"q": {"type": "array"}}}
     with McapRecorder(path, compression="lz4") as recorder:
         for k in (3, 1, 2):
-            recorder.record_json("/emulator/truth", {"q": [k, k + 0.5]}, k * 1000, "twin_ext.emulator.Truth", schema=schema)
-    assert list(McapReplay(path).read_json("/emulator/truth")) == [(1000, {"q": [1, 1.5]}), (2000, {"q": [2, 2.5]}), (3000, {"q": [3, 3.5]})]
+            recorder.record_json(
+                "/emulator/truth", {"q": [k, k + 0.5]}, k * 1000, "twin_ext.emulator.Truth", schema=schema
+            )
+    assert list(McapReplay(path).read_json("/emulator/truth")) == [
+        (1000, {"q": [1, 1.5]}),
+        (2000, {"q": [2, 2.5]}),
+        (3000, {"q": [3, 3.5]}),
+    ]
     replayed = TelemetryIngest(settings=TelemetrySettings(robot_id="arm-7"))
     assert McapReplay(path).replay(replayed).payloads == 0  # extra channels are not telemetry
 
@@ -125,7 +143,9 @@ def test_background_replay_can_be_stopped(tmp_path):
     with McapRecorder(path) as recorder:
         ingest = TelemetryIngest(settings=TelemetrySettings(robot_id="arm-7"), recorder=recorder)
         for seq in range(200):
-            ingest.on_payload(TOPICS.joint_states, encode_binary(JointState("arm-7", seq, seq, NAMES, [0, 0, 0])), seq * 50_000_000)
+            ingest.on_payload(
+                TOPICS.joint_states, encode_binary(JointState("arm-7", seq, seq, NAMES, [0, 0, 0])), seq * 50_000_000
+            )
     threads = set(threading.enumerate())
     handle = McapReplay(path).start(TelemetryIngest(settings=TelemetrySettings(robot_id="arm-7")), speed=1.0)
     time.sleep(0.2)

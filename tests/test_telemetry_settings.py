@@ -52,7 +52,9 @@ def test_integers_are_accepted_for_float_settings():
 
 def test_broker_url_parts_and_credentials():
     """The URL gives host/port/TLS (default ports per scheme); the password may come from an environment variable."""
-    s = BrokerSettings.from_mapping({"url": "mqtts://broker.example:8884", "password": "x", "password_env": "TWIN_TEST_NOPE"})
+    s = BrokerSettings.from_mapping(
+        {"url": "mqtts://broker.example:8884", "password": "x", "password_env": "TWIN_TEST_NOPE"}
+    )
     assert (s.host, s.port, s.use_tls) == ("broker.example", 8884, True)
     assert BrokerSettings(url="mqtt://10.0.0.5").port == 1883 and BrokerSettings(url="mqtts://h").port == 8883
     assert s.resolved_password() == "x"
@@ -80,5 +82,11 @@ def test_every_key_is_documented_with_its_default(section):
     assert set(rows) == {f.name for f in dataclasses.fields(cls)}
     for f in dataclasses.fields(cls):
         default = getattr(cls(), f.name)
-        expected = f'"{default}"' if isinstance(default, str) else str(default).lower() if isinstance(default, bool) else repr(default)
+        expected = (
+            f'"{default}"'
+            if isinstance(default, str)
+            else str(default).lower()
+            if isinstance(default, bool)
+            else repr(default)
+        )
         assert rows[f.name] == expected, f"{section}.{f.name}: documented {rows[f.name]}, code {expected}"

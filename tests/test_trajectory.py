@@ -164,7 +164,9 @@ def test_sampling_at_nan_is_refused():
 def test_toml_round_trip_is_exact(tmp_path):
     """to_toml -> from_toml reproduces names, labels, times and positions bit for bit."""
     traj = JointTrajectory(
-        ['j"1', "j\\2"], [0.1, 0.30000000000000004, 7.0], [[1 / 3, -1e-300], [2.0**-40, 1e300], [-0.0, 5e-324]],
+        ['j"1', "j\\2"],
+        [0.1, 0.30000000000000004, 7.0],
+        [[1 / 3, -1e-300], [2.0**-40, 1e300], [-0.0, 5e-324]],
         labels=["start", "", "ünïcode"],
     )
     path = tmp_path / "t.toml"
@@ -195,15 +197,24 @@ def test_toml_round_trip_property(steps, data):
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ('joint_names = ["a"]\nspeed = 2\n[[waypoint]]\nt = 0.0\nq = [0.0]\n', r"unknown key\(s\) \['speed'\]; valid top-level keys are \['joint_names', 'waypoint'\]"),
-        ('joint_names = ["a"]\n[[waypoint]]\nt = 0.0\nq = [0.0]\nv = [1.0]\n', r"waypoint 0 has unknown key\(s\) \['v'\]; valid keys are \['t', 'q', 'label'\]"),
+        (
+            'joint_names = ["a"]\nspeed = 2\n[[waypoint]]\nt = 0.0\nq = [0.0]\n',
+            r"unknown key\(s\) \['speed'\]; valid top-level keys are \['joint_names', 'waypoint'\]",
+        ),
+        (
+            'joint_names = ["a"]\n[[waypoint]]\nt = 0.0\nq = [0.0]\nv = [1.0]\n',
+            r"waypoint 0 has unknown key\(s\) \['v'\]; valid keys are \['t', 'q', 'label'\]",
+        ),
         ('joint_names = ["a"]\n[[waypoint]]\nt = 0.0\n', "needs both 't'"),
         ('joint_names = ["a", "b"]\n[[waypoint]]\nt = 0.0\nq = [0.0]\n', "waypoint 0 has 1 positions but there are 2"),
         ('joint_names = ["a"]\n[[waypoint]]\nt = "zero"\nq = [0.0]\n', "must be a number"),
         ('joint_names = ["a"]\n', r"at least one \[\[waypoint\]\]"),
-        ('[[waypoint]]\nt = 0.0\nq = [0.0]\n', "missing 'joint_names"),
+        ("[[waypoint]]\nt = 0.0\nq = [0.0]\n", "missing 'joint_names"),
         ('joint_names = ["a"\n', "not valid TOML"),
-        ('joint_names = ["a"]\n[[waypoint]]\nt = 1.0\nq = [0.0]\n[[waypoint]]\nt = 0.5\nq = [1.0]\n', "strictly increasing"),
+        (
+            'joint_names = ["a"]\n[[waypoint]]\nt = 1.0\nq = [0.0]\n[[waypoint]]\nt = 0.5\nq = [1.0]\n',
+            "strictly increasing",
+        ),
     ],
 )
 def test_toml_errors_are_clear(text, match):

@@ -64,7 +64,9 @@ def test_telemetry_that_stops_makes_the_twin_stale_then_it_recovers(panda, stand
     """A 1.5 s pause in telemetry: health goes ok -> stale (uncertainty growing) -> ok, error small again."""
     profile = dataclasses.replace(standard, pauses=(Pause(at_s=4.0, duration_s=1.5),))
     seen: list[tuple[float, Health, float, float]] = []
-    _run(panda, profile, 8.0, probe=lambda t, s, truth: seen.append((t, s.health, s.std_q[0], np.abs(s.q - truth).max())))
+    _run(
+        panda, profile, 8.0, probe=lambda t, s, truth: seen.append((t, s.health, s.std_q[0], np.abs(s.q - truth).max()))
+    )
     during = [x for x in seen if 4.6 < x[0] < 5.4]
     after = [x for x in seen if x[0] > 6.5]
     assert during and all(h == Health.STALE for _, h, _, _ in during)
@@ -108,8 +110,9 @@ def test_an_estimator_fed_the_recorded_mcap_gives_the_same_state_as_live(panda, 
     path = tmp_path / "run.mcap"
     clock = VirtualClock(sim.start_ns)
     with McapRecorder(path) as recorder:
-        ingest = TelemetryIngest(settings=TelemetrySettings(robot_id="panda"), model=panda, recorder=recorder,
-                                 now_ns=clock)
+        ingest = TelemetryIngest(
+            settings=TelemetrySettings(robot_id="panda"), model=panda, recorder=recorder, now_ns=clock
+        )
         live = LiveTwin(panda, ingest, now_ns=clock)
         for d in sim.deliveries:
             clock.set(d.arrival_ns)
@@ -177,8 +180,9 @@ def test_the_state_recorder_sink_writes_every_snapshot_to_mcap_beside_the_teleme
     sim = EmulatedRobot(profile=standard).simulate(1.5, seed=1)
     clock = VirtualClock(sim.start_ns)
     with McapRecorder(tmp_path / "run.mcap") as recorder:
-        ingest = TelemetryIngest(settings=TelemetrySettings(robot_id="panda"), model=panda, recorder=recorder,
-                                 now_ns=clock)
+        ingest = TelemetryIngest(
+            settings=TelemetrySettings(robot_id="panda"), model=panda, recorder=recorder, now_ns=clock
+        )
         sink = StateRecorderSink(recorder)
         twin = LiveTwin(panda, ingest, sinks=[sink], now_ns=clock)
         feed = OfflineFeed(sim.deliveries, ingest, clock)

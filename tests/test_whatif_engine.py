@@ -8,7 +8,7 @@ precision into the Warp cache; an engine is cheap once they are there).
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +38,15 @@ def branchy_robot() -> RobotModel:
     X = make_transform  # noqa: N806
     names = ["base", "l1", "l2", "side", "slider", "tool", "wrist"]
     parent = [-1, 0, 1, 1, 2, 4, 4]
-    joints = [JointType.FIXED, JointType.REVOLUTE, JointType.REVOLUTE, JointType.REVOLUTE, JointType.PRISMATIC,
-              JointType.FIXED, JointType.REVOLUTE]
+    joints = [
+        JointType.FIXED,
+        JointType.REVOLUTE,
+        JointType.REVOLUTE,
+        JointType.REVOLUTE,
+        JointType.PRISMATIC,
+        JointType.FIXED,
+        JointType.REVOLUTE,
+    ]
     axes = [(0, 0, 0), (0, 0, 1), (1, 0, 0), (0, -1, 0), (0.6, 0.8, 0.0), (0, 0, 0), (1, 1, 1)]
     axes = np.array([np.asarray(a, float) / (np.linalg.norm(a) or 1.0) for a in axes])
     frame0 = np.stack([
@@ -78,12 +85,14 @@ def branchy_robot() -> RobotModel:
     )  # fmt: skip
 
 
-@lru_cache(maxsize=None)
+@cache
 def _robot(name: str) -> RobotModel:
-    return {"panda": lambda: load_robot(PANDA_USD), "ur5e": lambda: load_robot(UR5E_USD), "branchy": branchy_robot}[name]()
+    return {"panda": lambda: load_robot(PANDA_USD), "ur5e": lambda: load_robot(UR5E_USD), "branchy": branchy_robot}[
+        name
+    ]()
 
 
-@lru_cache(maxsize=None)
+@cache
 def engine(name: str, **overrides) -> WhatIfEngine:
     settings = dict(use_process_pool=False)
     settings.update(overrides)
@@ -160,13 +169,22 @@ def test_the_worker_pool_gives_exactly_the_in_process_results():
     q0 = np.clip(q0, robot.lower, robot.upper)
     targets, velocities = _wild_targets(robot, PANDA_HOME, 300, 2e-3, seed=5)
     variants = _everything(robot, "hand")
-    kwargs = dict(dt=2e-3, target_velocities=velocities, variants=variants, world_variant=np.arange(nworld) % 3,
-                  record_every=3)
+    kwargs = dict(
+        dt=2e-3, target_velocities=velocities, variants=variants, world_variant=np.arange(nworld) % 3, record_every=3
+    )
     pooled = WhatIfEngine(robot, settings=WhatIfSettings(workers=2))
     assert pooled.wait_ready()["workers"] == 2
     a = pooled.rollout(q0, None, targets, **kwargs)
     b = engine("panda").rollout(q0, None, targets, **kwargs)
-    for field in ("q", "qd", "tau", "q_final", "first_position_violation", "first_effort_saturation", "min_effort_margin"):
+    for field in (
+        "q",
+        "qd",
+        "tau",
+        "q_final",
+        "first_position_violation",
+        "first_effort_saturation",
+        "min_effort_margin",
+    ):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
 
@@ -205,9 +223,16 @@ def test_gravity_compensation_holds_the_arm_still_and_misses_an_unknown_payload(
     eng = engine("panda")
     held = eng.accelerations(q, None, q, gravity_compensation=True)
     assert np.abs(held.qdd).max() < 1e-8
-    unknown = eng.accelerations(q, None, q, gravity_compensation=True, variants=[Variant("u", payloads=(Payload("hand", 2.0),))])
-    known = eng.accelerations(q, None, q, gravity_compensation=True,
-                              variants=[Variant("k", payloads=(Payload("hand", 2.0, known_to_controller=True),))])
+    unknown = eng.accelerations(
+        q, None, q, gravity_compensation=True, variants=[Variant("u", payloads=(Payload("hand", 2.0),))]
+    )
+    known = eng.accelerations(
+        q,
+        None,
+        q,
+        gravity_compensation=True,
+        variants=[Variant("k", payloads=(Payload("hand", 2.0, known_to_controller=True),))],
+    )
     assert np.abs(unknown.qdd).max() > 0.1
     assert np.abs(known.qdd).max() < 1e-8
 
@@ -228,7 +253,9 @@ def test_command_latency_delays_the_response_by_the_latency():
     targets = np.tile(PANDA_HOME, (300, 1))
     targets[50:] += 0.05
     now = engine("panda").rollout(PANDA_HOME, None, targets, dt=1e-3, record_every=1)
-    late = engine("panda").rollout(PANDA_HOME, None, targets, dt=1e-3, record_every=1, variants=[Variant("late", latency=0.02)])
+    late = engine("panda").rollout(
+        PANDA_HOME, None, targets, dt=1e-3, record_every=1, variants=[Variant("late", latency=0.02)]
+    )
     np.testing.assert_allclose(late.q[0, 20:], now.q[0, :-20], atol=1e-12)
 
 
@@ -252,8 +279,9 @@ def test_first_violation_times_match_the_recorded_trajectory():
     """First velocity-limit and effort-saturation times equal the first recorded step exceeding the limit."""
     robot = _robot("ur5e")
     targets = np.tile(UR5E_HOME + 1.2, (600, 1))  # a big step: the servos saturate, the undamped arm races
-    out = engine("ur5e", gravity_compensation=False).rollout(UR5E_HOME, None, targets, dt=1e-3, record_every=1,
-                                                             variants=[Variant("undamped", damping_scale=0.0)])
+    out = engine("ur5e", gravity_compensation=False).rollout(
+        UR5E_HOME, None, targets, dt=1e-3, record_every=1, variants=[Variant("undamped", damping_scale=0.0)]
+    )
     np.testing.assert_allclose(out.first_effort_saturation[0], 0.0)  # the step saturates every servo at once
     for j in range(robot.ndof):
         over = np.flatnonzero(np.abs(out.qd[0, :, j]) > robot.velocity_limit[j])
@@ -263,7 +291,9 @@ def test_first_violation_times_match_the_recorded_trajectory():
         else:
             assert np.isnan(out.first_velocity_violation[0, j])
     assert np.isfinite(out.first_velocity_violation).any()
-    np.testing.assert_allclose(out.min_velocity_margin[0], (robot.velocity_limit - np.abs(out.qd[0])).min(axis=0), atol=1e-12)
+    np.testing.assert_allclose(
+        out.min_velocity_margin[0], (robot.velocity_limit - np.abs(out.qd[0])).min(axis=0), atol=1e-12
+    )
 
 
 def test_smooth_coulomb_friction_stops_a_coasting_joint():
@@ -274,7 +304,9 @@ def test_smooth_coulomb_friction_stops_a_coasting_joint():
     qd0[0] = 1.0
     off = dict(kp_scale=0.0, kd_scale=0.0)
     targets = np.tile(PANDA_HOME, (500, 1))
-    rub = engine("panda").rollout(PANDA_HOME, qd0, targets, dt=1e-3, variants=[Variant("f", friction={"joint1": 5.0}, **off)])
+    rub = engine("panda").rollout(
+        PANDA_HOME, qd0, targets, dt=1e-3, variants=[Variant("f", friction={"joint1": 5.0}, **off)]
+    )
     coast = engine("panda").rollout(PANDA_HOME, qd0, targets, dt=1e-3, variants=[Variant("c", **off)])
     assert abs(rub.qd_final[0, 0]) < 0.02
     assert coast.qd_final[0, 0] > 0.3
@@ -309,7 +341,8 @@ def test_a_diverging_integration_is_detected():
     (Saturated drives' damping is made explicit here, as in MuJoCo, so nothing keeps the integration stable.)"""
     targets = np.tile(PANDA_HOME + 0.5, (200, 1))
     out = engine("panda", implicit_saturated_damping=False).rollout(
-        PANDA_HOME, None, targets, dt=0.05, variants=[Variant("stiff", kp_scale=50.0)])
+        PANDA_HOME, None, targets, dt=0.05, variants=[Variant("stiff", kp_scale=50.0)]
+    )
     assert np.isfinite(out.diverged_at[0]) and out.violated[0]
 
 
@@ -375,7 +408,9 @@ def test_a_dead_worker_is_replaced_and_a_death_during_a_request_is_reported():
                 return
 
     with pytest.raises(WorkerError, match="died during a request"):
-        pooled.rollout(np.tile(PANDA_HOME, (64, 1)), None, np.tile(PANDA_HOME, (20000, 1)), dt=1e-3, progress=kill_worker)
+        pooled.rollout(
+            np.tile(PANDA_HOME, (64, 1)), None, np.tile(PANDA_HOME, (20000, 1)), dt=1e-3, progress=kill_worker
+        )
     np.testing.assert_array_equal(pooled.rollout(PANDA_HOME, None, targets, dt=2e-3).q, reference.q)
 
 

@@ -7,7 +7,7 @@ is checked, not assumed.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 HOME = np.array([0.0, -0.7854, 0.0, -2.3562, 0.0, 1.5708, 0.7854, 0.02, 0.02])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _engine() -> WhatIfEngine:
     return WhatIfEngine(load_robot(REPO / "usd/franka_panda/panda.usda"),
                         settings=WhatIfSettings(use_process_pool=False, memory_budget_mb=64.0))  # fmt: skip
@@ -74,7 +74,16 @@ def _targets(n=10):
         (np.where(np.arange(9) == 3, np.nan, HOME), _targets(), r"q0 must be finite; q0\[0, 3\] is nan"),
         (HOME, np.where(np.arange(9) == 2, np.inf, _targets()), r"targets must be finite; targets\[0, 2\] is inf"),
     ],
-    ids=["q0-short", "q0-3d", "targets-width", "targets-worlds", "targets-1d", "targets-empty", "q0-nan", "targets-inf"],
+    ids=[
+        "q0-short",
+        "q0-3d",
+        "targets-width",
+        "targets-worlds",
+        "targets-1d",
+        "targets-empty",
+        "q0-nan",
+        "targets-inf",
+    ],
 )
 def test_wrong_shapes_and_non_finite_values_are_rejected(q0, targets, match):
     """Wrong shapes and NaN/inf in states or targets name the array, the expected shape and the joints."""
@@ -149,8 +158,17 @@ def test_variants_with_unknown_names_or_impossible_values_are_rejected(variant, 
         (lambda: Variant("v", latency=-0.01), r"latency \(s\) must be >= 0"),
         (lambda: Variant(""), "variant name must be a non-empty string"),
     ],
-    ids=["neg-mass", "short-com", "inertia-triangle", "inertia-len", "zero-window", "nan-force", "zero-speed",
-         "neg-latency", "no-name"],
+    ids=[
+        "neg-mass",
+        "short-com",
+        "inertia-triangle",
+        "inertia-len",
+        "zero-window",
+        "nan-force",
+        "zero-speed",
+        "neg-latency",
+        "no-name",
+    ],
 )
 def test_impossible_payloads_perturbations_and_variants_fail_on_construction(make, match):
     """Physically impossible values are caught where they are written, with the quantity and unit in the message."""
@@ -183,8 +201,19 @@ def _scenario_doc(**changes):
         (_scenario_doc(base={"q": [0.0], "health": "fine"}), r"health must be ok, stale or lost"),
         (_scenario_doc(base={"qd": [0.0]}), r"needs q = \[\.\.\.\]"),
     ],
-    ids=["top-key", "variant-key", "dup-variant", "payload-mass", "missing-file", "no-command", "stream-dt", "samples",
-         "dt-type", "health", "base-q"],
+    ids=[
+        "top-key",
+        "variant-key",
+        "dup-variant",
+        "payload-mass",
+        "missing-file",
+        "no-command",
+        "stream-dt",
+        "samples",
+        "dt-type",
+        "health",
+        "base-q",
+    ],
 )
 def test_malformed_scenarios_are_rejected_naming_the_part(doc, match):
     """Scenario documents with unknown keys, missing parts or wrong types name the table and key at fault."""

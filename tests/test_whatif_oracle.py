@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +57,12 @@ NO_CONSTRAINTS = int(mujoco.mjtDisableBit.mjDSBL_EQUALITY | mujoco.mjtDisableBit
                      | mujoco.mjtDisableBit.mjDSBL_LIMIT)  # fmt: skip
 
 
-@lru_cache(maxsize=None)
+@cache
 def _robot(path: str):
     return load_robot(path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _engine(path: str, precision: str = "float64") -> WhatIfEngine:
     # MuJoCo's exact treatment of a clamped drive (kd out of the implicit damping), to compare like with like.
     settings = WhatIfSettings(use_process_pool=False, precision=precision, joint_limits="off",
@@ -76,7 +76,11 @@ def _servo_actuators(mj, robot):
     out = []
     for name in robot.dof_names:
         j = mujoco.mj_name2id(mj, mujoco.mjtObj.mjOBJ_JOINT, name)
-        acts = [a for a in range(mj.nu) if mj.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT and mj.actuator_trnid[a][0] == j]
+        acts = [
+            a
+            for a in range(mj.nu)
+            if mj.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT and mj.actuator_trnid[a][0] == j
+        ]
         if not acts:  # the Panda fingers: the tendon servo on (q1 + q2) / 2
             acts = [a for a in range(mj.nu) if mj.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_TENDON]
         a = acts[0]
@@ -308,8 +312,9 @@ def test_a_robot_we_have_not_seen_matches_mujoco_through_the_converter(tmp_path)
     usd = next((tmp_path / "out").glob("*.usda"))
     robot = load_robot(usd)
     assert robot.ndof == 5 and "j_slide" in robot.dof_names
-    settings = WhatIfSettings(use_process_pool=False, joint_limits="off", gravity_compensation=False,
-                              implicit_saturated_damping=False)
+    settings = WhatIfSettings(
+        use_process_pool=False, joint_limits="off", gravity_compensation=False, implicit_saturated_damping=False
+    )
     engine = WhatIfEngine(robot, settings=settings)
     mj = _load_mj(mjcf)
     q, qd, target = _random_states(robot, 64, seed=5)

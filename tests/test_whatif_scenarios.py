@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ SCENARIOS = sorted((REPO / "config/scenarios").glob("*.toml"))
 HOME = np.array([0.0, -0.7854, 0.0, -2.3562, 0.0, 1.5708, 0.7854, 0.04, 0.04])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _engine() -> WhatIfEngine:
     """The default configuration the twin uses: worker pool, float64, specialised kernels."""
     return WhatIfEngine(load_robot(REPO / "usd/franka_panda/panda.usda"))
@@ -100,8 +100,9 @@ def test_monte_carlo_samples_start_at_the_mean_and_spread_with_the_covariance():
     std_qd = np.zeros(robot.ndof)
     std_qd[0] = 0.5
     base = BaseState.from_std(HOME, qd, std_q=0.0, std_qd=std_qd)
-    scenario = _small_scenario(samples=200, seed=3, duration=0.05, base=base,
-                               variants=(Variant("coasting", kp_scale=0.0, kd_scale=0.0),))
+    scenario = _small_scenario(
+        samples=200, seed=3, duration=0.05, base=base, variants=(Variant("coasting", kp_scale=0.0, kd_scale=0.0),)
+    )
     report = _engine().run(scenario)
     v = report.variants[0]
     assert v.samples == 200 and 20 < v.violations < 80  # P(z > 0.75) = 0.23
@@ -152,8 +153,19 @@ def test_the_report_json_is_complete_and_plain():
     assert doc["schema"] == "twin_ext.whatif.report/1" and doc["robot"] == "panda"
     assert [v["name"] for v in doc["variants"]] == ["a", "b"]
     v = doc["variants"][0]
-    for key in ("status", "p_violation", "ci", "by_kind", "time_to_violation", "worst", "max_tracking_error",
-                "min_position_margin", "min_velocity_margin", "min_effort_margin", "command_outside_limits"):
+    for key in (
+        "status",
+        "p_violation",
+        "ci",
+        "by_kind",
+        "time_to_violation",
+        "worst",
+        "max_tracking_error",
+        "min_position_margin",
+        "min_velocity_margin",
+        "min_effort_margin",
+        "command_outside_limits",
+    ):
         assert key in v
     assert v["time_to_violation"] is None
     json.dumps(doc, allow_nan=False)  # nothing non-finite left
@@ -204,7 +216,9 @@ def test_the_scenario_example_in_the_docs_is_valid():
 
     text = (REPO / "docs/whatif.md").read_text()
     block = text.split("```toml\n", 1)[1].split("```", 1)[0]
-    scenario = Scenario.from_mapping(tomllib.loads(block), source="docs/whatif.md", base_dir=REPO / "config" / "scenarios")
+    scenario = Scenario.from_mapping(
+        tomllib.loads(block), source="docs/whatif.md", base_dir=REPO / "config" / "scenarios"
+    )
     assert [v.name for v in scenario.variants] == ["as programmed", "x1.5 speed + 3 kg part"]
     report = _engine().run(dataclasses.replace(scenario, samples=2))
     assert report.variant("as programmed").status == "pass"

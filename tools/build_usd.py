@@ -58,8 +58,17 @@ SPECS = {
         name="ur5e",
         mjcf="data/robots/universal_robots_ur5e/ur5e_nomesh.xml",
         license="BSD-3-Clause (Copyright 2018 ROS-Industrial Consortium; MuJoCo Menagerie)",
-        velocity_limits={n: math.pi for n in ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
-                                               "wrist_1_joint", "wrist_2_joint", "wrist_3_joint")},
+        velocity_limits={
+            n: math.pi
+            for n in (
+                "shoulder_pan_joint",
+                "shoulder_lift_joint",
+                "elbow_joint",
+                "wrist_1_joint",
+                "wrist_2_joint",
+                "wrist_3_joint",
+            )
+        },
         velocity_source="Universal Robots UR5e datasheet (180 deg/s on every joint)",
         notes="No visual meshes (the Menagerie OBJ meshes are not redistributed here); collision capsules only.",
     ),
@@ -71,7 +80,9 @@ def convert(spec: AssetSpec, out_dir: Path) -> Path:
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    asset = Converter(comment=f"twin_ext asset {spec.name}; see PROVENANCE.md").convert(str(REPO / spec.mjcf), str(out_dir))
+    asset = Converter(comment=f"twin_ext asset {spec.name}; see PROVENANCE.md").convert(
+        str(REPO / spec.mjcf), str(out_dir)
+    )
     return Path(asset.path)
 
 
@@ -109,7 +120,9 @@ def author_twin_physics(spec: AssetSpec, asset: Path) -> list[str]:
     if layer_path.exists():
         layer_path.unlink()
     layer = Sdf.Layer.CreateNew(str(layer_path))
-    layer.comment = "twin_ext: drives and velocity limits for Isaac Sim/PhysX, derived from the MJCF (tools/build_usd.py)"
+    layer.comment = (
+        "twin_ext: drives and velocity limits for Isaac Sim/PhysX, derived from the MJCF (tools/build_usd.py)"
+    )
     for key in ("defaultPrim", "metersPerUnit", "kilogramsPerUnit", "upAxis"):
         if contents.pseudoRoot.HasInfo(key):
             layer.pseudoRoot.SetInfo(key, contents.pseudoRoot.GetInfo(key))
@@ -131,9 +144,11 @@ def author_twin_physics(spec: AssetSpec, asset: Path) -> list[str]:
             api.CreateDampingAttr(float(robot.kd[d] * unit))
             api.CreateMaxForceAttr(float(robot.effort_limit[d]))
             api.CreateTargetPositionAttr(float(target))
-            log.append(f"{name}: DriveAPI:{'angular' if angular else 'linear'} kp={robot.kp[d]:g} kd={robot.kd[d]:g} "
-                       f"(SI per {'rad' if angular else 'm'}) maxForce={robot.effort_limit[d]:g} "
-                       f"target={target:g} {'deg' if angular else 'm'}")
+            log.append(
+                f"{name}: DriveAPI:{'angular' if angular else 'linear'} kp={robot.kp[d]:g} kd={robot.kd[d]:g} "
+                f"(SI per {'rad' if angular else 'm'}) maxForce={robot.effort_limit[d]:g} "
+                f"target={target:g} {'deg' if angular else 'm'}"
+            )
         if name in spec.velocity_limits:
             prim.AddAppliedSchema("PhysxJointAPI")
             value = math.degrees(spec.velocity_limits[name]) if angular else spec.velocity_limits[name]
@@ -147,7 +162,8 @@ def author_twin_physics(spec: AssetSpec, asset: Path) -> list[str]:
 def write_provenance(spec: AssetSpec, asset: Path, log: list[str]) -> None:
     import importlib.metadata as md
 
-    text = f"""# {spec.name} USD asset — provenance
+    text = (
+        f"""# {spec.name} USD asset — provenance
 
 Built by `tools/build_usd.py` (`make usd`); do not edit by hand.
 
@@ -155,7 +171,7 @@ Built by `tools/build_usd.py` (`make usd`); do not edit by hand.
 |---|---|
 | source | `{spec.mjcf}` (see `data/robots/PROVENANCE.md`) |
 | license | {spec.license} |
-| converter | mujoco-usd-converter {md.version('mujoco-usd-converter')} (MuJoCo {md.version('mujoco')}) |
+| converter | mujoco-usd-converter {md.version("mujoco-usd-converter")} (MuJoCo {md.version("mujoco")}) |
 | primary file | `{asset.name}` (atomic component; payload in `Payload/`) |
 | authored by twin_ext | `Payload/TwinPhysics.usda` (strongest sublayer of `Payload/Contents.usda`) |
 | velocity limits | {spec.velocity_source} |
@@ -163,7 +179,10 @@ Built by `tools/build_usd.py` (`make usd`); do not edit by hand.
 {spec.notes}
 
 Authored in TwinPhysics.usda:
-""" + "\n".join(f"- {line}" for line in log) + "\n"
+"""
+        + "\n".join(f"- {line}" for line in log)
+        + "\n"
+    )
     (asset.parent / "PROVENANCE.md").write_text(text)
 
 

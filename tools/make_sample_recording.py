@@ -28,16 +28,27 @@ MAX_BYTES = 3 * 2**20
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output MCAP (default {DEFAULT_OUT.relative_to(ROOT)})")
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output MCAP (default {DEFAULT_OUT.relative_to(ROOT)})"
+    )
     p.add_argument("--impairments", type=Path, default=DEFAULT_PROFILE, help="impairment profile (default: standard)")
     p.add_argument("--duration", type=float, default=10.3, help="seconds of robot time (default: one 10.3 s cycle)")
     p.add_argument("--seed", type=int, default=0, help="impairment seed (default 0)")
-    p.add_argument("--codec", choices=("json", "binary"), default="binary", help="wire codec the robot uses (default binary)")
+    p.add_argument(
+        "--codec", choices=("json", "binary"), default="binary", help="wire codec the robot uses (default binary)"
+    )
     p.add_argument("--truth-rate", type=float, default=200.0, help="ground-truth records per second (default 200)")
     p.add_argument("--start-ns", type=int, default=1_000_000_000, help="host clock at the first step, ns")
     args = p.parse_args(argv)
 
-    from twin_ext.emulator import TRUTH_JSON_SCHEMA, TRUTH_SCHEMA, TRUTH_TOPIC, EmulatedRobot, EmulatorSettings, ImpairmentProfile
+    from twin_ext.emulator import (
+        TRUTH_JSON_SCHEMA,
+        TRUTH_SCHEMA,
+        TRUTH_TOPIC,
+        EmulatedRobot,
+        EmulatorSettings,
+        ImpairmentProfile,
+    )
     from twin_ext.emulator.robot import truth_records
     from twin_ext.telemetry import McapRecorder, TelemetryIngest, TelemetrySettings
 
@@ -50,10 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     clock = {"now": args.start_ns}
     with McapRecorder(tmp, background=False) as recorder:
         ingest = TelemetryIngest(
-            settings=TelemetrySettings(robot_id=settings.robot_id, state_buffer=1), recorder=recorder, now_ns=lambda: clock["now"]
+            settings=TelemetrySettings(robot_id=settings.robot_id, state_buffer=1),
+            recorder=recorder,
+            now_ns=lambda: clock["now"],
         )
         config = {
-            "profile_file": str(args.impairments.relative_to(ROOT) if args.impairments.is_relative_to(ROOT) else args.impairments),
+            "profile_file": str(
+                args.impairments.relative_to(ROOT) if args.impairments.is_relative_to(ROOT) else args.impairments
+            ),
             "profile": profile.to_mapping(),
             "settings": dataclasses.asdict(settings),
             "seed": sim.seed,

@@ -78,7 +78,9 @@ def main(argv=None) -> int:
     new = head + render() + tail
     if args.check:
         if new != text:
-            print("extension.toml settings are out of date: run .venv/bin/python tools/sync_settings.py", file=sys.stderr)
+            print(
+                "extension.toml settings are out of date: run .venv/bin/python tools/sync_settings.py", file=sys.stderr
+            )
             return 1
         return 0
     path.write_text(new)

@@ -41,7 +41,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m twin_ext", description="twin_ext: a live digital twin of a robot arm")
+    parser = argparse.ArgumentParser(
+        prog="python -m twin_ext", description="twin_ext: a live digital twin of a robot arm"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="describe a robot USD (joints, limits, drives, masses)")

@@ -14,8 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "RobotSettings", "TwinConfig", "section_from_mapping", "load_config", "default_config_path",
-           "settings_sections"]
+__all__ = [
+    "ConfigError",
+    "RobotSettings",
+    "TwinConfig",
+    "section_from_mapping",
+    "load_config",
+    "default_config_path",
+    "settings_sections",
+]
 
 T = TypeVar("T")
 
@@ -24,8 +31,9 @@ class ConfigError(ValueError):
     """A configuration value or key that cannot be used; the message names it and the valid choices."""
 
 
-def section_from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, section: str,
-                         error: type[Exception] = ConfigError) -> T:
+def section_from_mapping(
+    cls: type[T], mapping: Mapping[str, Any] | None, *, section: str, error: type[Exception] = ConfigError
+) -> T:
     """Build the settings dataclass ``cls`` from ``mapping``, rejecting unknown keys and wrong types.
 
     Types must match the field's default exactly (a bool is not an int), except that an int is accepted for a
@@ -72,7 +80,7 @@ class RobotSettings:
             raise ValueError(f"robot_id {self.robot_id!r} must be free of '/', '+', '#' and spaces")
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "RobotSettings":
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> RobotSettings:
         return section_from_mapping(cls, mapping, section="robot")
 
     def resolved_usd(self, base: Path | None = None) -> str:
@@ -98,7 +106,7 @@ class TwinConfig:
     KNOWN_SECTIONS = ("robot", "broker", "telemetry", "clock", "estimator", "twin", "whatif", "kit", "emulator")
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "TwinConfig":
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> TwinConfig:
         mapping = dict(mapping or {})
         unknown = sorted(set(mapping) - set(cls.KNOWN_SECTIONS))
         if unknown:
@@ -128,7 +136,9 @@ def load_config(path: str | Path | None = None) -> TwinConfig:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}; fix: pass an existing file or omit it for defaults") from None
+        raise ConfigError(
+            f"config file not found: {path}; fix: pass an existing file or omit it for defaults"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return TwinConfig.from_mapping(data)
@@ -146,5 +156,13 @@ def settings_sections() -> dict[str, type]:
     from .twin import TwinSettings
     from .whatif import WhatIfSettings
 
-    return {"robot": RobotSettings, "broker": BrokerSettings, "telemetry": TelemetrySettings, "clock": ClockSettings,
-            "estimator": EstimatorSettings, "twin": TwinSettings, "whatif": WhatIfSettings, "kit": KitSettings}
+    return {
+        "robot": RobotSettings,
+        "broker": BrokerSettings,
+        "telemetry": TelemetrySettings,
+        "clock": ClockSettings,
+        "estimator": EstimatorSettings,
+        "twin": TwinSettings,
+        "whatif": WhatIfSettings,
+        "kit": KitSettings,
+    }

@@ -36,8 +36,9 @@ def _bar(value: float, lower: float, upper: float, width: int = 21) -> str:
     return "|" + "·" * pos + mark + "·" * (width - 1 - pos) + "|"
 
 
-def render_dashboard(status: TwinStatus, *, model, title: str = "twin_ext", color: bool = False,
-                     extra_lines: tuple[str, ...] = ()) -> str:
+def render_dashboard(
+    status: TwinStatus, *, model, title: str = "twin_ext", color: bool = False, extra_lines: tuple[str, ...] = ()
+) -> str:
     """The dashboard as text (angles shown in degrees, prismatic joints in mm)."""
     health = status.health.value
     h = f"{_HEALTH_STYLE[health]}{health.upper()}{_RESET}" if color else health.upper()
@@ -63,7 +64,8 @@ def render_dashboard(status: TwinStatus, *, model, title: str = "twin_ext", colo
         lines.append(
             f"{reading.name:<15}{_fmt(reading.measured_q * scale, unit, 9)}{_fmt(reading.estimated_q * scale, unit, 9)}"
             f"{_fmt(reading.std_q * scale, unit, 7, 3)}{_fmt(reading.estimated_qd * vscale, vunit, 7, 1)}"
-            f"{_fmt(reading.velocity_limit * vscale, '', 8, 0)}  {_bar(reading.estimated_q, reading.lower, reading.upper)}")
+            f"{_fmt(reading.velocity_limit * vscale, '', 8, 0)}  {_bar(reading.estimated_q, reading.lower, reading.upper)}"
+        )
     if status.errors:
         lines.append("")
         lines.append("errors (newest last):")
@@ -82,16 +84,25 @@ def status_line(status: TwinStatus) -> str:
     # jitter), anything else is the robot sending what the schema does not allow.
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(status.rejected_by_reason.items(), key=lambda kv: -kv[1]))
     rejected = f"{status.rejected} ({reasons})" if reasons else f"{status.rejected}"
-    return (f"[twin] {status.health.value} | {status.msg_rate_hz:.0f} msg/s | rejected {rejected} | "
-            f"offset {status.clock_offset_ms:.1f} ms drift {status.clock_drift_ppm:.0f} ppm latency "
-            f"{status.latency_ms:.1f} ms | max |measured-estimated| {math.degrees(err):.2f}°")
+    return (
+        f"[twin] {status.health.value} | {status.msg_rate_hz:.0f} msg/s | rejected {rejected} | "
+        f"offset {status.clock_offset_ms:.1f} ms drift {status.clock_drift_ppm:.0f} ppm latency "
+        f"{status.latency_ms:.1f} ms | max |measured-estimated| {math.degrees(err):.2f}°"
+    )
 
 
 class TerminalDashboard:
     """Redraws the dashboard in place (TTY) or prints a status line every ``log_every_s`` (not a TTY)."""
 
-    def __init__(self, model, *, stream: TextIO | None = None, title: str = "twin_ext", log_every_s: float = 2.0,
-                 refresh_hz: float = 4.0) -> None:
+    def __init__(
+        self,
+        model,
+        *,
+        stream: TextIO | None = None,
+        title: str = "twin_ext",
+        log_every_s: float = 2.0,
+        refresh_hz: float = 4.0,
+    ) -> None:
         self.model = model
         self.stream = stream or sys.stdout
         self.title = title

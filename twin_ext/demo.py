@@ -37,13 +37,23 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", help="robot USD for the twin (default: the shipped Franka Panda)")
     parser.add_argument("--prim-path", help="articulation root when the USD holds several robots")
     parser.add_argument("--robot-id", default="panda", help="robot id in the MQTT topics (default panda)")
-    parser.add_argument("--impairments", default=str(DEFAULT_IMPAIRMENTS),
-                        help="impairment profile TOML for the emulated robot (default config/impairments/standard.toml)")
+    parser.add_argument(
+        "--impairments",
+        default=str(DEFAULT_IMPAIRMENTS),
+        help="impairment profile TOML for the emulated robot (default config/impairments/standard.toml)",
+    )
     parser.add_argument("--codec", choices=("json", "binary"), default="json", help="telemetry codec (default json)")
-    parser.add_argument("--no-emulator", action="store_true",
-                        help="do not start the emulated robot (use with --broker and a real robot)")
-    parser.add_argument("--whatif-at", type=float, default=None,
-                        help="seconds into the run at which to ask the what-if (default: half the duration)")
+    parser.add_argument(
+        "--no-emulator",
+        action="store_true",
+        help="do not start the emulated robot (use with --broker and a real robot)",
+    )
+    parser.add_argument(
+        "--whatif-at",
+        type=float,
+        default=None,
+        help="seconds into the run at which to ask the what-if (default: half the duration)",
+    )
     parser.add_argument("--samples", type=int, default=32, help="Monte-Carlo samples per what-if variant (default 32)")
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     parser.add_argument("--seed", type=int, default=None, help="impairment seed (default: the profile's)")
@@ -68,8 +78,11 @@ class _Truth:
         try:
             rows = list(McapReplay(self.path).read_json(TRUTH_TOPIC))
         except Exception as exc:  # noqa: BLE001 - a truncated file (emulator killed): no truth, not a crash
-            print(f"warning: the plant's truth recording {self.path} is unreadable ({exc}); the report has no "
-                  f"truth (see {self.path.with_name('emulator.log')})", file=sys.stderr)
+            print(
+                f"warning: the plant's truth recording {self.path} is unreadable ({exc}); the report has no "
+                f"truth (see {self.path.with_name('emulator.log')})",
+                file=sys.stderr,
+            )
             return None
         if len(rows) < 2:
             return None
@@ -90,9 +103,25 @@ class _EmulatorProcess:
     def __init__(self, url: str, args: argparse.Namespace, truth_path: Path) -> None:
         import subprocess
 
-        cmd = [sys.executable, "-m", "twin_ext.emulator", "--broker", url, "--robot-id", args.robot_id,
-               "--impairments", str(args.impairments), "--codec", args.codec, "--duration", f"{args.duration + 5:g}",
-               "--truth", str(truth_path), "--log-level", "info"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "twin_ext.emulator",
+            "--broker",
+            url,
+            "--robot-id",
+            args.robot_id,
+            "--impairments",
+            str(args.impairments),
+            "--codec",
+            args.codec,
+            "--duration",
+            f"{args.duration + 5:g}",
+            "--truth",
+            str(truth_path),
+            "--log-level",
+            "info",
+        ]
         if args.seed is not None:
             cmd += ["--seed", str(args.seed)]
         self.log_path = truth_path.with_name("emulator.log")
@@ -118,20 +147,23 @@ class _EmulatorProcess:
 
 
 def _whatif_scenario(robot, snapshot, *, samples: int):
-    """"This program at x1.5 speed with a 3 kg part", from where the robot is in its program now through the
+    """ "This program at x1.5 speed with a 3 kg part", from where the robot is in its program now through the
     end of the next cycle."""
-    from .whatif import load_scenario
+    from .whatif import TrajectoryCommand, load_scenario
     from .whatif.align import align_to_snapshot
-
-    from .whatif import TrajectoryCommand
 
     scenario, phase = align_to_snapshot(load_scenario(DEFAULT_SCENARIO), snapshot)
     # The robot loops its program: ask about the rest of this cycle and the whole next one.
     two_cycles = TrajectoryCommand(scenario.command.trajectory.repeated(2), start=phase)
     keep = ("as programmed", "x1.5 speed", "3 kg part", "x1.5 speed + 3 kg part")
     variants = tuple(v for v in scenario.variants if v.name in keep)
-    return dataclasses.replace(scenario, name="this program at x1.5 speed with a 3 kg part", command=two_cycles,
-                               variants=variants, samples=samples), phase
+    return dataclasses.replace(
+        scenario,
+        name="this program at x1.5 speed with a 3 kg part",
+        command=two_cycles,
+        variants=variants,
+        samples=samples,
+    ), phase
 
 
 def _check_robot_matches_emulator(robot) -> str | None:
@@ -140,9 +172,11 @@ def _check_robot_matches_emulator(robot) -> str | None:
     names = set(JointTrajectory.from_toml(REPO / "data" / "scenarios" / "pick_place.toml").joint_names)
     missing = sorted(names - set(robot.dof_names))
     if missing:
-        return (f"the emulated robot publishes joints {sorted(names)}, but {robot.source} has "
-                f"{list(robot.dof_names)} (missing {missing}); fix: use a Panda USD, or run with --no-emulator "
-                f"--broker <url> against a robot that publishes this robot's joints")
+        return (
+            f"the emulated robot publishes joints {sorted(names)}, but {robot.source} has "
+            f"{list(robot.dof_names)} (missing {missing}); fix: use a Panda USD, or run with --no-emulator "
+            f"--broker <url> against a robot that publishes this robot's joints"
+        )
     return None
 
 
@@ -150,8 +184,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .dashboard import TerminalDashboard
     from .emulator import ImpairmentError, ImpairmentProfile
     from .robot import RobotModelError, default_robot_path, load_robot
-    from .sinks import UsdKinematicMirror
-    from .sinks import MirrorSink, StateRecorderSink, TraceSink
+    from .sinks import MirrorSink, StateRecorderSink, TraceSink, UsdKinematicMirror
     from .telemetry import BrokerSettings, McapRecorder, TelemetryIngest, TelemetrySettings
     from .telemetry.mqtt_link import MqttLink
     from .twin import LiveTwin
@@ -165,8 +198,10 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     (out / "robot_description.txt").write_text(robot.describe() + "\n")
-    print(f"robot {robot.name!r}: {robot.ndof} dofs, {robot.nlink} links, {robot.total_mass:.2f} kg "
-          f"(full description in {out / 'robot_description.txt'})")
+    print(
+        f"robot {robot.name!r}: {robot.ndof} dofs, {robot.nlink} links, {robot.total_mass:.2f} kg "
+        f"(full description in {out / 'robot_description.txt'})"
+    )
     try:
         ImpairmentProfile.from_toml(args.impairments)  # fail here, with the reason, not in the emulator process
     except ImpairmentError as exc:  # names the file and the key or value at fault
@@ -208,7 +243,11 @@ def run_demo(args: argparse.Namespace) -> int:
     twin = LiveTwin(robot, ingest, link=link, sinks=[mirror, trace, state_log], whatif=WhatIfService(engine))
     dashboard = TerminalDashboard(robot, title=f"twin_ext demo — {robot.name} — {url}")
     stop = threading.Event()
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+    previous_handler = (
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
 
     whatif_at = args.duration / 2 if args.whatif_at is None else args.whatif_at
     whatif_future = None
@@ -231,8 +270,10 @@ def run_demo(args: argparse.Namespace) -> int:
             if whatif_future is None and elapsed >= whatif_at:
                 scenario, whatif_phase = _whatif_scenario(robot, snapshot, samples=args.samples)
                 whatif_future = twin.ask_whatif(scenario)
-                whatif_lines = (f"what-if asked at {elapsed:.1f} s (program phase {whatif_phase:.2f} s, twin health "
-                                f"{snapshot.health.value}) — running {len(scenario.variants)} variants x {args.samples} samples ...",)
+                whatif_lines = (
+                    f"what-if asked at {elapsed:.1f} s (program phase {whatif_phase:.2f} s, twin health "
+                    f"{snapshot.health.value}) — running {len(scenario.variants)} variants x {args.samples} samples ...",
+                )
             if whatif_future is not None and report is None and whatif_future.done():
                 try:
                     report = whatif_future.result()
@@ -278,21 +319,36 @@ def run_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def _write_outputs(out: Path, robot, twin, trace, mirror, truth, report, whatif_phase, status, emu_summary, args,
-                   url) -> list[str]:
+def _write_outputs(
+    out: Path, robot, twin, trace, mirror, truth, report, whatif_phase, status, emu_summary, args, url
+) -> list[str]:
     from .run_outputs import write_run_outputs
 
-    lines = [f"telemetry:        {out / 'telemetry.mcap'}  (every payload with its verdict + the twin's estimate on "
-             f"twin/state; opens in Foxglove)"]
+    lines = [
+        f"telemetry:        {out / 'telemetry.mcap'}  (every payload with its verdict + the twin's estimate on "
+        f"twin/state; opens in Foxglove)"
+    ]
     if truth.path.exists():
         lines.append(f"plant truth:      {truth.path}  (the emulator's ground truth, 1 kHz)")
     t_ns = trace.arrays()["t_ns"]
-    rows = [("robot", f"{robot.name} ({robot.source})"), ("broker", url), ("duration", f"{args.duration:.1f} s"),
-            ("impairments", args.impairments)]
+    rows = [
+        ("robot", f"{robot.name} ({robot.source})"),
+        ("broker", url),
+        ("duration", f"{args.duration:.1f} s"),
+        ("impairments", args.impairments),
+    ]
     if emu_summary is not None:
         rows.append(("emulator", str(emu_summary)))
     return lines + write_run_outputs(
-        out, title=f"twin_ext demo — {robot.name}", robot=robot, trace=trace, mirror=mirror, status=status,
-        display_rate_hz=twin.settings.display_rate_hz, truth_q=truth.on(t_ns, robot.dof_names) if len(t_ns) else None,
-        whatif=report, whatif_note=f"program phase {whatif_phase:.2f} s" if whatif_phase is not None else "",
-        summary_rows=rows)
+        out,
+        title=f"twin_ext demo — {robot.name}",
+        robot=robot,
+        trace=trace,
+        mirror=mirror,
+        status=status,
+        display_rate_hz=twin.settings.display_rate_hz,
+        truth_q=truth.on(t_ns, robot.dof_names) if len(t_ns) else None,
+        whatif=report,
+        whatif_note=f"program phase {whatif_phase:.2f} s" if whatif_phase is not None else "",
+        summary_rows=rows,
+    )

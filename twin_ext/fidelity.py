@@ -99,9 +99,17 @@ class FidelityResult:
         return self.twin["rms"] / self.last_sample_hold["rms"]
 
 
-def evaluate_fidelity(model: RobotModel, profile: Any, *, duration_s: float = 20.0, seed: int = 0,
-                      display_rate_hz: float = 60.0, warmup_s: float = 2.0,
-                      estimator_settings: EstimatorSettings | None = None, simulation: Any = None) -> FidelityResult:
+def evaluate_fidelity(
+    model: RobotModel,
+    profile: Any,
+    *,
+    duration_s: float = 20.0,
+    seed: int = 0,
+    display_rate_hz: float = 60.0,
+    warmup_s: float = 2.0,
+    estimator_settings: EstimatorSettings | None = None,
+    simulation: Any = None,
+) -> FidelityResult:
     """Score the twin against the plant under an impairment ``profile`` (an `ImpairmentProfile`).
 
     Args:
@@ -122,8 +130,13 @@ def evaluate_fidelity(model: RobotModel, profile: Any, *, duration_s: float = 20
     clock = VirtualClock(sim.start_ns)
     robot_id = sim.settings.robot_id
     ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=robot_id), model=model, now_ns=clock)
-    twin = LiveTwin(model, ingest, settings=TwinSettings(display_rate_hz=display_rate_hz),
-                    estimator_settings=estimator_settings, now_ns=clock)
+    twin = LiveTwin(
+        model,
+        ingest,
+        settings=TwinSettings(display_rate_hz=display_rate_hz),
+        estimator_settings=estimator_settings,
+        now_ns=clock,
+    )
 
     period = int(round(1e9 / display_rate_hz))
     ticks = np.arange(sim.start_ns + period, sim.end_ns, period, dtype=np.int64)
@@ -173,11 +186,22 @@ def evaluate_fidelity(model: RobotModel, profile: Any, *, duration_s: float = 20
         profile=getattr(profile, "description", "") or str(profile),
         seed=sim.seed,
         telemetry={
-            "accepted": stats.accepted, "rejected": dict(stats.rejected_by_reason),
-            "clock_offset_ms": status.clock_offset_ms, "clock_drift_ppm": status.clock_drift_ppm,
-            "latency_ms": status.latency_ms, "estimator_late": status.estimator_late,
-            "estimator_gated": status.estimator_gated, "errors": list(status.errors),
+            "accepted": stats.accepted,
+            "rejected": dict(stats.rejected_by_reason),
+            "clock_offset_ms": status.clock_offset_ms,
+            "clock_drift_ppm": status.clock_drift_ppm,
+            "latency_ms": status.latency_ms,
+            "estimator_late": status.estimator_late,
+            "estimator_gated": status.estimator_gated,
+            "errors": list(status.errors),
         },
-        series={"t_s": (ticks - sim.start_ns) * 1e-9, "truth": truth_q, "twin": twin_q, "hold": hold,
-                "newest": newest, "std": std, "health": health},
+        series={
+            "t_s": (ticks - sim.start_ns) * 1e-9,
+            "truth": truth_q,
+            "twin": twin_q,
+            "hold": hold,
+            "newest": newest,
+            "std": std,
+            "health": health,
+        },
     )

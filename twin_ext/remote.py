@@ -62,8 +62,14 @@ class RemoteWhatIf:
                 self._queue.append(payload)
                 overflow = False
         if overflow:
-            self._publish({"id": None, "ok": False, "error": f"too many what-if requests waiting (max {self.max_queue}); "
-                                                             f"retry when earlier results arrived"})
+            self._publish(
+                {
+                    "id": None,
+                    "ok": False,
+                    "error": f"too many what-if requests waiting (max {self.max_queue}); "
+                    f"retry when earlier results arrived",
+                }
+            )
 
     # display thread
     def poll(self) -> None:

@@ -23,8 +23,9 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", help="robot USD (default: the shipped Franka Panda)")
     parser.add_argument("--robot-id", default="", help="robot to follow (default: the first heard from)")
     parser.add_argument("--config", help="a twin TOML config for the estimator/clock/twin sections")
-    parser.add_argument("--whatif", default="pick_place_payload",
-                        help="scenario asked during the replay (name or TOML; 'none' to skip)")
+    parser.add_argument(
+        "--whatif", default="pick_place_payload", help="scenario asked during the replay (name or TOML; 'none' to skip)"
+    )
     parser.add_argument("--whatif-at", type=float, default=None, help="s into the recording (default: the middle)")
     parser.add_argument("--samples", type=int, default=16, help="Monte-Carlo samples per variant (default 16)")
     parser.add_argument("--out", default="out/replay", help="output folder (default out/replay)")
@@ -70,12 +71,22 @@ def run_replay(args: argparse.Namespace) -> int:
     clock = VirtualClock(start)
     from dataclasses import replace
 
-    ingest = TelemetryIngest(settings=replace(settings.telemetry, robot_id=args.robot_id), clock_settings=settings.clock,
-                             model=robot, now_ns=clock)
+    ingest = TelemetryIngest(
+        settings=replace(settings.telemetry, robot_id=args.robot_id),
+        clock_settings=settings.clock,
+        model=robot,
+        now_ns=clock,
+    )
     mirror = MirrorSink(UsdKinematicMirror.new_stage(robot, robot_prim_path=f"/World/{robot.name}"), live=False)
     trace = TraceSink(robot, latest_measurement=lambda: ingest.latest)
-    twin = LiveTwin(robot, ingest, estimator_settings=settings.estimator, settings=settings.twin, sinks=[mirror, trace],
-                    now_ns=clock)
+    twin = LiveTwin(
+        robot,
+        ingest,
+        estimator_settings=settings.estimator,
+        settings=settings.twin,
+        sinks=[mirror, trace],
+        now_ns=clock,
+    )
     period = int(1e9 / settings.twin.display_rate_hz)
     whatif_at = start + int(((end - start) / 2e9 if args.whatif_at is None else args.whatif_at) * 1e9)
     report, note = None, ""
@@ -102,10 +113,19 @@ def run_replay(args: argparse.Namespace) -> int:
         for j, name in enumerate(robot.dof_names):
             if name in names:
                 truth_q[:, j] = np.interp(t_ns, t_truth, q_truth[:, names.index(name)], left=np.nan, right=np.nan)
-    lines = write_run_outputs(out, title=f"twin_ext replay — {path.name}", robot=robot, trace=trace, mirror=mirror,
-                              status=status, display_rate_hz=settings.twin.display_rate_hz, truth_q=truth_q,
-                              whatif=report, whatif_note=note,
-                              summary_rows=[("recording", str(path)), ("robot", f"{robot.name} ({robot.source})")])
+    lines = write_run_outputs(
+        out,
+        title=f"twin_ext replay — {path.name}",
+        robot=robot,
+        trace=trace,
+        mirror=mirror,
+        status=status,
+        display_rate_hz=settings.twin.display_rate_hz,
+        truth_q=truth_q,
+        whatif=report,
+        whatif_note=note,
+        summary_rows=[("recording", str(path)), ("robot", f"{robot.name} ({robot.source})")],
+    )
     for line in lines:
         print(line)
     return 0

@@ -76,13 +76,27 @@ def _joint_figure(data: ReportData, joints: Sequence[int]):
     for ax, j in zip(axes[:, 0], joints):
         if data.truth is not None:
             ax.plot(data.t, data.truth[:, j], color="0.2", lw=2.2, alpha=0.35, label="plant (truth)")
-        ax.plot(data.t, data.measured[:, j], color="tab:orange", lw=0.8, drawstyle="steps-post",
-                label="newest measurement (held)")
+        ax.plot(
+            data.t,
+            data.measured[:, j],
+            color="tab:orange",
+            lw=0.8,
+            drawstyle="steps-post",
+            label="newest measurement (held)",
+        )
         ax.plot(data.t, data.estimated[:, j], color="tab:blue", lw=1.0, label="twin estimate")
         band = 3 * data.std[:, j]
         known = np.ones(len(data.t), dtype=bool) if data.health is None else data.health == 0
-        ax.fill_between(data.t, data.estimated[:, j] - band, data.estimated[:, j] + band, where=known,
-                        color="tab:blue", alpha=0.15, lw=0, label="±3σ (while ok)")
+        ax.fill_between(
+            data.t,
+            data.estimated[:, j] - band,
+            data.estimated[:, j] + band,
+            where=known,
+            color="tab:blue",
+            alpha=0.15,
+            lw=0,
+            label="±3σ (while ok)",
+        )
         # Axis limits from what was measured and estimated while the twin knew the state (a lost twin's
         # uncertainty is huge and would flatten every curve).
         shown = [data.estimated[known, j], data.measured[known, j]]
@@ -98,8 +112,17 @@ def _joint_figure(data: ReportData, joints: Sequence[int]):
         if data.health is not None:
             bad = data.health > 0
             if np.any(bad):
-                ax.fill_between(data.t, 0, 1, where=bad, transform=ax.get_xaxis_transform(), color="tab:red",
-                                alpha=0.1, lw=0, label="stale / lost")
+                ax.fill_between(
+                    data.t,
+                    0,
+                    1,
+                    where=bad,
+                    transform=ax.get_xaxis_transform(),
+                    color="tab:red",
+                    alpha=0.1,
+                    lw=0,
+                    label="stale / lost",
+                )
     handles, labels = axes[0, 0].get_legend_handles_labels()
     axes[-1, 0].set_xlabel("time [s]")
     fig.suptitle("Joint positions: measured vs estimated vs truth", fontsize=10, y=0.995)
@@ -112,12 +135,18 @@ def _error_figure(data: ReportData):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 2.8))
+
     def worst(err: np.ndarray) -> np.ndarray:
         err = np.where(np.isfinite(err), err, -np.inf).max(axis=1)  # NaN rows (no data yet) stay gaps
         return np.where(np.isfinite(err), err * 1e3 + 1e-6, np.nan)
 
-    ax.semilogy(data.t, worst(np.abs(data.measured - data.truth)), color="tab:orange", lw=0.8,
-                label="newest measurement (last-sample-hold)")
+    ax.semilogy(
+        data.t,
+        worst(np.abs(data.measured - data.truth)),
+        color="tab:orange",
+        lw=0.8,
+        label="newest measurement (last-sample-hold)",
+    )
     ax.semilogy(data.t, worst(np.abs(data.estimated - data.truth)), color="tab:blue", lw=0.8, label="twin estimate")
     ax.set_ylabel("max joint error [mrad]")
     ax.set_xlabel("time [s]")
@@ -160,8 +189,10 @@ def write_report(path: str | Path, data: ReportData) -> Path:
         png = _png(fig)
         (path.parent / f"{path.stem}_{name}.png").write_bytes(png)
         plt.close(fig)
-        parts.append(f"<img alt='{html.escape(name)}' style='max-width:100%' "
-                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+        parts.append(
+            f"<img alt='{html.escape(name)}' style='max-width:100%' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        )
     if data.whatifs:
         parts.append("<h2>What-if</h2>")
         for item in data.whatifs:

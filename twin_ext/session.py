@@ -74,9 +74,16 @@ class TwinSession:
         SessionError: bad configuration or robot.
     """
 
-    def __init__(self, config: TwinConfig, *, base_dir: Path | None = None, sinks: Iterable[Sink] = (),
-                 with_whatif: bool = True, now_ns: Callable[[], int] = time.monotonic_ns,
-                 model: RobotModel | None = None) -> None:
+    def __init__(
+        self,
+        config: TwinConfig,
+        *,
+        base_dir: Path | None = None,
+        sinks: Iterable[Sink] = (),
+        with_whatif: bool = True,
+        now_ns: Callable[[], int] = time.monotonic_ns,
+        model: RobotModel | None = None,
+    ) -> None:
         self.config = config
         self.settings = parse_sections(config)
         if model is None:
@@ -99,8 +106,16 @@ class TwinSession:
 
             self.whatif_engine = WhatIfEngine(model, settings=s.whatif)
             service = WhatIfService(self.whatif_engine)
-        self.twin = LiveTwin(model, self.ingest, link=self.link, estimator_settings=s.estimator, sinks=sinks,
-                             settings=s.twin, whatif=service, now_ns=now_ns)
+        self.twin = LiveTwin(
+            model,
+            self.ingest,
+            link=self.link,
+            estimator_settings=s.estimator,
+            sinks=sinks,
+            settings=s.twin,
+            whatif=service,
+            now_ns=now_ns,
+        )
         self.remote = None
         if service is not None and s.twin.serve_whatif:
             from .remote import RemoteWhatIf
@@ -110,7 +125,7 @@ class TwinSession:
         self._started = False
 
     @classmethod
-    def from_file(cls, path: str | Path | None = None, **kwargs: Any) -> "TwinSession":
+    def from_file(cls, path: str | Path | None = None, **kwargs: Any) -> TwinSession:
         """A session from a TOML config file (default config/twin.toml)."""
         try:
             config = load_config(path)

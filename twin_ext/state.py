@@ -52,7 +52,7 @@ class TwinSnapshot:
     qdd: np.ndarray
     covariance: np.ndarray
     health: Health
-    model: "RobotModel"
+    model: RobotModel
     target: np.ndarray | None = None
     age_s: float = float("inf")
 

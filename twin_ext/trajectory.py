@@ -91,9 +91,7 @@ class JointTrajectory:
             labels = ("",) * len(t)
         labels = tuple(labels)
         if len(labels) != len(t) or not all(isinstance(x, str) for x in labels):
-            raise TrajectoryError(
-                f"labels must be {len(t)} strings (one per waypoint), got {labels!r}"
-            )
+            raise TrajectoryError(f"labels must be {len(t)} strings (one per waypoint), got {labels!r}")
         t.setflags(write=False)
         q.setflags(write=False)
         self._joint_names = names
@@ -235,8 +233,14 @@ class JointTrajectory:
         return (_PEAK_ACCELERATION_FACTOR * dq / span**2).max(axis=0)
 
     # ---- derived trajectories -----------------------------------------------------------------
-    def nearest_time(self, q: Sequence[float] | np.ndarray, qd: Sequence[float] | np.ndarray | None = None, *,
-                     resolution_s: float = 0.01, velocity_weight_s: float = 0.1) -> float:
+    def nearest_time(
+        self,
+        q: Sequence[float] | np.ndarray,
+        qd: Sequence[float] | np.ndarray | None = None,
+        *,
+        resolution_s: float = 0.01,
+        velocity_weight_s: float = 0.1,
+    ) -> float:
         """The trajectory time whose state is closest to a measured one: where a running program "is".
 
         Used to align a candidate command with the robot's current state (a twin sees the robot's joints,
@@ -252,7 +256,9 @@ class JointTrajectory:
         """
         q = np.asarray(q, dtype=np.float64).reshape(-1)
         if q.shape != (self.ndof,) or (qd is not None and np.shape(qd) != (self.ndof,)):
-            raise TrajectoryError(f"q (and qd) must have {self.ndof} entries in joint_names order {list(self._joint_names)}")
+            raise TrajectoryError(
+                f"q (and qd) must have {self.ndof} entries in joint_names order {list(self._joint_names)}"
+            )
         grid = np.arange(self.start_time, self.end_time + resolution_s / 2, resolution_s)
         pos, vel, _ = self.sample(grid)
         cost = np.sum((pos - q) ** 2, axis=1)
@@ -302,9 +308,7 @@ class JointTrajectory:
         names = _check_joint_names(joint_names)
         missing = [n for n in names if n not in self._joint_names]
         if missing:
-            raise TrajectoryError(
-                f"joints {missing} are not in this trajectory; it has {list(self._joint_names)}"
-            )
+            raise TrajectoryError(f"joints {missing} are not in this trajectory; it has {list(self._joint_names)}")
         cols = [self._joint_names.index(n) for n in names]
         return JointTrajectory(names, self._times, self._positions[:, cols], labels=self._labels)
 
@@ -316,9 +320,7 @@ class JointTrajectory:
             raise TrajectoryError(f"{source}: expected a table, got {type(mapping).__name__}")
         unknown = sorted(set(mapping) - set(_TOP_KEYS))
         if unknown:
-            raise TrajectoryError(
-                f"{source}: unknown key(s) {unknown}; valid top-level keys are {list(_TOP_KEYS)}"
-            )
+            raise TrajectoryError(f"{source}: unknown key(s) {unknown}; valid top-level keys are {list(_TOP_KEYS)}")
         if "joint_names" not in mapping:
             raise TrajectoryError(f"{source}: missing 'joint_names = [...]'")
         waypoints = mapping.get("waypoint")
@@ -338,9 +340,7 @@ class JointTrajectory:
             t, q, label = wp["t"], wp["q"], wp.get("label", "")
             if isinstance(t, bool) or not isinstance(t, (int, float)):
                 raise TrajectoryError(f"{source}: waypoint {k} 't' must be a number of seconds, got {t!r}")
-            if not isinstance(q, list) or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in q
-            ):
+            if not isinstance(q, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in q):
                 raise TrajectoryError(f"{source}: waypoint {k} 'q' must be a list of numbers, got {q!r}")
             if not isinstance(label, str):
                 raise TrajectoryError(f"{source}: waypoint {k} 'label' must be a string, got {label!r}")
@@ -444,9 +444,7 @@ def _check_positions(positions: object, k: int, n: int) -> np.ndarray:
     try:
         q = np.array(positions, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TrajectoryError(
-            f"positions must be a [K={k}, n={n}] array of numbers (rows of equal length)"
-        ) from None
+        raise TrajectoryError(f"positions must be a [K={k}, n={n}] array of numbers (rows of equal length)") from None
     if q.shape != (k, n):
         raise TrajectoryError(f"positions must have shape [K={k}, n={n}] (waypoints x joints), got {q.shape}")
     if not np.all(np.isfinite(q)):

@@ -66,7 +66,7 @@ class TwinSettings:
             raise ValueError(f"rate_window_s must be > 0, got {self.rate_window_s}")
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "TwinSettings":
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> TwinSettings:
         return section_from_mapping(cls, mapping, section="twin")
 
 
@@ -133,10 +133,19 @@ class LiveTwin:
         now_ns: the twin clock (int ns), default `time.monotonic_ns` (tests and offline runs inject one).
     """
 
-    def __init__(self, model: RobotModel, ingest: Any, *, link: Any = None, estimator: TwinEstimator | None = None,
-                 estimator_settings: EstimatorSettings | None = None, sinks: Iterable[Sink] = (),
-                 settings: TwinSettings | None = None, whatif: Any = None,
-                 now_ns: Callable[[], int] = time.monotonic_ns) -> None:
+    def __init__(
+        self,
+        model: RobotModel,
+        ingest: Any,
+        *,
+        link: Any = None,
+        estimator: TwinEstimator | None = None,
+        estimator_settings: EstimatorSettings | None = None,
+        sinks: Iterable[Sink] = (),
+        settings: TwinSettings | None = None,
+        whatif: Any = None,
+        now_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
         self.model = model
         self.ingest = ingest
         self.link = link
@@ -288,8 +297,9 @@ class LiveTwin:
             # confirmed yet, and fusing "future" samples would make every later one look late.
             sample_ns = min(sample_ns, received.arrival_ns)
             try:
-                self.estimator.observe(msg.names, msg.position, msg.velocity, sample_ns=sample_ns,
-                                       arrival_ns=received.arrival_ns)
+                self.estimator.observe(
+                    msg.names, msg.position, msg.velocity, sample_ns=sample_ns, arrival_ns=received.arrival_ns
+                )
             except ValueError as exc:  # names that are not the model's joints
                 self._error(str(exc))
                 continue
@@ -331,30 +341,54 @@ class LiveTwin:
                         measured_qd[lookup[name]] = latest.message.velocity[k]
         std = snapshot.std_q
         joints = tuple(
-            JointReading(name=n, measured_q=float(measured_q[i]), measured_qd=float(measured_qd[i]),
-                         estimated_q=float(snapshot.q[i]), estimated_qd=float(snapshot.qd[i]), std_q=float(std[i]),
-                         lower=float(self.model.lower[i]), upper=float(self.model.upper[i]),
-                         velocity_limit=float(self.model.velocity_limit[i]))
-            for i, n in enumerate(self.model.dof_names))
+            JointReading(
+                name=n,
+                measured_q=float(measured_q[i]),
+                measured_qd=float(measured_qd[i]),
+                estimated_q=float(snapshot.q[i]),
+                estimated_qd=float(snapshot.qd[i]),
+                std_q=float(std[i]),
+                lower=float(self.model.lower[i]),
+                upper=float(self.model.upper[i]),
+                velocity_limit=float(self.model.velocity_limit[i]),
+            )
+            for i, n in enumerate(self.model.dof_names)
+        )
         window = self.settings.rate_window_s
         ticks = list(self._tick_times)
-        display_rate = (len(ticks) - 1) / ((ticks[-1] - ticks[0]) * 1e-9) if len(ticks) > 1 and ticks[-1] > ticks[0] else 0.0
+        display_rate = (
+            (len(ticks) - 1) / ((ticks[-1] - ticks[0]) * 1e-9) if len(ticks) > 1 and ticks[-1] > ticks[0] else 0.0
+        )
         ready = bool(getattr(clock, "ready", False))
         has_line = getattr(clock, "samples", 0) > 0
         by_reason = dict(stats.rejected_by_reason)
         return TwinStatus(
-            t_ns=snapshot.t_ns, health=snapshot.health, snapshot=snapshot, joints=joints,
-            link_connected=self._link_connected, robot_online=self.ingest.robot_online, robot_id=self.ingest.robot_id,
-            msg_rate_hz=len(self._accept_times) / window, accepted=stats.accepted, rejected=stats.rejected,
-            rejected_by_reason=by_reason, duplicates=by_reason.get("duplicate", 0), late=by_reason.get("out_of_order", 0),
+            t_ns=snapshot.t_ns,
+            health=snapshot.health,
+            snapshot=snapshot,
+            joints=joints,
+            link_connected=self._link_connected,
+            robot_online=self.ingest.robot_online,
+            robot_id=self.ingest.robot_id,
+            msg_rate_hz=len(self._accept_times) / window,
+            accepted=stats.accepted,
+            rejected=stats.rejected,
+            rejected_by_reason=by_reason,
+            duplicates=by_reason.get("duplicate", 0),
+            late=by_reason.get("out_of_order", 0),
             clock_ready=ready,
             clock_offset_ms=clock.offset_ns * 1e-6 if has_line else math.nan,
             clock_drift_ppm=clock.drift * 1e6 if has_line else math.nan,
             latency_ms=clock.latency_ns * 1e-6 if has_line else math.nan,
-            clock_jumps=stats.clock_jumps, restarts=stats.restarts,
-            estimator_late=self.estimator.stats.late, estimator_gated=sum(self.estimator.stats.gated.values()),
-            display_rate_hz=display_rate, errors=self.errors, events=tuple(self._events),
-            noise_note=self._noise_note())
+            clock_jumps=stats.clock_jumps,
+            restarts=stats.restarts,
+            estimator_late=self.estimator.stats.late,
+            estimator_gated=sum(self.estimator.stats.gated.values()),
+            display_rate_hz=display_rate,
+            errors=self.errors,
+            events=tuple(self._events),
+            noise_note=self._noise_note(),
+        )
 
     def _noise_note(self) -> str:
         """Name the joints whose position noise the estimator learned to be > 2x the configured sigma_q."""
@@ -363,8 +397,10 @@ class LiveTwin:
             return ""
         parts = ", ".join(f"{name} {sigma:.1e}" for name, sigma in list(noisy.items())[:3])
         more = f" and {len(noisy) - 3} more" if len(noisy) > 3 else ""
-        return (f"position noise (1 sigma, rad|m) above estimator.sigma_q ({self.estimator.settings.sigma_q:.1e}): "
-                f"{parts}{more}; followed (learned online), raise sigma_q to match if this is normal for the robot")
+        return (
+            f"position noise (1 sigma, rad|m) above estimator.sigma_q ({self.estimator.settings.sigma_q:.1e}): "
+            f"{parts}{more}; followed (learned online), raise sigma_q to match if this is normal for the robot"
+        )
 
     # ---- what-if and commands ---------------------------------------------------------------------------
     def ask_whatif(self, request: Any) -> Future:
@@ -390,7 +426,8 @@ class LiveTwin:
         if not self.settings.commands_enabled:
             raise CommandGateClosed(
                 "commands to the robot are disabled; fix: set [twin] commands_enabled = true (and enable command "
-                "acceptance on the robot) if this twin may steer it")
+                "acceptance on the robot) if this twin may steer it"
+            )
         if self.link is None:
             raise CommandGateClosed("no link to the robot: commands need a live MQTT link")
         from .telemetry.commands import encode_command

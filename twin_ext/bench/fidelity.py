@@ -50,8 +50,9 @@ def _parse(argv):
     return p.parse_args(argv)
 
 
-def forecast_errors(model, sim, result, *, horizon_s: float = 0.5, every_s: float = 1.0, warmup_s: float = 2.0,
-                    engine=None) -> dict[str, float]:
+def forecast_errors(
+    model, sim, result, *, horizon_s: float = 0.5, every_s: float = 1.0, warmup_s: float = 2.0, engine=None
+) -> dict[str, float]:
     """Error of ``horizon_s`` forecasts from the twin's snapshots against the plant (rad, arm joints).
 
     Returns RMS over the horizon and the mean error at its end for: the what-if rollout, holding the estimate,
@@ -80,8 +81,16 @@ def forecast_errors(model, sim, result, *, horizon_s: float = 0.5, every_s: floa
         feed.advance(t)
         snap = twin.tick(t)
         scenario, _ = align_to_snapshot(
-            Scenario(name="forecast", command=TrajectoryCommand(program), variants=(Variant(name="as programmed"),),
-                     samples=1, duration=horizon_s, record_every=5), snap)
+            Scenario(
+                name="forecast",
+                command=TrajectoryCommand(program),
+                variants=(Variant(name="as programmed"),),
+                samples=1,
+                duration=horizon_s,
+                record_every=5,
+            ),
+            snap,
+        )
         report = engine.run(scenario, base=snap)
         times = np.asarray(report.rollout.t)
         predicted = np.asarray(report.rollout.q[0])
@@ -123,10 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seeds):
         sim = EmulatedRobot(profile=profile).simulate(args.duration, seed=seed)
         r = evaluate_fidelity(model, profile, simulation=sim)
-        run = {"seed": seed, "twin": r.twin, "last_sample_hold": r.last_sample_hold, "newest_message": r.newest_message,
-               "twin_when_ok": r.twin_when_ok, "hold_when_ok": r.hold_when_ok,
-               "ratio_to_hold": r.ratio_to_hold, "ticks": r.display_ticks,
-               "rejected": r.telemetry["rejected"], "accepted": r.telemetry["accepted"]}
+        run = {
+            "seed": seed,
+            "twin": r.twin,
+            "last_sample_hold": r.last_sample_hold,
+            "newest_message": r.newest_message,
+            "twin_when_ok": r.twin_when_ok,
+            "hold_when_ok": r.hold_when_ok,
+            "ratio_to_hold": r.ratio_to_hold,
+            "ticks": r.display_ticks,
+            "rejected": r.telemetry["rejected"],
+            "accepted": r.telemetry["accepted"],
+        }
         if not args.no_forecast:
             if engine is None:
                 from ..whatif import WhatIfEngine
@@ -135,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             run["forecast"] = forecast_errors(model, sim, r, horizon_s=args.horizon, engine=engine)
         runs.append(run)
         if not args.json:
-            print(f"  seed {seed}: twin RMS {r.twin['rms'] * 1e3:.3f} mrad | last-sample-hold {r.last_sample_hold['rms'] * 1e3:.3f}"
-                  f" | newest-message {r.newest_message['rms'] * 1e3:.3f} | ratio {r.ratio_to_hold:.3f}", flush=True)
+            print(
+                f"  seed {seed}: twin RMS {r.twin['rms'] * 1e3:.3f} mrad | last-sample-hold {r.last_sample_hold['rms'] * 1e3:.3f}"
+                f" | newest-message {r.newest_message['rms'] * 1e3:.3f} | ratio {r.ratio_to_hold:.3f}",
+                flush=True,
+            )
     if engine is not None:
         engine.close()
 
@@ -152,39 +172,64 @@ def main(argv: list[str] | None = None) -> int:
         "profile_description": profile.description,
         "duration_s": args.duration,
         "seeds": args.seeds,
-        "twin_rms_rad": med(("twin", "rms")), "twin_p99_rad": med(("twin", "p99")),
-        "hold_rms_rad": med(("last_sample_hold", "rms")), "hold_p99_rad": med(("last_sample_hold", "p99")),
-        "newest_rms_rad": med(("newest_message", "rms")), "newest_p99_rad": med(("newest_message", "p99")),
+        "twin_rms_rad": med(("twin", "rms")),
+        "twin_p99_rad": med(("twin", "p99")),
+        "hold_rms_rad": med(("last_sample_hold", "rms")),
+        "hold_p99_rad": med(("last_sample_hold", "p99")),
+        "newest_rms_rad": med(("newest_message", "rms")),
+        "newest_p99_rad": med(("newest_message", "p99")),
         "ratio_to_hold": med(("ratio_to_hold",)),
-        "twin_when_ok_rms_rad": med(("twin_when_ok", "rms")), "hold_when_ok_rms_rad": med(("hold_when_ok", "rms")),
+        "twin_when_ok_rms_rad": med(("twin_when_ok", "rms")),
+        "hold_when_ok_rms_rad": med(("hold_when_ok", "rms")),
         "goal_ratio": GOAL_RATIO,
         "wall_s": time.perf_counter() - t0,
         "runs": runs,
     }
     summary["goal_met"] = summary["ratio_to_hold"] <= GOAL_RATIO
     if not args.no_forecast:
-        for key in ("whatif_rms", "hold_rms", "constant_velocity_rms", "whatif_end_mean_abs", "hold_end_mean_abs",
-                    "constant_velocity_end_mean_abs"):
+        for key in (
+            "whatif_rms",
+            "hold_rms",
+            "constant_velocity_rms",
+            "whatif_end_mean_abs",
+            "hold_end_mean_abs",
+            "constant_velocity_end_mean_abs",
+        ):
             summary[f"forecast_{key}_rad"] = med(("forecast", key))
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     m = 1e3
-    print(f"fidelity under {Path(args.impairments).name} ({profile.description}); {args.seeds} seeds x {args.duration:g} s, medians")
+    print(
+        f"fidelity under {Path(args.impairments).name} ({profile.description}); {args.seeds} seeds x {args.duration:g} s, medians"
+    )
     print(f"  {'display-time error vs plant':<34}{'RMS mrad':>10}{'p99 mrad':>10}")
-    print(f"  {'twin (Kalman, clock-synced)':<34}{summary['twin_rms_rad'] * m:>10.3f}{summary['twin_p99_rad'] * m:>10.3f}")
-    print(f"  {'last-sample-hold (anchor)':<34}{summary['hold_rms_rad'] * m:>10.3f}{summary['hold_p99_rad'] * m:>10.3f}")
+    print(
+        f"  {'twin (Kalman, clock-synced)':<34}{summary['twin_rms_rad'] * m:>10.3f}{summary['twin_p99_rad'] * m:>10.3f}"
+    )
+    print(
+        f"  {'last-sample-hold (anchor)':<34}{summary['hold_rms_rad'] * m:>10.3f}{summary['hold_p99_rad'] * m:>10.3f}"
+    )
     print(f"  {'newest-message':<34}{summary['newest_rms_rad'] * m:>10.3f}{summary['newest_p99_rad'] * m:>10.3f}")
-    print(f"  ratio twin / last-sample-hold RMS: {summary['ratio_to_hold']:.3f} (goal <= {GOAL_RATIO:.3f}: "
-          f"{'met' if summary['goal_met'] else 'NOT met'})")
-    print(f"  while the twin reports 'ok': twin RMS {summary['twin_when_ok_rms_rad'] * m:.3f} mrad vs last-sample-hold "
-          f"{summary['hold_when_ok_rms_rad'] * m:.3f} mrad (gaps, restarts and stalls excluded: no one knows the state then)")
+    print(
+        f"  ratio twin / last-sample-hold RMS: {summary['ratio_to_hold']:.3f} (goal <= {GOAL_RATIO:.3f}: "
+        f"{'met' if summary['goal_met'] else 'NOT met'})"
+    )
+    print(
+        f"  while the twin reports 'ok': twin RMS {summary['twin_when_ok_rms_rad'] * m:.3f} mrad vs last-sample-hold "
+        f"{summary['hold_when_ok_rms_rad'] * m:.3f} mrad (gaps, restarts and stalls excluded: no one knows the state then)"
+    )
     if not args.no_forecast:
         print(f"  {args.horizon:g} s forecast vs what the plant then did (arm joints):")
-        for name, label in (("whatif", "what-if rollout of the program"), ("constant_velocity", "constant velocity"),
-                            ("hold", "hold the estimate")):
-            print(f"    {label:<32} RMS {summary[f'forecast_{name}_rms_rad'] * m:8.3f} mrad, mean |error| at "
-                  f"{args.horizon:g} s {summary[f'forecast_{name}_end_mean_abs_rad'] * m:8.3f} mrad")
+        for name, label in (
+            ("whatif", "what-if rollout of the program"),
+            ("constant_velocity", "constant velocity"),
+            ("hold", "hold the estimate"),
+        ):
+            print(
+                f"    {label:<32} RMS {summary[f'forecast_{name}_rms_rad'] * m:8.3f} mrad, mean |error| at "
+                f"{args.horizon:g} s {summary[f'forecast_{name}_end_mean_abs_rad'] * m:8.3f} mrad"
+            )
     print(f"  ({summary['wall_s']:.1f} s)")
     return 0
 

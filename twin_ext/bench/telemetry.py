@@ -38,8 +38,13 @@ import time
 from pathlib import Path
 
 GOAL_QOS1_MSG_S = 10_000
-ANCHOR = {"qos0_msg_s": 11_400, "qos1_msg_s": 7_700, "qos0_p50_us": 252, "qos1_p50_us": 360,
-          "note": "DESIGN.md §5: paho + Mosquitto loopback, 289-byte JSON, pub and sub in one process"}  # fmt: skip
+ANCHOR = {
+    "qos0_msg_s": 11_400,
+    "qos1_msg_s": 7_700,
+    "qos0_p50_us": 252,
+    "qos1_p50_us": 360,
+    "note": "DESIGN.md §5: paho + Mosquitto loopback, 289-byte JSON, pub and sub in one process",
+}
 ROBOT_ID = "bench"
 JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8)) + ("panda_finger_joint1", "panda_finger_joint2")
 _SEQ_OFFSET, _STAMP_OFFSET = 8, 12  # binary codec header offsets (docs/telemetry.md)
@@ -77,16 +82,23 @@ class _Broker:
     def __init__(self, binary: str, workdir: Path, max_inflight: int, nodelay: bool) -> None:
         self.port = _free_port()
         conf = workdir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", f"max_inflight_messages {max_inflight}",
-                 "max_queued_messages 0", f"set_tcp_nodelay {'true' if nodelay else 'false'}",
-                 f"log_dest file {workdir / 'mosquitto.log'}"]  # fmt: skip
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            f"max_inflight_messages {max_inflight}",
+            "max_queued_messages 0",
+            f"set_tcp_nodelay {'true' if nodelay else 'false'}",
+            f"log_dest file {workdir / 'mosquitto.log'}",
+        ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             lines.append("user root")
         conf.write_text("\n".join(lines) + "\n")
         self.process = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [binary, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -170,13 +182,17 @@ class _Publisher:
     def __init__(self, port: int, qos: int, count: int, rate_hz: float = 0.0) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.ready, self.go, self.results = ctx.Event(), ctx.Event(), ctx.Queue()
-        self.process = ctx.Process(target=_publisher_main, args=(port, qos, count, rate_hz, self.ready, self.go, self.results), daemon=True)
+        self.process = ctx.Process(
+            target=_publisher_main, args=(port, qos, count, rate_hz, self.ready, self.go, self.results), daemon=True
+        )
         self.process.start()
         deadline = time.monotonic() + 60
         while not self.ready.wait(0.1):
             if not self.process.is_alive() or time.monotonic() > deadline:
                 self.process.kill()
-                raise RuntimeError(f"the publisher process did not connect to the bench broker (exit code {self.process.exitcode})")
+                raise RuntimeError(
+                    f"the publisher process did not connect to the bench broker (exit code {self.process.exitcode})"
+                )
 
     def start(self) -> None:
         self.go.set()
@@ -202,7 +218,12 @@ def _percentiles(values_ns: list[int]) -> dict:
         return {"p50_us": None, "p95_us": None, "p99_us": None, "n": 0}
     arr = np.asarray(values_ns, dtype=np.float64) / 1e3
     p50, p95, p99 = np.percentile(arr, [50, 95, 99])
-    return {"p50_us": round(float(p50), 1), "p95_us": round(float(p95), 1), "p99_us": round(float(p99), 1), "n": int(arr.size)}
+    return {
+        "p50_us": round(float(p50), 1),
+        "p95_us": round(float(p95), 1),
+        "p99_us": round(float(p99), 1),
+        "n": int(arr.size),
+    }
 
 
 class _RawPaho:
@@ -228,7 +249,12 @@ class _RawPaho:
 
         self.subscribed = threading.Event()
         self._args = (port, qos)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-raw-{qos}-{persistent}", protocol=mqtt.MQTTv311, clean_session=not persistent)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bench-raw-{qos}-{persistent}",
+            protocol=mqtt.MQTTv311,
+            clean_session=not persistent,
+        )
         self.client.on_message = on_message
         self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"twin/v1/{ROBOT_ID}/joint_states", qos)
@@ -264,8 +290,20 @@ class _Twin:
         from twin_ext.telemetry import Birth, BrokerSettings, MqttLink, TelemetryIngest, TelemetrySettings
 
         model = Birth(ROBOT_ID, "franka_panda", JOINTS, 1000.0, "bench", "binary")
-        self.ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=ROBOT_ID, state_buffer=1_000_000), model=model)
-        self.link = MqttLink(self.ingest, BrokerSettings(url=f"mqtt://127.0.0.1:{port}", client_id=f"bench-twin-{qos}-{persistent}", qos=qos, protocol=protocol, persistent_session=persistent, publish_twin_status=False))
+        self.ingest = TelemetryIngest(
+            settings=TelemetrySettings(robot_id=ROBOT_ID, state_buffer=1_000_000), model=model
+        )
+        self.link = MqttLink(
+            self.ingest,
+            BrokerSettings(
+                url=f"mqtt://127.0.0.1:{port}",
+                client_id=f"bench-twin-{qos}-{persistent}",
+                qos=qos,
+                protocol=protocol,
+                persistent_session=persistent,
+                publish_twin_status=False,
+            ),
+        )
         self.times: list[int] = []
         self.e2e: list[int] = []
         self.handoff: list[int] = []
@@ -311,7 +349,13 @@ class _Twin:
         self._stop.set()
         self._consumer.join(5)
         stats = self.ingest.stats
-        return {"times": self.times, "e2e": self.e2e, "handoff": self.handoff, "rejected": stats.rejected, "dropped": stats.states_dropped}
+        return {
+            "times": self.times,
+            "e2e": self.e2e,
+            "handoff": self.handoff,
+            "rejected": stats.rejected,
+            "dropped": stats.states_dropped,
+        }
 
 
 def _run(kind: str, port: int, qos: int, count: int, *, rate_hz: float, protocol: str, drain: bool = False) -> dict:
@@ -339,11 +383,17 @@ def _run(kind: str, port: int, qos: int, count: int, *, rate_hz: float, protocol
     times = data["times"]
     rate = (len(times) - 1) / ((times[-1] - times[0]) / 1e9) if len(times) > 1 and times[-1] > times[0] else 0.0
     result = {
-        "subscriber": sub.name, "qos": qos, "mode": "drain" if drain else ("paced" if latency else "flood"),
-        "sent": count, "seen": len(times), "msg_s": round(rate),
+        "subscriber": sub.name,
+        "qos": qos,
+        "mode": "drain" if drain else ("paced" if latency else "flood"),
+        "sent": count,
+        "seen": len(times),
+        "msg_s": round(rate),
         "cpu_us_per_msg": round(1e6 * cpu_s / len(times), 1) if times else None,
-        "publisher_msg_s": round(pub["published"] / pub["seconds"]) if pub["seconds"] == pub["seconds"] and pub["seconds"] > 0 else None,
-    }  # fmt: skip
+        "publisher_msg_s": round(pub["published"] / pub["seconds"])
+        if pub["seconds"] == pub["seconds"] and pub["seconds"] > 0
+        else None,
+    }
     if latency:
         result["publish_to_seen"] = _percentiles(data["e2e"])
         if kind == "twin":
@@ -361,9 +411,20 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m twin_ext.bench telemetry", description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     p.add_argument("--messages", type=int, default=60_000, help="messages per throughput run (default 60000)")
-    p.add_argument("--latency-seconds", type=float, default=2.0, help="length of each paced 1 kHz latency run (default 2)")
-    p.add_argument("--broker-inflight", type=int, default=100, help="mosquitto max_inflight_messages (default 100; mosquitto's own default is 20)")
-    p.add_argument("--broker-nagle", action="store_true", help="leave Nagle's algorithm on in mosquitto (its default; adds ms to QoS0 latency)")
+    p.add_argument(
+        "--latency-seconds", type=float, default=2.0, help="length of each paced 1 kHz latency run (default 2)"
+    )
+    p.add_argument(
+        "--broker-inflight",
+        type=int,
+        default=100,
+        help="mosquitto max_inflight_messages (default 100; mosquitto's own default is 20)",
+    )
+    p.add_argument(
+        "--broker-nagle",
+        action="store_true",
+        help="leave Nagle's algorithm on in mosquitto (its default; adds ms to QoS0 latency)",
+    )
     p.add_argument("--protocol", choices=("3.1.1", "5"), default="3.1.1", help="MQTT version of the twin's link")
     p.add_argument("--repeat", type=int, default=1, help="repeat each throughput run and report the median (default 1)")
     p.add_argument("--quick", action="store_true", help="tiny runs (smoke test; figures meaningless)")
@@ -387,7 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     binary = _find_mosquitto()
     if binary is None:
-        print("mosquitto is not installed (`apt-get install -y mosquitto`): the telemetry benchmark needs a real broker", file=sys.stderr)
+        print(
+            "mosquitto is not installed (`apt-get install -y mosquitto`): the telemetry benchmark needs a real broker",
+            file=sys.stderr,
+        )
         return 2
     count = 2_000 if args.quick else args.messages
     latency_count = int((0.2 if args.quick else args.latency_seconds) * 1000)
@@ -398,7 +462,10 @@ def main(argv: list[str] | None = None) -> int:
             repeat = max(1, args.repeat)
 
             def best_of(kind: str, qos: int, drain: bool = False) -> dict:
-                runs = [_run(kind, broker.port, qos, count, rate_hz=0.0, protocol=args.protocol, drain=drain) for _ in range(repeat)]
+                runs = [
+                    _run(kind, broker.port, qos, count, rate_hz=0.0, protocol=args.protocol, drain=drain)
+                    for _ in range(repeat)
+                ]
                 runs.sort(key=lambda r: r["msg_s"])
                 median = dict(runs[len(runs) // 2])
                 median["runs_msg_s"] = [r["msg_s"] for r in runs]
@@ -407,20 +474,35 @@ def main(argv: list[str] | None = None) -> int:
 
             throughput = [best_of(kind, qos) for qos in (0, 1) for kind in ("raw", "twin")]
             drain = [best_of(kind, 1, drain=True) for kind in ("raw", "twin")]
-            latency = [_run(kind, broker.port, qos, latency_count, rate_hz=1000.0, protocol=args.protocol) for qos in (0, 1) for kind in ("raw", "twin")]
+            latency = [
+                _run(kind, broker.port, qos, latency_count, rate_hz=1000.0, protocol=args.protocol)
+                for qos in (0, 1)
+                for kind in ("raw", "twin")
+            ]
         finally:
             broker.stop()
     load_after = _load()
     by = {(r["qos"], "twin" if r["subscriber"].startswith("twin") else "raw"): r for r in throughput}
-    ratios = {f"qos{q}": round(by[(q, "twin")]["msg_s"] / by[(q, "raw")]["msg_s"], 2) if by[(q, "raw")]["msg_s"] else None for q in (0, 1)}
+    ratios = {
+        f"qos{q}": round(by[(q, "twin")]["msg_s"] / by[(q, "raw")]["msg_s"], 2) if by[(q, "raw")]["msg_s"] else None
+        for q in (0, 1)
+    }
     ratios["qos1_drain"] = round(drain[1]["msg_s"] / drain[0]["msg_s"], 2) if drain[0]["msg_s"] else None
     twin_qos1 = by[(1, "twin")]["msg_s"]
     result = {
         "benchmark": "telemetry",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_1min": {"before": load_before, "after": load_after}},
-        "broker": {"binary": binary, "version": broker.version[0] if broker.version else "?", "max_inflight_messages": args.broker_inflight,
-                   "set_tcp_nodelay": not args.broker_nagle},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_1min": {"before": load_before, "after": load_after},
+        },
+        "broker": {
+            "binary": binary,
+            "version": broker.version[0] if broker.version else "?",
+            "max_inflight_messages": args.broker_inflight,
+            "set_tcp_nodelay": not args.broker_nagle,
+        },
         "payload": {"codec": "binary", "joints": len(JOINTS), "bytes": len(_template_payload())},
         "twin_protocol": args.protocol,
         "messages_per_run": count,
@@ -435,36 +517,58 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"twin_ext telemetry benchmark — {result['broker']['version']} (max_inflight_messages {args.broker_inflight}, "
-          f"set_tcp_nodelay {str(not args.broker_nagle).lower()}), "
-          f"{os.cpu_count()} CPUs, {result['payload']['bytes']}-byte binary joint states ({len(JOINTS)} joints), "
-          f"separate publisher process, twin on MQTT {args.protocol}")  # fmt: skip
+    print(
+        f"twin_ext telemetry benchmark — {result['broker']['version']} (max_inflight_messages {args.broker_inflight}, "
+        f"set_tcp_nodelay {str(not args.broker_nagle).lower()}), "
+        f"{os.cpu_count()} CPUs, {result['payload']['bytes']}-byte binary joint states ({len(JOINTS)} joints), "
+        f"separate publisher process, twin on MQTT {args.protocol}"
+    )
     if load_before > 0.5:
-        print(f"WARNING: the machine was busy before the run (1-min load average {load_before:.2f}; the bench itself "
-              f"adds ~2): figures are unreliable")  # fmt: skip
+        print(
+            f"WARNING: the machine was busy before the run (1-min load average {load_before:.2f}; the bench itself "
+            f"adds ~2): figures are unreliable"
+        )
     repeat_note = f", median of {args.repeat}" if args.repeat > 1 else ""
-    print(f"\nthroughput, flood of {count} messages{repeat_note:<12}  msg/s    seen/sent  publisher msg/s  subscriber CPU µs/msg")
+    print(
+        f"\nthroughput, flood of {count} messages{repeat_note:<12}  msg/s    seen/sent  publisher msg/s  subscriber CPU µs/msg"
+    )
+
     def spread(r: dict) -> str:
         runs = r.get("runs_msg_s", [])
         return f"  runs {', '.join(f'{v:,}' for v in runs)}" if len(runs) > 1 else ""
 
     for r in throughput:
-        print(f"  QoS{r['qos']}  {r['subscriber']:<58} {r['msg_s']:>7,}  {r['seen']:>6}/{r['sent']:<6}  {r['publisher_msg_s'] or '-':>8}  {r['cpu_us_per_msg']:>8}{spread(r)}")
+        print(
+            f"  QoS{r['qos']}  {r['subscriber']:<58} {r['msg_s']:>7,}  {r['seen']:>6}/{r['sent']:<6}  {r['publisher_msg_s'] or '-':>8}  {r['cpu_us_per_msg']:>8}{spread(r)}"
+        )
     print(f"  twin / raw paho: QoS0 {ratios['qos0']}x, QoS1 {ratios['qos1']}x")
-    print(f"\nQoS1 backlog drain: {count} messages queued by the broker while the subscriber was away (no competing publisher)")
+    print(
+        f"\nQoS1 backlog drain: {count} messages queued by the broker while the subscriber was away (no competing publisher)"
+    )
     for r in drain:
-        print(f"  QoS1  {r['subscriber']:<58} {r['msg_s']:>7,}  {r['seen']:>6}/{r['sent']:<6}         -  {r['cpu_us_per_msg']:>8}{spread(r)}")
+        print(
+            f"  QoS1  {r['subscriber']:<58} {r['msg_s']:>7,}  {r['seen']:>6}/{r['sent']:<6}         -  {r['cpu_us_per_msg']:>8}{spread(r)}"
+        )
     print(f"  twin / raw paho: {ratios['qos1_drain']}x")
-    print(f"  one core's worth of the twin's CPU time per message = {1e6 / drain[1]['cpu_us_per_msg']:,.0f} msg/s (QoS1, drain)"
-          if drain[1]["cpu_us_per_msg"] else "")
+    print(
+        f"  one core's worth of the twin's CPU time per message = {1e6 / drain[1]['cpu_us_per_msg']:,.0f} msg/s (QoS1, drain)"
+        if drain[1]["cpu_us_per_msg"]
+        else ""
+    )
     print("\nlatency at a paced 1 kHz, µs (p50 / p95 / p99)   publish->seen         receive->consumer")
     for r in latency:
-        print(f"  QoS{r['qos']}  {r['subscriber']:<58} {_fmt_lat(r.get('publish_to_seen')):<20}  {_fmt_lat(r.get('receive_to_consumer'))}")
+        print(
+            f"  QoS{r['qos']}  {r['subscriber']:<58} {_fmt_lat(r.get('publish_to_seen')):<20}  {_fmt_lat(r.get('receive_to_consumer'))}"
+        )
     verdict = "MET" if result["goal"]["met"] else "NOT MET"
-    print(f"\ngoal >= {GOAL_QOS1_MSG_S:,} msg/s at QoS1 at the twin: {verdict} ({twin_qos1:,} msg/s)"
-          + ("  [--quick: figures meaningless]" if args.quick else ""))  # fmt: skip
-    print(f"anchor ({ANCHOR['note']}): QoS0 {ANCHOR['qos0_msg_s']:,} msg/s, QoS1 {ANCHOR['qos1_msg_s']:,} msg/s; "
-          f"median latency {ANCHOR['qos0_p50_us']} / {ANCHOR['qos1_p50_us']} µs")  # fmt: skip
+    print(
+        f"\ngoal >= {GOAL_QOS1_MSG_S:,} msg/s at QoS1 at the twin: {verdict} ({twin_qos1:,} msg/s)"
+        + ("  [--quick: figures meaningless]" if args.quick else "")
+    )
+    print(
+        f"anchor ({ANCHOR['note']}): QoS0 {ANCHOR['qos0_msg_s']:,} msg/s, QoS1 {ANCHOR['qos1_msg_s']:,} msg/s; "
+        f"median latency {ANCHOR['qos0_p50_us']} / {ANCHOR['qos1_p50_us']} µs"
+    )
     return 0
 
 

@@ -119,8 +119,11 @@ def _mujoco_runner(targets, dt: float, nthread: int):
         runner.rollout(model, data, initial, ctrl, state=state, sensordata=sensordata)
         return time.perf_counter() - t0
 
-    info = {"threads": nthread, "integrator": mujoco.mjtIntegrator(model.opt.integrator).name,
-            "final_q_sample": lambda: state[0, -1, 1:10].tolist()}  # fmt: skip
+    info = {
+        "threads": nthread,
+        "integrator": mujoco.mjtIntegrator(model.opt.integrator).name,
+        "final_q_sample": lambda: state[0, -1, 1:10].tolist(),
+    }
     return run, info, runner.close
 
 
@@ -141,8 +144,11 @@ def _our_runner(engine, targets, dt: float):
         del out
         return elapsed
 
-    info = {"workers": engine.wait_ready()["workers"], "precision": engine.settings.precision,
-            "specialized": engine.settings.specialize}  # fmt: skip
+    info = {
+        "workers": engine.wait_ready()["workers"],
+        "precision": engine.settings.precision,
+        "specialized": engine.settings.specialize,
+    }
     return run, info, last
 
 
@@ -160,11 +166,22 @@ def _throughput(engine, targets, dt: float, repeats: int, nthread: int) -> tuple
             mj_t.append(mj_run())
     finally:
         mj_close()
-    ours = {"world_steps_per_s": worlds * steps / min(ours_t), "best_s": min(ours_t), "median_s": float(np.median(ours_t)),
-            "kernel_s": ours_last["kernel_s"], "final_q_sample": ours_last["final"], **ours_info}  # fmt: skip
-    anchor = {"world_steps_per_s": worlds * steps / min(mj_t), "best_s": min(mj_t), "median_s": float(np.median(mj_t)),
-              "threads": mj_info["threads"], "integrator": mj_info["integrator"],
-              "final_q_sample": mj_info["final_q_sample"]()}  # fmt: skip
+    ours = {
+        "world_steps_per_s": worlds * steps / min(ours_t),
+        "best_s": min(ours_t),
+        "median_s": float(np.median(ours_t)),
+        "kernel_s": ours_last["kernel_s"],
+        "final_q_sample": ours_last["final"],
+        **ours_info,
+    }
+    anchor = {
+        "world_steps_per_s": worlds * steps / min(mj_t),
+        "best_s": min(mj_t),
+        "median_s": float(np.median(mj_t)),
+        "threads": mj_info["threads"],
+        "integrator": mj_info["integrator"],
+        "final_q_sample": mj_info["final_q_sample"](),
+    }
     return ours, anchor
 
 
@@ -177,12 +194,24 @@ def _interactive(engine, requests: int, steps: int, dt: float) -> dict:
     traj = JointTrajectory.from_toml(PICK_PLACE)
     grid = itertools.product([0.8, 1.0, 1.25, 1.5], [0.0, 1.0, 2.0, 3.0], [0.6, 0.8, 1.0, 1.2], [0.0, 0.01, 0.02, 0.05])
     variants = [
-        Variant(f"speed {s:g} load {m:g} kp {k:g} lat {lat * 1e3:g}ms", speed_scale=s, kp_scale=k, latency=lat,
-                payloads=(Payload("hand", m, (0.0, 0.0, 0.16)),) if m else ())
+        Variant(
+            f"speed {s:g} load {m:g} kp {k:g} lat {lat * 1e3:g}ms",
+            speed_scale=s,
+            kp_scale=k,
+            latency=lat,
+            payloads=(Payload("hand", m, (0.0, 0.0, 0.16)),) if m else (),
+        )
         for s, m, k, lat in grid
-    ]  # fmt: skip
-    scenario = Scenario("interactive", TrajectoryCommand(traj), variants=tuple(variants), samples=1, dt=dt,
-                        duration=steps * dt, record_every=0)  # fmt: skip
+    ]
+    scenario = Scenario(
+        "interactive",
+        TrajectoryCommand(traj),
+        variants=tuple(variants),
+        samples=1,
+        dt=dt,
+        duration=steps * dt,
+        record_every=0,
+    )
     engine.run(scenario)  # warm
     wall, compute = [], []
     for _ in range(requests):
@@ -190,10 +219,16 @@ def _interactive(engine, requests: int, steps: int, dt: float) -> dict:
         wall.append(report.total_seconds)
         compute.append(report.compute_seconds)
     statuses = [v.status for v in report.variants]
-    return {"variants": len(variants), "steps": report.steps, "requests": requests,
-            "p50_ms": float(np.percentile(wall, 50) * 1e3), "p95_ms": float(np.percentile(wall, 95) * 1e3),
-            "kernel_p50_ms": float(np.percentile(compute, 50) * 1e3),
-            "failing_variants": statuses.count("fail"), "goal_p95_ms": GOAL_P95_MS}  # fmt: skip
+    return {
+        "variants": len(variants),
+        "steps": report.steps,
+        "requests": requests,
+        "p50_ms": float(np.percentile(wall, 50) * 1e3),
+        "p95_ms": float(np.percentile(wall, 95) * 1e3),
+        "kernel_p50_ms": float(np.percentile(compute, 50) * 1e3),
+        "failing_variants": statuses.count("fail"),
+        "goal_p95_ms": GOAL_P95_MS,
+    }
 
 
 def _start_up(cache: str | None) -> dict:
@@ -201,8 +236,9 @@ def _start_up(cache: str | None) -> dict:
     if cache is not None:
         env["TWIN_EXT_CACHE_DIR"] = cache
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    proc = subprocess.run([sys.executable, "-c", _START_SNIPPET, str(PANDA_USD)], capture_output=True, text=True,
-                          env=env, timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", _START_SNIPPET, str(PANDA_USD)], capture_output=True, text=True, env=env, timeout=900
+    )
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -217,8 +253,15 @@ def main(argv: list[str] | None = None) -> int:
 
     dt = 0.002
     nthread = os.cpu_count() or 1
-    result: dict = {"benchmark": "whatif", "dt": dt, "worlds": args.worlds, "steps": args.steps, "cpu_count": nthread,
-                    "quick": args.quick, "anchor_note": ANCHOR_NOTE}  # fmt: skip
+    result: dict = {
+        "benchmark": "whatif",
+        "dt": dt,
+        "worlds": args.worlds,
+        "steps": args.steps,
+        "cpu_count": nthread,
+        "quick": args.quick,
+        "anchor_note": ANCHOR_NOTE,
+    }
     start = {}
     if not args.no_cold:
         with tempfile.TemporaryDirectory(prefix="twin_ext_cold_cache_") as cold:
@@ -232,10 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     targets = _targets(robot.dof_names, args.worlds, args.steps, dt)
     ours, anchor = _throughput(engine, targets, dt, args.repeats, nthread)
     ratio = ours["world_steps_per_s"] / anchor["world_steps_per_s"]
-    result.update({"ours": ours, "mujoco_rollout": anchor, "ratio": ratio, "goal_ratio": GOAL_RATIO,
-                   "ratio_goal_met": ratio >= GOAL_RATIO})  # fmt: skip
-    result["final_state_difference_rad"] = float(np.abs(np.array(ours["final_q_sample"]) -
-                                                        np.array(anchor["final_q_sample"])).max())  # fmt: skip
+    result.update(
+        {
+            "ours": ours,
+            "mujoco_rollout": anchor,
+            "ratio": ratio,
+            "goal_ratio": GOAL_RATIO,
+            "ratio_goal_met": ratio >= GOAL_RATIO,
+        }
+    )
+    result["final_state_difference_rad"] = float(
+        np.abs(np.array(ours["final_q_sample"]) - np.array(anchor["final_q_sample"])).max()
+    )
     inter = _interactive(engine, args.requests, args.steps, dt)
     inter["goal_met"] = inter["p95_ms"] < GOAL_P95_MS
     result["interactive"] = inter
@@ -248,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _text(r: dict) -> str:
     o, m = r["ours"], r["mujoco_rollout"]
-    lines = ["QUICK RUN (--quick): tiny sizes, a smoke test; the figures below are not measurements"] if r["quick"] else []
+    lines = (
+        ["QUICK RUN (--quick): tiny sizes, a smoke test; the figures below are not measurements"] if r["quick"] else []
+    )
     lines += [
         f"what-if throughput: Panda, dt {r['dt'] * 1e3:g} ms, {r['worlds']} worlds x {r['steps']} steps, full trajectories",
         f"  ours (Warp, {o['workers']} worker processes, {o['precision']}, specialised={o['specialized']}): "
@@ -270,8 +323,10 @@ def _text(r: dict) -> str:
         if "error" in s:
             lines.append(f"start-up ({name} cache): failed: {s['error']}")
         else:
-            lines.append(f"start-up ({name} cache, fresh process): {s['process_seconds']:.2f} s to kernels ready "
-                         f"(kernel load/compile {s['kernel_seconds']:.2f} s, {s['workers']} workers)")  # fmt: skip
+            lines.append(
+                f"start-up ({name} cache, fresh process): {s['process_seconds']:.2f} s to kernels ready "
+                f"(kernel load/compile {s['kernel_seconds']:.2f} s, {s['workers']} workers)"
+            )
     return "\n".join(lines)
 
 

@@ -41,20 +41,45 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--broker", metavar="URL", help="MQTT broker, mqtt://[user[:password]@]host[:port] (default mqtt://127.0.0.1:1883)")
-    where.add_argument("--embedded-broker", action="store_true", help="start an in-process broker on a free 127.0.0.1 port and publish there")
+    where.add_argument(
+        "--broker",
+        metavar="URL",
+        help="MQTT broker, mqtt://[user[:password]@]host[:port] (default mqtt://127.0.0.1:1883)",
+    )
+    where.add_argument(
+        "--embedded-broker",
+        action="store_true",
+        help="start an in-process broker on a free 127.0.0.1 port and publish there",
+    )
     p.add_argument("--robot-id", help="robot id, the topic level after the prefix (default panda)")
-    p.add_argument("--rate", type=float, metavar="HZ", help="telemetry rate in Hz (default: the profile's rate_hz, 200)")
+    p.add_argument(
+        "--rate", type=float, metavar="HZ", help="telemetry rate in Hz (default: the profile's rate_hz, 200)"
+    )
     p.add_argument("--impairments", metavar="TOML", help="impairment profile (default: none; see config/impairments/)")
     p.add_argument("--duration", type=float, metavar="S", help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--codec", choices=("json", "binary"), help="joint-state payload codec (default json)")
-    p.add_argument("--qos", type=int, choices=(0, 1, 2), help="MQTT QoS of joint states (default 0; birth/status use 1)")
+    p.add_argument(
+        "--qos", type=int, choices=(0, 1, 2), help="MQTT QoS of joint states (default 0; birth/status use 1)"
+    )
     p.add_argument("--truth", metavar="MCAP", help="record ground truth (channel truth/joint_states) to this MCAP file")
-    p.add_argument("--accept-commands", action="store_true", help="obey the command topic (speed override, stop, resume, move_to); off by default")
+    p.add_argument(
+        "--accept-commands",
+        action="store_true",
+        help="obey the command topic (speed override, stop, resume, move_to); off by default",
+    )
     p.add_argument("--seed", type=int, help="impairment seed (default: the profile's seed)")
-    p.add_argument("--program", metavar="TOML", help="motion program, a JointTrajectory TOML (default data/scenarios/pick_place.toml)")
+    p.add_argument(
+        "--program",
+        metavar="TOML",
+        help="motion program, a JointTrajectory TOML (default data/scenarios/pick_place.toml)",
+    )
     p.add_argument("--config", metavar="TOML", help="read [emulator] settings from this file (e.g. config/twin.toml)")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="console log level (default info)")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="console log level (default info)",
+    )
     return p
 
 
@@ -128,7 +153,11 @@ def _run(args: argparse.Namespace, log: logging.Logger, stop: _SignalStop) -> in
         url = broker.start()
         log.info("embedded MQTT broker at %s (connect your twin there)", url)
     if not settings.accept_commands:
-        log.info("commands are ignored (start with --accept-commands to obey %s/%s/command)", settings.topic_prefix, settings.robot_id)
+        log.info(
+            "commands are ignored (start with --accept-commands to obey %s/%s/command)",
+            settings.topic_prefix,
+            settings.robot_id,
+        )
     try:
         if stop.requested.is_set():  # Ctrl-C while starting up: nothing was announced yet
             log.info("interrupted")
@@ -146,10 +175,17 @@ def _run(args: argparse.Namespace, log: logging.Logger, stop: _SignalStop) -> in
     log.info(
         "done: %.1f s, %d samples, %d messages published, %d lost, %d duplicated, %d publish errors, "
         "%d boots, commands %d accepted / %d rejected%s",
-        summary.duration_s, summary.samples, summary.published, summary.lost, summary.duplicated,
-        summary.publish_errors, summary.boots, summary.commands_accepted, summary.commands_rejected,
+        summary.duration_s,
+        summary.samples,
+        summary.published,
+        summary.lost,
+        summary.duplicated,
+        summary.publish_errors,
+        summary.boots,
+        summary.commands_accepted,
+        summary.commands_rejected,
         f", {summary.truth_records} truth records in {args.truth}" if args.truth else "",
-    )  # fmt: skip
+    )
     return 0
 
 

@@ -15,8 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .robot import (TRUTH_JSON_SCHEMA, TRUTH_SCHEMA, TRUTH_TOPIC, Delivery, EmulatorError, RunSummary, _Engine, make_plant,
-                    truth_record)
+from .robot import (
+    TRUTH_JSON_SCHEMA,
+    TRUTH_SCHEMA,
+    TRUTH_TOPIC,
+    Delivery,
+    EmulatorError,
+    RunSummary,
+    _Engine,
+    make_plant,
+    truth_record,
+)
 
 if TYPE_CHECKING:
     from .robot import EmulatedRobot
@@ -34,7 +43,9 @@ def parse_broker_url(url: str) -> tuple[str, int, str | None, str | None]:
         raise EmulatorError(f"broker URL {url!r} must look like mqtt://host:port (e.g. mqtt://127.0.0.1:1883)")
     parts = urlsplit(url)
     if parts.scheme != "mqtt":
-        hint = " (TLS is not supported by the emulator; use a plain mqtt:// listener)" if parts.scheme == "mqtts" else ""
+        hint = (
+            " (TLS is not supported by the emulator; use a plain mqtt:// listener)" if parts.scheme == "mqtts" else ""
+        )
         raise EmulatorError(f"broker URL {url!r}: scheme must be mqtt://{hint}")
     try:
         port = parts.port or 1883
@@ -158,13 +169,21 @@ class LiveRun:
         try:
             client.connect(self.host, self.port, keepalive=self.settings.keepalive)
         except ConnectionRefusedError:
-            raise EmulatorError(f"no MQTT broker at {_redacted(self.url)} (connection refused to {where}); {advice}") from None
+            raise EmulatorError(
+                f"no MQTT broker at {_redacted(self.url)} (connection refused to {where}); {advice}"
+            ) from None
         except socket.gaierror as exc:
-            raise EmulatorError(f"cannot resolve the broker host {self.host!r} ({exc.strerror}); check --broker") from None
+            raise EmulatorError(
+                f"cannot resolve the broker host {self.host!r} ({exc.strerror}); check --broker"
+            ) from None
         except TimeoutError:  # socket.timeout is an alias
-            raise EmulatorError(f"the broker at {_redacted(self.url)} did not answer within {_CONNECT_TIMEOUT_S:g} s; {advice}") from None
+            raise EmulatorError(
+                f"the broker at {_redacted(self.url)} did not answer within {_CONNECT_TIMEOUT_S:g} s; {advice}"
+            ) from None
         except OSError as exc:
-            raise EmulatorError(f"cannot connect to the broker at {_redacted(self.url)}: {exc.strerror or exc}; {advice}") from None
+            raise EmulatorError(
+                f"cannot connect to the broker at {_redacted(self.url)}: {exc.strerror or exc}; {advice}"
+            ) from None
         client.loop_start()
         if not self.connected.wait(_CONNECT_TIMEOUT_S) or self.connect_error:
             client.loop_stop()
@@ -210,8 +229,16 @@ class LiveRun:
             with self._lock:
                 self.last_birth = d
             p = self.robot.profile
-            _log.info("robot %s online, boot %s (%g Hz, %s, latency %g +- %g ms, loss %g)", self.settings.robot_id,
-                      d.boot_id, p.rate_hz, self.settings.codec, p.latency_ms, p.jitter_ms, p.loss)  # fmt: skip
+            _log.info(
+                "robot %s online, boot %s (%g Hz, %s, latency %g +- %g ms, loss %g)",
+                self.settings.robot_id,
+                d.boot_id,
+                p.rate_hz,
+                self.settings.codec,
+                p.latency_ms,
+                p.jitter_ms,
+                p.loss,
+            )
         elif d.kind == "online":
             with self._lock:
                 self.last_online = d
@@ -243,7 +270,9 @@ class LiveRun:
         plant = make_plant(s)
         # Pre-flight: build the engine once offline so a program that does not fit the robot fails
         # here, before anything is announced on the broker.
-        _Engine(s, robot.profile, robot.program, seed=self.seed, epoch_ns=0, new_boot_id=lambda: "preflight", plant=plant)
+        _Engine(
+            s, robot.profile, robot.program, seed=self.seed, epoch_ns=0, new_boot_id=lambda: "preflight", plant=plant
+        )
         first_boot = uuid.uuid4().hex
         boots = iter([first_boot])
         recorder, owned = self._open_truth()
@@ -264,9 +293,14 @@ class LiveRun:
         robot, s = self.robot, self.settings
         start = time.monotonic_ns()
         engine = _Engine(
-            s, robot.profile, robot.program, seed=self.seed, epoch_ns=start,
-            new_boot_id=lambda: next(boots, None) or uuid.uuid4().hex, plant=plant,
-        )  # fmt: skip
+            s,
+            robot.profile,
+            robot.program,
+            seed=self.seed,
+            epoch_ns=start,
+            new_boot_id=lambda: next(boots, None) or uuid.uuid4().hex,
+            plant=plant,
+        )
         robot._engine = engine
         if recorder is not None and s.truth_rate_hz > 0:
             every = max(1, round(1.0 / (s.truth_rate_hz * s.timestep)))
@@ -345,7 +379,13 @@ class LiveRun:
         c = engine.controller
         _log.info(
             "t=%.1f s  samples %d  published %d  lost %d  dup %d  in flight %d  speed %.2f%s  commands %d",
-            elapsed_ns / 1e9, st.offered, self.published, st.lost, st.duplicated, len(engine.heap),
-            c.rate, " (stopped)" if c.stopped else "", len(engine.command_log),
-        )  # fmt: skip
-
+            elapsed_ns / 1e9,
+            st.offered,
+            self.published,
+            st.lost,
+            st.duplicated,
+            len(engine.heap),
+            c.rate,
+            " (stopped)" if c.stopped else "",
+            len(engine.command_log),
+        )

@@ -90,8 +90,14 @@ class MotionController:
                 f"the program moves {self.joint_names[j]} at {program.peak_velocity()[j]:.3g} (peak), above its "
                 f"limit {self.velocity_limits[j]:g}; slow it down (e.g. JointTrajectory.time_scaled)"
             )
-        if loop and len(program) > 1 and not np.allclose(program.positions[0], program.positions[-1], atol=1e-9, rtol=0):
-            raise ControllerError("a looping program must end where it starts (last waypoint == first); or set loop = false")
+        if (
+            loop
+            and len(program) > 1
+            and not np.allclose(program.positions[0], program.positions[-1], atol=1e-9, rtol=0)
+        ):
+            raise ControllerError(
+                "a looping program must end where it starts (last waypoint == first); or set loop = false"
+            )
         self.program = program
         self.loop = bool(loop) and len(program) > 1
         self._active = program
@@ -169,7 +175,9 @@ class MotionController:
             raise CommandRejected("stopped", "the robot is stopped; send resume before move_to")
         unknown = [n for n in names if n not in self.joint_names]
         if unknown:
-            raise CommandRejected("unknown_joint", f"joints {unknown} do not exist; this robot has {list(self.joint_names)}")
+            raise CommandRejected(
+                "unknown_joint", f"joints {unknown} do not exist; this robot has {list(self.joint_names)}"
+            )
         if not (math.isfinite(duration_s) and duration_s > 0.0):
             raise CommandRejected("bad_value", f"duration_s must be > 0, got {duration_s!r}")
         start = np.array(self.last_q, dtype=np.float64)

@@ -413,7 +413,9 @@ class SensorNoise:
     def __init__(self, profile: ImpairmentProfile, *, ndof: int, seed: int | None = None) -> None:
         self.profile = profile
         self.ndof = int(ndof)
-        self._stream = _Stream(profile.seed if seed is None else int(seed), _STREAM_NOISE, lambda rng, n: rng.standard_normal(n))
+        self._stream = _Stream(
+            profile.seed if seed is None else int(seed), _STREAM_NOISE, lambda rng, n: rng.standard_normal(n)
+        )
         self._scale = np.repeat(
             np.array([profile.position_noise, profile.velocity_noise, profile.effort_noise]), self.ndof
         )
@@ -544,7 +546,9 @@ def _check_profile(p: ImpairmentProfile) -> None:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ImpairmentError(f"{key}[{i}].{f.name} must be a finite number, got {v!r}")
             if e.at_s < 0.0:
-                raise ImpairmentError(f"{key}[{i}].at_s must be >= 0 s (time from the start of the run), got {e.at_s:g}")
+                raise ImpairmentError(
+                    f"{key}[{i}].at_s must be >= 0 s (time from the start of the run), got {e.at_s:g}"
+                )
         for i, e in enumerate(events):
             if isinstance(e, Pause) and e.duration_s <= 0.0:
                 raise ImpairmentError(f"pauses[{i}].duration_s must be > 0 s, got {e.duration_s:g}")
@@ -558,4 +562,3 @@ def _check_profile(p: ImpairmentProfile) -> None:
     for (a0, a1), (b0, _) in zip(spans, spans[1:]):
         if b0 <= a1:
             raise ImpairmentError(f"restarts overlap ({a0:g}..{a1:g} s and one at {b0:g} s); space them out")
-

@@ -41,10 +41,16 @@ DEFAULT_MJCF = Path(__file__).resolve().parents[2] / "data" / "robots" / "franka
 
 PANDA_VELOCITY_LIMITS: dict[str, float] = {
     # Franka Emika Panda datasheet joint speed limits [rad/s]; fingers 0.2 m/s as in franka_description.
-    "joint1": 2.175, "joint2": 2.175, "joint3": 2.175, "joint4": 2.175,
-    "joint5": 2.61, "joint6": 2.61, "joint7": 2.61,
-    "finger_joint1": 0.2, "finger_joint2": 0.2,
-}  # fmt: skip
+    "joint1": 2.175,
+    "joint2": 2.175,
+    "joint3": 2.175,
+    "joint4": 2.175,
+    "joint5": 2.61,
+    "joint6": 2.61,
+    "joint7": 2.61,
+    "finger_joint1": 0.2,
+    "finger_joint2": 0.2,
+}
 
 
 class PlantError(RuntimeError):
@@ -95,7 +101,9 @@ class MujocoPlant:
         if not joints:
             raise PlantError(f"{path}: no hinge or slide joints to emulate")
         if len(joints) != model.njnt:
-            raise PlantError(f"{path}: only fixed-base arms (hinge/slide joints) are supported, found a free or ball joint")
+            raise PlantError(
+                f"{path}: only fixed-base arms (hinge/slide joints) are supported, found a free or ball joint"
+            )
         self.joint_names: tuple[str, ...] = tuple(model.joint(j).name for j in joints)
         self.ndof = len(joints)
         self.model = model
@@ -144,8 +152,15 @@ class MujocoPlant:
                 or int(m.actuator_gaintype[u]) != int(mj.mjtGain.mjGAIN_FIXED)
                 or int(m.actuator_biastype[u]) != int(mj.mjtBias.mjBIAS_AFFINE)
             ):
-                raise PlantError(f"{name}: the emulator needs position servos (general, dyntype none, gain fixed, bias affine)")
-            g, b0, b1, b2 = m.actuator_gainprm[u, 0], m.actuator_biasprm[u, 0], m.actuator_biasprm[u, 1], m.actuator_biasprm[u, 2]
+                raise PlantError(
+                    f"{name}: the emulator needs position servos (general, dyntype none, gain fixed, bias affine)"
+                )
+            g, b0, b1, b2 = (
+                m.actuator_gainprm[u, 0],
+                m.actuator_biasprm[u, 0],
+                m.actuator_biasprm[u, 1],
+                m.actuator_biasprm[u, 2],
+            )
             if not (g > 0 and b0 == 0 and b1 < 0 and b2 <= 0):
                 raise PlantError(f"{name}: not a PD position servo (need gain > 0, bias = [0, -kp, -kd])")
             trn = int(m.actuator_trntype[u])

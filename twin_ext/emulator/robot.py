@@ -66,7 +66,10 @@ TRUTH_JSON_SCHEMA = {
     "type": "object",
     "properties": {
         "host_ns": {"type": "integer", "description": "host monotonic clock, ns (the twin's clock on this machine)"},
-        "robot_ns": {"type": "integer", "description": "robot clock at the same instant, ns (joint-state stamps use it)"},
+        "robot_ns": {
+            "type": "integer",
+            "description": "robot clock at the same instant, ns (joint-state stamps use it)",
+        },
         "names": {"type": "array", "items": {"type": "string"}},
         "position": {**_NUMBERS, "description": "rad | m"},
         "velocity": {**_NUMBERS, "description": "rad/s | m/s"},
@@ -74,7 +77,16 @@ TRUTH_JSON_SCHEMA = {
         "target_position": {**_NUMBERS, "description": "controller target, rad | m"},
         "target_velocity": {**_NUMBERS, "description": "controller target velocity, rad/s | m/s"},
     },
-    "required": ["host_ns", "robot_ns", "names", "position", "velocity", "effort", "target_position", "target_velocity"],
+    "required": [
+        "host_ns",
+        "robot_ns",
+        "names",
+        "position",
+        "velocity",
+        "effort",
+        "target_position",
+        "target_velocity",
+    ],
     "additionalProperties": False,
 }
 """JSON Schema of the truth channel (registered in the MCAP file)."""
@@ -265,10 +277,19 @@ def truth_records(truth: Truth, *, rate_hz: float) -> Iterator[tuple[int, dict[s
         every = max(1, round(1.0 / (rate_hz * dt)))
     names = list(truth.joint_names)
     for n in range(0, len(truth), every):
-        yield int(truth.t_ns[n]), truth_record(
-            truth.t_ns[n], truth.robot_ns[n], names, truth.q[n], truth.qd[n], truth.tau[n],
-            truth.q_target[n], truth.qd_target[n],
-        )  # fmt: skip
+        yield (
+            int(truth.t_ns[n]),
+            truth_record(
+                truth.t_ns[n],
+                truth.robot_ns[n],
+                names,
+                truth.q[n],
+                truth.qd[n],
+                truth.tau[n],
+                truth.q_target[n],
+                truth.qd_target[n],
+            ),
+        )
 
 
 def make_plant(settings: EmulatorSettings):
@@ -276,9 +297,12 @@ def make_plant(settings: EmulatorSettings):
     from .plant import MujocoPlant, PlantError
 
     try:
-        return MujocoPlant(settings.mjcf_path, timestep=settings.timestep,
-                           gravity_compensation=settings.gravity_compensation,
-                           velocity_feedforward=settings.velocity_feedforward)
+        return MujocoPlant(
+            settings.mjcf_path,
+            timestep=settings.timestep,
+            gravity_compensation=settings.gravity_compensation,
+            velocity_feedforward=settings.velocity_feedforward,
+        )
     except PlantError as exc:
         raise EmulatorError(str(exc)) from None
 
@@ -413,6 +437,7 @@ class _Engine:
         if kind == "down":
             if not self.online:
                 return
+
             # The emulated network lives in the robot: samples it still holds die with the process.
             def held(e: tuple[int, int, Delivery]) -> bool:
                 return e[0] > at_ns and e[2].kind == "joint_states" and e[2].boot_id == self.boot_id
@@ -647,10 +672,15 @@ class EmulatedRobot:
         deliveries.sort(key=lambda d: d.arrival_ns)  # stable: ties keep send order
         cols = np.array(rows, dtype=np.int64).reshape(-1, 7)
         samples = SampleLog(
-            host_ns=cols[:, 0], stamp_ns=cols[:, 1], seq=cols[:, 2], boot=cols[:, 3], step=cols[:, 4],
-            copies=cols[:, 5], first_arrival_ns=cols[:, 6],
+            host_ns=cols[:, 0],
+            stamp_ns=cols[:, 1],
+            seq=cols[:, 2],
+            boot=cols[:, 3],
+            step=cols[:, 4],
+            copies=cols[:, 5],
+            first_arrival_ns=cols[:, 6],
             position=np.array(positions).reshape(-1, ndof),
-        )  # fmt: skip
+        )
         truth = Truth(engine.names, t_ns, robot_ns, **arrays)
         return Simulation(
             deliveries=tuple(deliveries),

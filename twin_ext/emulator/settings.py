@@ -116,15 +116,24 @@ def _check(s: EmulatorSettings) -> None:
             kind = {"str": "a string", "bool": "true or false", "int": "an integer", "float": "a finite number"}[typ]
             raise EmulatorSettingsError(f"{name} must be {kind}, got {value!r}")
     if not _ROBOT_ID.match(s.robot_id):
-        raise EmulatorSettingsError(f"robot_id {s.robot_id!r} must be 1-64 characters of [A-Za-z0-9_.-] (it is a topic level)")
+        raise EmulatorSettingsError(
+            f"robot_id {s.robot_id!r} must be 1-64 characters of [A-Za-z0-9_.-] (it is a topic level)"
+        )
     if not _TOKEN.match(s.model_id):
         raise EmulatorSettingsError(f"model_id {s.model_id!r} must be 1-64 printable ASCII characters without spaces")
     if s.codec not in ("json", "binary"):
         raise EmulatorSettingsError(f"codec must be 'json' or 'binary', got {s.codec!r}")
     if s.qos not in (0, 1, 2):
         raise EmulatorSettingsError(f"qos must be 0, 1 or 2, got {s.qos!r}")
-    if not s.topic_prefix or any(c in s.topic_prefix for c in "+#") or s.topic_prefix.startswith("/") or s.topic_prefix.endswith("/"):
-        raise EmulatorSettingsError(f"topic_prefix {s.topic_prefix!r} must be non-empty, without + or #, and not start/end with /")
+    if (
+        not s.topic_prefix
+        or any(c in s.topic_prefix for c in "+#")
+        or s.topic_prefix.startswith("/")
+        or s.topic_prefix.endswith("/")
+    ):
+        raise EmulatorSettingsError(
+            f"topic_prefix {s.topic_prefix!r} must be non-empty, without + or #, and not start/end with /"
+        )
     if not 1 <= s.keepalive <= 3600:
         raise EmulatorSettingsError(f"keepalive must be in [1, 3600] s, got {s.keepalive}")
     if not 0.0 < s.max_speed_override <= 2.0:
@@ -132,7 +141,9 @@ def _check(s: EmulatorSettings) -> None:
     if not 0.0 < s.ramp_time <= 10.0:
         raise EmulatorSettingsError(f"ramp_time must be in (0, 10] s, got {s.ramp_time:g}")
     if not 1e-5 <= s.timestep <= 1e-2:
-        raise EmulatorSettingsError(f"timestep must be in [1e-5, 1e-2] s, got {s.timestep:g} (the Panda's loop is 1e-3)")
+        raise EmulatorSettingsError(
+            f"timestep must be in [1e-5, 1e-2] s, got {s.timestep:g} (the Panda's loop is 1e-3)"
+        )
     if not 0.0 <= s.truth_rate_hz <= 1.0 / s.timestep + 1e-9:
         raise EmulatorSettingsError(
             f"truth_rate_hz must be in [0, {1.0 / s.timestep:g}] Hz (0 = no recorded truth), got {s.truth_rate_hz:g}"

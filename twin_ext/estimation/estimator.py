@@ -80,8 +80,14 @@ class TwinEstimator:
         s = self.settings
         if getattr(self, "_t_filter", None) is not None:
             self._held_q = np.array(self.filter.x[:, 0])
-        self.filter = JointKalmanFilter(self.model.ndof, jerk_psd=s.jerk_psd, sigma_q=s.sigma_q, sigma_qd=s.sigma_qd,
-                                        gate_chi2=s.gate_chi2, noise_adapt_rate=s.noise_adapt_rate)
+        self.filter = JointKalmanFilter(
+            self.model.ndof,
+            jerk_psd=s.jerk_psd,
+            sigma_q=s.sigma_q,
+            sigma_qd=s.sigma_qd,
+            gate_chi2=s.gate_chi2,
+            noise_adapt_rate=s.noise_adapt_rate,
+        )
         self._t_filter: int | None = None
         self._last_arrival: int | None = None
         self._gate_streak = np.zeros(self.model.ndof, dtype=np.int64)
@@ -108,14 +114,22 @@ class TwinEstimator:
                 raise ValueError(
                     f"telemetry joint names {unknown} are not joints of {self.model.name} "
                     f"({list(self.model.dof_names)}); fix: align the robot's joint names with the USD joint prims "
-                    f"or load the matching robot USD")
+                    f"or load the matching robot USD"
+                )
             idx = np.array([lookup[n] for n in key], dtype=np.int64)
             if len(self._index_cache) < 64:
                 self._index_cache[key] = idx
         return idx
 
-    def observe(self, names: Sequence[str], position: np.ndarray, velocity: np.ndarray | None, *,
-                sample_ns: int, arrival_ns: int) -> str:
+    def observe(
+        self,
+        names: Sequence[str],
+        position: np.ndarray,
+        velocity: np.ndarray | None,
+        *,
+        sample_ns: int,
+        arrival_ns: int,
+    ) -> str:
         """Fuse one joint-state measurement.
 
         Args:
@@ -197,11 +211,21 @@ class TwinEstimator:
         model = self.model
         n = model.ndof
         if self._t_filter is None:
-            q = model.clip_to_limits(self._held_q if self._held_q is not None
-                                     else np.array(model.drive_target, dtype=np.float64))
+            q = model.clip_to_limits(
+                self._held_q if self._held_q is not None else np.array(model.drive_target, dtype=np.float64)
+            )
             big = np.full(2 * n, 1e6)
-            return TwinSnapshot(t_ns=t_ns, q=q, qd=np.zeros(n), qdd=np.zeros(n), covariance=np.diag(big),
-                                health=Health.LOST, model=model, target=target, age_s=float("inf"))
+            return TwinSnapshot(
+                t_ns=t_ns,
+                q=q,
+                qd=np.zeros(n),
+                qdd=np.zeros(n),
+                covariance=np.diag(big),
+                health=Health.LOST,
+                model=model,
+                target=target,
+                age_s=float("inf"),
+            )
         horizon = max(0.0, (t_ns - self._t_filter) * 1e-9)
         shown = min(horizon, self.settings.max_extrapolation_s)
         x, P = self.filter.predicted(shown, covariance_dt=horizon)
@@ -228,9 +252,17 @@ class TwinEstimator:
         x[:, 0] = np.clip(x[:, 0], model.lower, model.upper)
         outward = (above & (x[:, 1] > 0)) | (below & (x[:, 1] < 0))
         x[outward, 1:] = 0.0
-        return TwinSnapshot(t_ns=t_ns, q=x[:, 0].copy(), qd=x[:, 1].copy(), qdd=x[:, 2].copy(), covariance=cov,
-                            health=self.health(t_ns), model=model, target=target,
-                            age_s=(t_ns - self._last_arrival) * 1e-9)
+        return TwinSnapshot(
+            t_ns=t_ns,
+            q=x[:, 0].copy(),
+            qd=x[:, 1].copy(),
+            qdd=x[:, 2].copy(),
+            covariance=cov,
+            health=self.health(t_ns),
+            model=model,
+            target=target,
+            age_s=(t_ns - self._last_arrival) * 1e-9,
+        )
 
 
 def _fill(v: np.ndarray | None) -> np.ndarray | None:

@@ -57,8 +57,18 @@ class JointKalmanFilter:
         noise_adapt_rate: weight of each innovation in the measurement-noise estimate (0 = fixed noise).
     """
 
-    def __init__(self, n: int, *, jerk_psd, sigma_q, sigma_qd, init_sigma_qd: float = 1.0,
-                 init_sigma_qdd: float = 10.0, gate_chi2: float = 13.8, noise_adapt_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        n: int,
+        *,
+        jerk_psd,
+        sigma_q,
+        sigma_qd,
+        init_sigma_qd: float = 1.0,
+        init_sigma_qdd: float = 10.0,
+        gate_chi2: float = 13.8,
+        noise_adapt_rate: float = 0.0,
+    ) -> None:
         self.n = int(n)
         self.jerk_psd = np.broadcast_to(np.asarray(jerk_psd, dtype=np.float64), (self.n,)).copy()
         self.sigma_q = np.broadcast_to(np.asarray(sigma_q, dtype=np.float64), (self.n,)).copy()
@@ -106,7 +116,9 @@ class JointKalmanFilter:
         f = transition(max(dt, 0.0))
         x = self.x @ f.T
         g = transition(max(covariance_dt if covariance_dt is not None else dt, 0.0))
-        P = g @ self.P @ g.T + process_noise(max(covariance_dt if covariance_dt is not None else dt, 0.0), self.jerk_psd)
+        P = g @ self.P @ g.T + process_noise(
+            max(covariance_dt if covariance_dt is not None else dt, 0.0), self.jerk_psd
+        )
         return x, P
 
     def update(self, q: np.ndarray, qd: np.ndarray | None, *, mask: np.ndarray | None = None) -> np.ndarray:

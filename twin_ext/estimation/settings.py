@@ -60,5 +60,5 @@ class EstimatorSettings:
             raise ValueError(f"gate_reset_after must be >= 1, got {self.gate_reset_after}")
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "EstimatorSettings":
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> EstimatorSettings:
         return section_from_mapping(cls, mapping, section="estimator")

@@ -59,7 +59,7 @@ class KitSettings:
             raise ValueError(f"ui_refresh_hz must be in (0, 120], got {self.ui_refresh_hz}")
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "KitSettings":
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> KitSettings:
         return section_from_mapping(cls, mapping, section="kit")
 
 
@@ -113,11 +113,16 @@ class KitTwinController:
         log: ``(level, message)`` for Kit's log (default: print).
     """
 
-    def __init__(self, read_settings: Callable[[], Mapping[str, Any]], *, base_dir: Path,
-                 make_driver: Callable[[Any, KitSettings], Driver | None] | None = None,
-                 make_ghost: Callable[[Any, KitSettings, Any], Any] | None = None,
-                 now_ns: Callable[[], int] = time.monotonic_ns,
-                 log: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        read_settings: Callable[[], Mapping[str, Any]],
+        *,
+        base_dir: Path,
+        make_driver: Callable[[Any, KitSettings], Driver | None] | None = None,
+        make_ghost: Callable[[Any, KitSettings, Any], Any] | None = None,
+        now_ns: Callable[[], int] = time.monotonic_ns,
+        log: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._read_settings = read_settings
         self.base_dir = Path(base_dir)
         self._make_driver = make_driver
@@ -168,8 +173,11 @@ class KitTwinController:
             if self.driver is not None:
                 session.add_sink(self.driver)
         session.start()
-        self._report("info", f"live twin started: robot {session.model.name!r}, broker {session.settings.broker.url}, "
-                             f"{self.drive_description}")
+        self._report(
+            "info",
+            f"live twin started: robot {session.model.name!r}, broker {session.settings.broker.url}, "
+            f"{self.drive_description}",
+        )
         return True
 
     def stop(self) -> None:
@@ -274,4 +282,3 @@ class KitTwinController:
     def clear_ghost(self) -> None:
         if self.ghost is not None:
             self.ghost.hide()
-

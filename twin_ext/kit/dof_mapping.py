@@ -26,7 +26,8 @@ class DofMap:
         if missing:
             raise ValueError(
                 f"the articulation on the stage has no joints {missing} (it has {list(target_names)}); fix: set "
-                f"kit.robot_prim_path to the robot the twin mirrors, or load the matching robot USD")
+                f"kit.robot_prim_path to the robot the twin mirrors, or load the matching robot USD"
+            )
         self.model_names = tuple(model_names)
         self.target_names = tuple(target_names)
         self.target_indices = np.array([target[n] for n in model_names], dtype=np.int32)

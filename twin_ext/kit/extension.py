@@ -26,10 +26,10 @@ from .settings import SETTINGS_ROOT, read_settings
 
 __all__ = ["TwinExtension", "get_extension"]
 
-_instance: "TwinExtension | None" = None
+_instance: TwinExtension | None = None
 
 
-def get_extension() -> "TwinExtension | None":
+def get_extension() -> TwinExtension | None:
     """The running extension instance, or None when the extension is disabled."""
     return _instance
 
@@ -70,16 +70,20 @@ class TwinExtension(omni.ext.IExt):
     def _startup(self) -> None:
         from .stage_drivers import make_driver
 
-        self.controller = KitTwinController(read_settings, base_dir=self._ext_root, make_driver=make_driver,
-                                            make_ghost=self._make_ghost, log=_log)
+        self.controller = KitTwinController(
+            read_settings, base_dir=self._ext_root, make_driver=make_driver, make_ghost=self._make_ghost, log=_log
+        )
         kit = self.controller.read_kit_settings()
         self._ui_period_ns = int(1e9 / kit.ui_refresh_hz)
         # Report the robot even when the live twin is not started (autostart off, or a broken config).
         try:
             config = TwinConfig.from_mapping(read_settings())
             self.robot = load_robot(config.robot.resolved_usd(self._ext_root), prim_path=config.robot.prim_path or None)
-            _log("info", f"robot {self.robot.name!r} loaded from {self.robot.source}: {self.robot.ndof} dofs, "
-                         f"{self.robot.nlink} links, {self.robot.total_mass:.3f} kg")
+            _log(
+                "info",
+                f"robot {self.robot.name!r} loaded from {self.robot.source}: {self.robot.ndof} dofs, "
+                f"{self.robot.nlink} links, {self.robot.total_mass:.3f} kg",
+            )
             carb.log_info(f"[twin_ext] {self.robot.describe()}")
         except (ConfigError, RobotModelError) as exc:
             self.error = str(exc)
@@ -88,11 +92,15 @@ class TwinExtension(omni.ext.IExt):
             if not self.controller.start(model=self.robot):
                 self.error = self.controller.error
         dispatcher = carb.eventdispatcher.get_eventdispatcher()
-        self._subs.append(dispatcher.observe_event(event_name=omni.kit.app.GLOBAL_EVENT_UPDATE,
-                                                   on_event=self._on_update, observer_name="twin_ext.update"))
+        self._subs.append(
+            dispatcher.observe_event(
+                event_name=omni.kit.app.GLOBAL_EVENT_UPDATE, on_event=self._on_update, observer_name="twin_ext.update"
+            )
+        )
         self._subscribe_stage_events(dispatcher)
         self._settings_sub = carb.settings.get_settings().subscribe_to_tree_change_events(
-            SETTINGS_ROOT, self._on_settings_changed)
+            SETTINGS_ROOT, self._on_settings_changed
+        )
         self._build_ui(kit)
 
     def _subscribe_stage_events(self, dispatcher) -> None:
@@ -102,9 +110,13 @@ class TwinExtension(omni.ext.IExt):
             return
         context = omni.usd.get_context()
         for kind in (omni.usd.StageEventType.OPENED, omni.usd.StageEventType.CLOSED):
-            self._subs.append(dispatcher.observe_event(event_name=context.stage_event_name(kind),
-                                                       on_event=self._on_stage_changed,
-                                                       observer_name=f"twin_ext.stage.{kind.name.lower()}"))
+            self._subs.append(
+                dispatcher.observe_event(
+                    event_name=context.stage_event_name(kind),
+                    on_event=self._on_stage_changed,
+                    observer_name=f"twin_ext.stage.{kind.name.lower()}",
+                )
+            )
 
     def _build_ui(self, kit) -> None:
         try:
@@ -124,10 +136,15 @@ class TwinExtension(omni.ext.IExt):
         def toggle(window):
             window.window.visible = not window.window.visible
 
-        self._menu = [MenuItemDescription(name="twin_ext", sub_menu=[
-            MenuItemDescription(name="Telemetry", onclick_fn=lambda w=self._telemetry_window: toggle(w)),
-            MenuItemDescription(name="What-If", onclick_fn=lambda w=self._whatif_window: toggle(w)),
-        ])]
+        self._menu = [
+            MenuItemDescription(
+                name="twin_ext",
+                sub_menu=[
+                    MenuItemDescription(name="Telemetry", onclick_fn=lambda w=self._telemetry_window: toggle(w)),
+                    MenuItemDescription(name="What-If", onclick_fn=lambda w=self._whatif_window: toggle(w)),
+                ],
+            )
+        ]
         add_menu_items(self._menu, "Window")
 
     @staticmethod

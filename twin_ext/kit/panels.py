@@ -29,8 +29,9 @@ class TelemetryWindow:
 
     def __init__(self, view_model: TelemetryPanelViewModel, *, visible: bool = False) -> None:
         self.vm = view_model
-        self.window = ui.Window(self.TITLE, width=560, height=520, visible=visible,
-                                dockPreference=ui.DockPreference.RIGHT_BOTTOM)
+        self.window = ui.Window(
+            self.TITLE, width=560, height=520, visible=visible, dockPreference=ui.DockPreference.RIGHT_BOTTOM
+        )
         self._labels: dict[str, Any] = {}
         self._joint_rows: list[dict[str, Any]] = []
         self.window.frame.set_build_fn(self._build)
@@ -50,22 +51,41 @@ class TelemetryWindow:
                     ui.Button("Start", clicked_fn=self._start, width=70)
                     ui.Button("Stop", clicked_fn=self.vm.stop, width=70)
                     ui.Button("Restart", clicked_fn=self._start_again, width=70)
-                for key, title in (("connection", "Broker"), ("robot", "Robot"), ("health", "Estimate"),
-                                   ("rate", "Telemetry"), ("latency", "Latency"), ("clock_offset", "Clock offset"),
-                                   ("clock_drift", "Clock drift"), ("estimator", "Estimator"), ("drive", "Stage")):
+                for key, title in (
+                    ("connection", "Broker"),
+                    ("robot", "Robot"),
+                    ("health", "Estimate"),
+                    ("rate", "Telemetry"),
+                    ("latency", "Latency"),
+                    ("clock_offset", "Clock offset"),
+                    ("clock_drift", "Clock drift"),
+                    ("estimator", "Estimator"),
+                    ("drive", "Stage"),
+                ):
                     self._row(key, title)
                 with ui.CollapsableFrame("Rejected payloads", height=0, collapsed=True):
                     self._labels["rejects"] = ui.Label("none", word_wrap=True)
                 with ui.CollapsableFrame("Joints: measured vs estimated", height=0):
                     with ui.VStack(spacing=2, height=0):
                         with ui.HStack(height=18):
-                            for text, width in (("joint", 110), ("measured", 80), ("estimated", 80), ("±1σ", 70),
-                                                ("speed", 80), ("position within limits", 0)):
+                            for text, width in (
+                                ("joint", 110),
+                                ("measured", 80),
+                                ("estimated", 80),
+                                ("±1σ", 70),
+                                ("speed", 80),
+                                ("position within limits", 0),
+                            ):
                                 ui.Label(text, width=width, style={"color": _GREY})
                         for row in view.joints:
                             with ui.HStack(height=18):
                                 cells = {"name": ui.Label(row.name, width=110)}
-                                for key, width in (("measured", 80), ("estimated", 80), ("sigma", 70), ("velocity", 80)):
+                                for key, width in (
+                                    ("measured", 80),
+                                    ("estimated", 80),
+                                    ("sigma", 70),
+                                    ("velocity", 80),
+                                ):
                                     cells[key] = ui.Label("—", width=width)
                                 cells["bar"] = ui.ProgressBar()
                                 self._joint_rows.append(cells)
@@ -89,8 +109,20 @@ class TelemetryWindow:
         if len(view.joints) != len(self._joint_rows):
             self.window.frame.rebuild()
             return
-        for key in ("connection", "robot", "health", "rate", "latency", "clock_offset", "clock_drift", "estimator", "drive"):
-            self._labels[key].text = str(getattr(view, key)) + (f"  ({view.clock_note})" if key == "clock_offset" and view.clock_note else "")
+        for key in (
+            "connection",
+            "robot",
+            "health",
+            "rate",
+            "latency",
+            "clock_offset",
+            "clock_drift",
+            "estimator",
+            "drive",
+        ):
+            self._labels[key].text = str(getattr(view, key)) + (
+                f"  ({view.clock_note})" if key == "clock_offset" and view.clock_note else ""
+            )
         self._labels["connection"].style = {"color": _GREEN if view.connection_ok else _RED}
         self._labels["health"].style = {"color": _HEALTH_COLOR[view.health_level]}
         self._labels["rejects"].text = ", ".join(f"{k}: {v}" for k, v in view.rejects) or "none"
@@ -114,8 +146,9 @@ class WhatIfWindow:
 
     def __init__(self, view_model: WhatIfPanelViewModel, *, visible: bool = False) -> None:
         self.vm = view_model
-        self.window = ui.Window(self.TITLE, width=560, height=640, visible=visible,
-                                dockPreference=ui.DockPreference.RIGHT_BOTTOM)
+        self.window = ui.Window(
+            self.TITLE, width=560, height=640, visible=visible, dockPreference=ui.DockPreference.RIGHT_BOTTOM
+        )
         self._models: dict[str, Any] = {}
         self._status_label = None
         self._table = None
@@ -135,11 +168,17 @@ class WhatIfWindow:
             with ui.VStack(spacing=4, height=0):
                 with ui.HStack(height=22):
                     ui.Label("Scenario preset", width=200)
-                    self._preset_combo = ui.ComboBox(presets.index(form.preset) if form.preset in presets else 0, *presets)
+                    self._preset_combo = ui.ComboBox(
+                        presets.index(form.preset) if form.preset in presets else 0, *presets
+                    )
                 with ui.HStack(height=22):
                     ui.Label("Command", width=200)
-                    self._source_combo = ui.ComboBox(("preset", "file", "hold").index(form.command_source),
-                                                     "the preset's program", "a trajectory file", "hold the current target")
+                    self._source_combo = ui.ComboBox(
+                        ("preset", "file", "hold").index(form.command_source),
+                        "the preset's program",
+                        "a trajectory file",
+                        "hold the current target",
+                    )
                 with ui.HStack(height=20):
                     ui.Label("Command file (TOML)", width=200)
                     self._models["command_file"] = ui.SimpleStringModel(form.command_file)
@@ -151,7 +190,7 @@ class WhatIfWindow:
                 self._float("speed_scale", "Speed scale", form.speed_scale)
                 self._float("payload_mass", "Payload mass [kg]", form.payload_mass)
                 with ui.HStack(height=20):
-                    ui.Label("Payload link (\"\" = last)", width=200)
+                    ui.Label('Payload link ("" = last)', width=200)
                     self._models["payload_link"] = ui.SimpleStringModel(form.payload_link)
                     ui.StringField(self._models["payload_link"])
                 self._float("kp_scale", "Stiffness (kp) scale", form.kp_scale)
@@ -184,8 +223,17 @@ class WhatIfWindow:
         f.command_source = ("preset", "file", "hold")[self._source_combo.model.get_item_value_model().as_int]
         f.command_file = self._models["command_file"].as_string
         f.align_to_state = self._models["align"].as_bool
-        for key in ("speed_scale", "payload_mass", "kp_scale", "kd_scale", "friction_scale", "latency_s",
-                    "push_start_s", "push_duration_s", "horizon_s"):
+        for key in (
+            "speed_scale",
+            "payload_mass",
+            "kp_scale",
+            "kd_scale",
+            "friction_scale",
+            "latency_s",
+            "push_start_s",
+            "push_duration_s",
+            "horizon_s",
+        ):
             setattr(f, key, self._models[key].as_float)
         f.payload_link = self._models["payload_link"].as_string
         f.push_force_n = (0.0, self._models["push_y"].as_float, 0.0)
@@ -204,12 +252,22 @@ class WhatIfWindow:
             if not self.vm.rows:
                 return
             with ui.HStack(height=18):
-                for text, width in (("variant", 150), ("verdict", 60), ("P(violation)", 100), ("95% CI", 100), ("first violation", 0)):
+                for text, width in (
+                    ("variant", 150),
+                    ("verdict", 60),
+                    ("P(violation)", 100),
+                    ("95% CI", 100),
+                    ("first violation", 0),
+                ):
                     ui.Label(text, width=width, style={"color": _GREY})
             for row in self.vm.rows:
                 with ui.HStack(height=18):
-                    ui.Button(row.variant, width=150, clicked_fn=lambda v=row.variant: self.vm.select_ghost(v),
-                              tooltip="show this variant's predicted motion as the ghost")
+                    ui.Button(
+                        row.variant,
+                        width=150,
+                        clicked_fn=lambda v=row.variant: self.vm.select_ghost(v),
+                        tooltip="show this variant's predicted motion as the ghost",
+                    )
                     ui.Label(row.status, width=60, style={"color": _STATUS_COLOR.get(row.status, _GREY)})
                     ui.Label(row.p_violation, width=100)
                     ui.Label(row.ci, width=100)

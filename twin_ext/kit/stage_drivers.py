@@ -79,8 +79,9 @@ class KitStageMirrorDriver:
         self._added = False
         if not stage.GetPrimAtPath(path):
             if not kit.add_robot_to_stage:
-                raise RuntimeError(f"the stage has no robot at {path}; fix: set kit.robot_prim_path, or "
-                                   f"kit.add_robot_to_stage = true")
+                raise RuntimeError(
+                    f"the stage has no robot at {path}; fix: set kit.robot_prim_path, or kit.add_robot_to_stage = true"
+                )
             with Usd.EditContext(stage, Usd.EditTarget(layer)):
                 stage.DefinePrim(path, "Xform").GetReferences().AddReference(Sdf.Reference(model.source))
             self._added = True
@@ -120,10 +121,16 @@ class IsaacArticulationDriver:
         self.error: str | None = None
         dispatcher = carb.eventdispatcher.get_eventdispatcher()
         self._subs = [
-            dispatcher.observe_event(event_name=omni.timeline.GLOBAL_EVENT_PLAY, on_event=self._on_play,
-                                     observer_name="twin_ext.articulation.play"),
-            dispatcher.observe_event(event_name=omni.timeline.GLOBAL_EVENT_STOP, on_event=self._on_stop,
-                                     observer_name="twin_ext.articulation.stop"),
+            dispatcher.observe_event(
+                event_name=omni.timeline.GLOBAL_EVENT_PLAY,
+                on_event=self._on_play,
+                observer_name="twin_ext.articulation.play",
+            ),
+            dispatcher.observe_event(
+                event_name=omni.timeline.GLOBAL_EVENT_STOP,
+                on_event=self._on_stop,
+                observer_name="twin_ext.articulation.stop",
+            ),
         ]
         self._timeline = omni.timeline.get_timeline_interface()
         if self._timeline.is_playing():
@@ -152,7 +159,8 @@ class IsaacArticulationDriver:
         self._articulation = articulation
         self.error = None
         self._physics_sub = omni.physics.core.get_physics_simulation_interface().subscribe_physics_on_step_events(
-            pre_step=True, order=0, on_update=self._on_physics_step)
+            pre_step=True, order=0, on_update=self._on_physics_step
+        )
 
     def _on_stop(self, _event) -> None:
         self._physics_sub = None

@@ -80,10 +80,23 @@ class TelemetryPanelViewModel:
         if status is None:
             error = self.controller.error
             return TelemetryView(
-                running=False, connection="not running" if not error else "error", connection_ok=False, robot="—",
-                health="—", health_level=2, rate="—", latency="—", clock_offset="—", clock_drift="—",
-                clock_note="", rejects=(), estimator="—", errors=(error,) if error else (), joints=(),
-                drive=self.controller.drive_description)
+                running=False,
+                connection="not running" if not error else "error",
+                connection_ok=False,
+                robot="—",
+                health="—",
+                health_level=2,
+                rate="—",
+                latency="—",
+                clock_offset="—",
+                clock_drift="—",
+                clock_note="",
+                rejects=(),
+                estimator="—",
+                errors=(error,) if error else (),
+                joints=(),
+                drive=self.controller.drive_description,
+            )
         model = self.controller.model
         joints = []
         for j, r in enumerate(status.joints):
@@ -93,10 +106,18 @@ class TelemetryPanelViewModel:
             bar = (r.estimated_q - r.lower) / span if math.isfinite(span) and span > 0 else math.nan
             near = math.isfinite(bar) and (bar < self.near_limit_fraction or bar > 1 - self.near_limit_fraction)
             too_fast = math.isfinite(r.velocity_limit) and abs(r.estimated_qd) > r.velocity_limit
-            joints.append(JointRow(
-                name=r.name, measured=_num(r.measured_q * scale, ".2f", unit), estimated=_num(r.estimated_q * scale, ".2f", unit),
-                sigma=_num(r.std_q * scale, ".3f", unit), velocity=_num(r.estimated_qd * scale, ".1f", vunit),
-                bar=float(np.clip(bar, 0.0, 1.0)) if math.isfinite(bar) else math.nan, near_limit=near, too_fast=too_fast))
+            joints.append(
+                JointRow(
+                    name=r.name,
+                    measured=_num(r.measured_q * scale, ".2f", unit),
+                    estimated=_num(r.estimated_q * scale, ".2f", unit),
+                    sigma=_num(r.std_q * scale, ".3f", unit),
+                    velocity=_num(r.estimated_qd * scale, ".1f", vunit),
+                    bar=float(np.clip(bar, 0.0, 1.0)) if math.isfinite(bar) else math.nan,
+                    near_limit=near,
+                    too_fast=too_fast,
+                )
+            )
         health = status.health.value
         online = {True: "online", False: "offline", None: "unknown"}[status.robot_online]
         return TelemetryView(
@@ -113,7 +134,7 @@ class TelemetryPanelViewModel:
             clock_note="" if status.clock_ready else "clock sync converging",
             rejects=tuple(sorted(status.rejected_by_reason.items())),
             estimator=f"late {status.estimator_late}, gated {status.estimator_gated}, jumps {status.clock_jumps}, "
-                      f"restarts {status.restarts}" + (f"\n{status.noise_note}" if status.noise_note else ""),
+            f"restarts {status.restarts}" + (f"\n{status.noise_note}" if status.noise_note else ""),
             errors=tuple(status.errors[-5:]),
             joints=tuple(joints),
             drive=self.controller.drive_description,
@@ -196,7 +217,9 @@ class WhatIfPanelViewModel:
 
     def __init__(self, controller: Any, *, scenarios_dir: str | Path | None = None) -> None:
         self.controller = controller
-        self.scenarios_dir = Path(scenarios_dir) if scenarios_dir else Path(__file__).resolve().parents[2] / "config" / "scenarios"
+        self.scenarios_dir = (
+            Path(scenarios_dir) if scenarios_dir else Path(__file__).resolve().parents[2] / "config" / "scenarios"
+        )
         self.form = WhatIfForm(preset=self.presets[0] if self.presets else "")
         self._run: _Run | None = None
         self.state = "idle"
@@ -229,8 +252,12 @@ class WhatIfPanelViewModel:
         f = self.form
         model = self.controller.model
         if f.command_source == "hold":
-            q = np.asarray(snapshot.target if snapshot is not None and snapshot.target is not None
-                           else (snapshot.q if snapshot is not None else model.drive_target), dtype=np.float64)
+            q = np.asarray(
+                snapshot.target
+                if snapshot is not None and snapshot.target is not None
+                else (snapshot.q if snapshot is not None else model.drive_target),
+                dtype=np.float64,
+            )
             command = TargetStream(tuple(model.dof_names), q[None, :], dt=f.horizon_s)
             base_name = "hold here"
         else:
@@ -254,22 +281,41 @@ class WhatIfPanelViewModel:
         last_link = model.link_names[-1]
         payloads = ()
         if f.payload_mass > 0:
-            payloads = (Payload(link=f.payload_link or last_link, mass=float(f.payload_mass), com=tuple(f.payload_com)),)
+            payloads = (
+                Payload(link=f.payload_link or last_link, mass=float(f.payload_mass), com=tuple(f.payload_com)),
+            )
         push = None
         if any(abs(x) > 0 for x in f.push_force_n):
-            push = Perturbation(link=f.push_link or last_link, force=tuple(f.push_force_n), start=float(f.push_start_s),
-                                duration=float(f.push_duration_s))
-        edited = Variant(name=self.EDITED, speed_scale=float(f.speed_scale), payloads=payloads, kp_scale=float(f.kp_scale),
-                         kd_scale=float(f.kd_scale), friction_scale=float(f.friction_scale),
-                         damping_scale=float(f.damping_scale), latency=float(f.latency_s), perturbation=push)
+            push = Perturbation(
+                link=f.push_link or last_link,
+                force=tuple(f.push_force_n),
+                start=float(f.push_start_s),
+                duration=float(f.push_duration_s),
+            )
+        edited = Variant(
+            name=self.EDITED,
+            speed_scale=float(f.speed_scale),
+            payloads=payloads,
+            kp_scale=float(f.kp_scale),
+            kd_scale=float(f.kd_scale),
+            friction_scale=float(f.friction_scale),
+            damping_scale=float(f.damping_scale),
+            latency=float(f.latency_s),
+            perturbation=push,
+        )
         from ..whatif import Scenario
 
         if not (isinstance(f.samples, int) and 1 <= f.samples <= 4096):
             raise WhatIfError(f"samples must be an integer in [1, 4096], got {f.samples!r}")
         if not (math.isfinite(f.horizon_s) and 0 < f.horizon_s <= 120):
             raise WhatIfError(f"horizon must be in (0, 120] s, got {f.horizon_s!r}")
-        scenario = Scenario(name=f"{base_name}: what-if", command=command, variants=(Variant(name=self.BASELINE), edited),
-                            samples=f.samples, duration=float(f.horizon_s))
+        scenario = Scenario(
+            name=f"{base_name}: what-if",
+            command=command,
+            variants=(Variant(name=self.BASELINE), edited),
+            samples=f.samples,
+            duration=float(f.horizon_s),
+        )
         if f.align_to_state and snapshot is not None:
             scenario, _ = align_to_snapshot(scenario, snapshot)
         return scenario
@@ -287,7 +333,11 @@ class WhatIfPanelViewModel:
             self.state, self.message = "error", str(exc)
             return
         self._run = _Run(future, scenario)
-        self.state, self.message, self.rows = "running", f"running {len(scenario.variants)} variants x {self.form.samples} samples …", ()
+        self.state, self.message, self.rows = (
+            "running",
+            f"running {len(scenario.variants)} variants x {self.form.samples} samples …",
+            (),
+        )
 
     def poll(self) -> bool:
         """Collect a finished run (call from the UI refresh); True when the state changed."""
@@ -302,8 +352,10 @@ class WhatIfPanelViewModel:
         run.report = report
         self.rows = tuple(self._row(v) for v in report.variants)
         self.state = "done"
-        self.message = (f"{report.status.upper()} — base state {report.base_health}, {report.horizon:.2f} s horizon, "
-                        f"{report.total_seconds * 1e3:.0f} ms")
+        self.message = (
+            f"{report.status.upper()} — base state {report.base_health}, {report.horizon:.2f} s horizon, "
+            f"{report.total_seconds * 1e3:.0f} ms"
+        )
         self.select_ghost(self.EDITED)
         return True
 
@@ -316,7 +368,8 @@ class WhatIfPanelViewModel:
     def _row(v) -> VerdictRow:
         first = v.worst[0] if v.worst else None
         return VerdictRow(
-            variant=v.name, status=v.status,
+            variant=v.name,
+            status=v.status,
             p_violation=f"{v.p_violation:.2f} ({v.violations}/{v.samples})",
             ci=f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}]",
             first_violation="—" if first is None else f"{first.joint}: {first.kind} at {first.time:.3f} s",

@@ -1,8 +1,8 @@
 """The robot as USD: `load_robot` reads a UsdPhysics articulation into a `RobotModel`.
 
-    >>> from twin_ext.robot import load_robot
-    >>> robot = load_robot("usd/franka_panda/panda.usda")
-    >>> robot.link_poses(robot.drive_target).shape   # [nlink, 4, 4]
+>>> from twin_ext.robot import load_robot
+>>> robot = load_robot("usd/franka_panda/panda.usda")
+>>> robot.link_poses(robot.drive_target).shape   # [nlink, 4, 4]
 """
 
 from .model import JointType, RobotModel, RobotModelError

@@ -55,8 +55,11 @@ __all__ = ["load_robot"]
 
 _DEG = math.pi / 180.0
 _AXES = {"X": (1.0, 0.0, 0.0), "Y": (0.0, 1.0, 0.0), "Z": (0.0, 0.0, 1.0)}
-_SUPPORTED = {"PhysicsRevoluteJoint": JointType.REVOLUTE, "PhysicsPrismaticJoint": JointType.PRISMATIC,
-              "PhysicsFixedJoint": JointType.FIXED}
+_SUPPORTED = {
+    "PhysicsRevoluteJoint": JointType.REVOLUTE,
+    "PhysicsPrismaticJoint": JointType.PRISMATIC,
+    "PhysicsFixedJoint": JointType.FIXED,
+}
 # UsdPhysics uses FLT_MAX-like sentinels for "no limit".
 _HUGE = 1e29
 
@@ -105,7 +108,9 @@ def load_robot(path: str | os.PathLike, *, prim_path: str | None = None) -> Robo
     try:
         stage = Usd.Stage.Open(path, Usd.Stage.LoadAll)
     except Exception as exc:  # pxr raises Tf.ErrorException with the parser's message
-        raise RobotModelError(f"cannot open {path!r} as USD: {str(exc).strip()}; fix: repair or re-export the file") from None
+        raise RobotModelError(
+            f"cannot open {path!r} as USD: {str(exc).strip()}; fix: repair or re-export the file"
+        ) from None
     if stage is None:
         raise RobotModelError(f"cannot open {path!r} as USD; fix: repair or re-export the file")
     return _Reader(stage, path).read(prim_path)
@@ -134,33 +139,44 @@ class _Reader:
     def _find_root(self, prim_path: str | None):
         from pxr import Usd
 
-        roots = [p for p in self.stage.Traverse(Usd.TraverseInstanceProxies())
-                 if "PhysicsArticulationRootAPI" in _applied_schemas(p)]
+        roots = [
+            p
+            for p in self.stage.Traverse(Usd.TraverseInstanceProxies())
+            if "PhysicsArticulationRootAPI" in _applied_schemas(p)
+        ]
         if prim_path is not None:
             prim = self.stage.GetPrimAtPath(prim_path)
             if not prim or not prim.IsValid():
                 raise RobotModelError(
                     f"prim {prim_path!r} does not exist in {self.source}; articulation roots in the file: "
-                    f"{[str(r.GetPath()) for r in roots] or 'none'}", prim_path=prim_path)
+                    f"{[str(r.GetPath()) for r in roots] or 'none'}",
+                    prim_path=prim_path,
+                )
             inside = [r for r in roots if r.GetPath().HasPrefix(prim.GetPath())]
             if not inside:
                 raise RobotModelError(
                     f"{prim_path} is not and does not contain an articulation root; fix: apply "
-                    f"UsdPhysics.ArticulationRootAPI to the robot's root prim or base link", prim_path=prim_path)
+                    f"UsdPhysics.ArticulationRootAPI to the robot's root prim or base link",
+                    prim_path=prim_path,
+                )
             if len(inside) > 1:
                 raise RobotModelError(
                     f"{prim_path} contains several articulation roots {[str(r.GetPath()) for r in inside]}; "
-                    f"fix: pass prim_path= one of them", prim_path=prim_path)
+                    f"fix: pass prim_path= one of them",
+                    prim_path=prim_path,
+                )
             return inside[0]
         if not roots:
             raise RobotModelError(
                 f"no articulation root in {self.source}: no prim has PhysicsArticulationRootAPI; fix: apply "
                 f"UsdPhysics.ArticulationRootAPI to the robot's root prim (or its base link), e.g. in Isaac Sim "
-                f"Add > Physics > Articulation Root")
+                f"Add > Physics > Articulation Root"
+            )
         if len(roots) > 1:
             raise RobotModelError(
                 f"{self.source} holds several articulation roots {[str(r.GetPath()) for r in roots]}; fix: pass "
-                f"prim_path= the one to load (robot.prim_path setting)")
+                f"prim_path= the one to load (robot.prim_path setting)"
+            )
         return roots[0]
 
     def _is_body(self, prim) -> bool:
@@ -184,7 +200,9 @@ class _Reader:
         if not bodies:
             raise RobotModelError(
                 f"articulation root {root.GetPath()} has no rigid bodies under it; fix: apply "
-                f"UsdPhysics.RigidBodyAPI to each link", prim_path=str(root.GetPath()))
+                f"UsdPhysics.RigidBodyAPI to each link",
+                prim_path=str(root.GetPath()),
+            )
         return str(scope.GetPath()), bodies
 
     # ---- joints ---------------------------------------------------------------------------------
@@ -213,25 +231,33 @@ class _Reader:
                 if t is not None and t[1] == "missing":
                     raise RobotModelError(
                         f"joint {path} {rel} targets {t[0]}, which does not exist; fix: point it at a link "
-                        f"(a prim with RigidBodyAPI) or leave it empty for the world", prim_path=path)
+                        f"(a prim with RigidBodyAPI) or leave it empty for the world",
+                        prim_path=path,
+                    )
             kind = _SUPPORTED.get(type_name)
             if kind is None:
                 raise RobotModelError(
                     f"joint {path} is a {type_name or 'typeless joint'}; twin_ext supports revolute, prismatic and "
                     f"fixed joints; fix: model it as a chain of revolute/prismatic joints or lock it as a "
-                    f"PhysicsFixedJoint", prim_path=path)
+                    f"PhysicsFixedJoint",
+                    prim_path=path,
+                )
             body0 = b0[0] if b0 is not None and b0[1] == "body" else None
             body1 = b1[0] if b1 is not None and b1[1] == "body" else None
             if body0 is None and body1 is None:
                 raise RobotModelError(
                     f"joint {path} connects no rigid bodies (physics:body0 and body1 are empty or not links); "
-                    f"fix: point physics:body1 at the child link", prim_path=path)
+                    f"fix: point physics:body1 at the child link",
+                    prim_path=path,
+                )
             frame0 = self._joint_frame(prim, 0, b0)
             frame1 = self._joint_frame(prim, 1, b1)
             axis_attr = prim.GetAttribute("physics:axis")
             axis_token = str(axis_attr.Get()) if axis_attr and axis_attr.Get() is not None else "X"
             if kind != JointType.FIXED and axis_token not in _AXES:
-                raise RobotModelError(f"joint {path} has physics:axis {axis_token!r}; fix: use X, Y or Z", prim_path=path)
+                raise RobotModelError(
+                    f"joint {path} has physics:axis {axis_token!r}; fix: use X, Y or Z", prim_path=path
+                )
             axis = np.array(_AXES.get(axis_token, (0.0, 0.0, 0.0))) if kind != JointType.FIXED else np.zeros(3)
             joints.append(_Joint(path, prim.GetName(), kind, body0, body1, frame0, frame1, axis, prim))
         return joints
@@ -270,11 +296,17 @@ class _Reader:
         rot_attr = prim.GetAttribute(f"physics:localRot{side}")
         pos = np.array(pos_attr.Get() if pos_attr and pos_attr.Get() is not None else (0, 0, 0), dtype=np.float64)
         rot = rot_attr.Get() if rot_attr and rot_attr.Get() is not None else None
-        quat = np.array([rot.GetReal(), *rot.GetImaginary()], dtype=np.float64) if rot is not None else np.array([1.0, 0, 0, 0])
+        quat = (
+            np.array([rot.GetReal(), *rot.GetImaginary()], dtype=np.float64)
+            if rot is not None
+            else np.array([1.0, 0, 0, 0])
+        )
         if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat)) and np.linalg.norm(quat) > 1e-9):
             raise RobotModelError(
                 f"joint {prim.GetPath()} has a non-finite physics:localPos{side}/localRot{side}; fix: author a "
-                f"finite position and a non-zero quaternion", prim_path=str(prim.GetPath()))
+                f"finite position and a non-zero quaternion",
+                prim_path=str(prim.GetPath()),
+            )
         pos = pos * self.mpu
         if target is None:
             return make_transform(pos, quat)
@@ -319,7 +351,8 @@ class _Reader:
                     raise RobotModelError(
                         f"kinematic loop: link {child} is reached by joint {joint.path} and by {first}; fix: set "
                         f"physics:excludeFromArticulation = true on the joint that closes the loop",
-                        prim_path=joint.path)
+                        prim_path=joint.path,
+                    )
                 parent_joint[child] = (j, reversed_)
                 parent_of[child] = node
                 order.append(child)
@@ -328,13 +361,16 @@ class _Reader:
             if j not in used and (joint.body0 in parent_of or joint.body1 in parent_of):
                 raise RobotModelError(
                     f"kinematic loop through joint {joint.path}; fix: set physics:excludeFromArticulation = true "
-                    f"on the joint that closes the loop", prim_path=joint.path)
+                    f"on the joint that closes the loop",
+                    prim_path=joint.path,
+                )
         stray = [b for b in bodies if b not in parent_of]
         if stray:
             raise RobotModelError(
                 f"link(s) {stray} are under articulation root {root.GetPath()} but no joint connects them to the "
                 f"robot; fix: add the missing joint(s) or move the bodies out of the articulation",
-                prim_path=stray[0])
+                prim_path=stray[0],
+            )
         return order, parent_joint, parent_of
 
     def _topmost_body(self, bodies) -> str:
@@ -361,7 +397,9 @@ class _Reader:
                 continue
             j, reversed_ = parent_joint[link]
             joint = joints[j]
-            parent_frame[i], child_frame[i] = (joint.frame1, joint.frame0) if reversed_ else (joint.frame0, joint.frame1)
+            parent_frame[i], child_frame[i] = (
+                (joint.frame1, joint.frame0) if reversed_ else (joint.frame0, joint.frame1)
+            )
             joint_type[i] = joint.kind
             joint_axis[i] = -joint.axis if reversed_ else joint.axis
             joint_names[i] = joint.name
@@ -375,7 +413,9 @@ class _Reader:
             paths = [j.path for j in dof_joints if j.name in dupes]
             raise RobotModelError(
                 f"joint names must be unique (telemetry addresses joints by name); duplicated: {dupes} at {paths}; "
-                f"fix: rename the joint prims", prim_path=paths[0])
+                f"fix: rename the joint prims",
+                prim_path=paths[0],
+            )
 
         dofs = self._dof_properties(dof_joints)
         inertial = self._inertials(order)
@@ -422,8 +462,22 @@ class _Reader:
 
     def _dof_properties(self, dof_joints: list[_Joint]) -> dict[str, np.ndarray]:
         n = len(dof_joints)
-        out = {k: np.zeros(n) for k in ("lower", "upper", "velocity_limit", "effort_limit", "kp", "kd",
-                                          "drive_target", "armature", "damping", "friction", "mimic_offset")}
+        out = {
+            k: np.zeros(n)
+            for k in (
+                "lower",
+                "upper",
+                "velocity_limit",
+                "effort_limit",
+                "kp",
+                "kd",
+                "drive_target",
+                "armature",
+                "damping",
+                "friction",
+                "mimic_offset",
+            )
+        }
         out["has_drive"] = np.zeros(n, dtype=bool)
         out["mimic_leader"] = np.full(n, -1, dtype=np.int32)
         out["mimic_gear"] = np.ones(n)
@@ -444,11 +498,15 @@ class _Reader:
             if lo > hi:
                 raise RobotModelError(
                     f"joint {joint.path} has lowerLimit > upperLimit; fix: swap them (or remove both for an "
-                    f"unlimited joint)", prim_path=joint.path)
+                    f"unlimited joint)",
+                    prim_path=joint.path,
+                )
             out["lower"][d], out["upper"][d] = lo, hi
 
             vel, _ = self._first(prim, ("physxJoint:maxJointVelocity", "newton:velocityLimit"))
-            out["velocity_limit"][d] = math.inf if vel is None or vel >= _HUGE or not math.isfinite(vel) else vel * pos_scale
+            out["velocity_limit"][d] = (
+                math.inf if vel is None or vel >= _HUGE or not math.isfinite(vel) else vel * pos_scale
+            )
 
             drive = "angular" if angular else "linear"
             if f"PhysicsDriveAPI:{drive}" in _applied_schemas(prim):
@@ -458,11 +516,15 @@ class _Reader:
                 target = self._attr(prim, f"drive:{drive}:physics:targetPosition") or 0.0
                 dtype = self._attr(prim, f"drive:{drive}:physics:type")
                 if dtype is not None and str(dtype) == "acceleration":
-                    self.notes.append(f"{joint.path}: acceleration drive read as a force drive (gains not scaled by inertia)")
+                    self.notes.append(
+                        f"{joint.path}: acceleration drive read as a force drive (gains not scaled by inertia)"
+                    )
                 out["kp"][d] = kp * gain_scale * force_scale
                 out["kd"][d] = kd * gain_scale * force_scale
                 out["drive_target"][d] = target * pos_scale
-                out["effort_limit"][d] = math.inf if fmax is None or fmax >= _HUGE or not math.isfinite(fmax) else fmax * force_scale
+                out["effort_limit"][d] = (
+                    math.inf if fmax is None or fmax >= _HUGE or not math.isfinite(fmax) else fmax * force_scale
+                )
                 out["has_drive"][d] = True
             elif isinstance(actuators.get(joint.path), tuple):
                 out["kp"][d], out["kd"][d], out["effort_limit"][d] = actuators[joint.path]
@@ -488,8 +550,10 @@ class _Reader:
             out["friction"][d] = (fric or 0.0) * force_scale
             for key in ("armature", "damping", "friction"):
                 if not math.isfinite(out[key][d]) or out[key][d] < 0:
-                    raise RobotModelError(f"joint {joint.path} has a negative or non-finite {key}; fix: author a value >= 0",
-                                          prim_path=joint.path)
+                    raise RobotModelError(
+                        f"joint {joint.path} has a negative or non-finite {key}; fix: author a value >= 0",
+                        prim_path=joint.path,
+                    )
 
         for d, joint in enumerate(dof_joints):
             self._read_mimic(joint, d, path_index, out)
@@ -547,8 +611,12 @@ class _Reader:
             if str(self._attr(prim, "mjc:forceLimited") or "auto") != "false" and (fr_max or fr_min):
                 fmax = max(abs(fr_max or 0.0), abs(fr_min or 0.0))
             target = self.stage.GetPrimAtPath(targets[0])
-            if str(self._attr(prim, "mjc:biasType") or "none") != "affine" or str(
-                    self._attr(prim, "mjc:gainType") or "fixed") != "fixed" or kp <= 0 or gain[0] <= 0:
+            if (
+                str(self._attr(prim, "mjc:biasType") or "none") != "affine"
+                or str(self._attr(prim, "mjc:gainType") or "fixed") != "fixed"
+                or kp <= 0
+                or gain[0] <= 0
+            ):
                 found[str(targets[0])] = f"MuJoCo actuator {prim.GetPath()} is not a position servo"
             elif target and str(target.GetTypeName()) == "MjcTendon":
                 trel = target.GetRelationship("mjc:path")
@@ -579,26 +647,33 @@ class _Reader:
             m = self._attr(prim, "physics:mass")
             if m is not None and (not math.isfinite(m) or m < 0):
                 raise RobotModelError(
-                    f"link {path} has physics:mass = {m}; fix: author a finite mass > 0 kg", prim_path=path)
+                    f"link {path} has physics:mass = {m}; fix: author a finite mass > 0 kg", prim_path=path
+                )
             if m is None or m == 0:
-                self.notes.append(f"link {path} has no authored mass: treated as massless "
-                                  f"(mass from collision geometry and density is not computed)")
+                self.notes.append(
+                    f"link {path} has no authored mass: treated as massless "
+                    f"(mass from collision geometry and density is not computed)"
+                )
                 continue
             mass[i] = m * self.kpu
             c = self._attr(prim, "physics:centerOfMass")
             if c is not None:
                 c = np.array(c, dtype=np.float64)
                 if not np.all(np.isfinite(c)):
-                    raise RobotModelError(f"link {path} has a non-finite physics:centerOfMass; fix: author finite values",
-                                          prim_path=path)
+                    raise RobotModelError(
+                        f"link {path} has a non-finite physics:centerOfMass; fix: author finite values", prim_path=path
+                    )
                 # UsdPhysics' "not authored" sentinel is a huge negative vector.
                 if np.all(np.abs(c) < _HUGE):
                     com[i] = c * scale * self.mpu
             full = self._attr(prim, "newton:inertia")
             if full is not None and len(full) > 0:
                 if len(full) != 6 or not np.all(np.isfinite(np.array(full, dtype=np.float64))):
-                    raise RobotModelError(f"link {path} has newton:inertia {list(full)}; fix: author 6 finite values "
-                                          f"[Ixx, Iyy, Izz, Ixy, Ixz, Iyz]", prim_path=path)
+                    raise RobotModelError(
+                        f"link {path} has newton:inertia {list(full)}; fix: author 6 finite values "
+                        f"[Ixx, Iyy, Izz, Ixy, Ixz, Iyz]",
+                        prim_path=path,
+                    )
                 ixx, iyy, izz, ixy, ixz, iyz = (float(v) for v in full)
                 tensor = np.array([[ixx, ixy, ixz], [ixy, iyy, iyz], [ixz, iyz, izz]])
                 evals, evecs = np.linalg.eigh(tensor)
@@ -611,16 +686,22 @@ class _Reader:
                 if d is not None:
                     d = np.array(d, dtype=np.float64)
                     if not np.all(np.isfinite(d)):
-                        raise RobotModelError(f"link {path} has a non-finite physics:diagonalInertia; fix: author "
-                                              f"finite principal moments", prim_path=path)
+                        raise RobotModelError(
+                            f"link {path} has a non-finite physics:diagonalInertia; fix: author "
+                            f"finite principal moments",
+                            prim_path=path,
+                        )
                     diag[i] = d * inertia_scale
                 q = self._attr(prim, "physics:principalAxes")
                 if q is not None:
                     quat = np.array([q.GetReal(), *q.GetImaginary()], dtype=np.float64)
                     norm = np.linalg.norm(quat)
                     if not np.isfinite(norm) or norm < 1e-9:
-                        raise RobotModelError(f"link {path} has a zero or non-finite physics:principalAxes; fix: "
-                                              f"author a unit quaternion", prim_path=path)
+                        raise RobotModelError(
+                            f"link {path} has a zero or non-finite physics:principalAxes; fix: "
+                            f"author a unit quaternion",
+                            prim_path=path,
+                        )
                     axes[i] = quat / norm
             self._check_inertia(path, diag[i])
             if not np.any(diag[i]):
@@ -630,13 +711,17 @@ class _Reader:
     def _check_inertia(self, path: str, d: np.ndarray) -> None:
         scale = max(float(np.max(np.abs(d))), 1e-300)
         if np.any(d < -1e-12 * scale):
-            raise RobotModelError(f"link {path} has a negative principal moment of inertia {d.tolist()} kg·m²; fix: "
-                                  f"author moments >= 0", prim_path=path)
+            raise RobotModelError(
+                f"link {path} has a negative principal moment of inertia {d.tolist()} kg·m²; fix: author moments >= 0",
+                prim_path=path,
+            )
         a, b, c = np.sort(d)
         if a + b < c * (1 - 1e-6) - 1e-12 * scale:
             raise RobotModelError(
                 f"link {path} has principal moments {d.tolist()} that violate the triangle inequality "
-                f"(no rigid body has them); fix: recompute the link's inertia", prim_path=path)
+                f"(no rigid body has them); fix: recompute the link's inertia",
+                prim_path=path,
+            )
 
     def _gravity(self) -> np.ndarray:
         from pxr import Usd
@@ -669,6 +754,8 @@ class _Reader:
             dp = float(np.linalg.norm(authored[:3, 3] - world[i][:3, 3]))
             dr = float(np.linalg.norm(authored[:3, :3] - world[i][:3, :3]))
             if dp > 1e-4 or dr > 1e-3:
-                self.notes.append(f"link {path}: authored pose differs from the joint frames at q = 0 by "
-                                  f"{dp:.2e} m / {dr:.2e} (the joint frames are used, as in PhysX)")
+                self.notes.append(
+                    f"link {path}: authored pose differs from the joint frames at q = 0 by "
+                    f"{dp:.2e} m / {dr:.2e} (the joint frames are used, as in PhysX)"
+                )
                 break

@@ -34,8 +34,16 @@ class GhostRobot:
         color: RGB in [0, 1]. opacity: in [0, 1].
     """
 
-    def __init__(self, model: RobotModel, stage, *, prim_path: str = "/World/twin_ghost", layer=None,
-                 color: tuple[float, float, float] = (0.25, 0.6, 1.0), opacity: float = 0.35) -> None:
+    def __init__(
+        self,
+        model: RobotModel,
+        stage,
+        *,
+        prim_path: str = "/World/twin_ghost",
+        layer=None,
+        color: tuple[float, float, float] = (0.25, 0.6, 1.0),
+        opacity: float = 0.35,
+    ) -> None:
         from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade
 
         self.model = model
@@ -104,7 +112,9 @@ class GhostRobot:
     def visible(self) -> bool:
         from pxr import UsdGeom
 
-        return UsdGeom.Imageable(self.stage.GetPrimAtPath(self.prim_path)).ComputeVisibility() != UsdGeom.Tokens.invisible
+        return (
+            UsdGeom.Imageable(self.stage.GetPrimAtPath(self.prim_path)).ComputeVisibility() != UsdGeom.Tokens.invisible
+        )
 
     def remove(self) -> None:
         """Delete the ghost from the stage (its specs in the layer)."""

@@ -26,8 +26,15 @@ class MirrorSink:
 
     name = "usd_mirror"
 
-    def __init__(self, mirror: UsdKinematicMirror, *, live: bool = True, keep_animation: bool = True,
-                 animation_fps: float = 30.0, max_frames: int = 30 * 60 * 10) -> None:
+    def __init__(
+        self,
+        mirror: UsdKinematicMirror,
+        *,
+        live: bool = True,
+        keep_animation: bool = True,
+        animation_fps: float = 30.0,
+        max_frames: int = 30 * 60 * 10,
+    ) -> None:
         self.mirror = mirror
         self.live = live
         self.keep_animation = keep_animation

@@ -17,9 +17,14 @@ _NUMBERS = {"type": "array", "items": {"type": "number"}}
 STATE_SCHEMA = {
     "type": "object",
     "properties": {
-        "t_ns": {"type": "integer"}, "health": {"type": "string"}, "age_s": {"type": ["number", "null"]},
+        "t_ns": {"type": "integer"},
+        "health": {"type": "string"},
+        "age_s": {"type": ["number", "null"]},
         "names": {"type": "array", "items": {"type": "string"}},
-        "position": _NUMBERS, "velocity": _NUMBERS, "acceleration": _NUMBERS, "position_std": _NUMBERS,
+        "position": _NUMBERS,
+        "velocity": _NUMBERS,
+        "acceleration": _NUMBERS,
+        "position_std": _NUMBERS,
         "velocity_std": _NUMBERS,
     },
     "required": ["t_ns", "health", "names", "position", "velocity"],
@@ -52,11 +57,15 @@ class StateRecorderSink:
         n = snapshot.model.ndof
         std = np.sqrt(np.clip(np.diag(snapshot.covariance), 0.0, None))
         obj = {
-            "t_ns": int(snapshot.t_ns), "health": snapshot.health.value,
+            "t_ns": int(snapshot.t_ns),
+            "health": snapshot.health.value,
             "age_s": float(snapshot.age_s) if np.isfinite(snapshot.age_s) else None,
             "names": list(snapshot.model.dof_names),
-            "position": snapshot.q.tolist(), "velocity": snapshot.qd.tolist(), "acceleration": snapshot.qdd.tolist(),
-            "position_std": std[:n].tolist(), "velocity_std": std[n:].tolist(),
+            "position": snapshot.q.tolist(),
+            "velocity": snapshot.qd.tolist(),
+            "acceleration": snapshot.qdd.tolist(),
+            "position_std": std[:n].tolist(),
+            "velocity_std": std[n:].tolist(),
         }
         self.recorder.record_json(STATE_TOPIC, obj, int(snapshot.t_ns), "twin_ext.TwinState", schema=STATE_SCHEMA)
         self.recorded += 1

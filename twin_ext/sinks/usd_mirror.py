@@ -59,7 +59,8 @@ class UsdKinematicMirror:
         if missing:
             raise ValueError(
                 f"the stage has no prims for links {missing[:3]}{'...' if len(missing) > 3 else ''}; fix: place the "
-                f"robot asset {model.source} at {self.robot_prim_path} or pass robot_prim_path=")
+                f"robot asset {model.source} at {self.robot_prim_path} or pass robot_prim_path="
+            )
         # Replace each link's authored ops by one matrix op, authored in our layer.
         with Usd.EditContext(stage, Usd.EditTarget(self.layer)):
             for path in self._paths:
@@ -70,7 +71,7 @@ class UsdKinematicMirror:
 
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
-    def new_stage(cls, model: RobotModel, *, robot_prim_path: str | None = None) -> "UsdKinematicMirror":
+    def new_stage(cls, model: RobotModel, *, robot_prim_path: str | None = None) -> UsdKinematicMirror:
         """An in-memory stage (Z up, metres) that references ``model.source`` at ``robot_prim_path``."""
         from pxr import Sdf, Usd, UsdGeom, UsdPhysics
 
@@ -90,7 +91,7 @@ class UsdKinematicMirror:
         return cls(model, stage, robot_prim_path=path)
 
     def _to_stage(self, asset_path: str) -> str:
-        return self.robot_prim_path.rstrip("/") + asset_path[len(self._asset_root):]
+        return self.robot_prim_path.rstrip("/") + asset_path[len(self._asset_root) :]
 
     def _rest_structure(self) -> tuple[np.ndarray, np.ndarray]:
         """For each link: the index of the link its USD parent prim rides on (-1: the asset root) and the
@@ -121,11 +122,14 @@ class UsdKinematicMirror:
     def local_transforms(self, q: np.ndarray) -> np.ndarray:
         """``[.., nlink, 4, 4]`` link transforms relative to their USD parent prims for ``q: [.., ndof]``."""
         poses = self.model.link_poses(q)
-        parent_world = np.where(
-            (self._anchor >= 0)[:, None, None],
-            poses[..., np.maximum(self._anchor, 0), :, :],
-            np.eye(4),
-        ) @ self._offset
+        parent_world = (
+            np.where(
+                (self._anchor >= 0)[:, None, None],
+                poses[..., np.maximum(self._anchor, 0), :, :],
+                np.eye(4),
+            )
+            @ self._offset
+        )
         return invert_transform(parent_world) @ poses
 
     def write(self, q: np.ndarray, *, time: float | None = None) -> None:
@@ -150,7 +154,9 @@ class UsdKinematicMirror:
         times_s = np.asarray(times_s, dtype=np.float64)
         q = np.asarray(q, dtype=np.float64)
         if q.ndim != 2 or q.shape[0] != times_s.shape[0]:
-            raise ValueError(f"q must be [T, {self.model.ndof}] with T = len(times_s); got {q.shape} and {times_s.shape}")
+            raise ValueError(
+                f"q must be [T, {self.model.ndof}] with T = len(times_s); got {q.shape} and {times_s.shape}"
+            )
         from pxr import Gf, Sdf
 
         local = self.local_transforms(q)
@@ -179,8 +185,12 @@ class UsdKinematicMirror:
             items = prim_spec.referenceList.prependedItems
             if items:
                 prim_spec.referenceList.prependedItems = [
-                    Sdf.Reference(rel if os.path.abspath(r.assetPath) == os.path.abspath(self.model.source) else r.assetPath,
-                                  r.primPath) for r in items]
+                    Sdf.Reference(
+                        rel if os.path.abspath(r.assetPath) == os.path.abspath(self.model.source) else r.assetPath,
+                        r.primPath,
+                    )
+                    for r in items
+                ]
         layer.Export(str(out))
         return out
 

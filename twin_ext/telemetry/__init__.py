@@ -29,25 +29,60 @@ from .codecs import (
 from .errors import RejectReason, TelemetryError
 from .ingest import EventKind, IngestStats, LinkEvent, Received, TelemetryIngest
 from .messages import MAX_JOINTS, SCHEMA_VERSION, SEQ_MODULUS, Birth, JointState, Status
-from .ordering import SeqVerdict, SequenceTracker
+from .ordering import SequenceTracker, SeqVerdict
 from .settings import BrokerSettings, ClockSettings, SettingsError, TelemetrySettings
 from .topics import DEFAULT_PREFIX, Topics
 
 __all__ = [
     # messages and codecs
-    "SCHEMA_VERSION", "MAX_JOINTS", "SEQ_MODULUS", "JointState", "Birth", "Status",
-    "encode_json", "encode_binary", "decode", "encode_birth", "decode_birth", "encode_status",
-    "decode_status", "BINARY_MAGIC", "DEFAULT_MAX_PAYLOAD_BYTES", "RejectReason", "TelemetryError",
-    "Topics", "DEFAULT_PREFIX",
+    "SCHEMA_VERSION",
+    "MAX_JOINTS",
+    "SEQ_MODULUS",
+    "JointState",
+    "Birth",
+    "Status",
+    "encode_json",
+    "encode_binary",
+    "decode",
+    "encode_birth",
+    "decode_birth",
+    "encode_status",
+    "decode_status",
+    "BINARY_MAGIC",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "RejectReason",
+    "TelemetryError",
+    "Topics",
+    "DEFAULT_PREFIX",
     # pipeline
-    "TelemetryIngest", "Received", "LinkEvent", "EventKind", "IngestStats",
-    "ClockSync", "ClockSyncError", "ClockSnapshot", "SequenceTracker", "SeqVerdict",
+    "TelemetryIngest",
+    "Received",
+    "LinkEvent",
+    "EventKind",
+    "IngestStats",
+    "ClockSync",
+    "ClockSyncError",
+    "ClockSnapshot",
+    "SequenceTracker",
+    "SeqVerdict",
     # settings
-    "BrokerSettings", "TelemetrySettings", "ClockSettings", "SettingsError",
+    "BrokerSettings",
+    "TelemetrySettings",
+    "ClockSettings",
+    "SettingsError",
     # lazily imported
-    "MqttLink", "LinkState", "LinkHealth", "LinkConfigError", "McapRecorder", "McapReplay", "RecordingError",
-    "EmbeddedBroker", "EmbeddedBrokerError", "Command", "CommandError",
-]  # fmt: skip
+    "MqttLink",
+    "LinkState",
+    "LinkHealth",
+    "LinkConfigError",
+    "McapRecorder",
+    "McapReplay",
+    "RecordingError",
+    "EmbeddedBroker",
+    "EmbeddedBrokerError",
+    "Command",
+    "CommandError",
+]
 
 _LAZY = {
     "MqttLink": ".mqtt_link",

@@ -113,13 +113,19 @@ class ClockSync:
     ) -> None:
         if settings is not None:
             window_s, block_ms, min_latency_ms = settings.window_s, settings.block_ms, settings.min_latency_ms
-            drift_min_span_s, ready_span_s, ready_samples = settings.drift_min_span_s, settings.ready_span_s, settings.ready_samples
+            drift_min_span_s, ready_span_s, ready_samples = (
+                settings.drift_min_span_s,
+                settings.ready_span_s,
+                settings.ready_samples,
+            )
             jump_threshold_ms, jump_confirm_samples = settings.jump_threshold_ms, settings.jump_confirm_samples
             jump_confirm_s, max_drift_ppm = settings.jump_confirm_s, settings.max_drift_ppm
         if not (window_s > 0 and block_ms > 0 and block_ms * 1e-3 < window_s):
             raise ValueError(f"clock window_s ({window_s}) and block_ms ({block_ms}) must be > 0 with block < window")
         if min_latency_ms < 0 or jump_threshold_ms <= 0 or jump_confirm_samples < 1 or ready_samples < 1:
-            raise ValueError("clock min_latency_ms must be >= 0, jump_threshold_ms > 0, jump_confirm_samples and ready_samples >= 1")
+            raise ValueError(
+                "clock min_latency_ms must be >= 0, jump_threshold_ms > 0, jump_confirm_samples and ready_samples >= 1"
+            )
         self._window_ns = int(window_s * 1e9)
         self._block_ns = max(1, int(block_ms * 1e6))
         self._min_latency_ns = int(round(min_latency_ms * 1e6))
@@ -179,7 +185,11 @@ class ClockSync:
             if excess < -self._jump_ns:
                 self._below_run += 1
                 if self._below_run >= self._jump_samples:
-                    self._jump(stamp_ns, arrival_ns, f"samples arrive {-excess / 1e6:.1f} ms earlier than possible: robot clock stepped forward")
+                    self._jump(
+                        stamp_ns,
+                        arrival_ns,
+                        f"samples arrive {-excess / 1e6:.1f} ms earlier than possible: robot clock stepped forward",
+                    )
                 return  # a lone impossible sample is a bad stamp: do not let it pull the envelope down
             self._below_run = 0
             if excess > self._jump_ns:
@@ -187,7 +197,11 @@ class ClockSync:
                     self._above_since, self._above_run = arrival_ns, 0
                 self._above_run += 1
                 if arrival_ns - self._above_since >= self._jump_confirm_ns and self._above_run >= self._jump_samples:
-                    self._jump(stamp_ns, arrival_ns, f"every sample for {self._jump_confirm_ns / 1e9:.1f} s arrived {excess / 1e6:.1f} ms late: robot clock stepped back or the network path changed")
+                    self._jump(
+                        stamp_ns,
+                        arrival_ns,
+                        f"every sample for {self._jump_confirm_ns / 1e9:.1f} s arrived {excess / 1e6:.1f} ms late: robot clock stepped back or the network path changed",
+                    )
                     return
             else:
                 self._above_since = None
@@ -251,7 +265,9 @@ class ClockSync:
     def _require_line(self) -> tuple[int, int, float, float]:
         line = self._line
         if line is None:
-            raise ClockSyncError("no telemetry sample yet: feed ClockSync.update (the ingest does) before mapping times; check .ready")
+            raise ClockSyncError(
+                "no telemetry sample yet: feed ClockSync.update (the ingest does) before mapping times; check .ready"
+            )
         return line
 
     def to_twin_ns(self, stamp_ns):
@@ -319,6 +335,11 @@ class ClockSync:
     def snapshot(self) -> ClockSnapshot:
         """All the state a status display needs, read once."""
         return ClockSnapshot(
-            offset_ns=self.offset_ns, drift_ppm=1e6 * self.drift, latency_ns=self.latency_ns,
-            jumps=self.jumps, ready=self.ready, samples=self._samples, span_ns=self.span_ns,
-        )  # fmt: skip
+            offset_ns=self.offset_ns,
+            drift_ppm=1e6 * self.drift,
+            latency_ns=self.latency_ns,
+            jumps=self.jumps,
+            ready=self.ready,
+            samples=self._samples,
+            span_ns=self.span_ns,
+        )

@@ -134,7 +134,9 @@ def encode_binary(msg: JointState) -> bytes:
     table = _names_table(msg.names)
     if len(table) > 0xFFFF:
         raise _reject(RejectReason.TOO_LARGE, f"names table of {len(table)} bytes exceeds 65535")
-    header = _HEADER.pack(BINARY_MAGIC, SCHEMA_VERSION, flags, len(msg.names), msg.seq, msg.stamp_ns, len(rid), len(table))
+    header = _HEADER.pack(
+        BINARY_MAGIC, SCHEMA_VERSION, flags, len(msg.names), msg.seq, msg.stamp_ns, len(rid), len(table)
+    )
     data = np.concatenate(arrays).astype(_F64, copy=False).tobytes()
     return b"".join((header, rid, table, data))
 
@@ -226,13 +228,18 @@ def _check_version(obj: dict[str, Any]) -> None:
     if type(version) is not int:
         raise _reject(RejectReason.BAD_TYPE, f"version must be an integer, got {type(version).__name__}")
     if version != SCHEMA_VERSION:
-        raise _reject(RejectReason.UNSUPPORTED_VERSION, f"schema version {version} is not supported (this twin speaks {SCHEMA_VERSION})")
+        raise _reject(
+            RejectReason.UNSUPPORTED_VERSION,
+            f"schema version {version} is not supported (this twin speaks {SCHEMA_VERSION})",
+        )
 
 
 def _check_fields(obj: dict[str, Any], allowed: frozenset[str], required: tuple[str, ...], what: str) -> None:
     if len(obj) > len(allowed) or not allowed.issuperset(obj):
         extra = sorted(k for k in obj if k not in allowed)
-        raise _reject(RejectReason.UNKNOWN_FIELD, f"{what} has unknown field(s) {', '.join(repr(k[:40]) for k in extra[:5])}")
+        raise _reject(
+            RejectReason.UNKNOWN_FIELD, f"{what} has unknown field(s) {', '.join(repr(k[:40]) for k in extra[:5])}"
+        )
     for key in required:
         if key not in obj:
             raise _reject(RejectReason.MISSING_FIELD, f"{what} field {key!r} is missing")
@@ -262,10 +269,16 @@ def _model_order(names: tuple[str, ...], model_names: tuple[str, ...]) -> np.nda
         index = {name: i for i, name in enumerate(names)}
         unknown = [x for x in names if x not in set(model_names)]
         if unknown:
-            raise _reject(RejectReason.UNKNOWN_JOINT, f"joint(s) {', '.join(repr(x) for x in unknown[:5])} are not in the robot model {list(model_names)[:12]}")
+            raise _reject(
+                RejectReason.UNKNOWN_JOINT,
+                f"joint(s) {', '.join(repr(x) for x in unknown[:5])} are not in the robot model {list(model_names)[:12]}",
+            )
         missing = [x for x in model_names if x not in index]
         if missing:
-            raise _reject(RejectReason.MISSING_JOINT, f"joint(s) {', '.join(repr(x) for x in missing[:5])} of the robot model are missing")
+            raise _reject(
+                RejectReason.MISSING_JOINT,
+                f"joint(s) {', '.join(repr(x) for x in missing[:5])} of the robot model are missing",
+            )
         order = np.array([index[x] for x in model_names], dtype=np.intp)
         _remember(_orders, key, order)
     return order
@@ -285,7 +298,9 @@ def _model_names(model: Any) -> tuple[str, ...] | None:
     try:
         names = model.dof_names
     except AttributeError:
-        raise TypeError(f"model must have a 'dof_names' tuple (a RobotModel or Birth), got {type(model).__name__}") from None
+        raise TypeError(
+            f"model must have a 'dof_names' tuple (a RobotModel or Birth), got {type(model).__name__}"
+        ) from None
     return names if type(names) is tuple else tuple(names)
 
 
@@ -338,10 +353,16 @@ def _decode_binary_names(table: bytes, n: int) -> tuple[str, ...]:
 def _decode_binary_state(payload: bytes) -> JointState:
     size = len(payload)
     if size < _HEADER.size:
-        raise _reject(RejectReason.MALFORMED_BINARY, f"binary payload of {size} bytes is shorter than the {_HEADER.size}-byte header")
+        raise _reject(
+            RejectReason.MALFORMED_BINARY,
+            f"binary payload of {size} bytes is shorter than the {_HEADER.size}-byte header",
+        )
     _, version, flags, n, seq, stamp_ns, id_len, table_len = _HEADER.unpack_from(payload)
     if version != SCHEMA_VERSION:
-        raise _reject(RejectReason.UNSUPPORTED_VERSION, f"binary schema version {version} is not supported (this twin speaks {SCHEMA_VERSION})")
+        raise _reject(
+            RejectReason.UNSUPPORTED_VERSION,
+            f"binary schema version {version} is not supported (this twin speaks {SCHEMA_VERSION})",
+        )
     if flags & ~_KNOWN_FLAGS:
         raise _reject(RejectReason.MALFORMED_BINARY, f"unknown flag bits 0x{flags & ~_KNOWN_FLAGS:02x}")
     if n == 0:
@@ -351,7 +372,9 @@ def _decode_binary_state(payload: bytes) -> JointState:
     narrays = 1 + (flags & 1) + ((flags >> 1) & 1)
     expected = _HEADER.size + id_len + table_len + 8 * n * narrays
     if size != expected:
-        raise _reject(RejectReason.MALFORMED_BINARY, f"binary payload has {size} bytes, its header announces {expected}")
+        raise _reject(
+            RejectReason.MALFORMED_BINARY, f"binary payload has {size} bytes, its header announces {expected}"
+        )
     pos = _HEADER.size
     raw_id = payload[pos : pos + id_len]
     robot_id = _robot_ids.get(raw_id)
@@ -410,15 +433,23 @@ def decode(payload: bytes, *, model: Any = None, max_bytes: int = DEFAULT_MAX_PA
     elif head[:1] == b"{" or head[:1] in (b" ", b"\t", b"\r", b"\n"):
         msg = _decode_json_state(payload)
     else:
-        raise _reject(RejectReason.UNKNOWN_ENCODING, f"payload starts with {head!r}: neither a JSON object nor the binary magic {BINARY_MAGIC!r}")
+        raise _reject(
+            RejectReason.UNKNOWN_ENCODING,
+            f"payload starts with {head!r}: neither a JSON object nor the binary magic {BINARY_MAGIC!r}",
+        )
     model_names = _model_names(model)
     if model_names is not None:
         order = _model_order(msg.names, model_names)
         if order is not None:
             msg = _trusted_joint_state(
-                msg.robot_id, msg.seq, msg.stamp_ns, model_names,
-                _reordered(msg.position, order), _reordered(msg.velocity, order), _reordered(msg.effort, order),
-            )  # fmt: skip
+                msg.robot_id,
+                msg.seq,
+                msg.stamp_ns,
+                model_names,
+                _reordered(msg.position, order),
+                _reordered(msg.velocity, order),
+                _reordered(msg.effort, order),
+            )
     return msg
 
 
@@ -430,9 +461,13 @@ def decode_birth(payload: bytes, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) 
     _check_version(obj)
     _check_fields(obj, _BIRTH_FIELDS, tuple(sorted(_BIRTH_FIELDS)), "birth")
     return Birth(
-        robot_id=obj["robot_id"], model_id=obj["model_id"], joint_names=obj["joint_names"],
-        rate_hz=obj["rate_hz"], boot_id=obj["boot_id"], codec=obj["codec"],
-    )  # fmt: skip
+        robot_id=obj["robot_id"],
+        model_id=obj["model_id"],
+        joint_names=obj["joint_names"],
+        rate_hz=obj["rate_hz"],
+        boot_id=obj["boot_id"],
+        codec=obj["codec"],
+    )
 
 
 def decode_status(payload: bytes, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Status:
@@ -443,4 +478,3 @@ def decode_status(payload: bytes, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES)
     _check_version(obj)
     _check_fields(obj, _STATUS_FIELDS, _STATUS_REQUIRED, "status")
     return Status(robot_id=obj["robot_id"], state=obj["state"], boot_id=obj.get("boot_id", ""))
-

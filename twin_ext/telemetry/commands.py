@@ -164,7 +164,8 @@ def decode_command(payload: bytes | bytearray | memoryview) -> Command:
     version = obj.get("v")
     if type(version) is not int or version != COMMAND_SCHEMA_VERSION:
         raise CommandError(
-            "bad_version", f'"v" must be {COMMAND_SCHEMA_VERSION} (this receiver speaks command schema v1), got {_short(version)}'
+            "bad_version",
+            f'"v" must be {COMMAND_SCHEMA_VERSION} (this receiver speaks command schema v1), got {_short(version)}',
         )
     kind = obj.get("type")
     if kind not in _TYPES:

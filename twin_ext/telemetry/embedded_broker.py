@@ -174,9 +174,7 @@ class EmbeddedBroker:
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self._connections.add(writer)
             try:
-                await broker.external_connected(
-                    StreamReaderAdapter(reader), StreamWriterAdapter(writer), _LISTENER
-                )
+                await broker.external_connected(StreamReaderAdapter(reader), StreamWriterAdapter(writer), _LISTENER)
             except Exception as exc:  # one bad client must not take the broker down
                 _log.debug("embedded broker: client connection ended with %r", exc)
             finally:

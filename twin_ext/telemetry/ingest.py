@@ -23,14 +23,15 @@ import enum
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from .clock_sync import ClockSync
 from .codecs import decode, decode_birth, decode_status
 from .errors import RejectReason, TelemetryError
 from .messages import Birth, JointState, Status
-from .ordering import SeqVerdict, SequenceTracker
+from .ordering import SequenceTracker, SeqVerdict
 from .settings import ClockSettings, TelemetrySettings
 from .topics import ANY_ROBOT, Topics
 
@@ -180,9 +181,21 @@ class TelemetryIngest:
         self._reject_last_event: dict[RejectReason, int] = {}
         self._reject_pending: dict[RejectReason, int] = {}
         self._n = dict.fromkeys(
-            ("received", "bytes", "accepted", "births", "statuses", "rejected", "restarts",
-             "states_dropped", "events_dropped", "internal_errors", "last_arrival"), 0,
-        )  # fmt: skip
+            (
+                "received",
+                "bytes",
+                "accepted",
+                "births",
+                "statuses",
+                "rejected",
+                "restarts",
+                "states_dropped",
+                "events_dropped",
+                "internal_errors",
+                "last_arrival",
+            ),
+            0,
+        )
         self._clock_jumps_seen = 0
         self._recording_failed = False
         self._max_bytes = s.max_payload_bytes  # hot-path copies of settings
@@ -265,14 +278,28 @@ class TelemetryIngest:
         n = self._n
         seq = self._seq
         return IngestStats(
-            received=n["received"], bytes_received=n["bytes"], accepted=n["accepted"], births=n["births"],
-            statuses=n["statuses"], rejected=n["rejected"],
-            rejected_by_reason={r.value: c for r, c in self._reject_counts.copy().items()},  # copy(): atomic vs the feeder
-            seq_gaps=seq.gaps, seq_late=seq.late, seq_jumps=seq.jumps, seq_resets=seq.resets,
-            restarts=n["restarts"], clock_jumps=self.clock.jumps, states_dropped=n["states_dropped"],
-            events_dropped=n["events_dropped"], internal_errors=n["internal_errors"],
-            last_arrival_ns=n["last_arrival"], last_seq=seq.last, robot_id=self._robot_id,
-        )  # fmt: skip
+            received=n["received"],
+            bytes_received=n["bytes"],
+            accepted=n["accepted"],
+            births=n["births"],
+            statuses=n["statuses"],
+            rejected=n["rejected"],
+            rejected_by_reason={
+                r.value: c for r, c in self._reject_counts.copy().items()
+            },  # copy(): atomic vs the feeder
+            seq_gaps=seq.gaps,
+            seq_late=seq.late,
+            seq_jumps=seq.jumps,
+            seq_resets=seq.resets,
+            restarts=n["restarts"],
+            clock_jumps=self.clock.jumps,
+            states_dropped=n["states_dropped"],
+            events_dropped=n["events_dropped"],
+            internal_errors=n["internal_errors"],
+            last_arrival_ns=n["last_arrival"],
+            last_seq=seq.last,
+            robot_id=self._robot_id,
+        )
 
     # ------------------------------------------------------------------------------ feeding side
 
@@ -299,7 +326,10 @@ class TelemetryIngest:
             except Exception as exc:  # noqa: BLE001 - the feeding thread must survive anything
                 self._n["internal_errors"] += 1
                 try:
-                    self.post_event(EventKind.INTERNAL_ERROR, f"internal error while processing a payload on {topic!r}: {exc!r}; the payload was dropped (please report this)")
+                    self.post_event(
+                        EventKind.INTERNAL_ERROR,
+                        f"internal error while processing a payload on {topic!r}: {exc!r}; the payload was dropped (please report this)",
+                    )
                 except Exception:  # noqa: BLE001
                     pass
 
@@ -319,12 +349,24 @@ class TelemetryIngest:
                 self._topic_cache.clear()
             self._topic_cache[topic] = route
         if route is None:
-            self._reject(topic, payload, arrival_ns, RejectReason.UNEXPECTED_TOPIC, f"topic {topic[:120]!r} is not <{self.settings.topic_prefix}>/<robot_id>/joint_states|birth|status")
+            self._reject(
+                topic,
+                payload,
+                arrival_ns,
+                RejectReason.UNEXPECTED_TOPIC,
+                f"topic {topic[:120]!r} is not <{self.settings.topic_prefix}>/<robot_id>/joint_states|birth|status",
+            )
             return
         robot_id, kind = route
         followed = self._robot_id
         if followed is not None and robot_id != followed:
-            self._reject(topic, payload, arrival_ns, RejectReason.WRONG_ROBOT, f"topic robot id {robot_id!r} is not the followed robot {followed!r}")
+            self._reject(
+                topic,
+                payload,
+                arrival_ns,
+                RejectReason.WRONG_ROBOT,
+                f"topic robot id {robot_id!r} is not the followed robot {followed!r}",
+            )
             return
         try:
             if kind == _KIND_STATE:
@@ -339,7 +381,11 @@ class TelemetryIngest:
     def _follow(self, robot_id: str) -> None:
         if self._robot_id is None:
             self._robot_id = robot_id
-            self.post_event(EventKind.ROBOT_SELECTED, f"following robot {robot_id!r} (the first one heard from; set telemetry.robot_id to choose)", robot_id=robot_id)
+            self.post_event(
+                EventKind.ROBOT_SELECTED,
+                f"following robot {robot_id!r} (the first one heard from; set telemetry.robot_id to choose)",
+                robot_id=robot_id,
+            )
 
     def _on_state(self, topic: str, robot_id: str, payload: bytes, arrival_ns: int) -> None:
         names_model = self.model if self.model is not None else self._birth
@@ -347,22 +393,32 @@ class TelemetryIngest:
             raise TelemetryError(RejectReason.NO_BIRTH, f"joint state before the birth of robot {robot_id!r}")
         msg = decode(payload, model=names_model, max_bytes=self._max_bytes)
         if msg.robot_id != robot_id:
-            raise TelemetryError(RejectReason.WRONG_ROBOT, f"payload robot_id {msg.robot_id!r} differs from the topic's {robot_id!r}")
+            raise TelemetryError(
+                RejectReason.WRONG_ROBOT, f"payload robot_id {msg.robot_id!r} differs from the topic's {robot_id!r}"
+            )
         tracker = self._seq
         resets = tracker.resets
         verdict = tracker.check(msg.seq)
         if verdict is not SeqVerdict.ACCEPT:
             if verdict is SeqVerdict.DUPLICATE:
                 raise TelemetryError(RejectReason.DUPLICATE, f"seq {msg.seq} was already accepted")
-            raise TelemetryError(RejectReason.OUT_OF_ORDER, f"seq {msg.seq} is older than the newest accepted seq {tracker.last}")
+            raise TelemetryError(
+                RejectReason.OUT_OF_ORDER, f"seq {msg.seq} is older than the newest accepted seq {tracker.last}"
+            )
         if tracker.resets != resets:
-            self.post_event(EventKind.SEQUENCE_RESET, f"robot {robot_id!r} restarted its sequence numbers at {msg.seq} without a new birth; following the new numbering", seq=msg.seq)
+            self.post_event(
+                EventKind.SEQUENCE_RESET,
+                f"robot {robot_id!r} restarted its sequence numbers at {msg.seq} without a new birth; following the new numbering",
+                seq=msg.seq,
+            )
         self._follow(robot_id)
         clock = self.clock
         clock.update(msg.stamp_ns, arrival_ns)
         if clock.jumps != self._clock_jumps_seen:
             self._clock_jumps_seen = clock.jumps
-            self.post_event(EventKind.CLOCK_JUMP, f"clock estimate re-initialised: {clock.last_jump}", jumps=clock.jumps)
+            self.post_event(
+                EventKind.CLOCK_JUMP, f"clock estimate re-initialised: {clock.last_jump}", jumps=clock.jumps
+            )
         n = self._n
         n["accepted"] += 1
         received = Received(msg, arrival_ns)
@@ -382,7 +438,9 @@ class TelemetryIngest:
     def _on_birth(self, topic: str, robot_id: str, payload: bytes, arrival_ns: int) -> None:
         birth = decode_birth(payload, max_bytes=self.settings.max_payload_bytes)
         if birth.robot_id != robot_id:
-            raise TelemetryError(RejectReason.WRONG_ROBOT, f"birth robot_id {birth.robot_id!r} differs from the topic's {robot_id!r}")
+            raise TelemetryError(
+                RejectReason.WRONG_ROBOT, f"birth robot_id {birth.robot_id!r} differs from the topic's {robot_id!r}"
+            )
         if self.model is not None:
             model_names = tuple(self.model.dof_names)
             if set(birth.joint_names) != set(model_names):
@@ -400,20 +458,31 @@ class TelemetryIngest:
         self._birth = birth
         self._n["births"] += 1
         if previous is None:
-            self.post_event(EventKind.BIRTH, f"robot {robot_id!r} ({birth.model_id}, {len(birth.joint_names)} joints, {birth.rate_hz:g} Hz, {birth.codec}) boot {birth.boot_id}", boot_id=birth.boot_id)
+            self.post_event(
+                EventKind.BIRTH,
+                f"robot {robot_id!r} ({birth.model_id}, {len(birth.joint_names)} joints, {birth.rate_hz:g} Hz, {birth.codec}) boot {birth.boot_id}",
+                boot_id=birth.boot_id,
+            )
         elif previous.boot_id != birth.boot_id:
             # A new boot: its sequence numbers and its clock start over; the oscillator (drift) does not.
             self._seq.reset()
             self.clock.reset(keep_drift=True)
             self._n["restarts"] += 1
-            self.post_event(EventKind.ROBOT_RESTARTED, f"robot {robot_id!r} restarted (boot {previous.boot_id} -> {birth.boot_id}); sequence and clock estimates start over", boot_id=birth.boot_id, previous_boot_id=previous.boot_id)
+            self.post_event(
+                EventKind.ROBOT_RESTARTED,
+                f"robot {robot_id!r} restarted (boot {previous.boot_id} -> {birth.boot_id}); sequence and clock estimates start over",
+                boot_id=birth.boot_id,
+                previous_boot_id=previous.boot_id,
+            )
         if self.recorder is not None:
             self._record(True, topic, payload, arrival_ns, birth)
 
     def _on_status(self, topic: str, robot_id: str, payload: bytes, arrival_ns: int) -> None:
         status = decode_status(payload, max_bytes=self.settings.max_payload_bytes)
         if status.robot_id != robot_id:
-            raise TelemetryError(RejectReason.WRONG_ROBOT, f"status robot_id {status.robot_id!r} differs from the topic's {robot_id!r}")
+            raise TelemetryError(
+                RejectReason.WRONG_ROBOT, f"status robot_id {status.robot_id!r} differs from the topic's {robot_id!r}"
+            )
         self._n["statuses"] += 1
         birth = self._birth
         stale = status.state == "offline" and birth is not None and status.boot_id and status.boot_id != birth.boot_id
@@ -422,7 +491,11 @@ class TelemetryIngest:
             self._status = status
             if previous is None or previous.state != status.state:
                 kind = EventKind.ROBOT_ONLINE if status.state == "online" else EventKind.ROBOT_OFFLINE
-                self.post_event(kind, f"robot {robot_id!r} is {status.state}" + (f" (boot {status.boot_id})" if status.boot_id else ""), boot_id=status.boot_id)
+                self.post_event(
+                    kind,
+                    f"robot {robot_id!r} is {status.state}" + (f" (boot {status.boot_id})" if status.boot_id else ""),
+                    boot_id=status.boot_id,
+                )
         if self.recorder is not None:
             self._record(True, topic, payload, arrival_ns, status)
 
@@ -440,8 +513,11 @@ class TelemetryIngest:
             self.post_event(
                 EventKind.REJECTED,
                 f"refused {pending} payload(s) as {reason.value}: {detail}; fix: {reason.fix}",
-                reason=reason.value, count=pending, total=counts[reason], topic=topic,
-            )  # fmt: skip
+                reason=reason.value,
+                count=pending,
+                total=counts[reason],
+                topic=topic,
+            )
         if self.recorder is not None:
             self._record(False, topic, payload, arrival_ns, (reason, detail))
 
@@ -454,4 +530,7 @@ class TelemetryIngest:
         except Exception as exc:  # noqa: BLE001 - a full disk must not stop the twin
             if not self._recording_failed:
                 self._recording_failed = True
-                self.post_event(EventKind.RECORDING_FAILED, f"recording failed ({exc!r}); telemetry continues unrecorded: check free space and the path of telemetry.record_path")
+                self.post_event(
+                    EventKind.RECORDING_FAILED,
+                    f"recording failed ({exc!r}); telemetry continues unrecorded: check free space and the path of telemetry.record_path",
+                )

@@ -72,7 +72,9 @@ def _check_token(value: object, field: str, *, allow_empty: bool = False) -> str
     if allow_empty and value == "":
         return value
     if not _PRINTABLE_ID.match(value):
-        raise _reject(RejectReason.BAD_VALUE, f"{field} {value[:80]!r} is not 1-64 printable ASCII characters without spaces")
+        raise _reject(
+            RejectReason.BAD_VALUE, f"{field} {value[:80]!r} is not 1-64 printable ASCII characters without spaces"
+        )
     return value
 
 
@@ -133,7 +135,9 @@ def _as_vector(values: object, n: int, field: str) -> np.ndarray:
         except OverflowError:
             raise _reject(RejectReason.NON_FINITE, f"{field} holds an integer too large for float64") from None
     if arr.shape != (n,):
-        raise _reject(RejectReason.BAD_LENGTH, f"{field} has shape {arr.shape}, expected ({n},) (one value per joint name)")
+        raise _reject(
+            RejectReason.BAD_LENGTH, f"{field} has shape {arr.shape}, expected ({n},) (one value per joint name)"
+        )
     if not np.isfinite(arr).all():
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise _reject(RejectReason.NON_FINITE, f"{field}[{i}] is {arr[i]!r}; values must be finite")

@@ -35,8 +35,9 @@ import socket
 import ssl
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -51,7 +52,9 @@ __all__ = ["MqttLink", "LinkState", "LinkHealth", "LinkConfigError", "BATCHED_RE
 _RX_CHUNK = 65536  # bytes per recv() in batched mode
 _RX_REFILLS = 16  # recv() calls per wake-up before paho gets to write acks and pings (<= 1 MiB)
 _ACK_EVERY = 8  # packets parsed between flushes of queued acks
-BATCHED_READS_AVAILABLE = all(hasattr(mqtt.Client, name) for name in ("_sock_recv", "_packet_read", "_packet_queue", "_send_puback", "loop_read"))
+BATCHED_READS_AVAILABLE = all(
+    hasattr(mqtt.Client, name) for name in ("_sock_recv", "_packet_read", "_packet_queue", "_send_puback", "loop_read")
+)
 """Whether this paho release has the internals the batched reader overrides."""
 _PUBACK = 0x40  # MQTT control packet type 4 << 4
 _PUBACK_PACKET = struct.Struct("!BBH")  # type, remaining length 2, packet id
@@ -269,7 +272,13 @@ class MqttLink:
             conditions never raise: they are reported through `health` and ingest events.
     """
 
-    def __init__(self, ingest: TelemetryIngest, settings: BrokerSettings | None = None, *, now_ns: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        ingest: TelemetryIngest,
+        settings: BrokerSettings | None = None,
+        *,
+        now_ns: Callable[[], int] | None = None,
+    ) -> None:
         self.ingest = ingest
         self.settings = settings or BrokerSettings()
         self._now = now_ns or ingest.now_ns
@@ -289,7 +298,9 @@ class MqttLink:
         self._session_up = False  # CONNACK accepted (the subscription may still be pending)
         self._last_message = ""
         self._handlers: dict[str, Callable[[bytes], None]] = {}
-        self._health = LinkHealth(LinkState.STOPPED, "link not started", self._now(), self.settings.redacted_url(), 0, 0, 0, False)
+        self._health = LinkHealth(
+            LinkState.STOPPED, "link not started", self._now(), self.settings.redacted_url(), 0, 0, 0, False
+        )
 
     # ------------------------------------------------------------------------------ settings
 
@@ -298,7 +309,9 @@ class MqttLink:
         tls_keys = [k for k in ("tls_ca_file", "tls_cert_file", "tls_key_file") if getattr(s, k)]
         if not s.use_tls:
             if tls_keys or s.tls_insecure:
-                raise LinkConfigError(f"[broker] {', '.join(tls_keys) or 'tls_insecure'} set but url {s.url!r} is plain TCP: use mqtts://host:port for a TLS listener")
+                raise LinkConfigError(
+                    f"[broker] {', '.join(tls_keys) or 'tls_insecure'} set but url {s.url!r} is plain TCP: use mqtts://host:port for a TLS listener"
+                )
             return None
         for key in tls_keys:
             path = getattr(s, key)
@@ -307,12 +320,16 @@ class MqttLink:
         try:
             context = ssl.create_default_context(cafile=s.tls_ca_file or None)
         except ssl.SSLError as exc:
-            raise LinkConfigError(f"[broker] tls_ca_file = {s.tls_ca_file!r} is not a PEM CA certificate ({exc.reason}): give the CA that signed the broker's certificate") from None
+            raise LinkConfigError(
+                f"[broker] tls_ca_file = {s.tls_ca_file!r} is not a PEM CA certificate ({exc.reason}): give the CA that signed the broker's certificate"
+            ) from None
         if s.tls_cert_file:
             try:
                 context.load_cert_chain(s.tls_cert_file, s.tls_key_file)
             except ssl.SSLError as exc:
-                raise LinkConfigError(f"[broker] tls_cert_file/tls_key_file do not form a PEM certificate + matching key ({exc.reason})") from None
+                raise LinkConfigError(
+                    f"[broker] tls_cert_file/tls_key_file do not form a PEM certificate + matching key ({exc.reason})"
+                ) from None
         if s.tls_insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -332,7 +349,10 @@ class MqttLink:
             batched_reads=s.batched_reads,
         )
         if s.batched_reads and not BATCHED_READS_AVAILABLE:
-            self.ingest.post_event(EventKind.CONNECTING, f"paho-mqtt {getattr(mqtt, '__version__', '?')} lacks the internals batched reads need: using stock paho reads (slower)")
+            self.ingest.post_event(
+                EventKind.CONNECTING,
+                f"paho-mqtt {getattr(mqtt, '__version__', '?')} lacks the internals batched reads need: using stock paho reads (slower)",
+            )
         client.suppress_exceptions = True  # a bug in a callback must not kill the network thread
         client.connect_timeout = s.connect_timeout_s
         client.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=s.reconnect_max_s)
@@ -369,7 +389,9 @@ class MqttLink:
             self._stopping = False
             self._failed_attempts = 0
             client = self._make_client()
-            self._set_health(LinkState.CONNECTING, f"connecting to {s.redacted_url()} as {self.client_id!r}", EventKind.CONNECTING)
+            self._set_health(
+                LinkState.CONNECTING, f"connecting to {s.redacted_url()} as {self.client_id!r}", EventKind.CONNECTING
+            )
             kwargs: dict[str, Any] = {}
             if s.protocol == "5":
                 kwargs["clean_start"] = not s.persistent_session
@@ -453,9 +475,15 @@ class MqttLink:
         with self._state_lock:
             previous = self._health
             self._health = LinkHealth(
-                state, message, self._now() if previous.state != state else previous.since_ns, self.settings.redacted_url(),
-                self._connects, self._disconnects, self._failed_attempts, self._session_present,
-            )  # fmt: skip
+                state,
+                message,
+                self._now() if previous.state != state else previous.since_ns,
+                self.settings.redacted_url(),
+                self._connects,
+                self._disconnects,
+                self._failed_attempts,
+                self._session_present,
+            )
         # Repeated identical failures while backing off are one event, not one per attempt.
         if kind is not None and (state != previous.state or message != self._last_message):
             self._last_message = message
@@ -469,7 +497,12 @@ class MqttLink:
             name = reason_code.getName()
             hint = _CONNACK_HINTS.get(name, "check the broker's log")
             self._connack_failed = True
-            self._set_health(LinkState.REFUSED, f"broker {url} refused the connection ({name}): {hint}; retrying with back-off", EventKind.REFUSED, reason=name)
+            self._set_health(
+                LinkState.REFUSED,
+                f"broker {url} refused the connection ({name}): {hint}; retrying with back-off",
+                EventKind.REFUSED,
+                reason=name,
+            )
             return
         self._connects += 1
         self._session_up = True
@@ -488,12 +521,21 @@ class MqttLink:
             session = "the broker had NO session for the twin (it restarted without persistence, or the session expired): QoS1 telemetry sent while the twin was away is lost"
         else:
             session = "new persistent session"
-        self._set_health(LinkState.CONNECTED, f"connected to {url} as {self.client_id!r} (MQTT {s.protocol}, QoS {s.qos}; {session})", EventKind.CONNECTED, session_present=self._session_present)
+        self._set_health(
+            LinkState.CONNECTED,
+            f"connected to {url} as {self.client_id!r} (MQTT {s.protocol}, QoS {s.qos}; {session})",
+            EventKind.CONNECTED,
+            session_present=self._session_present,
+        )
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._failed_attempts += 1
         message = _describe_connect_error(client.last_connect_error, self.settings)
-        self._set_health(LinkState.UNREACHABLE, f"{message}; retrying with back-off (up to every {self.settings.reconnect_max_s:g} s)", EventKind.UNREACHABLE)
+        self._set_health(
+            LinkState.UNREACHABLE,
+            f"{message}; retrying with back-off (up to every {self.settings.reconnect_max_s:g} s)",
+            EventKind.UNREACHABLE,
+        )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self._session_up
@@ -509,14 +551,26 @@ class MqttLink:
             # reached with mqtt://, a missing client certificate, or a non-MQTT service.
             self._failed_attempts += 1
             message = _describe_early_close(client.last_socket_error, self.settings)
-            self._set_health(LinkState.UNREACHABLE, f"{message}; retrying with back-off (up to every {self.settings.reconnect_max_s:g} s)", EventKind.UNREACHABLE)
+            self._set_health(
+                LinkState.UNREACHABLE,
+                f"{message}; retrying with back-off (up to every {self.settings.reconnect_max_s:g} s)",
+                EventKind.UNREACHABLE,
+            )
             return
         if was_connected:
             self._disconnects += 1
             name = "" if reason_code is None else reason_code.getName()
             what = f" ({name})" if name and name not in ("Unspecified error", "Success", "Normal disconnection") else ""
-            persisted = " QoS1 telemetry published meanwhile is queued by the broker for the twin's session." if self.settings.persistent_session and self.settings.qos == 1 else ""
-            self._set_health(LinkState.RECONNECTING, f"lost the connection to {self.settings.redacted_url()}{what}; reconnecting with back-off.{persisted}", EventKind.DISCONNECTED)
+            persisted = (
+                " QoS1 telemetry published meanwhile is queued by the broker for the twin's session."
+                if self.settings.persistent_session and self.settings.qos == 1
+                else ""
+            )
+            self._set_health(
+                LinkState.RECONNECTING,
+                f"lost the connection to {self.settings.redacted_url()}{what}; reconnecting with back-off.{persisted}",
+                EventKind.DISCONNECTED,
+            )
 
     def _on_subscribe(self, client, userdata, mid, reason_code_list, properties) -> None:
         failed = [rc for rc in reason_code_list if rc.is_failure]
@@ -542,4 +596,3 @@ class MqttLink:
                 self.ingest.post_event(EventKind.INTERNAL_ERROR, f"handler for {topic!r} failed: {exc!r}")
             return
         self.ingest.on_payload(topic, message.payload, self._now())
-

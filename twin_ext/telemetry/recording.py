@@ -23,9 +23,10 @@ import queue
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .codecs import BINARY_MAGIC, encode_json
 from .errors import RejectReason
@@ -120,7 +121,9 @@ class McapRecorder:
     Use as a context manager or call `close` (flushes, writes the index, joins the writer).
     """
 
-    def __init__(self, path: str | Path, *, compression: str = "zstd", queue_capacity: int = 100_000, background: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, compression: str = "zstd", queue_capacity: int = 100_000, background: bool = True
+    ) -> None:
         from mcap.writer import CompressionType, Writer
 
         from .. import __version__
@@ -133,7 +136,9 @@ class McapRecorder:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "wb")
         except OSError as exc:
-            raise RecordingError(f"cannot create recording {self.path}: {exc.strerror}; choose a writable path") from None
+            raise RecordingError(
+                f"cannot create recording {self.path}: {exc.strerror}; choose a writable path"
+            ) from None
         self._writer = Writer(self._file, compression=kinds[compression])
         self._writer.start(profile="", library=f"twin_ext {__version__}")
         self._schemas: dict[str, int] = {}
@@ -163,12 +168,16 @@ class McapRecorder:
         """
         self._submit(("accepted", topic, bytes(payload), int(arrival_ns), message))
 
-    def record_rejected(self, topic: str, payload: bytes, arrival_ns: int, reason: RejectReason | str, detail: str = "") -> None:
+    def record_rejected(
+        self, topic: str, payload: bytes, arrival_ns: int, reason: RejectReason | str, detail: str = ""
+    ) -> None:
         """Record a refused payload with its reason code and detail."""
         reason = reason.value if isinstance(reason, RejectReason) else str(reason)
         self._submit(("rejected", topic, bytes(payload), int(arrival_ns), (reason, detail)))
 
-    def record_json(self, topic: str, obj: dict, log_time_ns: int, schema_name: str, *, schema: dict | None = None) -> None:
+    def record_json(
+        self, topic: str, obj: dict, log_time_ns: int, schema_name: str, *, schema: dict | None = None
+    ) -> None:
         """Record a JSON-serialisable dict on an extra channel ``topic`` (e.g. emulator ground truth).
 
         ``schema`` is an optional JSON Schema for the channel (registered once per ``schema_name``;
@@ -246,7 +255,9 @@ class McapRecorder:
         cid = self._channels.get(key)
         if cid is None:
             sid = self._schema_id(schema_name, schema)
-            cid = self._writer.register_channel(topic=topic, message_encoding="json", schema_id=sid, metadata={_KIND_KEY: kind})
+            cid = self._writer.register_channel(
+                topic=topic, message_encoding="json", schema_id=sid, metadata={_KIND_KEY: kind}
+            )
             self._channels[key] = cid
         return cid
 
@@ -268,16 +279,25 @@ class McapRecorder:
         elif kind == "rejected":
             reason, detail = extra
             obj = {
-                "topic": topic, "reason": reason, "detail": detail, "arrival_ns": log_time,
+                "topic": topic,
+                "reason": reason,
+                "detail": detail,
+                "arrival_ns": log_time,
                 "payload_base64": base64.b64encode(payload).decode("ascii"),
-            }  # fmt: skip
+            }
             data = json.dumps(obj, separators=(",", ":")).encode("utf-8")
             channel = self._channel_id(REJECTED_TOPIC, "rejected", "twin_ext.Rejected")
         else:
             schema_name, schema = extra
             data = payload
             channel = self._channel_id(topic, "json", schema_name, schema)
-        self._writer.add_message(channel_id=channel, log_time=_publish_time(log_time), data=data, publish_time=publish_time, sequence=sequence)
+        self._writer.add_message(
+            channel_id=channel,
+            log_time=_publish_time(log_time),
+            data=data,
+            publish_time=publish_time,
+            sequence=sequence,
+        )
         self.written += 1
 
 
@@ -337,7 +357,9 @@ class McapReplay:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise RecordingError(f"recording {self.path} does not exist; record one with McapRecorder or telemetry.record_path")
+            raise RecordingError(
+                f"recording {self.path} does not exist; record one with McapRecorder or telemetry.record_path"
+            )
 
     def _messages(self, topics: list[str] | None = None) -> Iterator[tuple[Any, Any]]:
         """(channel, message) in log-time order; errors of a damaged file become RecordingError."""
@@ -364,7 +386,9 @@ class McapReplay:
                     payload = base64.b64decode(obj["payload_base64"], validate=True)
                     topic = obj["topic"]
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise RecordingError(f"recording {self.path} has a damaged rejected-payload record: {exc!r}") from None
+                    raise RecordingError(
+                        f"recording {self.path} has a damaged rejected-payload record: {exc!r}"
+                    ) from None
                 yield topic, payload, message.log_time
 
     def read_json(self, topic: str) -> Iterator[tuple[int, dict]]:
@@ -440,7 +464,11 @@ class McapReplay:
         if post is not None:
             from .ingest import EventKind
 
-            post(EventKind.REPLAY_FINISHED, f"replay of {self.path.name} {'stopped' if stopped else 'finished'}: {count} payloads in {result.wall_s:.2f} s", payloads=count)
+            post(
+                EventKind.REPLAY_FINISHED,
+                f"replay of {self.path.name} {'stopped' if stopped else 'finished'}: {count} payloads in {result.wall_s:.2f} s",
+                payloads=count,
+            )
         return result
 
     def start(self, ingest: Any, **options: Any) -> ReplayHandle:

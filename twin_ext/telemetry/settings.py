@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = ["SettingsError", "BrokerSettings", "TelemetrySettings", "ClockSettings"]
@@ -79,21 +80,31 @@ class BrokerSettings:
     def __post_init__(self) -> None:
         s = "broker"
         parts = urlsplit(self.url)
-        _require(parts.scheme in ("mqtt", "mqtts", "tcp", "ssl"), s, f"url {self.url!r} must start with mqtt:// or mqtts://")
+        _require(
+            parts.scheme in ("mqtt", "mqtts", "tcp", "ssl"), s, f"url {self.url!r} must start with mqtt:// or mqtts://"
+        )
         _require(bool(parts.hostname), s, f"url {self.url!r} has no host (e.g. mqtt://127.0.0.1:1883)")
         try:
             parts.port
         except ValueError:
             raise SettingsError(f"[{s}] url {self.url!r} has an invalid port") from None
         _require(parts.path in ("", "/") and not parts.query, s, f"url {self.url!r} must be only scheme://host:port")
-        _require(parts.username is None and parts.password is None, s, "url must not carry credentials (URLs end up in logs): use broker.username and broker.password_env")
+        _require(
+            parts.username is None and parts.password is None,
+            s,
+            "url must not carry credentials (URLs end up in logs): use broker.username and broker.password_env",
+        )
         _require(self.protocol in ("3.1.1", "5"), s, f"protocol {self.protocol!r} must be '3.1.1' or '5'")
         _require(self.qos in (0, 1), s, f"qos {self.qos} must be 0 or 1")
         _require(5 <= self.keepalive_s <= 65535, s, f"keepalive_s {self.keepalive_s} must be in [5, 65535]")
         _require(0 <= self.session_expiry_s <= 0xFFFFFFFF, s, "session_expiry_s must be in [0, 2**32)")
         _require(0 < self.reconnect_min_s <= self.reconnect_max_s, s, "need 0 < reconnect_min_s <= reconnect_max_s")
         _require(self.connect_timeout_s > 0, s, "connect_timeout_s must be > 0")
-        _require(bool(self.tls_cert_file) == bool(self.tls_key_file), s, "tls_cert_file and tls_key_file go together: set both or neither")
+        _require(
+            bool(self.tls_cert_file) == bool(self.tls_key_file),
+            s,
+            "tls_cert_file and tls_key_file go together: set both or neither",
+        )
         _require(len(self.client_id) <= 64, s, "client_id must be at most 64 characters")
 
     @classmethod
@@ -161,14 +172,22 @@ class TelemetrySettings:
     def __post_init__(self) -> None:
         s = "telemetry"
         if self.robot_id:
-            from .messages import check_robot_id
             from .errors import TelemetryError
+            from .messages import check_robot_id
 
             try:
                 check_robot_id(self.robot_id)
             except TelemetryError:
-                raise SettingsError(f"[{s}] robot_id {self.robot_id!r} must be 1-64 characters of [A-Za-z0-9_.-] (or empty for any)") from None
-        _require(bool(self.topic_prefix) and not any(c in self.topic_prefix for c in "+#") and not self.topic_prefix.endswith("/"), s, f"topic_prefix {self.topic_prefix!r} must be non-empty, without wildcards or trailing '/'")
+                raise SettingsError(
+                    f"[{s}] robot_id {self.robot_id!r} must be 1-64 characters of [A-Za-z0-9_.-] (or empty for any)"
+                ) from None
+        _require(
+            bool(self.topic_prefix)
+            and not any(c in self.topic_prefix for c in "+#")
+            and not self.topic_prefix.endswith("/"),
+            s,
+            f"topic_prefix {self.topic_prefix!r} must be non-empty, without wildcards or trailing '/'",
+        )
         _require(64 <= self.max_payload_bytes <= 16 * 2**20, s, "max_payload_bytes must be in [64, 16 MiB]")
         _require(self.state_buffer >= 1, s, "state_buffer must be >= 1 (1 = latest wins)")
         _require(self.event_buffer >= 1, s, "event_buffer must be >= 1")
@@ -211,11 +230,21 @@ class ClockSettings:
 
     def __post_init__(self) -> None:
         s = "clock"
-        _require(self.window_s > 0 and 0 < self.block_ms * 1e-3 < self.window_s, s, "need window_s > 0 and 0 < block_ms < window_s")
+        _require(
+            self.window_s > 0 and 0 < self.block_ms * 1e-3 < self.window_s,
+            s,
+            "need window_s > 0 and 0 < block_ms < window_s",
+        )
         _require(self.min_latency_ms >= 0, s, "min_latency_ms must be >= 0")
-        _require(self.drift_min_span_s >= 0 and self.ready_span_s >= 0, s, "drift_min_span_s and ready_span_s must be >= 0")
+        _require(
+            self.drift_min_span_s >= 0 and self.ready_span_s >= 0, s, "drift_min_span_s and ready_span_s must be >= 0"
+        )
         _require(self.ready_samples >= 1, s, "ready_samples must be >= 1")
-        _require(self.jump_threshold_ms > 0 and self.jump_confirm_samples >= 1 and self.jump_confirm_s >= 0, s, "need jump_threshold_ms > 0, jump_confirm_samples >= 1, jump_confirm_s >= 0")
+        _require(
+            self.jump_threshold_ms > 0 and self.jump_confirm_samples >= 1 and self.jump_confirm_s >= 0,
+            s,
+            "need jump_threshold_ms > 0, jump_confirm_samples >= 1, jump_confirm_s >= 0",
+        )
         _require(self.max_drift_ppm > 0, s, "max_drift_ppm must be > 0")
 
     @classmethod

@@ -32,8 +32,15 @@ class Topics:
     def __post_init__(self) -> None:
         if self.robot_id != ANY_ROBOT:
             check_robot_id(self.robot_id)
-        if not self.prefix or self.prefix.startswith("/") or self.prefix.endswith("/") or any(c in self.prefix for c in "+#\0"):
-            raise ValueError(f"topic prefix {self.prefix!r} must be non-empty, without leading/trailing '/' or wildcards (e.g. 'twin/v1')")
+        if (
+            not self.prefix
+            or self.prefix.startswith("/")
+            or self.prefix.endswith("/")
+            or any(c in self.prefix for c in "+#\0")
+        ):
+            raise ValueError(
+                f"topic prefix {self.prefix!r} must be non-empty, without leading/trailing '/' or wildcards (e.g. 'twin/v1')"
+            )
 
     def _topic(self, kind: str) -> str:
         return f"{self.prefix}/{self.robot_id}/{kind}"

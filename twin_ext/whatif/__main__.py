@@ -20,7 +20,9 @@ _SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m twin_ext.whatif", description="What-if rollouts, scenarios and verdicts.")
+    p = argparse.ArgumentParser(
+        prog="python -m twin_ext.whatif", description="What-if rollouts, scenarios and verdicts."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the shipped scenarios")
     run = sub.add_parser("run", help="run a scenario (a name from config/scenarios or a TOML path)")
@@ -67,13 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "warm":
             engine = WhatIfEngine(robot, settings=settings)
             info = engine.wait_ready()
-            print(f"{robot.name}: kernels ready in {info['seconds']:.2f} s (load/compile {info['kernel_seconds']:.2f} s, "
-                  f"{info['workers']} workers); cache: {__import__('twin_ext.whatif.kernels', fromlist=['x']).cache_dir()}")
+            print(
+                f"{robot.name}: kernels ready in {info['seconds']:.2f} s (load/compile {info['kernel_seconds']:.2f} s, "
+                f"{info['workers']} workers); cache: {__import__('twin_ext.whatif.kernels', fromlist=['x']).cache_dir()}"
+            )
             return 0
         scenario = load_scenario(args.scenario)
         if args.samples is not None or args.seed is not None:
-            scenario = replace(scenario, samples=args.samples or scenario.samples,
-                               seed=scenario.seed if args.seed is None else args.seed)  # fmt: skip
+            scenario = replace(
+                scenario,
+                samples=args.samples or scenario.samples,
+                seed=scenario.seed if args.seed is None else args.seed,
+            )
         engine = WhatIfEngine(robot, settings=settings)
         report = engine.run(scenario)
     except (WhatIfError, RobotModelError, ValueError) as exc:

@@ -31,7 +31,9 @@ def align_to_snapshot(scenario: Scenario, snapshot: TwinSnapshot) -> tuple[Scena
     model = snapshot.model
     missing = [n for n in program.joint_names if n not in model.dof_names]
     if missing:
-        raise WhatIfError(f"the command names joints {missing} that {model.name} does not have ({list(model.dof_names)})")
+        raise WhatIfError(
+            f"the command names joints {missing} that {model.name} does not have ({list(model.dof_names)})"
+        )
     cols = [model.dof_index(n) for n in program.joint_names]
     start = program.nearest_time(snapshot.q[cols], snapshot.qd[cols])
     return replace(scenario, command=TrajectoryCommand(program, start=start)), start

@@ -203,9 +203,7 @@ def tree_from_robot(robot: RobotModel) -> ArticulatedTree:
             k, j = k + 1, int(parent[j])
         depth = max(depth, k)
 
-    joint_type = np.array(
-        [1 if robot.dof_type[d] == JointType.REVOLUTE else 2 for d in range(n)], dtype=np.int32
-    )
+    joint_type = np.array([1 if robot.dof_type[d] == JointType.REVOLUTE else 2 for d in range(n)], dtype=np.int32)
     tree = ArticulatedTree(
         ndof=n,
         parent=parent,
@@ -220,7 +218,17 @@ def tree_from_robot(robot: RobotModel) -> ArticulatedTree:
         link_in_body=link_in_body,
         depth=depth,
     )
-    for arr in (parent, joint_type, parent_rotation, parent_translation, mass, first_moment, inertia_origin,
-                tree.gravity, link_body, link_in_body):
+    for arr in (
+        parent,
+        joint_type,
+        parent_rotation,
+        parent_translation,
+        mass,
+        first_moment,
+        inertia_origin,
+        tree.gravity,
+        link_body,
+        link_in_body,
+    ):
         arr.setflags(write=False)
     return tree

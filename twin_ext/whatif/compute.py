@@ -19,42 +19,111 @@ from . import kernels
 __all__ = ["MODEL_ARRAYS", "REQUEST_ARRAYS", "WORLD_ARRAYS", "Executor", "RunOptions"]
 
 MODEL_ARRAYS = (
-    "parent", "parent_slot", "joint_type", "parent_rot", "parent_pos", "gravity", "lower", "upper", "vel_limit",
-    "effort_limit", "armature", "pos_tol", "vel_tol",
-)  # fmt: skip
+    "parent",
+    "parent_slot",
+    "joint_type",
+    "parent_rot",
+    "parent_pos",
+    "gravity",
+    "lower",
+    "upper",
+    "vel_limit",
+    "effort_limit",
+    "armature",
+    "pos_tol",
+    "vel_tol",
+)
 """Per-robot arrays, sent once to each worker."""
 
 REQUEST_ARRAYS = (
     # parameter sets [nset, ...]
-    "set_mass", "set_moment", "set_inertia", "set_kp", "set_kd", "set_damping", "set_friction",
-    "set_latency", "set_gravcomp", "set_gc_mass", "set_gc_moment", "set_wrench_body", "set_wrench_point", "set_wrench_force",
-    "set_wrench_torque", "set_wrench_begin", "set_wrench_end",
+    "set_mass",
+    "set_moment",
+    "set_inertia",
+    "set_kp",
+    "set_kd",
+    "set_damping",
+    "set_friction",
+    "set_latency",
+    "set_gravcomp",
+    "set_gc_mass",
+    "set_gc_moment",
+    "set_wrench_body",
+    "set_wrench_point",
+    "set_wrench_force",
+    "set_wrench_torque",
+    "set_wrench_begin",
+    "set_wrench_end",
     # worlds [nworld, ...]
-    "world_set", "world_stream", "q", "qd",
+    "world_set",
+    "world_stream",
+    "q",
+    "qd",
     # command streams [nstream, nstep, nb]
-    "target_q", "target_qd",
+    "target_q",
+    "target_qd",
     # outputs
-    "out_q", "out_qd", "out_tau", "first_pos", "first_vel", "first_eff", "max_track",
-    "min_pos_margin", "min_vel_margin", "min_eff_margin", "diverged", "eval_qdd", "eval_bias", "eval_mass",
-)  # fmt: skip
+    "out_q",
+    "out_qd",
+    "out_tau",
+    "first_pos",
+    "first_vel",
+    "first_eff",
+    "max_track",
+    "min_pos_margin",
+    "min_vel_margin",
+    "min_eff_margin",
+    "diverged",
+    "eval_qdd",
+    "eval_bias",
+    "eval_mass",
+)
 """Per-request arrays in kernel argument order."""
 
 WORLD_ARRAYS = frozenset(
-    {"world_set", "world_stream", "q", "qd", "out_q", "out_qd", "out_tau", "first_pos", "first_vel", "first_eff",
-     "max_track", "min_pos_margin", "min_vel_margin", "min_eff_margin", "diverged", "eval_qdd", "eval_bias",
-     "eval_mass"}
-)  # fmt: skip
+    {
+        "world_set",
+        "world_stream",
+        "q",
+        "qd",
+        "out_q",
+        "out_qd",
+        "out_tau",
+        "first_pos",
+        "first_vel",
+        "first_eff",
+        "max_track",
+        "min_pos_margin",
+        "min_vel_margin",
+        "min_eff_margin",
+        "diverged",
+        "eval_qdd",
+        "eval_bias",
+        "eval_mass",
+    }
+)
 """Arrays whose first axis is the world (sliced per worker)."""
 
 _NINPUT = REQUEST_ARRAYS.index("target_qd") + 1  # inputs come before the scalar options in the kernel signature
 
-_VEC3 = frozenset({"parent_pos", "set_moment", "set_gc_moment", "set_wrench_point", "set_wrench_force",
-                   "set_wrench_torque"})
+_VEC3 = frozenset(
+    {"parent_pos", "set_moment", "set_gc_moment", "set_wrench_point", "set_wrench_force", "set_wrench_torque"}
+)
 _MAT33 = frozenset({"parent_rot", "set_inertia"})
-_SCRATCH = (("mat33", "rot"),) + tuple(("vec3", n) for n in (
-    "pos", "axis", "mom", "vw", "vv", "aw", "av", "fn", "ff")) + (
-    ("scalar", "cm"), ("vec3", "ch"), ("mat33", "ci"), ("scalar", "rhs"), ("scalar", "tau"), ("scalar", "gq"),
-    ("scalar", "gm"), ("vec3", "gh"))  # fmt: skip
+_SCRATCH = (
+    (("mat33", "rot"),)
+    + tuple(("vec3", n) for n in ("pos", "axis", "mom", "vw", "vv", "aw", "av", "fn", "ff"))
+    + (
+        ("scalar", "cm"),
+        ("vec3", "ch"),
+        ("mat33", "ci"),
+        ("scalar", "rhs"),
+        ("scalar", "tau"),
+        ("scalar", "gq"),
+        ("scalar", "gm"),
+        ("vec3", "gh"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -102,8 +171,9 @@ class Executor:
         model = _tiny_model()
         self.set_model(key, precision, model)
         arrays = _tiny_request(precision)
-        options = RunOptions(precision, kernels.MODE_ROLLOUT, 1e-3, 2, 1, False, 0.01, 50.0, True, True, 2,
-                             specialized=False)  # fmt: skip
+        options = RunOptions(
+            precision, kernels.MODE_ROLLOUT, 1e-3, 2, 1, False, 0.01, 50.0, True, True, 2, specialized=False
+        )
         self.run(key, arrays, options, 0, 1)
         wp.synchronize_device(self.device)
         return time.perf_counter() - t0
@@ -140,7 +210,9 @@ class Executor:
     def prepare(self, key: str, precision: str, specialized: bool) -> float:
         """Load (compile on a cold cache) the kernels ``key``'s rollouts need; returns seconds taken."""
         t0 = time.perf_counter()
-        options = RunOptions(precision, kernels.MODE_ROLLOUT, 1e-3, 1, 0, False, 0.01, 50.0, True, False, 1, specialized)
+        options = RunOptions(
+            precision, kernels.MODE_ROLLOUT, 1e-3, 1, 0, False, 0.01, 50.0, True, False, 1, specialized
+        )
         self.kernel_for(key, options)
         if specialized:
             # a one-world, one-step launch loads the compiled module now rather than on the first request
@@ -205,9 +277,17 @@ class Executor:
         while done < options.steps:
             end = min(options.steps, done + chunk)
             middle = [
-                int(options.use_target_qd), int(options.mode), scalar(options.dt), done, end, record_every,
-                scalar(options.friction_eps), scalar(options.limit_omega), int(options.limit_active),
-                int(options.implicit_saturated), max(1, int(options.eff_min_steps)),
+                int(options.use_target_qd),
+                int(options.mode),
+                scalar(options.dt),
+                done,
+                end,
+                record_every,
+                scalar(options.friction_eps),
+                scalar(options.limit_omega),
+                int(options.limit_active),
+                int(options.implicit_saturated),
+                max(1, int(options.eff_min_steps)),
             ]
             wp.launch(kernel, dim=n, inputs=head + middle + tail, device=self.device)
             wp.synchronize_device(self.device)
@@ -243,19 +323,31 @@ class Executor:
 
 def _types(wp, precision: str):
     scalar = wp.float64 if precision == "float64" else wp.float32
-    return (scalar, wp.types.vector(3, scalar), wp.types.matrix((3, 3), scalar),
-            np.float64 if precision == "float64" else np.float32)
+    return (
+        scalar,
+        wp.types.vector(3, scalar),
+        wp.types.matrix((3, 3), scalar),
+        np.float64 if precision == "float64" else np.float32,
+    )
 
 
 def _tiny_model() -> dict[str, np.ndarray]:
     """A one-dof pendulum for warm-up launches."""
     return {
-        "parent": np.array([-1], dtype=np.int32), "parent_slot": np.array([1], dtype=np.int32), "joint_type": np.array([1], dtype=np.int32),
-        "parent_rot": np.eye(3)[None], "parent_pos": np.zeros((1, 3)), "gravity": np.array([0.0, 0.0, -9.81]),
-        "lower": np.array([-1.0]), "upper": np.array([1.0]), "vel_limit": np.array([1e30]),
-        "effort_limit": np.array([1e30]), "armature": np.array([0.1]), "pos_tol": np.array([0.0]),
+        "parent": np.array([-1], dtype=np.int32),
+        "parent_slot": np.array([1], dtype=np.int32),
+        "joint_type": np.array([1], dtype=np.int32),
+        "parent_rot": np.eye(3)[None],
+        "parent_pos": np.zeros((1, 3)),
+        "gravity": np.array([0.0, 0.0, -9.81]),
+        "lower": np.array([-1.0]),
+        "upper": np.array([1.0]),
+        "vel_limit": np.array([1e30]),
+        "effort_limit": np.array([1e30]),
+        "armature": np.array([0.1]),
+        "pos_tol": np.array([0.0]),
         "vel_tol": np.array([0.0]),
-    }  # fmt: skip
+    }
 
 
 def _probe_request(precision: str, nb: int) -> dict[str, np.ndarray]:
@@ -264,9 +356,28 @@ def _probe_request(precision: str, nb: int) -> dict[str, np.ndarray]:
     arrays = _tiny_request(precision)
     for name, arr in list(arrays.items()):
         shape = list(arr.shape)
-        if name in ("set_mass", "set_moment", "set_gc_mass", "set_gc_moment", "set_inertia", "set_kp", "set_kd", "set_damping", "set_friction", "q",
-                    "qd", "first_pos", "first_vel", "first_eff", "max_track", "min_pos_margin", "min_vel_margin",
-                    "min_eff_margin", "eval_qdd", "eval_bias"):
+        if name in (
+            "set_mass",
+            "set_moment",
+            "set_gc_mass",
+            "set_gc_moment",
+            "set_inertia",
+            "set_kp",
+            "set_kd",
+            "set_damping",
+            "set_friction",
+            "q",
+            "qd",
+            "first_pos",
+            "first_vel",
+            "first_eff",
+            "max_track",
+            "min_pos_margin",
+            "min_vel_margin",
+            "min_eff_margin",
+            "eval_qdd",
+            "eval_bias",
+        ):
             shape[1] = nb
         elif name in ("target_q", "target_qd", "out_q", "out_qd", "out_tau"):
             shape[2] = nb
@@ -284,20 +395,42 @@ def _tiny_request(precision: str) -> dict[str, np.ndarray]:
     f = np.float64 if precision == "float64" else np.float32
     i = np.int32
     arrays = {
-        "set_mass": np.ones((1, 1), f), "set_moment": np.array([[[0.1, 0.0, 0.0]]], f),
-        "set_inertia": np.eye(3, dtype=f)[None, None] * 0.02, "set_kp": np.ones((1, 1), f),
-        "set_kd": np.ones((1, 1), f), "set_damping": np.zeros((1, 1), f), "set_friction": np.ones((1, 1), f),
-        "set_latency": np.zeros(1, i), "set_gravcomp": np.ones(1, i), "set_gc_mass": np.ones((1, 1), f),
-        "set_gc_moment": np.array([[[0.1, 0.0, 0.0]]], f), "set_wrench_body": np.zeros(1, i),
-        "set_wrench_point": np.zeros((1, 3), f), "set_wrench_force": np.ones((1, 3), f),
-        "set_wrench_torque": np.zeros((1, 3), f), "set_wrench_begin": np.zeros(1, i), "set_wrench_end": np.ones(1, i),
-        "world_set": np.zeros(1, i), "world_stream": np.zeros(1, i), "q": np.zeros((1, 1), f), "qd": np.zeros((1, 1), f),
-        "target_q": np.zeros((1, 2, 1), f), "target_qd": np.zeros((1, 2, 1), f),
-        "out_q": np.zeros((1, 2, 1), f), "out_qd": np.zeros((1, 2, 1), f), "out_tau": np.zeros((1, 2, 1), f),
-        "first_pos": np.full((1, 1), -1, i), "first_vel": np.full((1, 1), -1, i), "first_eff": np.full((1, 1), -1, i),
-        "max_track": np.zeros((1, 1), f), "min_pos_margin": np.full((1, 1), np.inf, f),
-        "min_vel_margin": np.full((1, 1), np.inf, f), "min_eff_margin": np.full((1, 1), np.inf, f),
-        "diverged": np.full(1, -1, i), "eval_qdd": np.zeros((1, 1), f), "eval_bias": np.zeros((1, 1), f),
+        "set_mass": np.ones((1, 1), f),
+        "set_moment": np.array([[[0.1, 0.0, 0.0]]], f),
+        "set_inertia": np.eye(3, dtype=f)[None, None] * 0.02,
+        "set_kp": np.ones((1, 1), f),
+        "set_kd": np.ones((1, 1), f),
+        "set_damping": np.zeros((1, 1), f),
+        "set_friction": np.ones((1, 1), f),
+        "set_latency": np.zeros(1, i),
+        "set_gravcomp": np.ones(1, i),
+        "set_gc_mass": np.ones((1, 1), f),
+        "set_gc_moment": np.array([[[0.1, 0.0, 0.0]]], f),
+        "set_wrench_body": np.zeros(1, i),
+        "set_wrench_point": np.zeros((1, 3), f),
+        "set_wrench_force": np.ones((1, 3), f),
+        "set_wrench_torque": np.zeros((1, 3), f),
+        "set_wrench_begin": np.zeros(1, i),
+        "set_wrench_end": np.ones(1, i),
+        "world_set": np.zeros(1, i),
+        "world_stream": np.zeros(1, i),
+        "q": np.zeros((1, 1), f),
+        "qd": np.zeros((1, 1), f),
+        "target_q": np.zeros((1, 2, 1), f),
+        "target_qd": np.zeros((1, 2, 1), f),
+        "out_q": np.zeros((1, 2, 1), f),
+        "out_qd": np.zeros((1, 2, 1), f),
+        "out_tau": np.zeros((1, 2, 1), f),
+        "first_pos": np.full((1, 1), -1, i),
+        "first_vel": np.full((1, 1), -1, i),
+        "first_eff": np.full((1, 1), -1, i),
+        "max_track": np.zeros((1, 1), f),
+        "min_pos_margin": np.full((1, 1), np.inf, f),
+        "min_vel_margin": np.full((1, 1), np.inf, f),
+        "min_eff_margin": np.full((1, 1), np.inf, f),
+        "diverged": np.full(1, -1, i),
+        "eval_qdd": np.zeros((1, 1), f),
+        "eval_bias": np.zeros((1, 1), f),
         "eval_mass": np.zeros((1, 1, 1), f),
-    }  # fmt: skip
+    }
     return arrays

@@ -109,8 +109,9 @@ class Rollout:
     @property
     def first_violation(self) -> np.ndarray:
         """``[nworld]`` s, earliest violation of any kind on any joint (NaN: none)."""
-        stacked = np.stack([self.first_position_violation, self.first_velocity_violation,
-                            self.first_effort_saturation], axis=0)  # fmt: skip
+        stacked = np.stack(
+            [self.first_position_violation, self.first_velocity_violation, self.first_effort_saturation], axis=0
+        )
         with np.errstate(all="ignore"):
             out = np.nanmin(np.where(np.isnan(stacked), np.inf, stacked), axis=(0, 2))
         return np.where(np.isinf(out), np.nan, out)
@@ -185,8 +186,9 @@ class WhatIfEngine:
         try:
             t0 = time.perf_counter()
             if self._pool is not None:
-                kernel_seconds = self._pool.prepare(self.model_key, self._model_arrays, s.precision, s.specialize,
-                                                    timeout=max(s.timeout_s, 600.0))  # fmt: skip
+                kernel_seconds = self._pool.prepare(
+                    self.model_key, self._model_arrays, s.precision, s.specialize, timeout=max(s.timeout_s, 600.0)
+                )
                 workers = self._pool.nworkers
             else:
                 assert self._executor is not None
@@ -194,8 +196,12 @@ class WhatIfEngine:
                     self._executor.set_model(self.model_key, s.precision, self._model_arrays)
                 kernel_seconds = self._executor.prepare(self.model_key, s.precision, s.specialize)
                 workers = 0
-            self._startup = {"seconds": time.perf_counter() - self._t_created, "kernel_seconds": kernel_seconds,
-                             "prepare_seconds": time.perf_counter() - t0, "workers": workers}  # fmt: skip
+            self._startup = {
+                "seconds": time.perf_counter() - self._t_created,
+                "kernel_seconds": kernel_seconds,
+                "prepare_seconds": time.perf_counter() - t0,
+                "workers": workers,
+            }
         except BaseException as exc:  # reported by wait_ready and by the next request
             self._warm_error = exc
         finally:
@@ -290,8 +296,10 @@ class WhatIfEngine:
         if target_velocities is not None:
             target_qd, _ = self._check_targets(target_velocities, nworld, "target_velocities")
             if target_qd.shape != target_q.shape:
-                raise WhatIfError(f"target_velocities must have the shape of targets {tuple(np.shape(targets))}, "
-                                  f"got {tuple(np.shape(target_velocities))}")
+                raise WhatIfError(
+                    f"target_velocities must have the shape of targets {tuple(np.shape(targets))}, "
+                    f"got {tuple(np.shape(target_velocities))}"
+                )
         record_every = s.record_every if record_every is None else int(record_every)
         if record_every < 0:
             raise WhatIfError(f"record_every must be >= 0 (0 = record nothing), got {record_every}")
@@ -302,16 +310,29 @@ class WhatIfEngine:
             if not isinstance(v, Variant):
                 raise WhatIfError(f"variants must be Variant objects, got {type(v).__name__}")
             if v.speed_scale != 1.0:
-                raise WhatIfError(f"variant {v.name!r} has speed_scale {v.speed_scale:g}: rollout() takes explicit targets; "
-                                  "run a Scenario (engine.run) to time-scale a trajectory command")
+                raise WhatIfError(
+                    f"variant {v.name!r} has speed_scale {v.speed_scale:g}: rollout() takes explicit targets; "
+                    "run a Scenario (engine.run) to time-scale a trajectory command"
+                )
         world_set = self._check_world_variant(world_variant, nworld, len(variants))
         gc = s.gravity_compensation if gravity_compensation is None else bool(gravity_compensation)
         sets = parameter_sets(self.robot, self.tree, variants, dt=dt, gravity_compensation=gc)
         world_stream = np.arange(nworld, dtype=np.int32) if per_world else np.zeros(nworld, np.int32)
         return self._execute(
-            sets, world_set, world_stream, q0, qd0, target_q, target_qd, dt=dt, steps=steps,
-            record_every=record_every, mode=kernels.MODE_ROLLOUT, progress=progress, cancel=cancel,
-        )  # fmt: skip
+            sets,
+            world_set,
+            world_stream,
+            q0,
+            qd0,
+            target_q,
+            target_qd,
+            dt=dt,
+            steps=steps,
+            record_every=record_every,
+            mode=kernels.MODE_ROLLOUT,
+            progress=progress,
+            cancel=cancel,
+        )
 
     def accelerations(
         self,
@@ -340,24 +361,53 @@ class WhatIfEngine:
         nworld = q.shape[0]
         variants = list(variants) if variants is not None else [Variant()]
         if targets is None:
-            variants = [Variant(name=v.name, payloads=v.payloads, kp_scale=0.0, kd_scale=0.0, damping_scale=v.damping_scale,
-                                friction_scale=v.friction_scale, damping=v.damping, friction=v.friction,
-                                perturbation=v.perturbation) for v in variants]  # fmt: skip
+            variants = [
+                Variant(
+                    name=v.name,
+                    payloads=v.payloads,
+                    kp_scale=0.0,
+                    kd_scale=0.0,
+                    damping_scale=v.damping_scale,
+                    friction_scale=v.friction_scale,
+                    damping=v.damping,
+                    friction=v.friction,
+                    perturbation=v.perturbation,
+                )
+                for v in variants
+            ]
             targets = q
         tq = self._check_array(targets, "targets", (nworld, self.ndof), allow_single=True)
         tqd = None
         if target_velocities is not None:
-            tqd = self._check_array(target_velocities, "target_velocities", (nworld, self.ndof), allow_single=True)[:, None, :]
+            tqd = self._check_array(target_velocities, "target_velocities", (nworld, self.ndof), allow_single=True)[
+                :, None, :
+            ]
         world_set = self._check_world_variant(world_variant, nworld, len(variants))
         sets = parameter_sets(self.robot, self.tree, variants, dt=1e-3, gravity_compensation=gravity_compensation)
         result = self._execute(
-            sets, world_set, np.arange(nworld, dtype=np.int32), q, qd, tq[:, None, :], tqd, dt=1e-3, steps=1,
-            record_every=0, mode=kernels.MODE_EVALUATE, joint_limits=joint_limits,
-        )  # fmt: skip
+            sets,
+            world_set,
+            np.arange(nworld, dtype=np.int32),
+            q,
+            qd,
+            tq[:, None, :],
+            tqd,
+            dt=1e-3,
+            steps=1,
+            record_every=0,
+            mode=kernels.MODE_EVALUATE,
+            joint_limits=joint_limits,
+        )
         return result
 
-    def run(self, scenario, *, base=None, progress: Callable[[float], None] | None = None,
-            cancel: threading.Event | None = None):
+    def run(
+        self,
+        scenario,
+        *,
+        base=None,
+        progress: Callable[[float], None] | None = None,
+        cancel: threading.Event | None = None,
+    ):
         """Run a `Scenario` (optionally from ``base``: a `TwinSnapshot` or `BaseState`) -> `WhatIfReport`."""
         from .scenario import run_scenario
 
@@ -376,52 +426,74 @@ class WhatIfEngine:
             if p >= 0:
                 subtree_mass[p] += subtree_mass[b]
                 subtree_inertia[p] += subtree_inertia[b]
-        empty = [r.dof_names[b] for b in range(r.ndof)
-                 if r.armature[b] <= 0 and subtree_mass[b] <= 0 and subtree_inertia[b] <= 0]  # fmt: skip
+        empty = [
+            r.dof_names[b]
+            for b in range(r.ndof)
+            if r.armature[b] <= 0 and subtree_mass[b] <= 0 and subtree_inertia[b] <= 0
+        ]
         if empty:
-            raise WhatIfError(f"joint(s) {empty} of {r.name} move nothing with mass and have no armature: the mass matrix "
-                              "is singular; author masses (PhysicsMassAPI) or an armature for them")
+            raise WhatIfError(
+                f"joint(s) {empty} of {r.name} move nothing with mass and have no armature: the mass matrix "
+                "is singular; author masses (PhysicsMassAPI) or an armature for them"
+            )
 
     def _make_model_arrays(self) -> dict[str, np.ndarray]:
         r, t, s = self.robot, self.tree, self.settings
         revolute = r.dof_type == JointType.REVOLUTE
         return {
-            "parent": t.parent, "parent_slot": np.where(t.parent >= 0, t.parent, r.ndof).astype(np.int32),
-            "joint_type": t.joint_type, "parent_rot": t.parent_rotation,
-            "parent_pos": t.parent_translation, "gravity": t.gravity,
-            "lower": np.where(np.isfinite(r.lower), r.lower, -_BIG), "upper": np.where(np.isfinite(r.upper), r.upper, _BIG),
+            "parent": t.parent,
+            "parent_slot": np.where(t.parent >= 0, t.parent, r.ndof).astype(np.int32),
+            "joint_type": t.joint_type,
+            "parent_rot": t.parent_rotation,
+            "parent_pos": t.parent_translation,
+            "gravity": t.gravity,
+            "lower": np.where(np.isfinite(r.lower), r.lower, -_BIG),
+            "upper": np.where(np.isfinite(r.upper), r.upper, _BIG),
             "vel_limit": np.where(np.isfinite(r.velocity_limit), r.velocity_limit, _BIG),
             "effort_limit": np.where(np.isfinite(r.effort_limit), r.effort_limit, _BIG),
             "armature": np.asarray(r.armature, dtype=np.float64),
             "pos_tol": np.where(revolute, s.position_tolerance_rad, s.position_tolerance_m),
             "vel_tol": s.velocity_tolerance * np.where(np.isfinite(r.velocity_limit), r.velocity_limit, 0.0),
-        }  # fmt: skip
+        }
 
     def _check_dt(self, dt) -> float:
-        if isinstance(dt, bool) or not isinstance(dt, (int, float, np.floating)) or not math.isfinite(float(dt)) or dt <= 0:
+        if (
+            isinstance(dt, bool)
+            or not isinstance(dt, (int, float, np.floating))
+            or not math.isfinite(float(dt))
+            or dt <= 0
+        ):
             raise WhatIfError(f"dt must be a finite number of seconds > 0, got {dt!r}")
         if dt > 0.05:
-            raise WhatIfError(f"dt = {dt:g} s is too coarse for drive dynamics (stiff servos need <= 0.05 s; 0.001-0.002 is typical)")
+            raise WhatIfError(
+                f"dt = {dt:g} s is too coarse for drive dynamics (stiff servos need <= 0.05 s; 0.001-0.002 is typical)"
+            )
         return float(dt)
 
     def _check_steps(self, steps, nstep_cmd: int) -> int:
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise WhatIfError(f"steps must be an integer >= 1, got {steps!r}")
         if nstep_cmd != 1 and nstep_cmd < steps:
-            raise WhatIfError(f"targets have {nstep_cmd} steps but {steps} were asked for; give >= {steps} target rows "
-                              "(or one row for a constant target)")
+            raise WhatIfError(
+                f"targets have {nstep_cmd} steps but {steps} were asked for; give >= {steps} target rows "
+                "(or one row for a constant target)"
+            )
         return int(steps)
 
     def _check_array(self, value, name: str, shape: tuple[int, ...], *, allow_single: bool = False) -> np.ndarray:
         try:
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
-            raise WhatIfError(f"{name} must be a numeric array of shape {list(shape)}, got {type(value).__name__}") from None
+            raise WhatIfError(
+                f"{name} must be a numeric array of shape {list(shape)}, got {type(value).__name__}"
+            ) from None
         if allow_single and arr.shape == shape[1:]:
             arr = np.broadcast_to(arr, shape)
         if arr.shape != shape:
             names = ", ".join(self.robot.dof_names)
-            raise WhatIfError(f"{name} must have shape {list(shape)} (last axis: the {self.ndof} joints {names}), got {list(arr.shape)}")
+            raise WhatIfError(
+                f"{name} must have shape {list(shape)} (last axis: the {self.ndof} joints {names}), got {list(arr.shape)}"
+            )
         if not np.isfinite(arr.sum()) and not np.all(np.isfinite(arr)):  # one pass when all is well
             idx = tuple(int(i[0]) for i in np.nonzero(~np.isfinite(arr)))
             raise WhatIfError(f"{name} must be finite; {name}{list(idx)} is {arr[idx]}")
@@ -453,10 +525,14 @@ class WhatIfEngine:
             return arr[None], False
         if arr.ndim == 3:
             if arr.shape[0] != nworld:
-                raise WhatIfError(f"per-world {name} must have shape [nworld={nworld}, nstep, {self.ndof}], got {list(arr.shape)}")
+                raise WhatIfError(
+                    f"per-world {name} must have shape [nworld={nworld}, nstep, {self.ndof}], got {list(arr.shape)}"
+                )
             return self._check_array(arr, name, (nworld, arr.shape[1], self.ndof)), True
-        raise WhatIfError(f"{name} must be [nstep, {self.ndof}] (shared) or [nworld, nstep, {self.ndof}] (per world), "
-                          f"got shape {list(arr.shape)}")
+        raise WhatIfError(
+            f"{name} must be [nstep, {self.ndof}] (shared) or [nworld, nstep, {self.ndof}] (per world), "
+            f"got shape {list(arr.shape)}"
+        )
 
     def _check_world_variant(self, world_variant, nworld: int, nvariant: int) -> np.ndarray:
         if world_variant is None:
@@ -464,7 +540,9 @@ class WhatIfEngine:
                 return np.zeros(nworld, np.int32)
             if nvariant == nworld:
                 return np.arange(nworld, dtype=np.int32)
-            raise WhatIfError(f"{nvariant} variants for {nworld} worlds: give world_variant [nworld] (the variant of each world)")
+            raise WhatIfError(
+                f"{nvariant} variants for {nworld} worlds: give world_variant [nworld] (the variant of each world)"
+            )
         wv = np.asarray(world_variant)
         if wv.shape != (nworld,) or wv.dtype.kind not in "iu":
             raise WhatIfError(f"world_variant must be {nworld} integers, got shape {list(wv.shape)} dtype {wv.dtype}")
@@ -502,17 +580,30 @@ class WhatIfEngine:
         specs: dict[str, tuple[tuple[int, ...], str]] = {}
         for name, arr in sets.items():
             specs[name] = (arr.shape, i if arr.dtype.kind == "i" else f)
-        specs.update({
-            "world_set": ((nworld,), i), "world_stream": ((nworld,), i), "q": ((nworld, nb), f), "qd": ((nworld, nb), f),
-            "target_q": ((nstream, nstep_cmd, nb), f),
-            "target_qd": (target_q.shape if target_qd is not None else (1, 1, nb), f),
-            "out_q": ((nworld, nrec, nb), f), "out_qd": ((nworld, nrec, nb), f), "out_tau": ((nworld, nrec, nb), f),
-            "first_pos": ((nworld, nb), i), "first_vel": ((nworld, nb), i), "first_eff": ((nworld, nb), i),
-            "max_track": ((nworld, nb), f), "min_pos_margin": ((nworld, nb), f), "min_vel_margin": ((nworld, nb), f),
-            "min_eff_margin": ((nworld, nb), f), "diverged": ((nworld,), i),
-            "eval_qdd": ((nworld if evaluate else 1, nb), f), "eval_bias": ((nworld if evaluate else 1, nb), f),
-            "eval_mass": ((nworld if evaluate else 1, nb if evaluate else 1, nb if evaluate else 1), f),
-        })  # fmt: skip
+        specs.update(
+            {
+                "world_set": ((nworld,), i),
+                "world_stream": ((nworld,), i),
+                "q": ((nworld, nb), f),
+                "qd": ((nworld, nb), f),
+                "target_q": ((nstream, nstep_cmd, nb), f),
+                "target_qd": (target_q.shape if target_qd is not None else (1, 1, nb), f),
+                "out_q": ((nworld, nrec, nb), f),
+                "out_qd": ((nworld, nrec, nb), f),
+                "out_tau": ((nworld, nrec, nb), f),
+                "first_pos": ((nworld, nb), i),
+                "first_vel": ((nworld, nb), i),
+                "first_eff": ((nworld, nb), i),
+                "max_track": ((nworld, nb), f),
+                "min_pos_margin": ((nworld, nb), f),
+                "min_vel_margin": ((nworld, nb), f),
+                "min_eff_margin": ((nworld, nb), f),
+                "diverged": ((nworld,), i),
+                "eval_qdd": ((nworld if evaluate else 1, nb), f),
+                "eval_bias": ((nworld if evaluate else 1, nb), f),
+                "eval_mass": ((nworld if evaluate else 1, nb if evaluate else 1, nb if evaluate else 1), f),
+            }
+        )
         recorded = ("out_q", "out_qd", "out_tau")
         rec_specs = {name: specs.pop(name) for name in recorded}
         layout, nbytes = plan_layout(specs)
@@ -521,12 +612,20 @@ class WhatIfEngine:
 
         limit_on = (s.joint_limits == "spring") if joint_limits is None else bool(joint_limits)
         options = RunOptions(
-            precision=precision, mode=mode, dt=dt, steps=steps, record_every=record_every,
-            use_target_qd=target_qd is not None, friction_eps=s.friction_smoothing,
-            limit_omega=1.0 / max(s.limit_time_constant, 2.0 * dt), limit_active=limit_on,
-            implicit_saturated=s.implicit_saturated_damping, chunk_steps=s.chunk_steps, specialized=s.specialize,
+            precision=precision,
+            mode=mode,
+            dt=dt,
+            steps=steps,
+            record_every=record_every,
+            use_target_qd=target_qd is not None,
+            friction_eps=s.friction_smoothing,
+            limit_omega=1.0 / max(s.limit_time_constant, 2.0 * dt),
+            limit_active=limit_on,
+            implicit_saturated=s.implicit_saturated_damping,
+            chunk_steps=s.chunk_steps,
+            specialized=s.specialize,
             eff_min_steps=max(1, math.ceil(s.effort_saturation_min_s / dt - 1e-9)),
-        )  # fmt: skip
+        )
         self.wait_ready()
         with self._lock:
             if self._pool is not None and self._pool.closed:
@@ -534,8 +633,9 @@ class WhatIfEngine:
                 from .pool import shared_pool
 
                 self._pool = shared_pool(self._pool.nworkers, python=self.settings.worker_python, precisions=())
-                self._pool.prepare(self.model_key, self._model_arrays, precision, s.specialize,
-                                   timeout=max(s.timeout_s, 600.0))  # fmt: skip
+                self._pool.prepare(
+                    self.model_key, self._model_arrays, precision, s.specialize, timeout=max(s.timeout_s, 600.0)
+                )
             if self._pool is not None:
                 arrays = self._pool.arena(nbytes).views(layout)
                 rec_arena = self._pool.recording_arena(rec_bytes)  # the caller gets these arrays without a copy
@@ -543,7 +643,9 @@ class WhatIfEngine:
             else:
                 arrays = {name: np.empty(shape, dtype=np.dtype(dtype)) for name, (_, shape, dtype) in layout.items()}
                 rec_arena = None
-                rec_arrays = {name: np.empty(shape, dtype=np.dtype(dtype)) for name, (_, shape, dtype) in rec_layout.items()}
+                rec_arrays = {
+                    name: np.empty(shape, dtype=np.dtype(dtype)) for name, (_, shape, dtype) in rec_layout.items()
+                }
             for name, arr in sets.items():
                 arrays[name][...] = arr
             arrays["world_set"][...] = world_set
@@ -561,18 +663,30 @@ class WhatIfEngine:
             try:
                 if self._pool is not None:
                     assert rec_arena is not None
-                    completed = self._pool.run(self.model_key, self._model_arrays, layout, options, nworld,
-                                               extra=(rec_arena.path, rec_layout), timeout=s.timeout_s,
-                                               progress=progress, cancel=cancel)  # fmt: skip
+                    completed = self._pool.run(
+                        self.model_key,
+                        self._model_arrays,
+                        layout,
+                        options,
+                        nworld,
+                        extra=(rec_arena.path, rec_layout),
+                        timeout=s.timeout_s,
+                        progress=progress,
+                        cancel=cancel,
+                    )
                 else:
                     assert self._executor is not None, "this engine was closed"
                     if not self._executor.has_model(self.model_key, precision):
                         self._executor.set_model(self.model_key, precision, self._model_arrays)
                     completed = self._executor.run(
-                        self.model_key, {**arrays, **rec_arrays}, options, 0, nworld,
+                        self.model_key,
+                        {**arrays, **rec_arrays},
+                        options,
+                        0,
+                        nworld,
                         progress=(lambda done: progress(done / steps)) if progress is not None else None,
                         cancelled=cancel.is_set if cancel is not None else None,
-                    )  # fmt: skip
+                    )
             finally:
                 if rec_arena is not None:
                     # reusable (pages already in place) once the caller has dropped every array of it
@@ -609,19 +723,39 @@ class WhatIfEngine:
         tol = self._model_arrays["pos_tol"]  # a target on the limit (stored as float32 in USD) is not outside
         low, high = _column_extremes(target_q.reshape(-1, target_q.shape[-1]))
         outside = (low < r.lower - tol) | (high > r.upper + tol)
-        out = {name: (np.asarray(v, dtype=np.float64) if v.dtype.kind == "f" and name not in ("out_q", "out_qd", "out_tau")
-                      else v) for name, v in out.items()}  # fmt: skip
+        out = {
+            name: (
+                np.asarray(v, dtype=np.float64)
+                if v.dtype.kind == "f" and name not in ("out_q", "out_qd", "out_tau")
+                else v
+            )
+            for name, v in out.items()
+        }
         margins = {}
         for name in ("min_pos_margin", "min_vel_margin", "min_eff_margin"):
             m = out[name]
             margins[name] = np.where(m > 0.5 * _BIG, np.inf, m)  # "no limit" sentinels and untouched initial values
         t = (np.arange(nrec) + 1) * record_every * dt if nrec else np.zeros(0)
         return Rollout(
-            dof_names=r.dof_names, dt=dt, steps=steps, record_every=record_every, t=t,
-            q=out["out_q"], qd=out["out_qd"], tau=out["out_tau"], q_final=out["q"], qd_final=out["qd"],
-            first_position_violation=to_time(out["first_pos"]), first_velocity_violation=to_time(out["first_vel"]),
-            first_effort_saturation=to_time(out["first_eff"]), max_tracking_error=out["max_track"],
-            min_position_margin=margins["min_pos_margin"], min_velocity_margin=margins["min_vel_margin"],
-            min_effort_margin=margins["min_eff_margin"], diverged_at=to_time(out["diverged"]),
-            command_outside_limits=outside, compute_seconds=seconds, completed=completed,
-        )  # fmt: skip
+            dof_names=r.dof_names,
+            dt=dt,
+            steps=steps,
+            record_every=record_every,
+            t=t,
+            q=out["out_q"],
+            qd=out["out_qd"],
+            tau=out["out_tau"],
+            q_final=out["q"],
+            qd_final=out["qd"],
+            first_position_violation=to_time(out["first_pos"]),
+            first_velocity_violation=to_time(out["first_vel"]),
+            first_effort_saturation=to_time(out["first_eff"]),
+            max_tracking_error=out["max_track"],
+            min_position_margin=margins["min_pos_margin"],
+            min_velocity_margin=margins["min_vel_margin"],
+            min_effort_margin=margins["min_eff_margin"],
+            diverged_at=to_time(out["diverged"]),
+            command_outside_limits=outside,
+            compute_seconds=seconds,
+            completed=completed,
+        )

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import atexit
 import os
-import weakref
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -58,7 +58,11 @@ def default_python() -> str:
     exe = Path(sys.executable)
     if exe.name.lower().startswith("python"):
         return str(exe)
-    for candidate in (Path(sys.prefix) / "bin" / "python3", Path(sys.prefix) / "python3", Path(sys.prefix) / "python.exe"):
+    for candidate in (
+        Path(sys.prefix) / "bin" / "python3",
+        Path(sys.prefix) / "python3",
+        Path(sys.prefix) / "python.exe",
+    ):
         if candidate.is_file():
             return str(candidate)
     raise WorkerError(
@@ -89,7 +93,12 @@ class _Worker:
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [python, "-m", "twin_ext.whatif.worker", str(r_in), str(w_out)],
-                pass_fds=(r_in, w_out), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, close_fds=True,
+                pass_fds=(r_in, w_out),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                close_fds=True,
             )
         os.close(r_in)
         os.close(w_out)
@@ -220,8 +229,14 @@ class WorkerPool:
     def alive(self) -> bool:
         return bool(self._workers) and all(w.proc.poll() is None for w in self._workers)
 
-    def prepare(self, key: str, model_arrays: Mapping[str, np.ndarray], precision: str, specialized: bool,
-                timeout: float = 600.0) -> float:
+    def prepare(
+        self,
+        key: str,
+        model_arrays: Mapping[str, np.ndarray],
+        precision: str,
+        specialized: bool,
+        timeout: float = 600.0,
+    ) -> float:
         """Give every worker the robot ``key`` and load its rollout kernel; returns wall seconds.
 
         The first worker loads (on a cold cache: compiles) alone, the others then load from the cache, so a
@@ -330,10 +345,14 @@ class WorkerPool:
             queue = list(range(nchunk))
             option_fields = {f: getattr(options, f) for f in options.__dataclass_fields__}
             job = {
-                "key": key, "arena": self._arena.path, "layout": dict(layout), "options": option_fields,
-                "control": self._control.path, "control_size": 1 + _CONTROL_SLOTS,
+                "key": key,
+                "arena": self._arena.path,
+                "layout": dict(layout),
+                "options": option_fields,
+                "control": self._control.path,
+                "control_size": 1 + _CONTROL_SLOTS,
                 "extra": {"path": extra[0], "layout": dict(extra[1])} if extra else None,
-            }  # fmt: skip
+            }
 
             def dispatch(worker: _Worker) -> None:
                 chunk = queue.pop(0)
@@ -365,7 +384,9 @@ class WorkerPool:
                         reply = conn.recv()
                     except (EOFError, OSError):
                         self._abandon()
-                        raise WorkerError(worker.death_note(f"what-if worker {worker.index} died during a request")) from None
+                        raise WorkerError(
+                            worker.death_note(f"what-if worker {worker.index} died during a request")
+                        ) from None
                     if reply[0] == "error":
                         errors.append(f"worker {worker.index}: {reply[1]}")
                         queue.clear()
@@ -399,7 +420,9 @@ class WorkerPool:
                 try:
                     return worker.recv_conn.recv()
                 except (EOFError, OSError):
-                    raise WorkerError(worker.death_note(f"what-if worker {worker.index} exited during {what}")) from None
+                    raise WorkerError(
+                        worker.death_note(f"what-if worker {worker.index} exited during {what}")
+                    ) from None
             if worker.proc.poll() is not None:
                 raise WorkerError(worker.death_note(f"what-if worker {worker.index} exited during {what}"))
 

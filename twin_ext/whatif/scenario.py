@@ -39,10 +39,31 @@ __all__ = ["BaseState", "Scenario", "TargetStream", "TrajectoryCommand", "run_sc
 
 _TOP_KEYS = ("name", "robot", "dt", "duration", "samples", "seed", "record_every", "base", "command", "variant")
 _BASE_KEYS = ("q", "qd", "std_q", "std_qd", "health")
-_COMMAND_KEYS = ("trajectory", "start", "joint_names", "waypoint", "targets", "target_velocities", "target_dt",
-                 "velocity_feedforward", "gravity_compensation")  # fmt: skip
-_VARIANT_KEYS = ("name", "speed_scale", "payload", "kp_scale", "kd_scale", "damping_scale", "friction_scale",
-                 "damping", "friction", "latency", "perturbation", "gravity_compensation")  # fmt: skip
+_COMMAND_KEYS = (
+    "trajectory",
+    "start",
+    "joint_names",
+    "waypoint",
+    "targets",
+    "target_velocities",
+    "target_dt",
+    "velocity_feedforward",
+    "gravity_compensation",
+)
+_VARIANT_KEYS = (
+    "name",
+    "speed_scale",
+    "payload",
+    "kp_scale",
+    "kd_scale",
+    "damping_scale",
+    "friction_scale",
+    "damping",
+    "friction",
+    "latency",
+    "perturbation",
+    "gravity_compensation",
+)
 _PAYLOAD_KEYS = ("link", "mass", "com", "inertia", "known_to_controller")
 _PERTURBATION_KEYS = ("link", "force", "torque", "point", "start", "duration")
 
@@ -69,8 +90,13 @@ class BaseState:
     def from_snapshot(cls, snapshot: TwinSnapshot) -> BaseState:
         """The estimator's mean, covariance and health from a twin snapshot."""
         health = snapshot.health.value if isinstance(snapshot.health, Health) else str(snapshot.health)
-        return cls(np.array(snapshot.q, dtype=np.float64), np.array(snapshot.qd, dtype=np.float64),
-                   np.array(snapshot.covariance, dtype=np.float64), health, float(snapshot.age_s))  # fmt: skip
+        return cls(
+            np.array(snapshot.q, dtype=np.float64),
+            np.array(snapshot.qd, dtype=np.float64),
+            np.array(snapshot.covariance, dtype=np.float64),
+            health,
+            float(snapshot.age_s),
+        )
 
     @classmethod
     def from_std(cls, q, qd=None, *, std_q=0.0, std_qd=0.0, health: str = "ok") -> BaseState:
@@ -81,8 +107,10 @@ class BaseState:
             sq = np.broadcast_to(np.asarray(std_q, dtype=np.float64), q.shape)
             sqd = np.broadcast_to(np.asarray(std_qd, dtype=np.float64), q.shape)
         except ValueError:
-            raise WhatIfError(f"std_q and std_qd must be one number or one per joint ({q.shape[0]}), got "
-                              f"{np.shape(std_q)} and {np.shape(std_qd)}") from None
+            raise WhatIfError(
+                f"std_q and std_qd must be one number or one per joint ({q.shape[0]}), got "
+                f"{np.shape(std_q)} and {np.shape(std_qd)}"
+            ) from None
         if np.any(sq < 0) or np.any(sqd < 0) or not (np.all(np.isfinite(sq)) and np.all(np.isfinite(sqd))):
             raise WhatIfError("std_q and std_qd must be finite and >= 0")
         cov = np.diag(np.concatenate([sq, sqd]) ** 2) if (np.any(sq > 0) or np.any(sqd > 0)) else None
@@ -154,11 +182,15 @@ class Scenario:
         for key in ("dt", "duration"):
             value = getattr(self, key)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise WhatIfError(f"scenario {self.name!r}: {key} must be a finite number of seconds > 0, got {value!r}")
+                raise WhatIfError(
+                    f"scenario {self.name!r}: {key} must be a finite number of seconds > 0, got {value!r}"
+                )
 
     # ---- TOML / JSON --------------------------------------------------------------------------------
     @classmethod
-    def from_mapping(cls, doc: Mapping[str, Any], *, source: str = "<mapping>", base_dir: Path | None = None) -> Scenario:
+    def from_mapping(
+        cls, doc: Mapping[str, Any], *, source: str = "<mapping>", base_dir: Path | None = None
+    ) -> Scenario:
         """Build from a parsed TOML/JSON document (schema: docs/whatif.md). Paths resolve against ``base_dir``."""
         where = source
         _check_keys(doc, _TOP_KEYS, where)
@@ -176,14 +208,20 @@ class Scenario:
         if "base" in doc:
             base = _parse_base(doc["base"], f"{where} [base]")
         return cls(
-            name=name, command=command, variants=variants, base=base,
-            samples=_opt_int(doc, "samples", where, minimum=1), seed=_opt_int(doc, "seed", where, minimum=0),
-            dt=_opt_float(doc, "dt", where), duration=_opt_float(doc, "duration", where),
+            name=name,
+            command=command,
+            variants=variants,
+            base=base,
+            samples=_opt_int(doc, "samples", where, minimum=1),
+            seed=_opt_int(doc, "seed", where, minimum=0),
+            dt=_opt_float(doc, "dt", where),
+            duration=_opt_float(doc, "duration", where),
             record_every=_opt_int(doc, "record_every", where, minimum=0),
             velocity_feedforward=_opt_bool(cmd_doc, "velocity_feedforward", f"{where} [command]"),
             gravity_compensation=_opt_bool(cmd_doc, "gravity_compensation", f"{where} [command]"),
-            robot=str(doc.get("robot", "")), source=source,
-        )  # fmt: skip
+            robot=str(doc.get("robot", "")),
+            source=source,
+        )
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Scenario:
@@ -270,11 +308,13 @@ def _joint_values(value, what: str):
 
 def _parse_command(doc, where: str, base_dir: Path) -> TrajectoryCommand | TargetStream:
     if doc is None:
-        raise WhatIfError(f"{where}: missing; give trajectory = \"file.toml\", inline [[command.waypoint]]s, or targets")
+        raise WhatIfError(f'{where}: missing; give trajectory = "file.toml", inline [[command.waypoint]]s, or targets')
     _check_keys(doc, _COMMAND_KEYS, where)
     kinds = [k for k in ("trajectory", "waypoint", "targets") if k in doc]
     if len(kinds) != 1:
-        raise WhatIfError(f"{where}: give exactly one of trajectory (file), waypoint (inline) or targets (stream); got {kinds}")
+        raise WhatIfError(
+            f"{where}: give exactly one of trajectory (file), waypoint (inline) or targets (stream); got {kinds}"
+        )
     start = _opt_float(doc, "start", where)
     try:
         if "trajectory" in doc:
@@ -284,8 +324,9 @@ def _parse_command(doc, where: str, base_dir: Path) -> TrajectoryCommand | Targe
             path = path if path.is_absolute() else base_dir / path
             return TrajectoryCommand(JointTrajectory.from_toml(path), start)
         if "waypoint" in doc:
-            traj = JointTrajectory.from_mapping({"joint_names": doc.get("joint_names"), "waypoint": doc["waypoint"]},
-                                                source=where)  # fmt: skip
+            traj = JointTrajectory.from_mapping(
+                {"joint_names": doc.get("joint_names"), "waypoint": doc["waypoint"]}, source=where
+            )
             return TrajectoryCommand(traj, start)
     except TrajectoryError as exc:
         raise WhatIfError(f"{where}: {exc}") from None
@@ -344,10 +385,15 @@ def _parse_variant(doc, where: str) -> Variant:
         _check_keys(p, _PAYLOAD_KEYS, w)
         if "link" not in p or "mass" not in p:
             raise WhatIfError(f"{w}: needs link and mass (kg)")
-        payloads.append(Payload(link=str(p["link"]), mass=_number(p["mass"], f"{w}: mass"),
-                                com=_vector(p.get("com", [0, 0, 0]), 3, f"{w}: com"),
-                                inertia=_vector(p.get("inertia", [0, 0, 0]), None, f"{w}: inertia"),
-                                known_to_controller=bool(_opt_bool(p, "known_to_controller", w))))  # fmt: skip
+        payloads.append(
+            Payload(
+                link=str(p["link"]),
+                mass=_number(p["mass"], f"{w}: mass"),
+                com=_vector(p.get("com", [0, 0, 0]), 3, f"{w}: com"),
+                inertia=_vector(p.get("inertia", [0, 0, 0]), None, f"{w}: inertia"),
+                known_to_controller=bool(_opt_bool(p, "known_to_controller", w)),
+            )
+        )
     perturbation = None
     if "perturbation" in doc:
         p = doc["perturbation"]
@@ -356,11 +402,13 @@ def _parse_variant(doc, where: str) -> Variant:
         if "link" not in p:
             raise WhatIfError(f"{w}: needs link")
         perturbation = Perturbation(
-            link=str(p["link"]), force=_vector(p.get("force", [0, 0, 0]), 3, f"{w}: force"),
+            link=str(p["link"]),
+            force=_vector(p.get("force", [0, 0, 0]), 3, f"{w}: force"),
             torque=_vector(p.get("torque", [0, 0, 0]), 3, f"{w}: torque"),
             point=_vector(p.get("point", [0, 0, 0]), 3, f"{w}: point"),
-            start=_number(p.get("start", 0.0), f"{w}: start"), duration=_number(p.get("duration", 0.1), f"{w}: duration"),
-        )  # fmt: skip
+            start=_number(p.get("start", 0.0), f"{w}: start"),
+            duration=_number(p.get("duration", 0.1), f"{w}: duration"),
+        )
     kwargs: dict[str, Any] = {}
     for key in ("kp_scale", "kd_scale", "damping_scale", "friction_scale", "damping", "friction"):
         if key in doc:
@@ -369,21 +417,28 @@ def _parse_variant(doc, where: str) -> Variant:
         if key in doc:
             kwargs[key] = _number(doc[key], f"{where}: {key}")
     gc = _opt_bool(doc, "gravity_compensation", where)
-    return Variant(name=str(doc.get("name", f"variant {where.rsplit(' ', 1)[-1]}")), payloads=tuple(payloads),
-                   perturbation=perturbation, gravity_compensation=gc, **kwargs)  # fmt: skip
+    return Variant(
+        name=str(doc.get("name", f"variant {where.rsplit(' ', 1)[-1]}")),
+        payloads=tuple(payloads),
+        perturbation=perturbation,
+        gravity_compensation=gc,
+        **kwargs,
+    )
 
 
 # ---- running --------------------------------------------------------------------------------------------
 def _command_columns(robot: RobotModel, names: Sequence[str], where: str) -> list[int]:
     unknown = [n for n in names if n not in robot.dof_names]
     if unknown:
-        raise WhatIfError(f"{where} names joint(s) {unknown} that {robot.name} does not have; its joints are "
-                          f"{list(robot.dof_names)}")  # fmt: skip
+        raise WhatIfError(
+            f"{where} names joint(s) {unknown} that {robot.name} does not have; its joints are {list(robot.dof_names)}"
+        )
     return [robot.dof_names.index(n) for n in names]
 
 
-def _sample_command(robot, command, speed: float, steps: int, dt: float, hold: np.ndarray, feedforward: bool,
-                    ramp_s: float = 0.0):
+def _sample_command(
+    robot, command, speed: float, steps: int, dt: float, hold: np.ndarray, feedforward: bool, ramp_s: float = 0.0
+):
     """Targets ``[steps, ndof]`` and velocities (or None) of ``command`` at ``speed``; other joints hold ``hold``.
 
     A trajectory joined mid-way (``start`` after its first waypoint: the robot is already running it) changes
@@ -434,8 +489,9 @@ def _initial_states(base: BaseState, robot: RobotModel, samples: int, seed: int)
     q = np.asarray(base.q, dtype=np.float64)
     qd = np.asarray(base.qd, dtype=np.float64)
     if q.shape != (n,) or qd.shape != (n,):
-        raise WhatIfError(f"base state must have {n} positions and velocities ({list(robot.dof_names)}), "
-                          f"got {q.shape} and {qd.shape}")  # fmt: skip
+        raise WhatIfError(
+            f"base state must have {n} positions and velocities ({list(robot.dof_names)}), got {q.shape} and {qd.shape}"
+        )
     if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
         raise WhatIfError("base state q/qd must be finite")
     if base.covariance is None or samples == 1:
@@ -457,8 +513,9 @@ def _initial_states(base: BaseState, robot: RobotModel, samples: int, seed: int)
     return qs, x[:, n:], samples
 
 
-def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState | None = None, progress=None,
-                 cancel=None) -> WhatIfReport:  # fmt: skip
+def run_scenario(
+    engine, scenario: Scenario, *, base: TwinSnapshot | BaseState | None = None, progress=None, cancel=None
+) -> WhatIfReport:
     """Run ``scenario`` on ``engine`` (see the module docstring) -> `WhatIfReport`.
 
     Raises:
@@ -467,8 +524,9 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
     t_start = time.perf_counter()
     robot, s = engine.robot, engine.settings
     if scenario.robot and scenario.robot != robot.name:
-        raise WhatIfError(f"scenario {scenario.name!r} is for robot {scenario.robot!r}, but this engine simulates "
-                          f"{robot.name!r}")  # fmt: skip
+        raise WhatIfError(
+            f"scenario {scenario.name!r} is for robot {scenario.robot!r}, but this engine simulates {robot.name!r}"
+        )
     dt = engine._check_dt(scenario.dt if scenario.dt is not None else s.dt)
     samples = scenario.samples if scenario.samples is not None else s.samples
     seed = scenario.seed if scenario.seed is not None else s.seed
@@ -478,8 +536,9 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
 
     if isinstance(base, TwinSnapshot):
         if tuple(base.model.dof_names) != tuple(robot.dof_names):
-            raise WhatIfError(f"the snapshot's joints {list(base.model.dof_names)} are not this engine's "
-                              f"{list(robot.dof_names)}")  # fmt: skip
+            raise WhatIfError(
+                f"the snapshot's joints {list(base.model.dof_names)} are not this engine's {list(robot.dof_names)}"
+            )
         base_state = BaseState.from_snapshot(base)
     elif isinstance(base, BaseState):
         base_state = base
@@ -524,12 +583,26 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
     engine.wait_ready()  # the request's time excludes waiting for the engine's start-up
     t_start += time.perf_counter() - t_wait
     rollout = engine._execute(
-        sets, world_variant, stream_of_variant[world_variant], np.tile(q0s, (nvar, 1)), np.tile(qd0s, (nvar, 1)),
-        target_q, target_qd, dt=dt, steps=steps, record_every=record_every, mode=kernels.MODE_ROLLOUT,
-        progress=progress, cancel=cancel,
-    )  # fmt: skip
+        sets,
+        world_variant,
+        stream_of_variant[world_variant],
+        np.tile(q0s, (nvar, 1)),
+        np.tile(qd0s, (nvar, 1)),
+        target_q,
+        target_qd,
+        dt=dt,
+        steps=steps,
+        record_every=record_every,
+        mode=kernels.MODE_ROLLOUT,
+        progress=progress,
+        cancel=cancel,
+    )
     trusted = base_state.health == "ok"
-    age = f" (last measurement {base_state.age_s:.2f} s ago)" if math.isfinite(base_state.age_s) and base_state.age_s else ""
+    age = (
+        f" (last measurement {base_state.age_s:.2f} s ago)"
+        if math.isfinite(base_state.age_s) and base_state.age_s
+        else ""
+    )
     untrusted = f"the base state is {base_state.health}{age}: the twin cannot vouch for it, so no verdict can pass"
     peak = None
     if isinstance(scenario.command, TrajectoryCommand):
@@ -544,18 +617,33 @@ def run_scenario(engine, scenario: Scenario, *, base: TwinSnapshot | BaseState |
             for joint, p in peak.items():
                 lim = robot.velocity_limit[robot.dof_names.index(joint)]
                 if p * variant.speed_scale > lim:
-                    warnings.append(f"the command itself moves {joint} at {p * variant.speed_scale:.3g} (peak), above its "
-                                    f"limit {lim:g}")  # fmt: skip
+                    warnings.append(
+                        f"the command itself moves {joint} at {p * variant.speed_scale:.3g} (peak), above its "
+                        f"limit {lim:g}"
+                    )
         all_warnings.append(warnings)
         all_outside.append(outside[speeds.index(variant.speed_scale)])
     verdicts = variant_verdicts(
-        rollout, np.arange(nworld).reshape(nvar, samples), names=[v.name for v in scenario.variants], trusted=trusted,
-        untrusted_reason=untrusted, confidence=s.confidence, max_violation_probability=s.max_violation_probability,
-        command_outside_limits=all_outside, warnings=all_warnings,
-    )  # fmt: skip
+        rollout,
+        np.arange(nworld).reshape(nvar, samples),
+        names=[v.name for v in scenario.variants],
+        trusted=trusted,
+        untrusted_reason=untrusted,
+        confidence=s.confidence,
+        max_violation_probability=s.max_violation_probability,
+        command_outside_limits=all_outside,
+        warnings=all_warnings,
+    )
     return WhatIfReport(
-        scenario=scenario.name, robot=robot.name, base_health=base_label, dt=dt, steps=steps, variants=tuple(verdicts),
-        compute_seconds=rollout.compute_seconds, total_seconds=time.perf_counter() - t_start, rollout=rollout,
+        scenario=scenario.name,
+        robot=robot.name,
+        base_health=base_label,
+        dt=dt,
+        steps=steps,
+        variants=tuple(verdicts),
+        compute_seconds=rollout.compute_seconds,
+        total_seconds=time.perf_counter() - t_start,
+        rollout=rollout,
         world_variant=world_variant,
         prismatic=tuple(n for n, t in zip(robot.dof_names, robot.dof_type) if t == JointType.PRISMATIC),
-    )  # fmt: skip
+    )

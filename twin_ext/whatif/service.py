@@ -25,7 +25,9 @@ class WhatIfService:
     def __init__(self, engine: WhatIfEngine) -> None:
         self.engine = engine
 
-    def evaluate(self, snapshot: TwinSnapshot | None, request: Scenario | Mapping[str, Any] | str | Path) -> WhatIfReport:
+    def evaluate(
+        self, snapshot: TwinSnapshot | None, request: Scenario | Mapping[str, Any] | str | Path
+    ) -> WhatIfReport:
         """Run ``request`` from ``snapshot`` (its mean, covariance and health).
 
         Args:
@@ -44,5 +46,7 @@ class WhatIfService:
         elif isinstance(request, (str, Path)):
             scenario = load_scenario(request)
         else:
-            raise WhatIfError(f"a what-if request must be a Scenario, a mapping or a scenario name, got {type(request).__name__}")
+            raise WhatIfError(
+                f"a what-if request must be a Scenario, a mapping or a scenario name, got {type(request).__name__}"
+            )
         return self.engine.run(scenario, base=snapshot)

@@ -102,8 +102,14 @@ class WhatIfSettings:
         for name in ("chunk_steps", "record_every", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("settle_time", "speed_ramp_s", "position_tolerance_rad", "position_tolerance_m", "velocity_tolerance",
-                     "effort_saturation_min_s"):
+        for name in (
+            "settle_time",
+            "speed_ramp_s",
+            "position_tolerance_rad",
+            "position_tolerance_m",
+            "velocity_tolerance",
+            "effort_saturation_min_s",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

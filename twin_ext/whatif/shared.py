@@ -23,7 +23,9 @@ _ALIGN = 64
 _PREFIX = "twin_ext_whatif_"
 
 
-def plan_layout(specs: Mapping[str, tuple[tuple[int, ...], str]]) -> tuple[dict[str, tuple[int, tuple[int, ...], str]], int]:
+def plan_layout(
+    specs: Mapping[str, tuple[tuple[int, ...], str]],
+) -> tuple[dict[str, tuple[int, tuple[int, ...], str]], int]:
     """Offsets for arrays ``{name: (shape, dtype)}``; returns ``(layout, total bytes)``."""
     layout: dict[str, tuple[int, tuple[int, ...], str]] = {}
     offset = 0
@@ -69,8 +71,10 @@ class Arena:
                 os.close(fd)
                 os.unlink(path)
                 last_error = exc
-        raise OSError(f"cannot reserve {size / 2**20:.0f} MiB of shared memory for a what-if request in {folders}: "
-                      f"{last_error}; fix: free space there, or lower [whatif] memory_budget_mb / record less")
+        raise OSError(
+            f"cannot reserve {size / 2**20:.0f} MiB of shared memory for a what-if request in {folders}: "
+            f"{last_error}; fix: free space there, or lower [whatif] memory_budget_mb / record less"
+        )
 
     def views(self, layout: Mapping[str, tuple[int, tuple[int, ...], str]]) -> dict[str, np.ndarray]:
         """NumPy arrays over the mapped memory for every entry of ``layout``."""
@@ -125,7 +129,7 @@ def remove_stale_arenas() -> int:
             continue
         for name in names:
             try:
-                pid = int(name[len(_PREFIX):].split("_", 1)[0])
+                pid = int(name[len(_PREFIX) :].split("_", 1)[0])
             except ValueError:
                 continue
             if pid == os.getpid():

@@ -86,7 +86,9 @@ class Payload:
             xx, yy, zz, xy, xz, yz = values
             mat = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
         else:
-            raise WhatIfError(f"{what} must be 3 principal moments or 6 values (xx, yy, zz, xy, xz, yz), got {values.shape}")
+            raise WhatIfError(
+                f"{what} must be 3 principal moments or 6 values (xx, yy, zz, xy, xz, yz), got {values.shape}"
+            )
         if not np.all(np.isfinite(mat)):
             raise WhatIfError(f"{what} must be finite")
         eig = np.linalg.eigvalsh(mat)
@@ -167,7 +169,9 @@ class Variant:
             if not isinstance(p, Payload):
                 raise WhatIfError(f"variant {self.name!r}: payloads must be Payload objects, got {type(p).__name__}")
         if self.perturbation is not None and not isinstance(self.perturbation, Perturbation):
-            raise WhatIfError(f"variant {self.name!r}: perturbation must be a Perturbation, got {type(self.perturbation).__name__}")
+            raise WhatIfError(
+                f"variant {self.name!r}: perturbation must be a Perturbation, got {type(self.perturbation).__name__}"
+            )
 
     def joint_values(self, robot: RobotModel, attr: str, default: np.ndarray) -> np.ndarray:
         """``[ndof]`` values of per-joint field ``attr`` (``default`` where not given); checked >= 0."""
@@ -179,7 +183,9 @@ class Variant:
         if isinstance(value, Mapping):
             unknown = [k for k in value if k not in robot.dof_names]
             if unknown:
-                raise WhatIfError(f"{what} names unknown joint(s) {unknown}; {robot.name}'s joints are {list(robot.dof_names)}")
+                raise WhatIfError(
+                    f"{what} names unknown joint(s) {unknown}; {robot.name}'s joints are {list(robot.dof_names)}"
+                )
             for k, v in value.items():
                 out[robot.dof_names.index(k)] = _finite_number(v, f"{what}[{k!r}]", minimum=0.0)
             return out
@@ -214,13 +220,19 @@ def parameter_sets(
     gc_moment = moment.copy()
     inertia = np.repeat(tree.inertia_origin[None], nset, axis=0)
     out = {
-        "set_kp": np.zeros((nset, nb)), "set_kd": np.zeros((nset, nb)), "set_damping": np.zeros((nset, nb)),
-        "set_friction": np.zeros((nset, nb)), "set_latency": np.zeros(nset, np.int32),
-        "set_gravcomp": np.zeros(nset, np.int32), "set_wrench_body": np.full(nset, -1, np.int32),
-        "set_wrench_point": np.zeros((nset, 3)), "set_wrench_force": np.zeros((nset, 3)),
-        "set_wrench_torque": np.zeros((nset, 3)), "set_wrench_begin": np.zeros(nset, np.int32),
+        "set_kp": np.zeros((nset, nb)),
+        "set_kd": np.zeros((nset, nb)),
+        "set_damping": np.zeros((nset, nb)),
+        "set_friction": np.zeros((nset, nb)),
+        "set_latency": np.zeros(nset, np.int32),
+        "set_gravcomp": np.zeros(nset, np.int32),
+        "set_wrench_body": np.full(nset, -1, np.int32),
+        "set_wrench_point": np.zeros((nset, 3)),
+        "set_wrench_force": np.zeros((nset, 3)),
+        "set_wrench_torque": np.zeros((nset, 3)),
+        "set_wrench_begin": np.zeros(nset, np.int32),
         "set_wrench_end": np.zeros(nset, np.int32),
-    }  # fmt: skip
+    }
     ones = np.ones(nb)
 
     def scaled(v: Variant, base: np.ndarray, override: str | None, scale: str) -> np.ndarray:
@@ -245,11 +257,20 @@ def parameter_sets(
             link = _link_index(robot, p.link, what)
             body, com_b = tree.link_to_body(link, p.com)
             if body < 0:
-                raise WhatIfError(f"{what} on {p.link!r}: that link is welded to the world, so a payload there changes nothing; "
-                                  "put it on a moving link (e.g. the hand)")
+                raise WhatIfError(
+                    f"{what} on {p.link!r}: that link is welded to the world, so a payload there changes nothing; "
+                    "put it on a moving link (e.g. the hand)"
+                )
             rot = tree.link_rotation_in_body(link)
-            tree.add_payload(mass[s], moment[s], inertia[s], body=body, payload_mass=float(p.mass), payload_com=com_b,
-                             payload_inertia=rot @ p.inertia_matrix() @ rot.T)
+            tree.add_payload(
+                mass[s],
+                moment[s],
+                inertia[s],
+                body=body,
+                payload_mass=float(p.mass),
+                payload_com=com_b,
+                payload_inertia=rot @ p.inertia_matrix() @ rot.T,
+            )
             if p.known_to_controller:
                 gc_mass[s, body] += p.mass
                 gc_moment[s, body] += p.mass * com_b

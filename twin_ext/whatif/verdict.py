@@ -24,13 +24,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["variant_verdicts", "KindSummary", "VariantVerdict", "WhatIfReport", "Violation", "wilson_interval", "STATUS_PASS", "STATUS_FAIL", "STATUS_UNKNOWN"]
+__all__ = [
+    "variant_verdicts",
+    "KindSummary",
+    "VariantVerdict",
+    "WhatIfReport",
+    "Violation",
+    "wilson_interval",
+    "STATUS_PASS",
+    "STATUS_FAIL",
+    "STATUS_UNKNOWN",
+]
 
 STATUS_PASS = "pass"
 STATUS_FAIL = "fail"
 STATUS_UNKNOWN = "unknown"
-_KINDS = (("position", "first_position_violation"), ("velocity", "first_velocity_violation"),
-          ("effort", "first_effort_saturation"))  # fmt: skip
+_KINDS = (
+    ("position", "first_position_violation"),
+    ("velocity", "first_velocity_violation"),
+    ("effort", "first_effort_saturation"),
+)
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -123,14 +136,26 @@ class VariantVerdict:
             return x
 
         return {
-            "name": self.name, "status": self.status, "reason": self.reason, "samples": self.samples,
-            "violations": self.violations, "p_violation": clean(self.p_violation), "ci": clean(list(self.ci)),
-            "confidence": self.confidence, "by_kind": clean(dict(self.by_kind)), "time_to_violation": clean(self.time_to_violation),
-            "nominal": clean(list(self.nominal)), "worst_sample": self.worst_sample, "worst": clean(list(self.worst)),
-            "max_tracking_error": clean(self.max_tracking_error), "min_position_margin": clean(self.min_position_margin),
-            "min_velocity_margin": clean(self.min_velocity_margin), "min_effort_margin": clean(self.min_effort_margin),
-            "command_outside_limits": list(self.command_outside_limits), "warnings": list(self.warnings),
-        }  # fmt: skip
+            "name": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "samples": self.samples,
+            "violations": self.violations,
+            "p_violation": clean(self.p_violation),
+            "ci": clean(list(self.ci)),
+            "confidence": self.confidence,
+            "by_kind": clean(dict(self.by_kind)),
+            "time_to_violation": clean(self.time_to_violation),
+            "nominal": clean(list(self.nominal)),
+            "worst_sample": self.worst_sample,
+            "worst": clean(list(self.worst)),
+            "max_tracking_error": clean(self.max_tracking_error),
+            "min_position_margin": clean(self.min_position_margin),
+            "min_velocity_margin": clean(self.min_velocity_margin),
+            "min_effort_margin": clean(self.min_effort_margin),
+            "command_outside_limits": list(self.command_outside_limits),
+            "warnings": list(self.warnings),
+        }
 
 
 def _sample_violations(rollout, w: int, dof_names: Sequence[str]) -> list[Violation]:
@@ -178,8 +203,10 @@ def variant_verdicts(
             earliest = np.nanmin(np.where(hit, t, np.inf).reshape(nvar, -1), axis=1)
         kind_stats[kind] = (hit.any(axis=2).sum(axis=1), hit.sum(axis=1), earliest)
     track = rollout.max_tracking_error[groups].max(axis=1)
-    margins = {attr: getattr(rollout, attr)[groups].min(axis=1)
-               for attr in ("min_position_margin", "min_velocity_margin", "min_effort_margin")}  # fmt: skip
+    margins = {
+        attr: getattr(rollout, attr)[groups].min(axis=1)
+        for attr in ("min_position_margin", "min_velocity_margin", "min_effort_margin")
+    }
     out = []
     for v in range(nvar):
         by_kind: dict[str, KindSummary] = {}
@@ -200,26 +227,43 @@ def variant_verdicts(
         elif ndiv:
             status, reason = STATUS_FAIL, f"{ndiv} of {n} samples diverged numerically (check dt and gains)"
         elif p > max_violation_probability:
-            kinds = "; ".join(f"{kind}: {', '.join(ks.joints) or '-'} in {ks.samples}" for kind, ks in by_kind.items()
-                              if ks.samples)  # fmt: skip
+            kinds = "; ".join(
+                f"{kind}: {', '.join(ks.joints) or '-'} in {ks.samples}" for kind, ks in by_kind.items() if ks.samples
+            )
             status, reason = STATUS_FAIL, f"{kv} of {n} samples violate a limit ({kinds}); first at {ttv:.3f} s"
         else:
             status = STATUS_PASS
-            reason = f"no limit violated in {n} samples" if kv == 0 else (
-                f"{kv} of {n} samples violate a limit, within max_violation_probability {max_violation_probability:g}")
+            reason = (
+                f"no limit violated in {n} samples"
+                if kv == 0
+                else (
+                    f"{kv} of {n} samples violate a limit, within max_violation_probability {max_violation_probability:g}"
+                )
+            )
         w = groups[v]
-        out.append(VariantVerdict(
-            name=names[v], status=status, reason=reason, samples=n, violations=kv, p_violation=p,
-            ci=wilson_interval(kv, n, confidence), confidence=confidence, by_kind=by_kind, time_to_violation=ttv,
-            nominal=tuple(_sample_violations(rollout, int(w[0]), joints)) if violated[v, 0] else (),
-            worst_sample=worst_local,
-            worst=tuple(_sample_violations(rollout, int(w[worst_local]), joints)) if kv else (),
-            max_tracking_error=dict(zip(joints, track[v].tolist())),
-            min_position_margin=dict(zip(joints, margins["min_position_margin"][v].tolist())),
-            min_velocity_margin=dict(zip(joints, margins["min_velocity_margin"][v].tolist())),
-            min_effort_margin=dict(zip(joints, margins["min_effort_margin"][v].tolist())),
-            command_outside_limits=tuple(command_outside_limits[v]), warnings=tuple(warnings[v]),
-        ))  # fmt: skip
+        out.append(
+            VariantVerdict(
+                name=names[v],
+                status=status,
+                reason=reason,
+                samples=n,
+                violations=kv,
+                p_violation=p,
+                ci=wilson_interval(kv, n, confidence),
+                confidence=confidence,
+                by_kind=by_kind,
+                time_to_violation=ttv,
+                nominal=tuple(_sample_violations(rollout, int(w[0]), joints)) if violated[v, 0] else (),
+                worst_sample=worst_local,
+                worst=tuple(_sample_violations(rollout, int(w[worst_local]), joints)) if kv else (),
+                max_tracking_error=dict(zip(joints, track[v].tolist())),
+                min_position_margin=dict(zip(joints, margins["min_position_margin"][v].tolist())),
+                min_velocity_margin=dict(zip(joints, margins["min_velocity_margin"][v].tolist())),
+                min_effort_margin=dict(zip(joints, margins["min_effort_margin"][v].tolist())),
+                command_outside_limits=tuple(command_outside_limits[v]),
+                warnings=tuple(warnings[v]),
+            )
+        )
     return out
 
 
@@ -272,11 +316,18 @@ class WhatIfReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the format of the twin's ``whatif/result`` message)."""
         return {
-            "schema": "twin_ext.whatif.report/1", "scenario": self.scenario, "robot": self.robot,
-            "status": self.status, "base_health": self.base_health, "dt": self.dt, "steps": self.steps,
-            "horizon": self.horizon, "compute_seconds": self.compute_seconds, "total_seconds": self.total_seconds,
+            "schema": "twin_ext.whatif.report/1",
+            "scenario": self.scenario,
+            "robot": self.robot,
+            "status": self.status,
+            "base_health": self.base_health,
+            "dt": self.dt,
+            "steps": self.steps,
+            "horizon": self.horizon,
+            "compute_seconds": self.compute_seconds,
+            "total_seconds": self.total_seconds,
             "variants": [v.to_dict() for v in self.variants],
-        }  # fmt: skip
+        }
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -295,9 +346,9 @@ class WhatIfReport:
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
             'font-size="12">',
             f'<text x="8" y="18" font-size="14" font-weight="bold">{escape(self.scenario)} on {escape(self.robot)}: '
-            f'{self.status.upper()}</text>',
+            f"{self.status.upper()}</text>",
             f'<text x="{x_bar}" y="{top - 8}">P(violation), {self.variants[0].confidence * 100 if self.variants else 95:g}% CI'
-            '</text>',
+            "</text>",
             f'<text x="{x_time}" y="{top - 8}">first violation (0 .. {self.horizon:.2f} s)</text>',
         ]
         for i, v in enumerate(self.variants):
@@ -305,17 +356,23 @@ class WhatIfReport:
             colour = colours.get(v.status, "#757575")
             out.append(f'<text x="8" y="{y + 16}">{escape(v.name[:36])}</text>')
             out.append(f'<rect x="{x_bar}" y="{y + 5}" width="{bar_w}" height="14" fill="#eeeeee"/>')
-            out.append(f'<rect x="{x_bar}" y="{y + 5}" width="{bar_w * v.p_violation:.1f}" height="14" fill="{colour}"/>')
+            out.append(
+                f'<rect x="{x_bar}" y="{y + 5}" width="{bar_w * v.p_violation:.1f}" height="14" fill="{colour}"/>'
+            )
             lo, hi = (x_bar + bar_w * c for c in v.ci)
-            out.append(f'<line x1="{lo:.1f}" y1="{y + 12}" x2="{hi:.1f}" y2="{y + 12}" stroke="#000" stroke-width="1.5"/>')
+            out.append(
+                f'<line x1="{lo:.1f}" y1="{y + 12}" x2="{hi:.1f}" y2="{y + 12}" stroke="#000" stroke-width="1.5"/>'
+            )
             out.append(f'<text x="{x_bar + bar_w + 4}" y="{y + 16}" font-size="10">{v.status}</text>')
             out.append(f'<line x1="{x_time}" y1="{y + 12}" x2="{x_time + time_w}" y2="{y + 12}" stroke="#bbbbbb"/>')
             if v.time_to_violation is not None and self.horizon > 0:
                 xt = x_time + time_w * min(1.0, v.time_to_violation / self.horizon)
                 label = f"{v.worst[0].kind} {v.worst[0].joint} {v.time_to_violation:.2f} s" if v.worst else ""
                 out.append(f'<circle cx="{xt:.1f}" cy="{y + 12}" r="5" fill="{colour}"/>')
-                out.append(f'<text x="{min(xt + 8, x_time + time_w - 100):.1f}" y="{y + 9}" font-size="10">'
-                           f'{escape(label)}</text>')  # fmt: skip
+                out.append(
+                    f'<text x="{min(xt + 8, x_time + time_w - 100):.1f}" y="{y + 9}" font-size="10">'
+                    f"{escape(label)}</text>"
+                )
         out.append("</svg>")
         return "\n".join(out) + "\n"
 
@@ -331,7 +388,9 @@ class WhatIfReport:
         if unknown:
             lines.append(f"  {unknown[0].reason} (the rollouts are still reported)")
         conf = f"{self.variants[0].confidence * 100:g}% CI" if self.variants else "CI"
-        lines.append(f"  {'variant':<{width}}{'status':<9}{'P(violation)':>16}  {conf:<15}first violation (worst sample)")
+        lines.append(
+            f"  {'variant':<{width}}{'status':<9}{'P(violation)':>16}  {conf:<15}first violation (worst sample)"
+        )
         for v in self.variants:
             ci = f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}]"
             first = "-"
@@ -348,20 +407,30 @@ class WhatIfReport:
         for v in self.variants:
             extra = []
             if v.violations:
-                extra.append(f"    {v.violations} of {v.samples} samples violate a limit; first at {v.time_to_violation:.3f} s")
-                margins = {"position": v.min_position_margin, "velocity": v.min_velocity_margin,
-                           "effort": v.min_effort_margin}  # fmt: skip
+                extra.append(
+                    f"    {v.violations} of {v.samples} samples violate a limit; first at {v.time_to_violation:.3f} s"
+                )
+                margins = {
+                    "position": v.min_position_margin,
+                    "velocity": v.min_velocity_margin,
+                    "effort": v.min_effort_margin,
+                }
                 for kind, ks in v.by_kind.items():
                     if not ks.samples:
                         continue
                     if kind == "diverged":
                         extra.append(f"    diverged numerically in {ks.samples} samples (check dt and gains)")
                         continue
-                    worst = ", ".join(f"{j} by {-margins[kind][j]:.4g} {units[kind][j in self.prismatic]}"
-                                      for j in ks.joints[:4])  # fmt: skip
-                    extra.append(f"    {kind} limit exceeded in {ks.samples} samples, from {ks.first_time:.3f} s: {worst}")
+                    worst = ", ".join(
+                        f"{j} by {-margins[kind][j]:.4g} {units[kind][j in self.prismatic]}" for j in ks.joints[:4]
+                    )
+                    extra.append(
+                        f"    {kind} limit exceeded in {ks.samples} samples, from {ks.first_time:.3f} s: {worst}"
+                    )
                 joint, err = max(v.max_tracking_error.items(), key=lambda kv: kv[1])
-                extra.append(f"    largest tracking error: {joint} {err:.4g} {units['position'][joint in self.prismatic]}")
+                extra.append(
+                    f"    largest tracking error: {joint} {err:.4g} {units['position'][joint in self.prismatic]}"
+                )
             if v.command_outside_limits:
                 extra.append(f"    the command goes outside the limits of: {', '.join(v.command_outside_limits)}")
             for w in v.warnings:

@@ -78,8 +78,13 @@ def _serve(conn_in, conn_out) -> None:
                     ctl[1 + slot] = done
 
                 completed = executor.run(
-                    job["key"], arrays, RunOptions(**job["options"]), job["w0"], job["w1"],
-                    progress=progress, cancelled=lambda: bool(ctl[0]),
+                    job["key"],
+                    arrays,
+                    RunOptions(**job["options"]),
+                    job["w0"],
+                    job["w1"],
+                    progress=progress,
+                    cancelled=lambda: bool(ctl[0]),
                 )
                 del arrays, ctl  # drop views before the parent may replace the arena
                 conn_out.send(("done", {"seconds": time.perf_counter() - t0, "completed": completed}))
