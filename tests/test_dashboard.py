@@ -7,12 +7,11 @@ import io
 import pytest
 from test_twin_offline import STANDARD
 
-from twin_ext.dashboard import TerminalDashboard, render_dashboard, status_line
 from twin_ext.emulator import EmulatedRobot, ImpairmentProfile
-from twin_ext.fidelity import OfflineFeed, VirtualClock
+from twin_ext.live import LiveTwin
 from twin_ext.robot import default_robot_path, load_robot
+from twin_ext.runs import OfflineFeed, TerminalDashboard, VirtualClock, render_dashboard, status_line
 from twin_ext.telemetry import TelemetryIngest, TelemetrySettings
-from twin_ext.twin import LiveTwin
 
 
 def _status_after(profile: ImpairmentProfile, seconds: float):

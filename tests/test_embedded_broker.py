@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("amqtt")
 mqtt = pytest.importorskip("paho.mqtt.client")
 
-from twin_ext.telemetry.embedded_broker import EmbeddedBroker, EmbeddedBrokerError  # noqa: E402
+from twin_ext.telemetry import EmbeddedBroker, EmbeddedBrokerError  # noqa: E402
 
 TIMEOUT_S = 10.0
 

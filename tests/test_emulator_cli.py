@@ -54,13 +54,13 @@ def test_dead_broker_is_one_clear_line_and_exit_1():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--broker", "http://127.0.0.1:1883"], "scheme must be mqtt://"),
-        (["--broker", "mqtt://127.0.0.1:99999"], "port must be a number"),
+        (["--broker", "http://127.0.0.1:1883"], "must start with mqtt://"),
+        (["--broker", "mqtt://127.0.0.1:99999"], "it must be a number in 1..65535"),
         (["--impairments", "no/such/profile.toml"], "cannot read impairment profile"),
         (["--rate", "5000"], "above the plant's step rate"),
         (["--duration", "-2"], "--duration must be > 0"),
         (["--program", "no/such/program.toml"], "cannot read trajectory file"),
-        (["--robot-id", "bad/id"], "robot_id 'bad/id' must be"),
+        (["--robot-id", "bad/id"], "robot_id 'bad/id' is not 1-64 characters"),
     ],
 )
 def test_bad_arguments_are_one_clear_line(args, message):
@@ -76,7 +76,7 @@ def test_unknown_profile_key_lists_the_valid_keys(tmp_path):
     profile.write_text("latency_ms = 20.0\njiter_ms = 5.0\n")
     result = _cli("--impairments", str(profile))
     assert result.returncode == 1
-    assert "unknown key(s) ['jiter_ms']" in result.stderr and "'jitter_ms'" in result.stderr
+    assert "unknown key 'jiter_ms'" in result.stderr and "'jitter_ms'" in result.stderr
 
 
 def test_config_file_section_is_read_and_checked(tmp_path):
@@ -84,7 +84,7 @@ def test_config_file_section_is_read_and_checked(tmp_path):
     conf = tmp_path / "twin.toml"
     conf.write_text("[emulator]\nrobot_id = 'panda'\nspeed = 2\n")
     result = _cli("--config", str(conf))
-    assert result.returncode == 1 and "unknown key(s) ['speed']" in result.stderr and "accept_commands" in result.stderr
+    assert result.returncode == 1 and "[emulator] unknown key 'speed'" in result.stderr and "accept_commands" in result.stderr
 
 
 def test_embedded_broker_run_is_zero_setup():

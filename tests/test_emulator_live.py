@@ -22,8 +22,7 @@ mqtt = pytest.importorskip("paho.mqtt.client")
 from mosquitto import Mosquitto, require_mosquitto  # noqa: E402  (tests/mosquitto.py)
 
 from twin_ext.emulator import EmulatedRobot, EmulatorSettings, ImpairmentProfile  # noqa: E402
-from twin_ext.telemetry import decode, decode_birth, decode_status  # noqa: E402
-from twin_ext.telemetry.commands import Resume, SpeedOverride, Stop, encode_command  # noqa: E402
+from twin_ext.telemetry import Resume, SpeedOverride, Stop, decode, decode_birth, decode_status, encode_command  # noqa: E402  # noqa: E402
 
 pytestmark = pytest.mark.broker
 

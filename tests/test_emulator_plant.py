@@ -9,11 +9,18 @@ import pytest
 
 mujoco = pytest.importorskip("mujoco")
 
-from twin_ext.emulator.controller import CommandRejected, ControllerError, MotionController  # noqa: E402
-from twin_ext.emulator.plant import DEFAULT_MJCF, PANDA_VELOCITY_LIMITS, MujocoPlant, PlantError  # noqa: E402
-from twin_ext.trajectory import JointTrajectory  # noqa: E402
+from twin_ext.emulator import (  # noqa: E402  # noqa: E402
+    PANDA_VELOCITY_LIMITS,
+    CommandRejected,
+    ControllerError,
+    MotionController,
+    MujocoPlant,
+    PlantError,
+)
+from twin_ext.robot import JointTrajectory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MJCF = ROOT / "data" / "robots" / "franka_emika_panda" / "panda_nomesh.xml"
 PROGRAM = JointTrajectory.from_toml(ROOT / "data" / "scenarios" / "pick_place.toml")
 
 

@@ -10,16 +10,20 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from twin_ext.emulator import (
-    EmulatedRobot,
-    EmulatorError,
-    EmulatorSettings,
-    ImpairmentProfile,
+from twin_ext.emulator import ClockJump, EmulatedRobot, EmulatorError, EmulatorSettings, ImpairmentProfile, Restart
+from twin_ext.robot import JointTrajectory
+from twin_ext.telemetry import (
+    MoveTo,
+    Resume,
+    SpeedOverride,
+    Stop,
+    TelemetryIngest,
+    TelemetrySettings,
+    decode,
+    decode_birth,
+    decode_status,
+    encode_command,
 )
-from twin_ext.emulator.impairments import ClockJump, Restart
-from twin_ext.telemetry import TelemetryIngest, TelemetrySettings, decode, decode_birth, decode_status
-from twin_ext.telemetry.commands import MoveTo, Resume, SpeedOverride, Stop, encode_command
-from twin_ext.trajectory import JointTrajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDARD = ImpairmentProfile.from_toml(ROOT / "config" / "impairments" / "standard.toml")

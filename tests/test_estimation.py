@@ -11,9 +11,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from twin_ext.estimation import EstimatorSettings, ObserveResult, TwinEstimator
+from twin_ext.estimation import EstimatorSettings, Health, ObserveResult, TwinEstimator
 from twin_ext.robot import default_robot_path, load_robot
-from twin_ext.state import Health
 
 NS = 1_000_000_000
 
@@ -193,7 +192,7 @@ def test_reported_uncertainty_matches_the_actual_error(panda):
     rng = np.random.default_rng(7)
     x = np.zeros((n, 3))
     F = np.array([[1, dt, dt * dt / 2], [0, 1, dt], [0, 0, 1]])
-    from twin_ext.estimation.kalman import process_noise
+    from twin_ext.estimation._kalman import process_noise
 
     L = np.linalg.cholesky(process_noise(dt, np.full(n, s.jerk_psd))[0])
     nees = []

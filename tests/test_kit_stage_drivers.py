@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from twin_ext.kit.controller import KitSettings
+from twin_ext.kit.settings import KitSettings
 from twin_ext.kit.stage_drivers import IsaacArticulationDriver
 from twin_ext.robot import default_robot_path, load_robot
 

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from twin_ext.emulator import EmulatedRobot, ImpairmentProfile
-from twin_ext.fidelity import VirtualClock
-from twin_ext.kit.controller import KitTwinController, PxrMirrorDriver
+from twin_ext.kit.controller import KitTwinController
 from twin_ext.kit.dof_mapping import DofMap
+from twin_ext.kit.stage_drivers import PxrMirrorDriver
 from twin_ext.kit.viewmodels import TelemetryPanelViewModel, WhatIfPanelViewModel
-from twin_ext.sinks.ghost import GhostRobot
+from twin_ext.runs import VirtualClock
+from twin_ext.stage import GhostRobot
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,8 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from twin_ext.config import TwinConfig
 from twin_ext.emulator import EmulatedRobot, EmulatorSettings
-from twin_ext.session import TwinSession
-from twin_ext.twin import CommandGateClosed
+from twin_ext.live import CommandGateClosed, TwinConfig, TwinSession
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -93,7 +91,7 @@ def test_whatif_requests_over_mqtt_get_results_and_a_failing_verdict_vetoes_only
             time.sleep(0.5)
             assert not robot.commands
             with pytest.raises(CommandGateClosed, match="commands_enabled"):
-                from twin_ext.telemetry.commands import Stop
+                from twin_ext.telemetry import Stop
 
                 session.twin.send_command(Stop())
     finally:

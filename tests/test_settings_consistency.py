@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from twin_ext.config import load_config, settings_sections
-from twin_ext.session import parse_sections
+from twin_ext.kit.settings import kit_sections
+from twin_ext.live import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,27 +35,26 @@ def test_extension_toml_settings_are_generated_from_the_dataclasses():
     assert proc.returncode == 0, proc.stderr
     with open(REPO / "extension.toml", "rb") as fh:
         settings = tomllib.load(fh)["settings"]["exts"]["twin_ext"]
-    for section, cls in settings_sections().items():
+    for section, cls in kit_sections().items():
         for f in dataclasses.fields(cls):
             assert settings[section][f.name] == f.default, (section, f.name)
 
 
-@pytest.mark.parametrize("section", list(settings_sections()))
+@pytest.mark.parametrize("section", list(kit_sections()))
 def test_every_setting_is_documented_in_its_section_of_settings_md(section):
     """docs/SETTINGS.md has a table row `| `key` | default | unit | meaning |` for every key of the section."""
     docs = _doc_sections()
     assert section in docs, f"docs/SETTINGS.md has no '## {section}' section"
-    for f in dataclasses.fields(settings_sections()[section]):
+    for f in dataclasses.fields(kit_sections()[section]):
         assert re.search(rf"^\| `{f.name}` \|", docs[section], flags=re.M), f"[{section}] {f.name} is not documented"
 
 
 def test_config_twin_toml_parses_and_states_the_defaults():
     """config/twin.toml is valid for every section and its values are the documented defaults."""
-    config = load_config()
-    parse_sections(config)  # raises on any bad key or value
+    load_config()  # raises on any bad key or value
     with open(REPO / "config" / "twin.toml", "rb") as fh:
         raw = tomllib.load(fh)
-    sections = settings_sections()
+    sections = kit_sections()
     for section, values in raw.items():
         if section not in sections:
             continue

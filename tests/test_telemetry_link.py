@@ -14,6 +14,7 @@ import pytest
 from mosquitto import Mosquitto, free_port, make_tls_files, require_mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 
+from twin_ext.config import ConfigError
 from twin_ext.telemetry import (
     Birth,
     BrokerSettings,
@@ -32,7 +33,6 @@ from twin_ext.telemetry import (
     encode_json,
     encode_status,
 )
-from twin_ext.telemetry.mqtt_link import LinkConfigError
 
 pytestmark = pytest.mark.broker
 
@@ -438,15 +438,15 @@ def test_batched_and_stock_reads_deliver_identical_streams(mosquitto_broker, bat
 
 
 def test_impossible_settings_fail_fast_with_the_key_named(tmp_path):
-    """Settings that cannot work raise LinkConfigError at construction, naming the key; network trouble never raises."""
+    """Settings that cannot work raise ConfigError at construction, naming the key; network trouble never raises."""
     ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=ROBOT))
-    with pytest.raises(LinkConfigError, match="tls_ca_file"):
+    with pytest.raises(ConfigError, match="tls_ca_file"):
         MqttLink(ingest, BrokerSettings(url="mqtts://127.0.0.1:8883", tls_ca_file=str(tmp_path / "missing.pem")))
-    with pytest.raises(LinkConfigError, match="mqtts://"):
+    with pytest.raises(ConfigError, match="mqtts://"):
         MqttLink(ingest, BrokerSettings(url="mqtt://127.0.0.1:1883", tls_ca_file=str(tmp_path)))
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
-    with pytest.raises(LinkConfigError, match="not a PEM CA"):
+    with pytest.raises(ConfigError, match="not a PEM CA"):
         MqttLink(ingest, BrokerSettings(url="mqtts://127.0.0.1:8883", tls_ca_file=str(bad)))
 
 

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from twin_ext.telemetry import (
+    REJECTED_TOPIC,
     Birth,
     EventKind,
     JointState,
     McapRecorder,
     McapReplay,
+    RecordingError,
     Status,
     TelemetryIngest,
     TelemetrySettings,
@@ -24,7 +26,6 @@ from twin_ext.telemetry import (
     encode_json,
     encode_status,
 )
-from twin_ext.telemetry.recording import REJECTED_TOPIC, RecordingError
 
 NAMES = ("shoulder", "elbow", "wrist")
 TOPICS = Topics("arm-7")

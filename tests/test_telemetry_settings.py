@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from twin_ext.telemetry import BrokerSettings, ClockSettings, SettingsError, TelemetrySettings
+from twin_ext.config import ConfigError
+from twin_ext.telemetry import BrokerSettings, ClockSettings, TelemetrySettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {"broker": BrokerSettings, "telemetry": TelemetrySettings, "clock": ClockSettings}
@@ -17,7 +18,7 @@ SECTIONS = {"broker": BrokerSettings, "telemetry": TelemetrySettings, "clock": C
 
 def test_unknown_keys_are_refused_with_the_valid_ones_listed():
     """A typo is an error that names the unknown key and lists the valid ones."""
-    with pytest.raises(SettingsError) as info:
+    with pytest.raises(ConfigError) as info:
         BrokerSettings.from_mapping({"url": "mqtt://h:1", "keep_alive": 5})
     message = str(info.value)
     assert "keep_alive" in message and "keepalive_s" in message and "[broker]" in message
@@ -40,8 +41,8 @@ def test_unknown_keys_are_refused_with_the_valid_ones_listed():
     ],
 )
 def test_bad_values_are_refused_naming_the_key(cls, mapping, fragment):
-    """Wrong types and impossible values raise SettingsError naming the key."""
-    with pytest.raises(SettingsError, match=re.escape(fragment)):
+    """Wrong types and impossible values raise ConfigError naming the key."""
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
         cls.from_mapping(mapping)
 
 
@@ -58,7 +59,7 @@ def test_broker_url_parts_and_credentials():
     assert (s.host, s.port, s.use_tls) == ("broker.example", 8884, True)
     assert BrokerSettings(url="mqtt://10.0.0.5").port == 1883 and BrokerSettings(url="mqtts://h").port == 8883
     assert s.resolved_password() == "x"
-    with pytest.raises(SettingsError, match="credentials"):
+    with pytest.raises(ConfigError, match="credentials"):
         BrokerSettings(url="mqtt://user:secret@h:1")
     assert BrokerSettings().resolved_client_id("panda").endswith("-panda")
 

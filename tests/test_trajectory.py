@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin_ext.trajectory import JointTrajectory, TrajectoryError
+from twin_ext.robot import JointTrajectory, TrajectoryError
 
 ROOT = Path(__file__).resolve().parents[1]
 PICK_PLACE = ROOT / "data" / "scenarios" / "pick_place.toml"
@@ -199,11 +199,11 @@ def test_toml_round_trip_property(steps, data):
     [
         (
             'joint_names = ["a"]\nspeed = 2\n[[waypoint]]\nt = 0.0\nq = [0.0]\n',
-            r"unknown key\(s\) \['speed'\]; valid top-level keys are \['joint_names', 'waypoint'\]",
+            r"unknown key 'speed'; valid keys: \['joint_names', 'waypoint'\]",
         ),
         (
             'joint_names = ["a"]\n[[waypoint]]\nt = 0.0\nq = [0.0]\nv = [1.0]\n',
-            r"waypoint 0 has unknown key\(s\) \['v'\]; valid keys are \['t', 'q', 'label'\]",
+            r"waypoint 0: unknown key 'v'; valid keys: \['t', 'q', 'label'\]",
         ),
         ('joint_names = ["a"]\n[[waypoint]]\nt = 0.0\n', "needs both 't'"),
         ('joint_names = ["a", "b"]\n[[waypoint]]\nt = 0.0\nq = [0.0]\n', "waypoint 0 has 1 positions but there are 2"),
@@ -260,7 +260,7 @@ def test_a_looping_program_unrolls_into_consecutive_cycles():
     """repeated(2) plays the pick-and-place cycle twice: same poses one period apart, one waypoint shared."""
     import numpy as np
 
-    from twin_ext.trajectory import JointTrajectory, TrajectoryError
+    from twin_ext.robot import JointTrajectory, TrajectoryError
 
     program = JointTrajectory.from_toml("data/scenarios/pick_place.toml")
     twice = program.repeated(2)

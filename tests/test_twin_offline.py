@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from twin_ext.emulator import ClockJump, EmulatedRobot, ImpairmentProfile, Pause, Restart
-from twin_ext.fidelity import OfflineFeed, VirtualClock, evaluate_fidelity
+from twin_ext.estimation import Health
+from twin_ext.live import LiveTwin
 from twin_ext.robot import default_robot_path, load_robot
-from twin_ext.state import Health
+from twin_ext.runs import OfflineFeed, VirtualClock, evaluate_fidelity
 from twin_ext.telemetry import McapRecorder, McapReplay, TelemetryIngest, TelemetrySettings
-from twin_ext.twin import LiveTwin
 
 REPO = Path(__file__).resolve().parents[1]
 STANDARD = REPO / "config/impairments/standard.toml"

@@ -7,7 +7,7 @@ import pytest
 from pxr import Usd, UsdGeom
 
 from twin_ext.robot import default_robot_path, load_robot
-from twin_ext.sinks import UsdKinematicMirror
+from twin_ext.stage import UsdKinematicMirror
 
 
 @pytest.fixture(scope="module")

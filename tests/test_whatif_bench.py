@@ -12,7 +12,7 @@ pytest.importorskip("mujoco")
 def test_the_whatif_benchmark_reports_ours_the_anchor_their_ratio_and_the_latency(capsys):
     """`python -m twin_ext.bench whatif --quick --json` prints both throughputs from one run, their ratio, the
     interactive p50/p95 and a warm start-up time (the speed goals themselves are checked by people, not tests)."""
-    from twin_ext.bench.whatif import main
+    from twin_ext.bench._whatif import main
 
     assert main(["--quick", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

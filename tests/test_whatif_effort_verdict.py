@@ -47,9 +47,9 @@ def test_a_one_millisecond_clip_is_not_an_effort_violation_but_a_sustained_one_i
 def test_a_speed_change_of_a_running_program_ramps_like_a_speed_override(panda):
     """Joined mid-way at x1.5, the command keeps the program's own velocity at t = 0 and reaches 1.5 x it after
     speed_ramp_s; started at its beginning it runs at 1.5 x at once (the robot is at rest there)."""
-    from twin_ext.trajectory import JointTrajectory
+    from twin_ext.robot import JointTrajectory
     from twin_ext.whatif import TrajectoryCommand
-    from twin_ext.whatif.scenario import _sample_command
+    from twin_ext.whatif._scenario import _sample_command
 
     program = JointTrajectory.from_toml("data/scenarios/pick_place.toml")
     mid = 2.0

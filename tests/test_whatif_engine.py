@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin_ext.robot import JointType, RobotModel, load_robot
-from twin_ext.robot.transforms import make_transform
-from twin_ext.trajectory import JointTrajectory
+from twin_ext.robot import JointTrajectory, JointType, RobotModel, load_robot, make_transform
 from twin_ext.whatif import Payload, Perturbation, Variant, WhatIfEngine, WhatIfSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -390,7 +388,7 @@ def test_a_dead_worker_is_replaced_and_a_death_during_a_request_is_reported():
     import signal
 
     from twin_ext.whatif import WorkerError
-    from twin_ext.whatif.pool import shared_pool
+    from twin_ext.whatif._pool import shared_pool
 
     robot = _robot("panda")
     pooled = WhatIfEngine(robot, settings=WhatIfSettings(workers=2, chunk_steps=50))
@@ -417,7 +415,7 @@ def test_a_dead_worker_is_replaced_and_a_death_during_a_request_is_reported():
 def test_the_copy_in_copy_out_path_of_non_cpu_devices_gives_the_same_results():
     """The path used for CUDA devices (inputs copied to the device, results copied back) is exercised on the CPU and
     agrees exactly with the in-place path (CUDA itself is untested here: no GPU)."""
-    from twin_ext.whatif.compute import Executor
+    from twin_ext.whatif._compute import Executor
 
     robot = _robot("panda")
     copying = WhatIfEngine(robot, settings=WhatIfSettings(use_process_pool=False, warmup=False))
@@ -438,7 +436,7 @@ def test_results_stay_valid_while_later_requests_reuse_the_memory_of_dropped_one
     requests, memory of dropped results is reused, and at most one unused recording buffer is kept."""
     import gc
 
-    from twin_ext.whatif.pool import shared_pool
+    from twin_ext.whatif._pool import shared_pool
 
     robot = _robot("panda")
     pooled = WhatIfEngine(robot, settings=WhatIfSettings(workers=2))

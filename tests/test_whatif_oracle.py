@@ -39,8 +39,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin_ext.robot import load_robot
-from twin_ext.trajectory import JointTrajectory
+from twin_ext.robot import JointTrajectory, load_robot
 from twin_ext.whatif import Payload, Variant, WhatIfEngine, WhatIfSettings
 
 mujoco = pytest.importorskip("mujoco")

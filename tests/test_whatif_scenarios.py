@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin_ext.robot import load_robot
-from twin_ext.state import Health, TwinSnapshot
-from twin_ext.trajectory import JointTrajectory
+from twin_ext.estimation import Health, TwinSnapshot
+from twin_ext.robot import JointTrajectory, load_robot
 from twin_ext.whatif import (
     BaseState,
     Scenario,

@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         EmulatedRobot,
         EmulatorSettings,
         ImpairmentProfile,
+        truth_records,
     )
-    from twin_ext.emulator.robot import truth_records
     from twin_ext.telemetry import McapRecorder, TelemetryIngest, TelemetrySettings
 
     profile = ImpairmentProfile.from_toml(args.impairments)

@@ -47,10 +47,10 @@ def toml_value(value) -> str:
 
 
 def render() -> str:
-    from twin_ext.config import settings_sections
+    from twin_ext.kit.settings import kit_sections
 
     lines = [BEGIN]
-    for section, cls in settings_sections().items():
+    for section, cls in kit_sections().items():
         lines.append("")
         lines.append(f"# [{section}] {(inspect.getdoc(cls) or '').splitlines()[0]}")
         docs = field_docs(cls)

@@ -29,13 +29,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .runs import run_demo
 
     return run_demo(args)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from .replay_job import run_replay
+    from .runs import run_replay
 
     return run_replay(args)
 
@@ -51,13 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--prim-path", help="articulation root to read when the file holds several")
     info.set_defaults(func=_cmd_info)
 
-    from .demo import add_demo_arguments
+    from .runs import add_demo_arguments
 
     demo = sub.add_parser("demo", help="run the twin end to end on the embedded default; outputs in out/demo/")
     add_demo_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
 
-    from .replay_job import add_replay_arguments
+    from .runs import add_replay_arguments
 
     replay = sub.add_parser("replay", help="run the twin over an MCAP recording (batch job) and write its report")
     add_replay_arguments(replay)

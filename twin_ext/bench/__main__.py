@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     code = 0
     for n in names:
-        module = importlib.import_module(f"twin_ext.bench.{n}")
+        module = importlib.import_module(f"twin_ext.bench._{n}")
         code = max(code, int(module.main(rest) or 0))
     return code
 

@@ -11,9 +11,9 @@ import logging
 import signal
 import sys
 import threading
-import tomllib
 from collections.abc import Iterator
-from pathlib import Path
+
+from .. import TwinExtError
 
 DESCRIPTION = """\
 Emulated robot: a MuJoCo Franka Panda running a pick-and-place program with its own PD servos,
@@ -96,39 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.info("interrupted")
         return 0
-    except Exception as exc:  # the CLI reports known errors as one line, never a traceback
-        from .impairments import ImpairmentError
-        from .robot import EmulatorError
-        from .settings import EmulatorSettingsError
-
-        known = (EmulatorError, ImpairmentError, EmulatorSettingsError, OSError)
-        try:
-            from ..telemetry.embedded_broker import EmbeddedBrokerError
-
-            known += (EmbeddedBrokerError,)
-        except ImportError:
-            pass
-        if isinstance(exc, known):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except (TwinExtError, OSError) as exc:  # the CLI reports known errors as one line, never a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace, log: logging.Logger, stop: _SignalStop) -> int:
-    from .impairments import ImpairmentProfile
-    from .robot import EmulatedRobot, EmulatorError
-    from .settings import EmulatorSettings
+    from ..config import ConfigError, load_toml
+    from ._impairments import ImpairmentProfile
+    from ._records import EmulatorError
+    from ._robot import EmulatedRobot
+    from ._settings import EmulatorSettings
 
     settings = EmulatorSettings()
     if args.config:
-        path = Path(args.config)
+        doc = load_toml(args.config, what="--config file")
         try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise EmulatorError(f"cannot read --config {str(path)!r}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise EmulatorError(f"--config {str(path)!r} is not valid TOML: {exc}") from None
-        settings = EmulatorSettings.from_mapping(doc.get("emulator", {}), source=f"{path} [emulator]")
+            settings = EmulatorSettings.from_mapping(doc.get("emulator", {}))
+        except ConfigError as exc:
+            raise ConfigError(f"{args.config}: {exc}") from None
     overrides = {
         "robot_id": args.robot_id,
         "codec": args.codec,
@@ -147,7 +133,7 @@ def _run(args: argparse.Namespace, log: logging.Logger, stop: _SignalStop) -> in
     broker = None
     url = args.broker or "mqtt://127.0.0.1:1883"
     if args.embedded_broker:
-        from ..telemetry.embedded_broker import EmbeddedBroker
+        from ..telemetry import EmbeddedBroker
 
         broker = EmbeddedBroker()
         url = broker.start()

@@ -12,23 +12,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
-from .robot import (
-    TRUTH_JSON_SCHEMA,
-    TRUTH_SCHEMA,
-    TRUTH_TOPIC,
-    Delivery,
-    EmulatorError,
-    RunSummary,
-    _Engine,
-    make_plant,
-    truth_record,
-)
-
-if TYPE_CHECKING:
-    from .robot import EmulatedRobot
+from ..config import parse_broker_url
+from ._engine import _Engine, make_plant
+from ._records import TRUTH_JSON_SCHEMA, TRUTH_SCHEMA, TRUTH_TOPIC, Delivery, EmulatorError, RunSummary, truth_record
 
 _log = logging.getLogger("twin_ext.emulator")
 
@@ -37,42 +25,14 @@ _MAX_SLEEP_NS = 2_000_000  # wake at least every 2 ms: commands and triggers are
 _CONTROL_QOS = 1
 
 
-def parse_broker_url(url: str) -> tuple[str, int, str | None, str | None]:
-    """``mqtt://[user[:password]@]host[:port]`` -> ``(host, port, user, password)``; port defaults to 1883."""
-    if not isinstance(url, str) or "://" not in url:
-        raise EmulatorError(f"broker URL {url!r} must look like mqtt://host:port (e.g. mqtt://127.0.0.1:1883)")
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt":
-        hint = (
-            " (TLS is not supported by the emulator; use a plain mqtt:// listener)" if parts.scheme == "mqtts" else ""
-        )
-        raise EmulatorError(f"broker URL {url!r}: scheme must be mqtt://{hint}")
-    try:
-        port = parts.port or 1883
-    except ValueError:
-        raise EmulatorError(f"broker URL {url!r}: the port must be a number in 1..65535") from None
-    if not parts.hostname:
-        raise EmulatorError(f"broker URL {url!r} has no host; e.g. mqtt://127.0.0.1:1883")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise EmulatorError(f"broker URL {url!r}: only mqtt://[user[:password]@]host[:port] is understood")
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname, port, user, password
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
 
 
 class LiveRun:
-    """One live run of an `EmulatedRobot` (connect, loop, clean shutdown)."""
+    """One live run of an `EmulatedRobot` (connect, loop, clean shutdown); the facade owns the run's flags."""
 
     def __init__(
         self,
-        robot: EmulatedRobot,
+        robot: Any,  # the EmulatedRobot facade (this module is its live half; it does not import it)
         broker_url: str,
         *,
         duration_s: float | None,
@@ -83,7 +43,9 @@ class LiveRun:
         self.robot = robot
         self.settings = robot.settings
         self.url = broker_url
-        self.host, self.port, self.user, self.password = parse_broker_url(broker_url)
+        address = parse_broker_url(broker_url, key="broker URL", allow_credentials=True, allow_tls=False)
+        self.host, self.port, self.user, self.password = address.host, address.port, address.username, address.password
+        self.redacted_url = address.redacted()
         if duration_s is not None and not (isinstance(duration_s, (int, float)) and duration_s > 0):
             raise EmulatorError(f"duration_s must be a positive number of seconds (or None), got {duration_s!r}")
         self.duration_s = duration_s
@@ -106,7 +68,8 @@ class LiveRun:
     def _new_client(self, boot_id: str) -> Any:
         import paho.mqtt.client as mqtt
 
-        from ..telemetry import codecs, messages
+        from ..telemetry import _codecs as codecs
+        from ..telemetry import _messages as messages
 
         s = self.settings
         client = mqtt.Client(
@@ -130,7 +93,7 @@ class LiveRun:
                 return
             c.subscribe(self.topics.command, qos=1)
             if not first[0]:  # a reconnect: the broker may have lost our retained messages
-                _log.warning("reconnected to %s; re-announcing", _redacted(self.url))
+                _log.warning("reconnected to %s; re-announcing", self.redacted_url)
                 with self._lock:
                     for d in (self.last_birth, self.last_online):
                         if d is not None and d.boot_id == boot_id:
@@ -140,7 +103,7 @@ class LiveRun:
 
         def on_disconnect(c, userdata, flags, reason_code, properties):
             if reason_code.is_failure:
-                _log.warning("lost the broker at %s (%s); reconnecting", _redacted(self.url), reason_code)
+                _log.warning("lost the broker at %s (%s); reconnecting", self.redacted_url, reason_code)
 
         def on_message(c, userdata, message):
             self.incoming.put((time.monotonic_ns(), bytes(message.payload)))
@@ -170,7 +133,7 @@ class LiveRun:
             client.connect(self.host, self.port, keepalive=self.settings.keepalive)
         except ConnectionRefusedError:
             raise EmulatorError(
-                f"no MQTT broker at {_redacted(self.url)} (connection refused to {where}); {advice}"
+                f"no MQTT broker at {self.redacted_url} (connection refused to {where}); {advice}"
             ) from None
         except socket.gaierror as exc:
             raise EmulatorError(
@@ -178,21 +141,21 @@ class LiveRun:
             ) from None
         except TimeoutError:  # socket.timeout is an alias
             raise EmulatorError(
-                f"the broker at {_redacted(self.url)} did not answer within {_CONNECT_TIMEOUT_S:g} s; {advice}"
+                f"the broker at {self.redacted_url} did not answer within {_CONNECT_TIMEOUT_S:g} s; {advice}"
             ) from None
         except OSError as exc:
             raise EmulatorError(
-                f"cannot connect to the broker at {_redacted(self.url)}: {exc.strerror or exc}; {advice}"
+                f"cannot connect to the broker at {self.redacted_url}: {exc.strerror or exc}; {advice}"
             ) from None
         client.loop_start()
         if not self.connected.wait(_CONNECT_TIMEOUT_S) or self.connect_error:
             client.loop_stop()
             client.disconnect()
             reason = self.connect_error or f"no CONNACK within {_CONNECT_TIMEOUT_S:g} s (is {where} an MQTT broker?)"
-            raise EmulatorError(f"cannot connect to {_redacted(self.url)}: {reason}")
+            raise EmulatorError(f"cannot connect to {self.redacted_url}: {reason}")
         self.client = client
         self.client_boot = boot_id
-        _log.info("connected to %s as %s", _redacted(self.url), self.settings.mqtt_client_id)
+        _log.info("connected to %s as %s", self.redacted_url, self.settings.mqtt_client_id)
 
     def _disconnect(self) -> None:
         client, self.client = self.client, None
@@ -254,7 +217,7 @@ class LiveRun:
         if hasattr(self.truth, "record_json"):
             return self.truth, False
         try:
-            from ..telemetry.recording import McapRecorder
+            from ..telemetry import McapRecorder
         except ImportError as exc:
             raise EmulatorError(f"recording ground truth needs twin_ext.telemetry.recording ({exc})") from None
         path = Path(self.truth)
@@ -263,7 +226,7 @@ class LiveRun:
 
     # ---- the run --------------------------------------------------------------------------------
     def execute(self) -> RunSummary:
-        from ..telemetry import topics
+        from ..telemetry import _topics as topics
 
         robot, s = self.robot, self.settings
         self.topics = topics.Topics(s.robot_id, prefix=s.topic_prefix)

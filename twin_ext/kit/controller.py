@@ -8,60 +8,16 @@ and the log instead of raising into Kit.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import ConfigError, TwinConfig, section_from_mapping
+from .. import TwinExtError
+from ..live import TwinConfig, TwinSession
+from .settings import EXTRA_SECTIONS, KitSettings
 
-__all__ = ["Driver", "KitSettings", "KitTwinController", "PxrMirrorDriver"]
-
-DRIVE_MODES = ("auto", "articulation", "stage", "pxr", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class KitSettings:
-    """``[kit]``: how the twin lives inside Kit / Isaac Sim."""
-
-    autostart: bool = True
-    """Start the live twin when the extension starts."""
-    drive: str = "auto"
-    """How the twin's state reaches the stage: "auto" (Isaac Sim articulation while the timeline plays, the
-    USD kinematic mirror on the open stage otherwise, a private pxr stage in a bare Kit), "articulation",
-    "stage", "pxr" or "none"."""
-    robot_prim_path: str = ""
-    """Where the robot is on Kit's stage; "" = /World/<robot name>."""
-    add_robot_to_stage: bool = True
-    """Reference the robot USD at ``robot_prim_path`` (in the session layer) when the stage lacks it."""
-    disable_gravity: bool = True
-    """While driving the articulation, turn off gravity on its links so nothing pulls between two writes."""
-    ghost_prim_path: str = "/World/twin_ghost"
-    """Where the what-if ghost (translucent predicted pose) goes."""
-    ghost_opacity: float = 0.35
-    """Opacity of the ghost, in [0, 1]."""
-    ui_refresh_hz: float = 10.0
-    """How often the panels redraw, Hz."""
-    open_windows: bool = False
-    """Open the telemetry and what-if windows at startup (they are always in the Window menu)."""
-    save_mirror_path: str = ""
-    """pxr drive only: save the mirrored motion as an animated .usda here when the twin stops ("" = no)."""
-    settings_debounce_s: float = 0.5
-    """A settings change restarts the twin after this quiet time, s (edits come in bursts)."""
-
-    def __post_init__(self) -> None:
-        if self.drive not in DRIVE_MODES:
-            raise ValueError(f"drive {self.drive!r} must be one of {list(DRIVE_MODES)}")
-        if not (0 <= self.ghost_opacity <= 1):
-            raise ValueError(f"ghost_opacity must be in [0, 1], got {self.ghost_opacity}")
-        if not (0 < self.ui_refresh_hz <= 120):
-            raise ValueError(f"ui_refresh_hz must be in (0, 120], got {self.ui_refresh_hz}")
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> KitSettings:
-        return section_from_mapping(cls, mapping, section="kit")
-
+__all__ = ["Driver", "KitTwinController"]
 
 class Driver(Protocol):
     """A sink that puts the twin's state on a stage (see `twin_ext.sinks.base.Sink`)."""
@@ -72,32 +28,6 @@ class Driver(Protocol):
     def on_snapshot(self, snapshot) -> None: ...
 
     def close(self) -> None: ...
-
-
-class PxrMirrorDriver:
-    """The kinematic mirror on a private pxr stage (a bare Kit has no omni.usd); optionally saved on close."""
-
-    name = "pxr_mirror"
-
-    def __init__(self, model, *, robot_prim_path: str = "", save_path: str = "") -> None:
-        from ..sinks import UsdKinematicMirror
-        from ..sinks.mirror_sink import MirrorSink
-
-        self.mirror = UsdKinematicMirror.new_stage(model, robot_prim_path=robot_prim_path or f"/World/{model.name}")
-        self.sink = MirrorSink(self.mirror, keep_animation=bool(save_path))
-        self.save_path = save_path
-        self.description = f"USD kinematic mirror on a private stage at {self.mirror.robot_prim_path}"
-
-    @property
-    def stage(self):
-        return self.mirror.stage
-
-    def on_snapshot(self, snapshot) -> None:
-        self.sink.on_snapshot(snapshot)
-
-    def close(self) -> None:
-        if self.save_path:
-            self.sink.save_animation(self.save_path)
 
 
 class KitTwinController:
@@ -142,7 +72,7 @@ class KitTwinController:
         """Parse ``[kit]`` (a bad value is reported and the defaults are used)."""
         try:
             self.kit = KitSettings.from_mapping(dict(self._read_settings() or {}).get("kit"))
-        except (ConfigError, ValueError) as exc:
+        except TwinExtError as exc:
             self._fail(f"kit settings: {exc}")
             self.kit = KitSettings()
         return self.kit
@@ -150,16 +80,14 @@ class KitTwinController:
     def start(self, *, model=None) -> bool:
         """Build and start the twin from the current settings (``model``: an already loaded robot to reuse).
         False (and `error` set) when it cannot."""
-        from ..session import SessionError, TwinSession
-
         self.stop()
         self.error = None
         self.read_kit_settings()
         try:
             tree = {k: v for k, v in dict(self._read_settings() or {}).items()}
-            config = TwinConfig.from_mapping(tree)
+            config = TwinConfig.from_mapping(tree, extra_sections=EXTRA_SECTIONS)
             session = TwinSession(config, base_dir=self.base_dir, model=model, now_ns=self.now_ns)
-        except (ConfigError, SessionError) as exc:
+        except TwinExtError as exc:
             return self._fail(str(exc))
         except Exception as exc:  # noqa: BLE001 - never into Kit
             return self._fail(f"unexpected {type(exc).__name__} while starting: {exc}")
@@ -175,7 +103,7 @@ class KitTwinController:
         session.start()
         self._report(
             "info",
-            f"live twin started: robot {session.model.name!r}, broker {session.settings.broker.url}, "
+            f"live twin started: robot {session.model.name!r}, broker {session.config.broker.url}, "
             f"{self.drive_description}",
         )
         return True
@@ -231,7 +159,7 @@ class KitTwinController:
         if session is None:
             return
         now = self.now_ns() if now_ns is None else int(now_ns)
-        period = 1e9 / session.settings.twin.display_rate_hz
+        period = 1e9 / session.config.twin.display_rate_hz
         if now - self._last_tick < period * 0.95:
             return
         self._last_tick = now

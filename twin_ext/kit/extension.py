@@ -19,10 +19,12 @@ import carb.settings
 import omni.ext
 import omni.kit.app
 
-from ..config import ConfigError, TwinConfig
-from ..robot import RobotModel, RobotModelError, load_robot
+from .. import TwinExtError
+from ..live import TwinConfig
+from ..robot import RobotModel, load_robot
+from .carb_settings import SETTINGS_ROOT, read_settings
 from .controller import KitTwinController
-from .settings import SETTINGS_ROOT, read_settings
+from .settings import EXTRA_SECTIONS
 
 __all__ = ["TwinExtension", "get_extension"]
 
@@ -77,7 +79,7 @@ class TwinExtension(omni.ext.IExt):
         self._ui_period_ns = int(1e9 / kit.ui_refresh_hz)
         # Report the robot even when the live twin is not started (autostart off, or a broken config).
         try:
-            config = TwinConfig.from_mapping(read_settings())
+            config = TwinConfig.from_mapping(read_settings(), extra_sections=EXTRA_SECTIONS)
             self.robot = load_robot(config.robot.resolved_usd(self._ext_root), prim_path=config.robot.prim_path or None)
             _log(
                 "info",
@@ -85,7 +87,7 @@ class TwinExtension(omni.ext.IExt):
                 f"{self.robot.nlink} links, {self.robot.total_mass:.3f} kg",
             )
             carb.log_info(f"[twin_ext] {self.robot.describe()}")
-        except (ConfigError, RobotModelError) as exc:
+        except TwinExtError as exc:
             self.error = str(exc)
             _log("error", self.error)
         if kit.autostart and self.error is None:
@@ -149,7 +151,7 @@ class TwinExtension(omni.ext.IExt):
 
     @staticmethod
     def _make_ghost(model, kit, driver):
-        from ..sinks.ghost import GhostRobot
+        from ..stage import GhostRobot
 
         stage = getattr(driver, "stage", None)
         if stage is None:

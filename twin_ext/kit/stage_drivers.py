@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from .controller import KitSettings, PxrMirrorDriver
+from ..sinks import MirrorSink
+from ..stage import UsdKinematicMirror
 from .dof_mapping import DofMap
+from .settings import KitSettings
 
-__all__ = ["IsaacArticulationDriver", "KitStageMirrorDriver", "make_driver", "extension_enabled"]
+__all__ = ["IsaacArticulationDriver", "KitStageMirrorDriver", "PxrMirrorDriver", "extension_enabled", "make_driver"]
 
 
 def extension_enabled(name: str) -> bool:
@@ -69,7 +71,7 @@ class KitStageMirrorDriver:
         import omni.usd
         from pxr import Sdf, Usd
 
-        from ..sinks import UsdKinematicMirror
+        from ..stage import UsdKinematicMirror
 
         stage = omni.usd.get_context().get_stage()
         if stage is None:
@@ -199,3 +201,26 @@ class IsaacArticulationDriver:
         self._physics_sub = None
         self._articulation = None
         self.stage_mirror.close()
+
+
+class PxrMirrorDriver:
+    """The kinematic mirror on a private pxr stage (a bare Kit has no omni.usd); optionally saved on close."""
+
+    name = "pxr_mirror"
+
+    def __init__(self, model, *, robot_prim_path: str = "", save_path: str = "") -> None:
+        self.mirror = UsdKinematicMirror.new_stage(model, robot_prim_path=robot_prim_path or f"/World/{model.name}")
+        self.sink = MirrorSink(self.mirror, keep_animation=bool(save_path))
+        self.save_path = save_path
+        self.description = f"USD kinematic mirror on a private stage at {self.mirror.robot_prim_path}"
+
+    @property
+    def stage(self):
+        return self.mirror.stage
+
+    def on_snapshot(self, snapshot) -> None:
+        self.sink.on_snapshot(snapshot)
+
+    def close(self) -> None:
+        if self.save_path:
+            self.sink.save_animation(self.save_path)

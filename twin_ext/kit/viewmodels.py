@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._paths import scenarios_dir as default_scenarios_dir
 from ..robot import JointType
 
 __all__ = ["JointRow", "TelemetryView", "TelemetryPanelViewModel", "VerdictRow", "WhatIfForm", "WhatIfPanelViewModel"]
@@ -218,7 +219,7 @@ class WhatIfPanelViewModel:
     def __init__(self, controller: Any, *, scenarios_dir: str | Path | None = None) -> None:
         self.controller = controller
         self.scenarios_dir = (
-            Path(scenarios_dir) if scenarios_dir else Path(__file__).resolve().parents[2] / "config" / "scenarios"
+            Path(scenarios_dir) if scenarios_dir else default_scenarios_dir()
         )
         self.form = WhatIfForm(preset=self.presets[0] if self.presets else "")
         self._run: _Run | None = None
@@ -245,9 +246,17 @@ class WhatIfPanelViewModel:
         Raises:
             WhatIfError: a field the engine cannot use (message names it and the fix).
         """
-        from ..trajectory import JointTrajectory, TrajectoryError
-        from ..whatif import Payload, Perturbation, TargetStream, TrajectoryCommand, Variant, WhatIfError, load_scenario
-        from ..whatif.align import align_to_snapshot
+        from ..robot import JointTrajectory, TrajectoryError
+        from ..whatif import (
+            Payload,
+            Perturbation,
+            TargetStream,
+            TrajectoryCommand,
+            Variant,
+            WhatIfError,
+            align_to_snapshot,
+            load_scenario,
+        )
 
         f = self.form
         model = self.controller.model

@@ -1,27 +1,29 @@
-"""The robot as USD: `load_robot` reads a UsdPhysics articulation into a `RobotModel`.
+# SPDX-License-Identifier: Apache-2.0
+"""The robot as USD: `load_robot` reads a UsdPhysics articulation into a `RobotModel`; joint trajectories.
 
->>> from twin_ext.robot import load_robot
->>> robot = load_robot("usd/franka_panda/panda.usda")
->>> robot.link_poses(robot.drive_target).shape   # [nlink, 4, 4]
+    >>> from twin_ext.robot import default_robot_path, load_robot
+    >>> robot = load_robot(default_robot_path())
+    >>> robot.ndof, robot.link_poses(robot.drive_target).shape     # 7 arm joints + 2 fingers; [nlink, 4, 4]
+    (9, (11, 4, 4))
+
+Names are loaded on first use (pxr only when a USD file is read).
 """
 
-from .model import JointType, RobotModel, RobotModelError
+from .. import lazy_exports
 
-__all__ = ["JointType", "RobotModel", "RobotModelError", "load_robot", "default_robot_path"]
+_EXPORTS = {
+    "JointType": "._model",
+    "RobotModel": "._model",
+    "RobotModelError": "._model",
+    "load_robot": "._usd_reader",
+    "JointTrajectory": "._trajectory",
+    "TrajectoryError": "._trajectory",
+    "RobotSettings": "._settings",
+    "make_transform": "._transforms",
+    "invert_transform": "._transforms",
+    "default_robot_path": "._settings",
+}
 
+__all__ = sorted(_EXPORTS)
 
-def load_robot(path, *, prim_path=None):
-    """Read the articulation in the USD file ``path`` into a `RobotModel`.
-
-    See `twin_ext.robot.usd_reader.load_robot` for what is read and the errors raised.
-    """
-    from .usd_reader import load_robot as _load  # pxr is heavy: import on first use
-
-    return _load(path, prim_path=prim_path)
-
-
-def default_robot_path() -> str:
-    """Path of the shipped Franka Panda USD (``usd/franka_panda/panda.usda``)."""
-    from pathlib import Path
-
-    return str(Path(__file__).resolve().parents[2] / "usd" / "franka_panda" / "panda.usda")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

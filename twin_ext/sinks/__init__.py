@@ -1,13 +1,20 @@
-"""Where twin state goes: a USD kinematic mirror (pxr), a what-if ghost, recorders, report traces.
+# SPDX-License-Identifier: Apache-2.0
+"""Where twin snapshots go: the USD kinematic mirror, the MCAP state recorder, report traces.
 
-The Isaac Sim articulation driver lives in twin_ext/kit/ (it needs Kit).
+A sink has ``on_snapshot(snapshot)`` and ``close()`` (`Sink`). The Isaac Sim articulation driver is a sink
+too; it lives in twin_ext/kit/ because it needs Kit.
 """
 
-from .base import Sink
-from .ghost import GhostRobot
-from .mirror_sink import MirrorSink
-from .state_recorder import STATE_TOPIC, StateRecorderSink
-from .trace_sink import TraceSink
-from .usd_mirror import UsdKinematicMirror
+from .. import lazy_exports
 
-__all__ = ["GhostRobot", "MirrorSink", "STATE_TOPIC", "Sink", "StateRecorderSink", "TraceSink", "UsdKinematicMirror"]
+_EXPORTS = {
+    "Sink": "._base",
+    "MirrorSink": "._mirror",
+    "STATE_TOPIC": "._state_recorder",
+    "StateRecorderSink": "._state_recorder",
+    "TraceSink": "._trace",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,53 +1,43 @@
+# SPDX-License-Identifier: Apache-2.0
 """What-if engine: Warp batched forward rollouts of the robot, scenarios and verdicts.
 
-    >>> from twin_ext.robot import load_robot
-    >>> from twin_ext.whatif import WhatIfEngine, load_scenario
-    >>> engine = WhatIfEngine(load_robot("usd/franka_panda/panda.usda"))    # workers warm up meanwhile
-    >>> report = engine.run(load_scenario("pick_place_payload"))
-    >>> print(report.summary())
+    engine = WhatIfEngine(load_robot(default_robot_path()))    # workers warm up meanwhile
+    report = engine.run(load_scenario("pick_place_payload"))
+    print(report.summary())
 
 Dynamics (CRBA + tree-sparse LTDL in one Warp kernel per precision, the time loop inside), the integrator
 and the verdict rules are documented in docs/whatif.md; settings (``[whatif]``) in docs/SETTINGS.md.
 Warp is imported only when an engine runs.
 """
 
-from .engine import Dynamics, Rollout, WhatIfEngine
-from .errors import WhatIfError, WorkerError
-from .scenario import BaseState, Scenario, TargetStream, TrajectoryCommand, load_scenario, run_scenario
-from .service import WhatIfService
-from .settings import WhatIfSettings
-from .variants import Payload, Perturbation, Variant
-from .verdict import KindSummary, VariantVerdict, Violation, WhatIfReport, wilson_interval
+from .. import lazy_exports
 
+_EXPORTS = {
+    "Dynamics": "._engine",
+    "Rollout": "._engine",
+    "WhatIfEngine": "._engine",
+    "WhatIfError": "._errors",
+    "WorkerError": "._errors",
+    "BaseState": "._scenario",
+    "Scenario": "._scenario",
+    "TargetStream": "._scenario",
+    "TrajectoryCommand": "._scenario",
+    "load_scenario": "._scenario",
+    "run_scenario": "._scenario",
+    "WhatIfService": "._service",
+    "WhatIfSettings": "._settings",
+    "Payload": "._variants",
+    "Perturbation": "._variants",
+    "Variant": "._variants",
+    "KindSummary": "._verdict",
+    "VariantVerdict": "._verdict",
+    "Violation": "._verdict",
+    "WhatIfReport": "._verdict",
+    "wilson_interval": "._verdict",
+    "align_to_snapshot": "._align",
+    "shutdown_workers": "._pool",
+}
 
-def shutdown_workers() -> None:
-    """Stop the shared what-if worker processes of this process (they also stop at interpreter exit)."""
-    from .pool import shutdown_pools
+__all__ = sorted(_EXPORTS)
 
-    shutdown_pools()
-
-
-__all__ = [
-    "BaseState",
-    "Dynamics",
-    "KindSummary",
-    "Payload",
-    "Perturbation",
-    "Rollout",
-    "Scenario",
-    "TargetStream",
-    "TrajectoryCommand",
-    "Variant",
-    "VariantVerdict",
-    "Violation",
-    "WhatIfEngine",
-    "WhatIfError",
-    "WhatIfReport",
-    "WhatIfService",
-    "WhatIfSettings",
-    "WorkerError",
-    "load_scenario",
-    "run_scenario",
-    "shutdown_workers",
-    "wilson_interval",
-]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-_SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
+from .._paths import scenarios_dir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,19 +41,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(config: str):
-    from .settings import WhatIfSettings
+    from ._settings import WhatIfSettings
 
     if not config:
         return WhatIfSettings()
-    from ..config import load_config
+    from ..config import load_toml
 
-    return WhatIfSettings.from_mapping(load_config(config).section("whatif"))
+    return WhatIfSettings.from_mapping(load_toml(config, what="--config file").get("whatif"))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "list":
-        for path in sorted(_SCENARIOS.glob("*.toml")):
+        for path in sorted(scenarios_dir().glob("*.toml")):
             first = next((line[2:].strip() for line in path.read_text().splitlines() if line.startswith("# ")), "")
             print(f"{path.stem:<28}{first}")
         return 0
@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     from dataclasses import replace
 
     from ..robot import RobotModelError, default_robot_path, load_robot
-    from . import WhatIfEngine, WhatIfError, load_scenario, shutdown_workers
+    from . import shutdown_workers
+    from ._engine import WhatIfEngine
+    from ._errors import WhatIfError
+    from ._scenario import load_scenario
 
     try:
         settings = _settings(args.config)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             info = engine.wait_ready()
             print(
                 f"{robot.name}: kernels ready in {info['seconds']:.2f} s (load/compile {info['kernel_seconds']:.2f} s, "
-                f"{info['workers']} workers); cache: {__import__('twin_ext.whatif.kernels', fromlist=['x']).cache_dir()}"
+                f"{info['workers']} workers); cache: {__import__('twin_ext.whatif._kernels', fromlist=['x']).cache_dir()}"
             )
             return 0
         scenario = load_scenario(args.scenario)

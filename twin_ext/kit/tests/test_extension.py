@@ -8,7 +8,7 @@ import weakref
 import omni.kit.app
 import omni.kit.test
 
-from twin_ext.kit import get_extension
+from .. import get_extension
 
 __all__ = ["TestTwinExtension"]
 

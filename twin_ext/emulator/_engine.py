@@ -1,0 +1,287 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The emulator's engine: plant + controller + sensors + impaired channel, advanced one plant step at a time.
+
+Time. Host time is ``time.monotonic_ns()`` live and ``start_ns + n * timestep`` offline. Plant step ``n``
+covers ``[t_n, t_n + timestep)``; the sample taken at step ``n`` carries the state at ``t_n`` and the stamp
+``RobotClock.to_robot_ns(t_n)``. Ground truth has both clocks.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..robot import JointTrajectory
+from ._controller import CommandRejected, MotionController
+from ._impairments import ImpairedChannel, ImpairmentProfile, RobotClock, SensorNoise
+from ._records import CommandRecord, Delivery, EmulatorError
+from ._settings import EmulatorSettings
+
+_log = logging.getLogger("twin_ext.emulator")
+
+_SEQ_MODULUS = 2**32
+_CONTROL_QOS = 1  # birth and status: retained, at-least-once
+
+
+def make_plant(settings: EmulatorSettings):
+    """The `MujocoPlant` the settings describe; a model that cannot load is an `EmulatorError`."""
+    from ._plant import MujocoPlant, PlantError
+
+    try:
+        return MujocoPlant(
+            settings.mjcf_path,
+            timestep=settings.timestep,
+            gravity_compensation=settings.gravity_compensation,
+            velocity_feedforward=settings.velocity_feedforward,
+        )
+    except PlantError as exc:
+        raise EmulatorError(str(exc)) from None
+
+
+# ---- codec access (the telemetry core owns the wire format) ---------------------------------------
+def _wire() -> Any:
+    from ..telemetry import _codecs as codecs
+    from ..telemetry import _messages as messages
+    from ..telemetry import _topics as topics
+
+    return codecs, messages, topics
+
+
+class _Engine:
+    """Plant + controller + sensors + channel, advanced step by step; emits `Delivery` items."""
+
+    def __init__(
+        self,
+        settings: EmulatorSettings,
+        profile: ImpairmentProfile,
+        program: JointTrajectory,
+        *,
+        seed: int,
+        epoch_ns: int,
+        new_boot_id: Callable[[], str],
+        plant: Any = None,
+    ) -> None:
+        from ._plant import PANDA_VELOCITY_LIMITS
+
+        self.codecs, self.messages, topics = _wire()
+        self.settings = settings
+        self.profile = profile
+        self.plant = plant = plant if plant is not None else make_plant(settings)
+        step_rate = 1.0 / settings.timestep
+        if profile.rate_hz > step_rate + 1e-9:
+            raise EmulatorError(
+                f"telemetry rate {profile.rate_hz:g} Hz is above the plant's step rate {step_rate:g} Hz; "
+                "lower the rate (--rate) or the emulator timestep"
+            )
+        from ._controller import ControllerError
+
+        try:
+            self.controller = MotionController(
+                program,
+                joint_names=plant.joint_names,
+                lower=plant.lower,
+                upper=plant.upper,
+                velocity_limits={n: v for n, v in PANDA_VELOCITY_LIMITS.items() if n in plant.joint_names},
+                loop=settings.loop,
+                ramp_s=settings.ramp_time,
+                max_speed_override=settings.max_speed_override,
+            )
+        except ControllerError as exc:
+            raise EmulatorError(f"program {settings.program_path}: {exc}") from None
+        plant.reset(self.controller.initial_position())
+        self.ndof = plant.ndof
+        self.names = plant.joint_names
+        self.topics = topics.Topics(settings.robot_id, prefix=settings.topic_prefix)
+        self.encode = self.codecs.encode_json if settings.codec == "json" else self.codecs.encode_binary
+        self.epoch_ns = int(epoch_ns)
+        self.dt = settings.timestep
+        self.dt_ns = round(settings.timestep * 1e9)
+        self.clock = RobotClock.from_profile(profile, epoch_ns=self.epoch_ns)
+        self.channel = ImpairedChannel(profile, seed=seed, epoch_ns=self.epoch_ns)
+        self.noise = SensorNoise(profile, ndof=self.ndof, seed=seed)
+        self.new_boot_id = new_boot_id
+        self.n = 0  # plant steps done
+        self.k = 0  # samples taken (time slots)
+        self.sample_step = 0
+        self.seq = profile.seq_start
+        self.boot_index = 0
+        self.boot_id = new_boot_id()
+        self.online = True
+        self.births: list[Any] = []
+        self.heap: list[tuple[int, int, Delivery]] = []
+        self._order = itertools.count()
+        self.events: list[tuple[int, int, str, int]] = []  # (host_ns, order, kind, value)
+        for r in profile.restarts:
+            self.schedule_restart(self.epoch_ns + round(r.at_s * 1e9), round(r.down_s * 1e9))
+        self.commands: collections.deque[tuple[int, Any]] = collections.deque()
+        self.command_log: list[CommandRecord] = []
+        self.dropped_in_restart = 0
+        self.on_truth: Callable[..., None] | None = None
+        self.on_sample: Callable[..., None] | None = None
+        self._announce(self.epoch_ns)
+
+    # ---- scheduling -----------------------------------------------------------------------------
+    def step_ns(self, n: int | None = None) -> int:
+        return self.epoch_ns + (self.n if n is None else n) * self.dt_ns
+
+    def next_sample_ns(self) -> int:
+        return self.step_ns(self.sample_step)
+
+    def next_due_ns(self) -> int | None:
+        return self.heap[0][0] if self.heap else None
+
+    def schedule_restart(self, at_ns: int, down_ns: int) -> None:
+        heapq.heappush(self.events, (int(at_ns), next(self._order), "down", int(down_ns)))
+
+    def submit_command(self, at_ns: int, command: Any) -> None:
+        self.commands.append((int(at_ns), command))
+
+    def pop_due(self, until_ns: int | None = None) -> list[Delivery]:
+        out = []
+        while self.heap and (until_ns is None or self.heap[0][0] <= until_ns):
+            out.append(heapq.heappop(self.heap)[2])
+        return out
+
+    def _push(self, delivery: Delivery) -> None:
+        heapq.heappush(self.heap, (delivery.arrival_ns, next(self._order), delivery))
+
+    # ---- boots ----------------------------------------------------------------------------------
+    def _announce(self, at_ns: int) -> None:
+        m, c = self.messages, self.codecs
+        birth = m.Birth(
+            robot_id=self.settings.robot_id,
+            model_id=self.settings.model_id,
+            joint_names=self.names,
+            rate_hz=float(self.profile.rate_hz),
+            boot_id=self.boot_id,
+            codec=self.settings.codec,
+        )
+        self.births.append(birth)
+        online = m.Status(robot_id=self.settings.robot_id, state="online", boot_id=self.boot_id)
+        self._push(Delivery(at_ns, self.topics.birth, c.encode_birth(birth), True, "birth", self.boot_id))
+        self._push(Delivery(at_ns, self.topics.status, c.encode_status(online), True, "online", self.boot_id))
+        _log.debug("robot %s boot %s online", self.settings.robot_id, self.boot_id)
+
+    def offline_delivery(self, at_ns: int) -> Delivery:
+        status = self.messages.Status(robot_id=self.settings.robot_id, state="offline", boot_id=self.boot_id)
+        return Delivery(at_ns, self.topics.status, self.codecs.encode_status(status), True, "offline", self.boot_id)
+
+    def _handle_event(self, at_ns: int, kind: str, value: int) -> None:
+        if kind == "down":
+            if not self.online:
+                return
+
+            # The emulated network lives in the robot: samples it still holds die with the process.
+            def held(e: tuple[int, int, Delivery]) -> bool:
+                return e[0] > at_ns and e[2].kind == "joint_states" and e[2].boot_id == self.boot_id
+
+            kept = [e for e in self.heap if not held(e)]
+            if len(kept) != len(self.heap):
+                self.dropped_in_restart += len(self.heap) - len(kept)
+                self.heap = kept
+                heapq.heapify(self.heap)
+            self._push(self.offline_delivery(at_ns))
+            self.online = False
+            _log.debug("robot %s restarting: offline for %.3g s", self.settings.robot_id, value / 1e9)
+            heapq.heappush(self.events, (at_ns + value, next(self._order), "up", 0))
+        elif kind == "up":
+            self.boot_index += 1
+            self.boot_id = self.new_boot_id()
+            self.seq = 0
+            self.online = True
+            self._announce(at_ns)
+
+    # ---- commands -------------------------------------------------------------------------------
+    def _handle_command(self, at_ns: int, command: Any) -> None:
+        from ..telemetry import CommandError, MoveTo, Resume, SpeedOverride, Stop, decode_command
+
+        def reject(reason: str, detail: str) -> None:
+            self.command_log.append(CommandRecord(at_ns, False, reason, detail))
+            _log.warning("command rejected (%s): %s", reason, detail)
+
+        if not self.settings.accept_commands:
+            reject("commands_disabled", "this robot ignores commands; start the emulator with --accept-commands")
+            return
+        if isinstance(command, (bytes, bytearray, memoryview)) and len(command) == 0:
+            reject("empty", "empty command payload (a cleared retained message?)")
+            return
+        if isinstance(command, (bytes, bytearray, memoryview)):
+            try:
+                command = decode_command(command)
+            except CommandError as exc:
+                reject(exc.reason, exc.message)
+                return
+        ctrl = self.controller
+        try:
+            if isinstance(command, SpeedOverride):
+                ctrl.set_speed_override(command.scale)
+            elif isinstance(command, Stop):
+                ctrl.stop()
+            elif isinstance(command, Resume):
+                ctrl.resume()
+            elif isinstance(command, MoveTo):
+                ctrl.move_to(command.names, command.position, command.duration_s)
+            else:
+                reject("unknown_type", f"not a command: {command!r}")
+                return
+        except CommandRejected as exc:
+            reject(exc.reason, exc.message)
+            return
+        self.command_log.append(CommandRecord(at_ns, True, "", repr(command)))
+        _log.info("command accepted: %r", command)
+
+    # ---- the step -------------------------------------------------------------------------------
+    def advance_to(self, host_ns: int) -> None:
+        """Step the plant until its next step would start after ``host_ns``."""
+        while self.step_ns() <= host_ns:
+            self.step()
+
+    def step(self) -> None:
+        t = self.step_ns()
+        while self.events and self.events[0][0] <= t:
+            _, _, kind, value = heapq.heappop(self.events)
+            self._handle_event(t, kind, value)
+        while self.commands and self.commands[0][0] <= t:
+            _, command = self.commands.popleft()
+            self._handle_command(t, command)
+        plant = self.plant
+        q, qd = plant.q, plant.qd
+        q_d, qd_d = self.controller.step(self.dt)
+        tau = plant.step(q_d, qd_d)
+        robot_t = self.clock.to_robot_ns(t)
+        if self.on_truth is not None:
+            self.on_truth(self.n, t, robot_t, q, qd, tau, q_d, qd_d)
+        if self.n == self.sample_step:
+            if self.online:
+                self._sample(t, robot_t, q, qd, tau)
+            self.k += 1
+            self.sample_step = max(self.n + 1, round(self.k / (self.profile.rate_hz * self.dt)))
+        self.n += 1
+
+    def _sample(self, t: int, robot_t: int, q: np.ndarray, qd: np.ndarray, tau: np.ndarray) -> None:
+        s = self.settings
+        qm, qdm, taum = self.noise.apply(q, qd, tau)
+        msg = self.messages.JointState(
+            robot_id=s.robot_id,
+            seq=self.seq,
+            stamp_ns=robot_t,
+            names=self.names,
+            position=qm,
+            velocity=qdm if s.publish_velocity else None,
+            effort=taum if s.publish_effort else None,
+        )
+        payload = self.encode(msg)
+        fates = self.channel.submit(t)
+        for arrival, _copy in fates:
+            self._push(Delivery(arrival, self.topics.joint_states, payload, False, "joint_states", self.boot_id))
+        if self.on_sample is not None:
+            self.on_sample(t, robot_t, self.seq, self.boot_index, self.n, fates, qm)
+        self.seq = (self.seq + 1) % _SEQ_MODULUS
+
+

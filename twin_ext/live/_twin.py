@@ -1,0 +1,436 @@
+"""`LiveTwin`: the live loop — telemetry -> estimator -> snapshot -> sinks — and what-if on snapshots.
+
+One display tick (`LiveTwin.tick`):
+1. drain the ingest's events (link up/down, robot online/offline, restarts, rejections) into health and
+   the error list;
+2. drain the accepted samples and fuse each at the twin time it was sampled (source stamp through the
+   clock sync);
+3. predict the estimate to the display time and publish it as an immutable `TwinSnapshot`;
+4. hand the snapshot to every sink (a failing sink is reported and disabled, never crashing the twin).
+
+What-if requests run on a worker thread against the snapshot that was current when they were asked, so
+ingest and display never wait for them; a twin whose health is not ``ok`` answers ``unknown``.
+Commands to the robot go out only when ``[twin] commands_enabled`` is true (the gate is closed by default).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import TwinExtError
+from ..config import section_from_mapping
+from ..estimation import EstimatorSettings, Health, TwinEstimator, TwinSnapshot
+from ..robot import RobotModel
+from ..sinks import Sink
+
+__all__ = ["CommandGateClosed", "LiveTwin", "TwinSettings", "TwinStatus", "JointReading"]
+
+_EXPECTED_REJECTS = ("out_of_order", "duplicate")
+
+
+class CommandGateClosed(TwinExtError, RuntimeError):
+    """A command to the robot was refused because the command channel is disabled."""
+
+
+@dataclass(frozen=True)
+class TwinSettings:
+    """``[twin]``: the live loop."""
+
+    display_rate_hz: float = 60.0
+    """Display ticks per second (snapshots to sinks and views)."""
+    rate_window_s: float = 2.0
+    """Window over which message rates are measured, s."""
+    commands_enabled: bool = False
+    """Open the twin -> robot command channel (speed override, stop, move_to). Off by default: the robot must
+    also be configured to accept commands."""
+    whatif_timeout_s: float = 60.0
+    """Longest a what-if request may take before it is reported as failed, s."""
+    serve_whatif: bool = True
+    """Answer what-if requests on ``<prefix>/<robot_id>/whatif/request`` with results on ``.../whatif/result``."""
+    max_errors: int = 20
+    """How many recent error messages the status keeps."""
+
+    def __post_init__(self) -> None:
+        if not (0.5 <= self.display_rate_hz <= 1000):
+            raise ValueError(f"display_rate_hz must be in [0.5, 1000], got {self.display_rate_hz}")
+        if not self.rate_window_s > 0:
+            raise ValueError(f"rate_window_s must be > 0, got {self.rate_window_s}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> TwinSettings:
+        return section_from_mapping(cls, mapping, section="twin")
+
+
+@dataclass(frozen=True)
+class JointReading:
+    """One joint as the views show it: the newest measurement beside the estimate (rad|m, rad/s|m/s)."""
+
+    name: str
+    measured_q: float
+    measured_qd: float
+    estimated_q: float
+    estimated_qd: float
+    std_q: float
+    lower: float
+    upper: float
+    velocity_limit: float
+
+
+@dataclass(frozen=True)
+class TwinStatus:
+    """Everything the dashboards show, in one consistent snapshot (plain values; safe to keep)."""
+
+    t_ns: int
+    health: Health
+    snapshot: TwinSnapshot
+    joints: tuple[JointReading, ...]
+    link_connected: bool
+    robot_online: bool | None
+    robot_id: str | None
+    msg_rate_hz: float
+    accepted: int
+    rejected: int
+    rejected_by_reason: Mapping[str, int]
+    duplicates: int
+    late: int
+    clock_ready: bool
+    clock_offset_ms: float
+    clock_drift_ppm: float
+    latency_ms: float
+    clock_jumps: int
+    restarts: int
+    estimator_late: int
+    estimator_gated: int
+    display_rate_hz: float
+    errors: tuple[str, ...]
+    events: tuple[str, ...]
+    noise_note: str = ""
+    """Joints whose sensors the estimator found noisier than configured (learned vs configured position
+    sigma), or "" when every joint is within 2x of ``estimator.sigma_q``."""
+
+
+class LiveTwin:
+    """The live twin of one robot.
+
+    Args:
+        model: the robot.
+        ingest: a `twin_ext.telemetry.TelemetryIngest` (fed by an MQTT link, a replay or a simulation).
+        link: the transport feeding ``ingest`` (started/stopped with the twin), e.g. `MqttLink`; optional.
+        estimator: default `TwinEstimator(model, estimator_settings)`.
+        sinks: where snapshots go.
+        settings: `TwinSettings`.
+        whatif: optional evaluator with ``evaluate(snapshot, request) -> result`` (the what-if engine's
+            service); requests run on a worker thread.
+        now_ns: the twin clock (int ns), default `time.monotonic_ns` (tests and offline runs inject one).
+    """
+
+    def __init__(
+        self,
+        model: RobotModel,
+        ingest: Any,
+        *,
+        link: Any = None,
+        estimator: TwinEstimator | None = None,
+        estimator_settings: EstimatorSettings | None = None,
+        sinks: Iterable[Sink] = (),
+        settings: TwinSettings | None = None,
+        whatif: Any = None,
+        now_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.model = model
+        self.ingest = ingest
+        self.link = link
+        self.settings = settings or TwinSettings()
+        self.estimator = estimator or TwinEstimator(model, estimator_settings)
+        self.sinks: list[Sink] = list(sinks)
+        self.services: list[Any] = []
+        """Objects with ``poll()`` run after the sinks on every tick (e.g. `twin_ext.remote.RemoteWhatIf`)."""
+        self.whatif = whatif
+        self.now_ns = now_ns
+        self._link_connected = link is None  # no transport (replay, simulation): the feed is the link
+        self._errors: deque[str] = deque(maxlen=self.settings.max_errors)
+        self._events: deque[str] = deque(maxlen=50)
+        self._accept_times: deque[int] = deque()  # arrival times of fused samples in the rate window
+        self._tick_times: deque[int] = deque(maxlen=120)
+        self._latest: TwinSnapshot | None = None
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the transport (if any). Never raises for a dead broker: the link reports and retries."""
+        if self._started:
+            return
+        self._started = True
+        if self.link is not None:
+            self.link.start()
+
+    def stop(self) -> None:
+        """Stop the display thread, the transport, what-if workers and sinks (idempotent)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        if self.link is not None and self._started:
+            try:
+                self.link.stop()
+            except Exception as exc:  # noqa: BLE001 - shutting down: report, continue
+                self._error(f"stopping the link failed: {exc}")
+        self._started = False
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001
+                self._error(f"closing sink {getattr(sink, 'name', sink)!r} failed: {exc}")
+
+    def run_in_background(self) -> None:
+        """Tick at ``display_rate_hz`` on a daemon thread until `stop`."""
+        if self._thread is not None:
+            return
+        self.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="twin_ext-display", daemon=True)
+        self._thread.start()
+
+    def run_for(self, duration_s: float, *, on_tick: Callable[[TwinSnapshot], None] | None = None) -> None:
+        """Tick at ``display_rate_hz`` on the calling thread for ``duration_s`` seconds (or until `stop`)."""
+        self.start()
+        period = 1.0 / self.settings.display_rate_hz
+        end = time.monotonic() + duration_s
+        next_tick = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() < end:
+            snapshot = self.tick()
+            if on_tick is not None:
+                on_tick(snapshot)
+            next_tick += period
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_tick = time.monotonic()  # fell behind: do not try to catch up with a burst
+
+    def _run(self) -> None:
+        period = 1.0 / self.settings.display_rate_hz
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - the display thread must survive anything
+                self._error(f"display tick failed: {exc!r}")
+            next_tick += period
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_tick = time.monotonic()
+
+    # ---- the tick ------------------------------------------------------------------------------------
+    def tick(self, now_ns: int | None = None) -> TwinSnapshot:
+        """One display step at twin time ``now_ns`` (default: the twin clock). Returns the new snapshot."""
+        now = self.now_ns() if now_ns is None else int(now_ns)
+        self._drain_events()
+        self._drain_states()
+        snapshot = self.estimator.snapshot(now)
+        with self._lock:
+            self._latest = snapshot
+        self._tick_times.append(now)
+        for sink in list(self.sinks):
+            try:
+                sink.on_snapshot(snapshot)
+            except Exception as exc:  # noqa: BLE001
+                self.sinks.remove(sink)
+                self._error(f"sink {getattr(sink, 'name', sink)!r} failed and was disabled: {exc!r}")
+        for service in self.services:
+            try:
+                service.poll()
+            except Exception as exc:  # noqa: BLE001
+                self._error(f"{type(service).__name__} failed: {exc!r}")
+        return snapshot
+
+    def _drain_events(self) -> None:
+        for event in self.ingest.poll_events():
+            kind = getattr(event.kind, "value", str(event.kind))
+            self._events.append(f"{kind}: {event.message}")
+            if kind == "connected":
+                self._link_connected = True
+                self.estimator.set_link(connected=True)
+            elif kind in ("disconnected", "unreachable", "refused", "stopped"):
+                self._link_connected = False
+                self.estimator.set_link(connected=False)
+                if kind != "stopped":
+                    self._error(event.message)
+            elif kind == "robot_online":
+                self.estimator.set_link(robot_online=True)
+            elif kind == "robot_offline":
+                self.estimator.set_link(robot_online=False)
+            elif kind == "robot_restarted":
+                self.estimator.reset()
+            elif kind == "rejected" and event.detail.get("reason") in _EXPECTED_REJECTS:
+                pass  # duplicates and late samples are the network's doing, counted in the status, not errors
+            elif kind in ("birth_mismatch", "rejected", "subscribe_failed", "recording_failed", "internal_error"):
+                self._error(event.message)
+
+    def _drain_states(self) -> None:
+        clock = self.ingest.clock
+        for received in self.ingest.poll_states():
+            msg = received.message
+            try:
+                sample_ns = clock.to_twin_ns(msg.stamp_ns)
+            except Exception:  # noqa: BLE001 - no clock line yet: the arrival time is the best we have
+                sample_ns = received.arrival_ns
+            # Nothing is sampled after it arrives: a mapping that says so is a clock jump the sync has not
+            # confirmed yet, and fusing "future" samples would make every later one look late.
+            sample_ns = min(sample_ns, received.arrival_ns)
+            try:
+                self.estimator.observe(
+                    msg.names, msg.position, msg.velocity, sample_ns=sample_ns, arrival_ns=received.arrival_ns
+                )
+            except ValueError as exc:  # names that are not the model's joints
+                self._error(str(exc))
+                continue
+            self._accept_times.append(received.arrival_ns)
+        horizon = self.now_ns() - int(self.settings.rate_window_s * 1e9)
+        while self._accept_times and self._accept_times[0] < horizon:
+            self._accept_times.popleft()
+
+    def _error(self, message: str) -> None:
+        if not self._errors or self._errors[-1] != message:
+            self._errors.append(message)
+
+    # ---- reading -------------------------------------------------------------------------------------
+    @property
+    def latest_snapshot(self) -> TwinSnapshot | None:
+        """The snapshot of the latest tick (immutable), or None before the first tick."""
+        with self._lock:
+            return self._latest
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Recent error messages, oldest first."""
+        return tuple(self._errors)
+
+    def status(self) -> TwinStatus:
+        """A consistent status for dashboards and panels (ticks once if no snapshot exists yet)."""
+        snapshot = self.latest_snapshot or self.tick()
+        stats = self.ingest.stats
+        clock = self.ingest.clock
+        latest = self.ingest.latest
+        measured_q = np.full(self.model.ndof, np.nan)
+        measured_qd = np.full(self.model.ndof, np.nan)
+        if latest is not None:
+            lookup = {n: i for i, n in enumerate(self.model.dof_names)}
+            for k, name in enumerate(latest.message.names):
+                if name in lookup:
+                    measured_q[lookup[name]] = latest.message.position[k]
+                    if latest.message.velocity is not None:
+                        measured_qd[lookup[name]] = latest.message.velocity[k]
+        std = snapshot.std_q
+        joints = tuple(
+            JointReading(
+                name=n,
+                measured_q=float(measured_q[i]),
+                measured_qd=float(measured_qd[i]),
+                estimated_q=float(snapshot.q[i]),
+                estimated_qd=float(snapshot.qd[i]),
+                std_q=float(std[i]),
+                lower=float(self.model.lower[i]),
+                upper=float(self.model.upper[i]),
+                velocity_limit=float(self.model.velocity_limit[i]),
+            )
+            for i, n in enumerate(self.model.dof_names)
+        )
+        window = self.settings.rate_window_s
+        ticks = list(self._tick_times)
+        display_rate = (
+            (len(ticks) - 1) / ((ticks[-1] - ticks[0]) * 1e-9) if len(ticks) > 1 and ticks[-1] > ticks[0] else 0.0
+        )
+        ready = bool(getattr(clock, "ready", False))
+        has_line = getattr(clock, "samples", 0) > 0
+        by_reason = dict(stats.rejected_by_reason)
+        return TwinStatus(
+            t_ns=snapshot.t_ns,
+            health=snapshot.health,
+            snapshot=snapshot,
+            joints=joints,
+            link_connected=self._link_connected,
+            robot_online=self.ingest.robot_online,
+            robot_id=self.ingest.robot_id,
+            msg_rate_hz=len(self._accept_times) / window,
+            accepted=stats.accepted,
+            rejected=stats.rejected,
+            rejected_by_reason=by_reason,
+            duplicates=by_reason.get("duplicate", 0),
+            late=by_reason.get("out_of_order", 0),
+            clock_ready=ready,
+            clock_offset_ms=clock.offset_ns * 1e-6 if has_line else math.nan,
+            clock_drift_ppm=clock.drift * 1e6 if has_line else math.nan,
+            latency_ms=clock.latency_ns * 1e-6 if has_line else math.nan,
+            clock_jumps=stats.clock_jumps,
+            restarts=stats.restarts,
+            estimator_late=self.estimator.stats.late,
+            estimator_gated=sum(self.estimator.stats.gated.values()),
+            display_rate_hz=display_rate,
+            errors=self.errors,
+            events=tuple(self._events),
+            noise_note=self._noise_note(),
+        )
+
+    def _noise_note(self) -> str:
+        """Name the joints whose position noise the estimator learned to be > 2x the configured sigma_q."""
+        noisy = self.estimator.noisier_than_configured()
+        if not noisy:
+            return ""
+        parts = ", ".join(f"{name} {sigma:.1e}" for name, sigma in list(noisy.items())[:3])
+        more = f" and {len(noisy) - 3} more" if len(noisy) > 3 else ""
+        return (
+            f"position noise (1 sigma, rad|m) above estimator.sigma_q ({self.estimator.settings.sigma_q:.1e}): "
+            f"{parts}{more}; followed (learned online), raise sigma_q to match if this is normal for the robot"
+        )
+
+    # ---- what-if and commands ---------------------------------------------------------------------------
+    def ask_whatif(self, request: Any) -> Future:
+        """Evaluate a what-if ``request`` on the current snapshot on a worker thread; returns a Future.
+
+        The snapshot is taken now (immutable), so the answer refers to the state at the time of asking, and
+        ingest/display continue meanwhile. Raises RuntimeError if no what-if evaluator was configured.
+        """
+        if self.whatif is None:
+            raise RuntimeError("this twin has no what-if engine; fix: create LiveTwin(..., whatif=WhatIfService(...))")
+        snapshot = self.latest_snapshot or self.tick()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin_ext-whatif")
+        return self._executor.submit(self.whatif.evaluate, snapshot, request)
+
+    def send_command(self, command: Any) -> None:
+        """Send a command (`twin_ext.telemetry.commands`: SpeedOverride, Stop, Resume, MoveTo) to the robot on
+        ``<prefix>/<robot_id>/command``, if the gate is open. The robot must accept commands too.
+
+        Raises:
+            CommandGateClosed: ``commands_enabled`` is false (the default), or there is no link.
+        """
+        if not self.settings.commands_enabled:
+            raise CommandGateClosed(
+                "commands to the robot are disabled; fix: set [twin] commands_enabled = true (and enable command "
+                "acceptance on the robot) if this twin may steer it"
+            )
+        if self.link is None:
+            raise CommandGateClosed("no link to the robot: commands need a live MQTT link")
+        from ..telemetry import encode_command
+
+        if not self.link.publish(self.ingest.topics.command, encode_command(command), qos=1):
+            raise CommandGateClosed("the MQTT link is not running; the command was not sent")

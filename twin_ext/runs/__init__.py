@@ -1,0 +1,27 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Jobs built from the live twin: the demo, replay of recordings, fidelity evaluation, reports, the dashboard.
+"""
+
+from .. import lazy_exports
+
+_EXPORTS = {
+    "add_demo_arguments": "._demo",
+    "run_demo": "._demo",
+    "add_replay_arguments": "._replay",
+    "run_replay": "._replay",
+    "FidelityResult": "._fidelity",
+    "OfflineFeed": "._fidelity",
+    "VirtualClock": "._fidelity",
+    "error_stats": "._fidelity",
+    "evaluate_fidelity": "._fidelity",
+    "TerminalDashboard": "._dashboard",
+    "render_dashboard": "._dashboard",
+    "status_line": "._dashboard",
+    "write_run_outputs": "._outputs",
+    "ReportData": "._report",
+    "write_report": "._report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,17 @@
+# SPDX-License-Identifier: Apache-2.0
+"""USD stage writers (pxr): the twin's kinematic mirror of the robot and the what-if ghost.
+
+They write link transforms onto a stage (a private one, Kit's open stage, or its session layer); the
+sinks in `twin_ext.sinks` and the Kit drivers decide when.
+"""
+
+from .. import lazy_exports
+
+_EXPORTS = {
+    "UsdKinematicMirror": "._kinematic_mirror",
+    "GhostRobot": "._ghost",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

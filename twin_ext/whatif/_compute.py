@@ -1,0 +1,436 @@
+"""Launching the rollout kernel on a range of worlds: the same code runs in a worker process or in-process.
+
+A request is a set of named NumPy arrays (`REQUEST_ARRAYS`) — in shared memory when it runs in the
+worker pool — plus scalar options. `Executor.run` wraps the slice of worlds it owns as zero-copy Warp
+arrays, launches the kernel once per chunk of ``chunk_steps`` steps (the time loop stays inside the
+kernel), and reports progress between chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels as kernels
+
+__all__ = ["MODEL_ARRAYS", "REQUEST_ARRAYS", "WORLD_ARRAYS", "Executor", "RunOptions"]
+
+MODEL_ARRAYS = (
+    "parent",
+    "parent_slot",
+    "joint_type",
+    "parent_rot",
+    "parent_pos",
+    "gravity",
+    "lower",
+    "upper",
+    "vel_limit",
+    "effort_limit",
+    "armature",
+    "pos_tol",
+    "vel_tol",
+)
+"""Per-robot arrays, sent once to each worker."""
+
+REQUEST_ARRAYS = (
+    # parameter sets [nset, ...]
+    "set_mass",
+    "set_moment",
+    "set_inertia",
+    "set_kp",
+    "set_kd",
+    "set_damping",
+    "set_friction",
+    "set_latency",
+    "set_gravcomp",
+    "set_gc_mass",
+    "set_gc_moment",
+    "set_wrench_body",
+    "set_wrench_point",
+    "set_wrench_force",
+    "set_wrench_torque",
+    "set_wrench_begin",
+    "set_wrench_end",
+    # worlds [nworld, ...]
+    "world_set",
+    "world_stream",
+    "q",
+    "qd",
+    # command streams [nstream, nstep, nb]
+    "target_q",
+    "target_qd",
+    # outputs
+    "out_q",
+    "out_qd",
+    "out_tau",
+    "first_pos",
+    "first_vel",
+    "first_eff",
+    "max_track",
+    "min_pos_margin",
+    "min_vel_margin",
+    "min_eff_margin",
+    "diverged",
+    "eval_qdd",
+    "eval_bias",
+    "eval_mass",
+)
+"""Per-request arrays in kernel argument order."""
+
+WORLD_ARRAYS = frozenset(
+    {
+        "world_set",
+        "world_stream",
+        "q",
+        "qd",
+        "out_q",
+        "out_qd",
+        "out_tau",
+        "first_pos",
+        "first_vel",
+        "first_eff",
+        "max_track",
+        "min_pos_margin",
+        "min_vel_margin",
+        "min_eff_margin",
+        "diverged",
+        "eval_qdd",
+        "eval_bias",
+        "eval_mass",
+    }
+)
+"""Arrays whose first axis is the world (sliced per worker)."""
+
+_NINPUT = REQUEST_ARRAYS.index("target_qd") + 1  # inputs come before the scalar options in the kernel signature
+
+_VEC3 = frozenset(
+    {"parent_pos", "set_moment", "set_gc_moment", "set_wrench_point", "set_wrench_force", "set_wrench_torque"}
+)
+_MAT33 = frozenset({"parent_rot", "set_inertia"})
+_SCRATCH = (
+    (("mat33", "rot"),)
+    + tuple(("vec3", n) for n in ("pos", "axis", "mom", "vw", "vv", "aw", "av", "fn", "ff"))
+    + (
+        ("scalar", "cm"),
+        ("vec3", "ch"),
+        ("mat33", "ci"),
+        ("scalar", "rhs"),
+        ("scalar", "tau"),
+        ("scalar", "gq"),
+        ("scalar", "gm"),
+        ("vec3", "gh"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Scalar options of one request (see `kernels`)."""
+
+    precision: str
+    mode: int
+    dt: float
+    steps: int
+    record_every: int
+    use_target_qd: bool
+    friction_eps: float
+    limit_omega: float
+    limit_active: bool
+    implicit_saturated: bool
+    chunk_steps: int
+    eff_min_steps: int = 1
+    specialized: bool = True
+
+
+def scratch_bytes_per_world(nb: int, precision: str) -> int:
+    """Bytes of kernel scratch one world needs."""
+    size = 8 if precision == "float64" else 4
+    return size * (nb + 1) * (2 * 9 + 11 * 3 + 5 + nb)
+
+
+class Executor:
+    """Runs requests for any number of robots on one device; keeps kernels, models and scratch warm."""
+
+    def __init__(self, device: str = "cpu", *, copy_io: bool | None = None) -> None:
+        self.device = device
+        # CPU launches read and write the NumPy (shared) memory in place; other devices get copies in and out
+        self.copy_io = (not str(device).startswith("cpu")) if copy_io is None else bool(copy_io)
+        self._models: dict[tuple[str, str], dict[str, object]] = {}
+        self._shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._scratch: dict[tuple[str, int], tuple[int, list]] = {}
+
+    def warm_up(self, precision: str) -> float:
+        """Load (or compile) the kernel for ``precision`` and run it once; returns seconds taken."""
+        t0 = time.perf_counter()
+        wp = kernels.init_warp()
+        kernels.get_kernels(precision)
+        key = "__warmup__"
+        model = _tiny_model()
+        self.set_model(key, precision, model)
+        arrays = _tiny_request(precision)
+        options = RunOptions(
+            precision, kernels.MODE_ROLLOUT, 1e-3, 2, 1, False, 0.01, 50.0, True, True, 2, specialized=False
+        )
+        self.run(key, arrays, options, 0, 1)
+        wp.synchronize_device(self.device)
+        return time.perf_counter() - t0
+
+    def has_model(self, key: str, precision: str) -> bool:
+        return (key, precision) in self._models
+
+    def set_model(self, key: str, precision: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Upload the per-robot arrays ``arrays`` (`MODEL_ARRAYS`, float64/int32) under ``key``."""
+        wp = kernels.init_warp()
+        scalar, vec3, mat33, npdt = _types(wp, precision)
+        out: dict[str, object] = {}
+        for name in MODEL_ARRAYS:
+            a = arrays[name]
+            if name == "gravity":
+                out[name] = vec3(*[float(x) for x in a])
+            elif a.dtype.kind == "i":
+                out[name] = wp.array(np.ascontiguousarray(a, dtype=np.int32), dtype=wp.int32, device=self.device)
+            else:
+                dt = mat33 if name in _MAT33 else vec3 if name in _VEC3 else scalar
+                out[name] = wp.array(np.ascontiguousarray(a, dtype=npdt), dtype=dt, device=self.device)
+        self._models[(key, precision)] = out
+        self._shapes[key] = (tuple(int(x) for x in arrays["parent"]), tuple(int(x) for x in arrays["joint_type"]))
+
+    def kernel_for(self, key: str, options: RunOptions):
+        """The kernel a request runs on: specialised to the robot's shape for rollouts, else the generic one."""
+        if options.mode == kernels.MODE_ROLLOUT and options.specialized:
+            from ._specialized import get_specialized_kernel
+
+            parent, joint_type = self._shapes[key]
+            return get_specialized_kernel(parent, joint_type, options.precision)
+        return kernels.get_kernels(options.precision)
+
+    def prepare(self, key: str, precision: str, specialized: bool) -> float:
+        """Load (compile on a cold cache) the kernels ``key``'s rollouts need; returns seconds taken."""
+        t0 = time.perf_counter()
+        options = RunOptions(
+            precision, kernels.MODE_ROLLOUT, 1e-3, 1, 0, False, 0.01, 50.0, True, False, 1, specialized
+        )
+        self.kernel_for(key, options)
+        if specialized:
+            # a one-world, one-step launch loads the compiled module now rather than on the first request
+            nb = len(self._shapes[key][0])
+            self.run(key, _probe_request(precision, nb), options, 0, 1)
+        return time.perf_counter() - t0
+
+    def run(
+        self,
+        key: str,
+        arrays: Mapping[str, np.ndarray],
+        options: RunOptions,
+        w0: int,
+        w1: int,
+        *,
+        progress: Callable[[int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Run worlds ``[w0, w1)`` of a request in place (outputs are written into ``arrays``).
+
+        Args:
+            key: model key given to `set_model`.
+            arrays: every name in `REQUEST_ARRAYS`, NumPy, C-contiguous, in the precision's dtype
+                (int32 for indices and step counts).
+            progress: called with the number of steps done after each chunk.
+            cancelled: polled between chunks; True stops early.
+
+        Returns:
+            False when cancelled before the end.
+        """
+        if w1 <= w0:
+            return True
+        wp = kernels.init_warp()
+        kernel = self.kernel_for(key, options)
+        model = self._models[(key, options.precision)]
+        scalar, vec3, mat33, npdt = _types(wp, options.precision)
+        n = w1 - w0
+        nb = int(arrays["q"].shape[1])
+
+        nworld = int(arrays["q"].shape[0])
+
+        def host(name: str) -> np.ndarray:
+            a = arrays[name]
+            if name in WORLD_ARRAYS and a.shape[0] == nworld:
+                a = a[w0:w1]  # dummies (unused outputs, shape [1, ...]) are passed whole
+            return a
+
+        def wrap(name: str):
+            a = host(name)
+            dt = wp.int32 if a.dtype.kind == "i" else mat33 if name in _MAT33 else vec3 if name in _VEC3 else scalar
+            if self.copy_io:
+                return wp.array(np.ascontiguousarray(a), dtype=dt, device=self.device)
+            return wp.array(a, dtype=dt, copy=False, device=self.device)
+
+        req = {name: wrap(name) for name in REQUEST_ARRAYS}
+        scratch = self._get_scratch(wp, options.precision, n, nb)
+        record_every = options.record_every if arrays["out_q"].shape[1] > 0 else 0
+        head = [model[name] for name in MODEL_ARRAYS] + [req[name] for name in REQUEST_ARRAYS[:_NINPUT]]
+        tail = [req[name] for name in REQUEST_ARRAYS[_NINPUT:]] + scratch
+        done = 0
+        chunk = max(1, options.chunk_steps) if options.mode == kernels.MODE_ROLLOUT else 1
+        while done < options.steps:
+            end = min(options.steps, done + chunk)
+            middle = [
+                int(options.use_target_qd),
+                int(options.mode),
+                scalar(options.dt),
+                done,
+                end,
+                record_every,
+                scalar(options.friction_eps),
+                scalar(options.limit_omega),
+                int(options.limit_active),
+                int(options.implicit_saturated),
+                max(1, int(options.eff_min_steps)),
+            ]
+            wp.launch(kernel, dim=n, inputs=head + middle + tail, device=self.device)
+            wp.synchronize_device(self.device)
+            done = end
+            if progress is not None:
+                progress(done)
+            if done < options.steps and cancelled is not None and cancelled():
+                self._copy_back(req, host)
+                return False
+        self._copy_back(req, host)
+        return True
+
+    def _copy_back(self, req: Mapping[str, object], host: Callable[[str], np.ndarray]) -> None:
+        """Device results back into the request's NumPy arrays (only when launches did not work in place)."""
+        if not self.copy_io:
+            return
+        for name in ("q", "qd") + REQUEST_ARRAYS[_NINPUT:]:
+            target = host(name)
+            if target.size:
+                target[...] = req[name].numpy().reshape(target.shape)
+
+    def _get_scratch(self, wp, precision: str, n: int, nb: int) -> list:
+        cap, arrs = self._scratch.get((precision, nb), (0, []))
+        if cap < n:
+            scalar, vec3, mat33, _ = _types(wp, precision)
+            kinds = {"scalar": scalar, "vec3": vec3, "mat33": mat33}
+            cap = max(n, 2 * cap)
+            arrs = [wp.zeros((cap, nb + 1), dtype=kinds[k], device=self.device) for k, _ in _SCRATCH]
+            arrs.append(wp.zeros((cap, nb, nb), dtype=scalar, device=self.device))
+            self._scratch[(precision, nb)] = (cap, arrs)
+        return [a[:n] for a in arrs]
+
+
+def _types(wp, precision: str):
+    scalar = wp.float64 if precision == "float64" else wp.float32
+    return (
+        scalar,
+        wp.types.vector(3, scalar),
+        wp.types.matrix((3, 3), scalar),
+        np.float64 if precision == "float64" else np.float32,
+    )
+
+
+def _tiny_model() -> dict[str, np.ndarray]:
+    """A one-dof pendulum for warm-up launches."""
+    return {
+        "parent": np.array([-1], dtype=np.int32),
+        "parent_slot": np.array([1], dtype=np.int32),
+        "joint_type": np.array([1], dtype=np.int32),
+        "parent_rot": np.eye(3)[None],
+        "parent_pos": np.zeros((1, 3)),
+        "gravity": np.array([0.0, 0.0, -9.81]),
+        "lower": np.array([-1.0]),
+        "upper": np.array([1.0]),
+        "vel_limit": np.array([1e30]),
+        "effort_limit": np.array([1e30]),
+        "armature": np.array([0.1]),
+        "pos_tol": np.array([0.0]),
+        "vel_tol": np.array([0.0]),
+    }
+
+
+def _probe_request(precision: str, nb: int) -> dict[str, np.ndarray]:
+    """A one-world request of ``nb`` dofs (rest state, zero gains) used to load a kernel."""
+    f = np.float64 if precision == "float64" else np.float32
+    arrays = _tiny_request(precision)
+    for name, arr in list(arrays.items()):
+        shape = list(arr.shape)
+        if name in (
+            "set_mass",
+            "set_moment",
+            "set_gc_mass",
+            "set_gc_moment",
+            "set_inertia",
+            "set_kp",
+            "set_kd",
+            "set_damping",
+            "set_friction",
+            "q",
+            "qd",
+            "first_pos",
+            "first_vel",
+            "first_eff",
+            "max_track",
+            "min_pos_margin",
+            "min_vel_margin",
+            "min_eff_margin",
+            "eval_qdd",
+            "eval_bias",
+        ):
+            shape[1] = nb
+        elif name in ("target_q", "target_qd", "out_q", "out_qd", "out_tau"):
+            shape[2] = nb
+        if shape != list(arr.shape):
+            fill = arr.flat[0] if arr.size else 0
+            arrays[name] = np.full(shape, fill, dtype=arr.dtype)
+    arrays["set_kp"][:] = 0
+    arrays["set_kd"][:] = 0
+    arrays["set_mass"][:] = 1
+    arrays["set_inertia"] = np.tile(np.eye(3, dtype=f) * 0.01, (1, nb, 1, 1))
+    return arrays
+
+
+def _tiny_request(precision: str) -> dict[str, np.ndarray]:
+    f = np.float64 if precision == "float64" else np.float32
+    i = np.int32
+    arrays = {
+        "set_mass": np.ones((1, 1), f),
+        "set_moment": np.array([[[0.1, 0.0, 0.0]]], f),
+        "set_inertia": np.eye(3, dtype=f)[None, None] * 0.02,
+        "set_kp": np.ones((1, 1), f),
+        "set_kd": np.ones((1, 1), f),
+        "set_damping": np.zeros((1, 1), f),
+        "set_friction": np.ones((1, 1), f),
+        "set_latency": np.zeros(1, i),
+        "set_gravcomp": np.ones(1, i),
+        "set_gc_mass": np.ones((1, 1), f),
+        "set_gc_moment": np.array([[[0.1, 0.0, 0.0]]], f),
+        "set_wrench_body": np.zeros(1, i),
+        "set_wrench_point": np.zeros((1, 3), f),
+        "set_wrench_force": np.ones((1, 3), f),
+        "set_wrench_torque": np.zeros((1, 3), f),
+        "set_wrench_begin": np.zeros(1, i),
+        "set_wrench_end": np.ones(1, i),
+        "world_set": np.zeros(1, i),
+        "world_stream": np.zeros(1, i),
+        "q": np.zeros((1, 1), f),
+        "qd": np.zeros((1, 1), f),
+        "target_q": np.zeros((1, 2, 1), f),
+        "target_qd": np.zeros((1, 2, 1), f),
+        "out_q": np.zeros((1, 2, 1), f),
+        "out_qd": np.zeros((1, 2, 1), f),
+        "out_tau": np.zeros((1, 2, 1), f),
+        "first_pos": np.full((1, 1), -1, i),
+        "first_vel": np.full((1, 1), -1, i),
+        "first_eff": np.full((1, 1), -1, i),
+        "max_track": np.zeros((1, 1), f),
+        "min_pos_margin": np.full((1, 1), np.inf, f),
+        "min_vel_margin": np.full((1, 1), np.inf, f),
+        "min_eff_margin": np.full((1, 1), np.inf, f),
+        "diverged": np.full(1, -1, i),
+        "eval_qdd": np.zeros((1, 1), f),
+        "eval_bias": np.zeros((1, 1), f),
+        "eval_mass": np.zeros((1, 1, 1), f),
+    }
+    return arrays

@@ -1,0 +1,115 @@
+"""Rollout worker process: ``python -m twin_ext.whatif.worker <fd_in> <fd_out>``.
+
+Started by `twin_ext.whatif.pool.WorkerPool`. It keeps Warp, the kernels, robot models and scratch warm
+for its lifetime and serves messages from the parent in order:
+
+* ``("warm", precisions)`` -> ``("ready", info)``: initialise Warp and load (or compile) the generic kernel
+  of each precision listed;
+* ``("model", key, precision, arrays)``: keep a robot's arrays (no reply);
+* ``("prepare", key, precision, specialized)`` -> ``("prepared", info)``: load or compile that robot's
+  rollout kernel (the specialised one is compiled once per tree shape);
+* ``("run", job)`` -> ``("done", info)`` | ``("error", text)``: run a world range of a request whose
+  arrays live in shared memory (``job["arena"]``), writing results in place;
+* ``("close",)``: exit.
+
+Progress (steps done) and the cancel flag live in a small shared control block (``job["control"]``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+
+
+def _serve(conn_in, conn_out) -> None:
+    from ._compute import Executor, RunOptions
+    from ._shared import attach_arena
+
+    executor = Executor("cpu")
+    arenas: dict[str, object] = {}
+
+    def attach(path: str):
+        arena = arenas.get(path)
+        if arena is None:
+            arena = attach_arena(path)
+            arenas[path] = arena
+        return arena
+
+    while True:
+        try:
+            msg = conn_in.recv()
+        except EOFError:
+            return
+        kind = msg[0]
+        try:
+            if kind == "close":
+                return
+            if kind == "warm":
+                t0 = time.perf_counter()
+                from ._kernels import init_warp
+
+                init_warp()  # import + initialise Warp now, in parallel with the parent's work
+                seconds = {p: executor.warm_up(p) for p in msg[1]}
+                conn_out.send(("ready", {"pid": os.getpid(), "seconds": time.perf_counter() - t0, "kernels": seconds}))
+            elif kind == "model":
+                _, key, precision, arrays = msg
+                executor.set_model(key, precision, arrays)
+            elif kind == "prepare":
+                _, key, precision, specialized = msg
+                conn_out.send(("prepared", {"seconds": executor.prepare(key, precision, specialized)}))
+            elif kind == "forget":
+                # the parent replaced an arena: release our mapping of the old one
+                arena = arenas.pop(msg[1], None)
+                if arena is not None:
+                    arena.close()
+            elif kind == "run":
+                job = msg[1]
+                arrays = attach(job["arena"]).views(job["layout"])
+                if job.get("extra"):
+                    # the request's recorded outputs (handed to the caller); kept mapped until the parent retires it
+                    arrays.update(attach(job["extra"]["path"]).views(job["extra"]["layout"]))
+                ctl = attach(job["control"]).views({"ctl": (0, (job["control_size"],), "int64")})["ctl"]
+                slot = job["slot"]
+                t0 = time.perf_counter()
+
+                def progress(done: int) -> None:
+                    ctl[1 + slot] = done
+
+                completed = executor.run(
+                    job["key"],
+                    arrays,
+                    RunOptions(**job["options"]),
+                    job["w0"],
+                    job["w1"],
+                    progress=progress,
+                    cancelled=lambda: bool(ctl[0]),
+                )
+                del arrays, ctl  # drop views before the parent may replace the arena
+                conn_out.send(("done", {"seconds": time.perf_counter() - t0, "completed": completed}))
+            else:
+                conn_out.send(("error", f"unknown message {kind!r}"))
+        except Exception:  # report, keep serving: one bad request must not kill the warm worker
+            conn_out.send(("error", traceback.format_exc()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from multiprocessing.connection import Connection
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print("usage: python -m twin_ext.whatif.worker <fd_in> <fd_out> (started by WorkerPool)", file=sys.stderr)
+        return 2
+    conn_in = Connection(int(args[0]), writable=False)
+    conn_out = Connection(int(args[1]), readable=False)
+    try:
+        _serve(conn_in, conn_out)
+    finally:
+        conn_out.close()
+        conn_in.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
