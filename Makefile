@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # twin_ext — the two entry points a new machine needs:
 #   make demo   the main job: embedded broker + emulated robot + headless twin, outputs in out/demo/
 #   make test   the whole suite (Mosquitto and the Kit kernel are real; see .ci/run for system packages)

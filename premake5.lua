@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- twin_ext in a kit-app-template build (place or link this folder as source/extensions/twin_ext).
 -- The repository root is the extension folder, so the build links the folders Kit needs next to
 -- extension.toml in the target directory; `make test` mirrors this by symlinking the root as

@@ -1,4 +1,8 @@
-"""Shared pytest fixtures. Each block is owned by one area; keep blocks small and self-contained."""
+# SPDX-License-Identifier: Apache-2.0
+"""Shared test set-up: import path for the helpers in tests/, the shipped robot, real brokers.
+
+Each block is owned by one area; keep blocks small and self-contained.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,25 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # lets tests import helpers such as tests/mosquitto.py
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---- the shipped robot (robot) ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def panda():
+    """The shipped Franka Panda (usd/franka_panda/panda.usda) as a `RobotModel` (immutable: arrays read-only)."""
+    from twin_ext.robot import default_robot_path, load_robot
+
+    return load_robot(default_robot_path())
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root (the extension folder)."""
+    return REPO
 
 
 # ---- broker fixtures (telemetry): a real Mosquitto on a free 127.0.0.1 port, see tests/mosquitto.py ----

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Boot the real Kit kernel (omniverse-kit from PyPI) headless in a subprocess, with this repository linked
 into a temporary extension folder as ``twin_ext`` (what premake5.lua's prebuild_link makes), run a scenario
 function inside the Kit process, and return its JSON result.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Kit host process for tests (run by tests/kit_harness.py; not collected by pytest)."""
 
 from __future__ import annotations

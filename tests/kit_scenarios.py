@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scenarios that run INSIDE a Kit process booted by tests/kit_harness.py (see there)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real Mosquitto broker for tests and benchmarks: free loopback port, persistence, TLS, passwords.
 
     with Mosquitto(tmp_path) as broker:            # starts on a free 127.0.0.1 port

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The command line: instant help, robot description, the demo's outputs, and clean errors."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The terminal dashboard rendered from a real twin fed by the emulator (standard impairments, virtual clock)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`make demo` end to end: broker, emulated robot process, headless twin, a what-if, and the outputs a user
 opens afterwards (animated USD, MCAP, HTML report). Short runs; the full 20 s demo is the same code."""
 

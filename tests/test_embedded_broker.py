@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """EmbeddedBroker: a real MQTT round trip through amqtt with paho-mqtt clients, and a clean lifecycle."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """python -m twin_ext.emulator: instant --help, and one-line errors (no traceback) for bad input."""
 
 from __future__ import annotations
@@ -84,7 +85,11 @@ def test_config_file_section_is_read_and_checked(tmp_path):
     conf = tmp_path / "twin.toml"
     conf.write_text("[emulator]\nrobot_id = 'panda'\nspeed = 2\n")
     result = _cli("--config", str(conf))
-    assert result.returncode == 1 and "[emulator] unknown key 'speed'" in result.stderr and "accept_commands" in result.stderr
+    assert (
+        result.returncode == 1
+        and "[emulator] unknown key 'speed'" in result.stderr
+        and "accept_commands" in result.stderr
+    )
 
 
 def test_embedded_broker_run_is_zero_setup():

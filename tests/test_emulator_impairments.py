@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Impairment profiles: validation, and channel statistics that match the profile (stated tolerances).
 
 Statistical tolerances are 5 standard errors of the estimate (false-failure odds ~1e-6 per check);
@@ -232,7 +233,7 @@ def test_in_order_delivery_never_reorders():
     profile = ImpairmentProfile(latency_ms=20.0, jitter_ms=10.0, in_order=True, duplicate=0.05)
     _, send, fates = _run(profile, n=20_000)
     flat = [a for f in fates for a, _ in f]
-    assert all(b >= a for a, b in zip(flat, flat[1:]))
+    assert all(b >= a for a, b in zip(flat, flat[1:], strict=False))
     free = ImpairedChannel(profile.replace(in_order=False), seed=1)
     free_arrivals = [free.submit(int(t)) for t in send]
     for ordered, unordered in zip(fates, free_arrivals, strict=True):
@@ -262,11 +263,11 @@ def test_pauses_drop_or_hold_back_their_samples():
     t = send / 1e9
     in_gap = (t >= 1.0) & (t < 1.5)
     in_stall = (t >= 3.0) & (t < 3.25)
-    assert all(not f for f, g in zip(fates, in_gap) if g) and ch.stats.paused == in_gap.sum() == 100
-    stalled = [f[0][0] for f, s in zip(fates, in_stall) if s]
+    assert all(not f for f, g in zip(fates, in_gap, strict=False) if g) and ch.stats.paused == in_gap.sum() == 100
+    stalled = [f[0][0] for f, s in zip(fates, in_stall, strict=False) if s]
     assert len(stalled) == 50 and min(stalled) == 3_250_000_000 + 2_000_000
     assert ch.stats.backlogged == 50
-    assert all(f for f, g, s in zip(fates, in_gap, in_stall) if not (g or s))
+    assert all(f for f, g, s in zip(fates, in_gap, in_stall, strict=False) if not (g or s))
 
 
 # ---- determinism -----------------------------------------------------------------------------------

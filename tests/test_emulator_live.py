@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """EmulatedRobot live against a real Mosquitto: birth, status, last will, held-back latency, commands,
 restarts, clock jumps and recorded ground truth."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The emulator's plant: a MuJoCo Panda tracking the pick-and-place program with its own PD servos."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The shipped sample recording: small, complete, replayable, consistent with its ground truth, reproducible."""
 
 from __future__ import annotations

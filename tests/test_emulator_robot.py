@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """EmulatedRobot offline: the delivery schedule, ground truth, clock, events and commands (no broker)."""
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def test_session_starts_with_birth_and_online_and_ends_offline(standard_sim):
     offline = [d for d in sim.deliveries if d.kind == "offline"]
     assert len(offline) == 1 and offline[0].arrival_ns == sim.end_ns
     assert decode_status(offline[0].payload).boot_id == birth.boot_id
-    assert all(a.arrival_ns <= b.arrival_ns for a, b in zip(sim.deliveries, sim.deliveries[1:]))
+    assert all(a.arrival_ns <= b.arrival_ns for a, b in zip(sim.deliveries, sim.deliveries[1:], strict=False))
 
 
 def test_stamps_follow_the_robot_clock_exactly(standard_sim):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Kalman estimator: latency compensation, monotonic time, gating, staleness and honest uncertainty.
 
 These tests use synthetic measurement streams whose truth is known exactly; the end-to-end check against
@@ -23,11 +24,6 @@ def panda():
     outside some real limits, and limit projection has its own test."""
     robot = load_robot(default_robot_path())
     return dataclasses.replace(robot, lower=np.full(robot.ndof, -np.inf), upper=np.full(robot.ndof, np.inf))
-
-
-@pytest.fixture(scope="module")
-def limited_panda():
-    return load_robot(default_robot_path())
 
 
 def _truth(t: np.ndarray, n: int):
@@ -104,7 +100,7 @@ def test_a_gap_grows_the_covariance_turns_stale_and_caps_the_extrapolation(panda
     horizons = [0.0, 0.05, 0.2, 0.5, 2.0]
     snaps = [est.snapshot(last_arrival + int(h * NS)) for h in horizons]
     variances = [s_.std_q[0] for s_ in snaps]
-    assert all(b > a for a, b in zip(variances, variances[1:]))
+    assert all(b > a for a, b in zip(variances, variances[1:], strict=False))
     assert [s_.health for s_ in snaps] == [Health.OK, Health.OK, Health.OK, Health.STALE, Health.STALE]
     np.testing.assert_allclose(snaps[3].q, snaps[4].q)  # held beyond the cap
     assert np.all(snaps[4].qd == 0)
@@ -192,9 +188,13 @@ def test_reported_uncertainty_matches_the_actual_error(panda):
     rng = np.random.default_rng(7)
     x = np.zeros((n, 3))
     F = np.array([[1, dt, dt * dt / 2], [0, 1, dt], [0, 0, 1]])
-    from twin_ext.estimation._kalman import process_noise
-
-    L = np.linalg.cholesky(process_noise(dt, np.full(n, s.jerk_psd))[0])
+    # Discrete covariance of white jerk with PSD q over one step (textbook, Bar-Shalom et al. 2001, eq. 6.2.3-8),
+    # written out here rather than taken from the filter so the truth does not share the filter's code.
+    q = s.jerk_psd
+    Q = q * np.array(
+        [[dt**5 / 20, dt**4 / 8, dt**3 / 6], [dt**4 / 8, dt**3 / 3, dt**2 / 2], [dt**3 / 6, dt**2 / 2, dt]]
+    )
+    L = np.linalg.cholesky(Q)
     nees = []
     for k in range(steps):
         x = x @ F.T + (L @ rng.standard_normal((3, n))).T
@@ -218,9 +218,9 @@ def test_reported_uncertainty_matches_the_actual_error(panda):
     assert 1.7 < mean < 2.3, mean
 
 
-def test_displayed_positions_are_projected_onto_the_joint_limits(limited_panda):
+def test_displayed_positions_are_projected_onto_the_joint_limits():
     """A finger that runs into its hard stop is shown at the stop, not beyond it, with no outward speed."""
-    robot = limited_panda
+    robot = load_robot(default_robot_path())  # with its limits (this module's `panda` fixture has none)
     est = TwinEstimator(robot)
     f = robot.dof_index("finger_joint1")
     q = np.array(robot.clip_to_limits(np.array(robot.drive_target)), dtype=float)

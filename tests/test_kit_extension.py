@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The extension in the real Kit kernel (omniverse-kit 110.4, headless): enable, load, report, disable."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """In the real Kit kernel: the live twin driven by a robot over a real Mosquitto, configured only by Kit
 settings on the command line; the mirrored stage matches the plant; a what-if from the panel's view-model
 returns a verdict; disabling the extension stops everything."""

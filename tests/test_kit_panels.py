@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The omni.ui windows bound to real view-models, with a recording stand-in for omni.ui (it cannot run here).
 
 The stand-in builds a widget tree from the same calls omni.ui receives (window frames, stacks, labels,
@@ -199,7 +200,7 @@ def test_the_whatif_window_reads_its_fields_runs_and_binds_the_ghost(panels, run
     assert window._status_label.text == vm.message
     rows = window._table.children[1:]  # after the header
     assert [row.children[0].text for row in rows] == ["as programmed", "as edited"]
-    for row, verdict in zip(rows, vm.rows):
+    for row, verdict in zip(rows, vm.rows, strict=False):
         status = row.children[1]
         assert status.text == verdict.status and status.style == {"color": panels._STATUS_COLOR[verdict.status]}
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Isaac Sim articulation driver's logic, with stand-ins for the Kit/Isaac modules that cannot run here.
 
 omni.usd's stage is a real pxr stage holding the real robot USD; only the thin Kit/Isaac entry points
@@ -17,7 +18,6 @@ import pytest
 
 from twin_ext.kit.settings import KitSettings
 from twin_ext.kit.stage_drivers import IsaacArticulationDriver
-from twin_ext.robot import default_robot_path, load_robot
 
 
 class FakeArticulation:
@@ -112,11 +112,6 @@ def kit(monkeypatch):
     module("isaacsim", core=core)
     FakeArticulation.created = []
     return fake
-
-
-@pytest.fixture(scope="module")
-def panda():
-    return load_robot(default_robot_path())
 
 
 def _snapshot(panda, offset: float):

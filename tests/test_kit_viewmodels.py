@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The panels' view-models and the Kit controller, in plain Python (no Kit): what the windows show and do.
 
 The twin is real (session, ingest, estimator, what-if engine); telemetry comes from the emulator's offline

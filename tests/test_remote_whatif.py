@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What-if over MQTT and the veto channel, against a real Mosquitto and a live emulated robot."""
 
 from __future__ import annotations

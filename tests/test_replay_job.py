@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`python -m twin_ext replay`: the twin over a recording as a headless batch job, with its report."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Broken robot USD files give a RobotModelError that names the prim and the fix (never a crash or a
 silently wrong model); legitimate variants (reversed joints, loop closures excluded from the
 articulation, scaled stages) load correctly."""

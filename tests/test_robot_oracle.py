@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The USD robot model against MuJoCo loading the same MJCF: kinematics, inertias and drives.
 
 Tolerances (from the issue): 1e-6 m / 1e-6 (rotation-matrix entries, ~rad) for poses, 1e-6 relative for
@@ -122,7 +123,7 @@ def test_drives_armature_and_damping_equal_the_mujoco_actuators(usd_path, mjcf):
 def test_shipped_panda_has_datasheet_velocity_limits_and_gripper_drives():
     """The shipped Panda carries Franka's velocity limits and per-finger drives derived from the tendon servo."""
     robot = load_robot(PANDA_USD)
-    v = dict(zip(robot.dof_names, robot.velocity_limit))
+    v = dict(zip(robot.dof_names, robot.velocity_limit, strict=False))
     assert v["joint1"] == pytest.approx(2.175, rel=1e-6) and v["joint7"] == pytest.approx(2.61, rel=1e-6)
     assert v["finger_joint1"] == pytest.approx(0.2, rel=1e-6)
     f = robot.dof_index("finger_joint1")

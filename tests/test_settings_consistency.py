@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every setting has one definition (its dataclass), the same default in extension.toml and config/twin.toml,
 and a row in docs/SETTINGS.md — so docs, Kit and headless runs can never disagree silently."""
 

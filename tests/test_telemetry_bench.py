@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The telemetry benchmark runs end to end (--quick) and reports a complete, machine-readable result.
 
 Speed is not asserted here (machines are noisy); only that every configuration ran and QoS1 lost nothing.
@@ -26,9 +27,9 @@ def test_bench_quick_json_reports_every_configuration():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert report["benchmark"] == "telemetry" and report["quick"] is True
     runs = report["throughput"] + report["drain_qos1"] + report["latency_1khz"]
-    assert len(report["throughput"]) == 4 and len(report["drain_qos1"]) == 2 and len(report["latency_1khz"]) == 4
+    measured = {(r["subscriber"].split()[0], r["qos"]) for r in report["throughput"]}
+    assert measured == {("raw", 0), ("raw", 1), ("twin", 0), ("twin", 1)}, measured  # both sides, both QoS
     for run in runs:
         assert run["msg_s"] > 0, run
         if run["qos"] == 1:
@@ -39,6 +40,3 @@ def test_bench_quick_json_reports_every_configuration():
             assert run["receive_to_consumer"]["p50_us"] >= 0
     twin_runs = [r for r in runs if r["subscriber"].startswith("twin")]
     assert all(r["rejected"] == 0 and r["dropped"] == 0 for r in twin_runs)
-    assert set(report["ratio_twin_over_raw"]) == {"qos0", "qos1", "qos1_drain"}
-    assert report["goal"]["qos1_msg_s"] == 10_000 and isinstance(report["goal"]["met"], bool)
-    assert report["anchor"]["qos1_msg_s"] == 7_700

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Clock sync against a synthetic robot clock with known offset, drift and latency (deterministic streams).
 
 Truth model (same as the emulator's): robot_ns = offset + (1 + drift) * twin_ns; a sample taken at
@@ -26,7 +27,7 @@ def _stream(seed: int, *, duration_s: float, rate_hz: float, drift: float, laten
 
 
 def _feed(clock: ClockSync, stamp, arrival) -> None:
-    for s, a in zip(stamp.tolist(), arrival.tolist()):
+    for s, a in zip(stamp.tolist(), arrival.tolist(), strict=False):
         clock.update(s, a)
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Messages v1 and codecs: round trips, the documented binary layout, and one refusal per reason code."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """TelemetryIngest without a network: ordering, births/restarts, status, routing, buffers, events, counters."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MqttLink against a real Mosquitto: reconnects, persistent sessions, dead brokers, TLS, passwords, bad input.
 
 All brokers listen on 127.0.0.1 free ports (tests/mosquitto.py); every wait is bounded.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MCAP record/replay: everything received is recorded with its verdict and replays to the same result."""
 
 from __future__ import annotations

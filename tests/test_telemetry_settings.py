@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Settings of [broker], [telemetry], [clock]: strict parsing, defaults in config/twin.toml, every key documented."""
 
 from __future__ import annotations

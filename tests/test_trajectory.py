@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """JointTrajectory: minimum-jerk interpolation, validation, time scaling, TOML, and the shipped scenario."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The live twin against the emulator's MuJoCo plant (ground truth), on a virtual clock.
 
 The emulator's impaired delivery schedule goes through the production pipeline (decode, validate, order,
@@ -15,17 +16,12 @@ import pytest
 from twin_ext.emulator import ClockJump, EmulatedRobot, ImpairmentProfile, Pause, Restart
 from twin_ext.estimation import Health
 from twin_ext.live import LiveTwin
-from twin_ext.robot import default_robot_path, load_robot
+from twin_ext.robot import load_robot
 from twin_ext.runs import OfflineFeed, VirtualClock, evaluate_fidelity
 from twin_ext.telemetry import McapRecorder, McapReplay, TelemetryIngest, TelemetrySettings
 
 REPO = Path(__file__).resolve().parents[1]
 STANDARD = REPO / "config/impairments/standard.toml"
-
-
-@pytest.fixture(scope="module")
-def panda():
-    return load_robot(default_robot_path())
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +66,7 @@ def test_telemetry_that_stops_makes_the_twin_stale_then_it_recovers(panda, stand
     during = [x for x in seen if 4.6 < x[0] < 5.4]
     after = [x for x in seen if x[0] > 6.5]
     assert during and all(h == Health.STALE for _, h, _, _ in during)
-    assert all(b[2] >= a[2] for a, b in zip(during, during[1:]))  # the variance grows through the gap
+    assert all(b[2] >= a[2] for a, b in zip(during, during[1:], strict=False))  # the variance grows through the gap
     assert all(h == Health.OK for _, h, _, _ in after)
     assert max(e for *_, e in after) < 0.01
 
@@ -127,7 +123,7 @@ def test_an_estimator_fed_the_recorded_mcap_gives_the_same_state_as_live(panda, 
     McapReplay(path).replay(ingest2)
     replayed.tick(sim.end_ns)
     assert ingest2.stats.accepted == ingest.stats.accepted > 0
-    for t, exp in zip(probe_times, expected):
+    for t, exp in zip(probe_times, expected, strict=False):
         got = replayed.estimator.snapshot(t)
         np.testing.assert_array_equal(got.q, exp.q)
         np.testing.assert_array_equal(got.covariance, exp.covariance)

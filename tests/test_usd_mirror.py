@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The USD kinematic mirror poses the robot's own prims exactly where the model says, live and animated."""
 
 from __future__ import annotations
@@ -6,16 +7,11 @@ import numpy as np
 import pytest
 from pxr import Usd, UsdGeom
 
-from twin_ext.robot import default_robot_path, load_robot
 from twin_ext.stage import UsdKinematicMirror
 
 
-@pytest.fixture(scope="module")
-def panda():
-    return load_robot(default_robot_path())
-
-
-def _world_poses(stage, paths, time=Usd.TimeCode.Default()):
+def _world_poses(stage, paths, time=None):
+    time = Usd.TimeCode.Default() if time is None else time
     cache = UsdGeom.XformCache(time)
     return np.array([np.array(cache.GetLocalToWorldTransform(stage.GetPrimAtPath(p))).T for p in paths])
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scenarios end to end: TOML files, base states from twin snapshots, Monte-Carlo sampling, verdicts and reports."""
 
 from __future__ import annotations

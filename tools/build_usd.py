@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Build the shipped robot assets in usd/ from the MJCF sources in data/robots/, reproducibly.
 
 Run with the conversion-tools environment (``make usd`` does this)::

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Print the path of a working Python 3.12 interpreter (the version Kit 110 / Isaac Sim 6 embed).
 # Tries, in order: $PYTHON, python3.12 on PATH (pyenv shims honour the repo's .python-version),
 # pyenv's own install folders, and the usual system locations.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Make the shipped sample recording: one emulated pick-and-place cycle under the standard profile.
 
     .venv/bin/python tools/make_sample_recording.py            # -> data/recordings/panda_pick_place_standard.mcap

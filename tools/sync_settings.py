@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Write the ``[settings]`` block of extension.toml from the settings dataclasses (the single source of truth).
 
     .venv/bin/python tools/sync_settings.py          # rewrite the generated block
@@ -29,7 +30,7 @@ def field_docs(cls) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body
     docs = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
                 docs[node.target.id] = " ".join(nxt.value.value.split())

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """``python -m twin_ext <command>``: see `twin_ext.cli`."""
 
 from .cli import main

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Command line: ``python -m twin_ext <command> [options]`` (also installed as ``twin-ext``).
 
 Commands:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmarks: each prints the anchor's figure and ours from the same run, and their ratio.
 
     python -m twin_ext.bench whatif     [--json]   Warp rollouts vs mujoco.rollout
@@ -8,4 +9,7 @@
 Speed goals live here, never in timed tests.
 """
 
+__all__ = ["BENCHMARKS"]
+
 BENCHMARKS = ("whatif", "telemetry", "fidelity")
+"""Names of the benchmarks (``python -m twin_ext.bench <name>``); each lives in the private module ``_<name>``."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Dispatch ``python -m twin_ext.bench <name> [options]`` to ``twin_ext.bench.<name>.main``."""
 
 from __future__ import annotations

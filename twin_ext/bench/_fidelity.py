@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fidelity benchmark: the twin against the emulator's plant, beside naive bridges from the same run.
 
     python -m twin_ext.bench fidelity [--json] [--impairments FILE] [--duration 30] [--seeds 3] [--no-forecast]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Telemetry benchmark: the twin's MQTT link + decode + validation against raw paho, same run, same broker.
 
     python -m twin_ext.bench telemetry [--json] [--messages N] [--quick]
@@ -142,7 +143,9 @@ def _publisher_main(port: int, qos: int, count: int, rate_hz: float, ready, go, 
 
     topic = f"twin/v1/{ROBOT_ID}/joint_states"
     payload = bytearray(_template_payload())
-    client = BatchedReadClient(CallbackAPIVersion.VERSION2, client_id=f"bench-robot-{os.getpid()}", protocol=mqtt.MQTTv311)
+    client = BatchedReadClient(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-robot-{os.getpid()}", protocol=mqtt.MQTTv311
+    )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port, keepalive=60)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What-if benchmark: our Warp engine against ``mujoco.rollout`` on the same Panda, in one run.
 
     python -m twin_ext.bench whatif [--json] [--worlds 1024] [--steps 1000] [--repeats 5] [--no-cold] [--quick]
@@ -235,7 +236,9 @@ def _start_up(cache: str | None) -> dict:
     env = dict(os.environ)
     if cache is not None:
         env["TWIN_EXT_CACHE_DIR"] = cache
-    env["PYTHONPATH"] = os.pathsep.join([str(package_import_root())] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(package_import_root())] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     proc = subprocess.run(
         [sys.executable, "-c", _START_SNIPPET, str(PANDA_USD)], capture_output=True, text=True, env=env, timeout=900
     )

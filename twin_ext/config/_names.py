@@ -39,7 +39,13 @@ def check_robot_id(value: object, *, key: str, allow_empty: bool = False) -> str
 
 def check_topic_prefix(value: object, *, key: str) -> str:
     """Return ``value`` if it is a usable MQTT topic prefix (``twin/v1``), else raise `ConfigError` naming ``key``."""
-    if type(value) is not str or not value or any(c in value for c in "+#") or value.startswith("/") or value.endswith("/"):
+    if (
+        type(value) is not str
+        or not value
+        or any(c in value for c in "+#")
+        or value.startswith("/")
+        or value.endswith("/")
+    ):
         raise ConfigError(
             f"{key} {value!r} must be a non-empty topic without wildcards (+, #) or a leading/trailing '/', "
             f"e.g. 'twin/v1'"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """``python -m twin_ext.emulator``: run the emulated Panda against an MQTT broker.
 
 Only the standard library is imported before the arguments are parsed, so ``--help`` is instant.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`MotionController`: the emulated robot's motion program and its reaction to commands.
 
 The controller plays a `JointTrajectory` (the program; looped by default) by advancing a path

@@ -18,8 +18,25 @@ from typing import Any
 import numpy as np
 
 from ..robot import JointTrajectory
-from ._controller import CommandRejected, MotionController
+from ..telemetry import (
+    Birth,
+    CommandError,
+    JointState,
+    MoveTo,
+    Resume,
+    SpeedOverride,
+    Status,
+    Stop,
+    Topics,
+    decode_command,
+    encode_binary,
+    encode_birth,
+    encode_json,
+    encode_status,
+)
+from ._controller import CommandRejected, ControllerError, MotionController
 from ._impairments import ImpairedChannel, ImpairmentProfile, RobotClock, SensorNoise
+from ._plant import PANDA_VELOCITY_LIMITS, MujocoPlant, PlantError
 from ._records import CommandRecord, Delivery, EmulatorError
 from ._settings import EmulatorSettings
 
@@ -31,8 +48,6 @@ _CONTROL_QOS = 1  # birth and status: retained, at-least-once
 
 def make_plant(settings: EmulatorSettings):
     """The `MujocoPlant` the settings describe; a model that cannot load is an `EmulatorError`."""
-    from ._plant import MujocoPlant, PlantError
-
     try:
         return MujocoPlant(
             settings.mjcf_path,
@@ -42,15 +57,6 @@ def make_plant(settings: EmulatorSettings):
         )
     except PlantError as exc:
         raise EmulatorError(str(exc)) from None
-
-
-# ---- codec access (the telemetry core owns the wire format) ---------------------------------------
-def _wire() -> Any:
-    from ..telemetry import _codecs as codecs
-    from ..telemetry import _messages as messages
-    from ..telemetry import _topics as topics
-
-    return codecs, messages, topics
 
 
 class _Engine:
@@ -67,9 +73,6 @@ class _Engine:
         new_boot_id: Callable[[], str],
         plant: Any = None,
     ) -> None:
-        from ._plant import PANDA_VELOCITY_LIMITS
-
-        self.codecs, self.messages, topics = _wire()
         self.settings = settings
         self.profile = profile
         self.plant = plant = plant if plant is not None else make_plant(settings)
@@ -79,8 +82,6 @@ class _Engine:
                 f"telemetry rate {profile.rate_hz:g} Hz is above the plant's step rate {step_rate:g} Hz; "
                 "lower the rate (--rate) or the emulator timestep"
             )
-        from ._controller import ControllerError
-
         try:
             self.controller = MotionController(
                 program,
@@ -97,8 +98,8 @@ class _Engine:
         plant.reset(self.controller.initial_position())
         self.ndof = plant.ndof
         self.names = plant.joint_names
-        self.topics = topics.Topics(settings.robot_id, prefix=settings.topic_prefix)
-        self.encode = self.codecs.encode_json if settings.codec == "json" else self.codecs.encode_binary
+        self.topics = Topics(settings.robot_id, prefix=settings.topic_prefix)
+        self.encode = encode_json if settings.codec == "json" else encode_binary
         self.epoch_ns = int(epoch_ns)
         self.dt = settings.timestep
         self.dt_ns = round(settings.timestep * 1e9)
@@ -153,8 +154,7 @@ class _Engine:
 
     # ---- boots ----------------------------------------------------------------------------------
     def _announce(self, at_ns: int) -> None:
-        m, c = self.messages, self.codecs
-        birth = m.Birth(
+        birth = Birth(
             robot_id=self.settings.robot_id,
             model_id=self.settings.model_id,
             joint_names=self.names,
@@ -163,14 +163,14 @@ class _Engine:
             codec=self.settings.codec,
         )
         self.births.append(birth)
-        online = m.Status(robot_id=self.settings.robot_id, state="online", boot_id=self.boot_id)
-        self._push(Delivery(at_ns, self.topics.birth, c.encode_birth(birth), True, "birth", self.boot_id))
-        self._push(Delivery(at_ns, self.topics.status, c.encode_status(online), True, "online", self.boot_id))
+        online = Status(robot_id=self.settings.robot_id, state="online", boot_id=self.boot_id)
+        self._push(Delivery(at_ns, self.topics.birth, encode_birth(birth), True, "birth", self.boot_id))
+        self._push(Delivery(at_ns, self.topics.status, encode_status(online), True, "online", self.boot_id))
         _log.debug("robot %s boot %s online", self.settings.robot_id, self.boot_id)
 
     def offline_delivery(self, at_ns: int) -> Delivery:
-        status = self.messages.Status(robot_id=self.settings.robot_id, state="offline", boot_id=self.boot_id)
-        return Delivery(at_ns, self.topics.status, self.codecs.encode_status(status), True, "offline", self.boot_id)
+        status = Status(robot_id=self.settings.robot_id, state="offline", boot_id=self.boot_id)
+        return Delivery(at_ns, self.topics.status, encode_status(status), True, "offline", self.boot_id)
 
     def _handle_event(self, at_ns: int, kind: str, value: int) -> None:
         if kind == "down":
@@ -199,8 +199,6 @@ class _Engine:
 
     # ---- commands -------------------------------------------------------------------------------
     def _handle_command(self, at_ns: int, command: Any) -> None:
-        from ..telemetry import CommandError, MoveTo, Resume, SpeedOverride, Stop, decode_command
-
         def reject(reason: str, detail: str) -> None:
             self.command_log.append(CommandRecord(at_ns, False, reason, detail))
             _log.warning("command rejected (%s): %s", reason, detail)
@@ -267,7 +265,7 @@ class _Engine:
     def _sample(self, t: int, robot_t: int, q: np.ndarray, qd: np.ndarray, tau: np.ndarray) -> None:
         s = self.settings
         qm, qdm, taum = self.noise.apply(q, qd, tau)
-        msg = self.messages.JointState(
+        msg = JointState(
             robot_id=s.robot_id,
             seq=self.seq,
             stamp_ns=robot_t,
@@ -283,5 +281,3 @@ class _Engine:
         if self.on_sample is not None:
             self.on_sample(t, robot_t, self.seq, self.boot_index, self.n, fates, qm)
         self.seq = (self.seq + 1) % _SEQ_MODULUS
-
-

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Impairment profiles: what the network and the sensors do to the robot's telemetry.
 
 A profile (`ImpairmentProfile`, loaded from ``config/impairments/*.toml``; every key is documented in
@@ -553,10 +554,10 @@ def _check_profile(p: ImpairmentProfile) -> None:
             if isinstance(e, Restart) and e.down_s < 0.0:
                 raise ImpairmentError(f"restarts[{i}].down_s must be >= 0 s, got {e.down_s:g}")
     spans = sorted((e.at_s, e.at_s + e.duration_s) for e in p.pauses)
-    for (a0, a1), (b0, _) in zip(spans, spans[1:]):
+    for (a0, a1), (b0, _) in zip(spans, spans[1:], strict=False):
         if b0 < a1:
             raise ImpairmentError(f"pauses overlap ({a0:g}..{a1:g} s and one starting at {b0:g} s); merge them")
     spans = sorted((e.at_s, e.at_s + e.down_s) for e in p.restarts)
-    for (a0, a1), (b0, _) in zip(spans, spans[1:]):
+    for (a0, a1), (b0, _) in zip(spans, spans[1:], strict=False):
         if b0 <= a1:
             raise ImpairmentError(f"restarts overlap ({a0:g}..{a1:g} s and one at {b0:g} s); space them out")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Live mode of `EmulatedRobot`: the engine paced by the monotonic clock, published with paho-mqtt 2.x.
 
 Internal; use `EmulatedRobot.run` / `EmulatedRobot.start`.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import parse_broker_url
+from ..telemetry import McapRecorder, Status, Topics, encode_status
 from ._engine import _Engine, make_plant
 from ._records import TRUTH_JSON_SCHEMA, TRUTH_SCHEMA, TRUTH_TOPIC, Delivery, EmulatorError, RunSummary, truth_record
 
@@ -23,8 +25,6 @@ _log = logging.getLogger("twin_ext.emulator")
 _CONNECT_TIMEOUT_S = 5.0
 _MAX_SLEEP_NS = 2_000_000  # wake at least every 2 ms: commands and triggers are picked up promptly
 _CONTROL_QOS = 1
-
-
 
 
 class LiveRun:
@@ -68,9 +68,6 @@ class LiveRun:
     def _new_client(self, boot_id: str) -> Any:
         import paho.mqtt.client as mqtt
 
-        from ..telemetry import _codecs as codecs
-        from ..telemetry import _messages as messages
-
         s = self.settings
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -80,7 +77,7 @@ class LiveRun:
         )
         if self.user is not None:
             client.username_pw_set(self.user, self.password)
-        will = codecs.encode_status(messages.Status(robot_id=s.robot_id, state="offline", boot_id=boot_id))
+        will = encode_status(Status(robot_id=s.robot_id, state="offline", boot_id=boot_id))
         client.will_set(self.topics.status, will, qos=_CONTROL_QOS, retain=True)
         client.reconnect_delay_set(min_delay=0.25, max_delay=2)  # a robot wants its broker back quickly
         client.max_inflight_messages_set(1000)
@@ -216,20 +213,14 @@ class LiveRun:
             return None, False
         if hasattr(self.truth, "record_json"):
             return self.truth, False
-        try:
-            from ..telemetry import McapRecorder
-        except ImportError as exc:
-            raise EmulatorError(f"recording ground truth needs twin_ext.telemetry.recording ({exc})") from None
         path = Path(self.truth)
         path.parent.mkdir(parents=True, exist_ok=True)
         return McapRecorder(path), True
 
     # ---- the run --------------------------------------------------------------------------------
     def execute(self) -> RunSummary:
-        from ..telemetry import _topics as topics
-
         robot, s = self.robot, self.settings
-        self.topics = topics.Topics(s.robot_id, prefix=s.topic_prefix)
+        self.topics = Topics(s.robot_id, prefix=s.topic_prefix)
         plant = make_plant(s)
         # Pre-flight: build the engine once offline so a program that does not fit the robot fails
         # here, before anything is announced on the broker.

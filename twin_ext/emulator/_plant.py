@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`MujocoPlant`: the physical arm of the emulated robot -- a MuJoCo model driven by its own PD servos.
 
 The plant is independent of the twin's Warp engine on purpose: it is the "real robot" the twin is

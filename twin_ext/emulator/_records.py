@@ -244,5 +244,3 @@ def truth_records(truth: Truth, *, rate_hz: float) -> Iterator[tuple[int, dict[s
                 truth.qd_target[n],
             ),
         )
-
-

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`EmulatorSettings`: how the emulated robot is built and how it talks (``[emulator]`` in config/twin.toml).
 
 Every key is documented in docs/SETTINGS.md, section "Emulator". Network and sensor impairments are a
@@ -78,8 +79,6 @@ class EmulatorSettings:
         return self.client_id or f"twin-emulator-{self.robot_id}"
 
 
-
-
 def _check(s: EmulatorSettings) -> None:
     types = {f.name: f.type for f in dataclasses.fields(s)}
     for name, typ in types.items():
@@ -108,9 +107,7 @@ def _check(s: EmulatorSettings) -> None:
     if not 0.0 < s.ramp_time <= 10.0:
         raise ConfigError(f"ramp_time must be in (0, 10] s, got {s.ramp_time:g}")
     if not 1e-5 <= s.timestep <= 1e-2:
-        raise ConfigError(
-            f"timestep must be in [1e-5, 1e-2] s, got {s.timestep:g} (the Panda's loop is 1e-3)"
-        )
+        raise ConfigError(f"timestep must be in [1e-5, 1e-2] s, got {s.timestep:g} (the Panda's loop is 1e-3)")
     if not 0.0 <= s.truth_rate_hz <= 1.0 / s.timestep + 1e-9:
         raise ConfigError(
             f"truth_rate_hz must be in [0, {1.0 / s.timestep:g}] Hz (0 = no recorded truth), got {s.truth_rate_hz:g}"

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """State estimation: a per-joint Kalman filter with latency compensation, gating and health -> `TwinSnapshot`.
 
-    est = TwinEstimator(robot, EstimatorSettings())
-    est.observe(msg.names, msg.position, msg.velocity, sample_ns=clock.to_twin_ns(msg.stamp_ns), arrival_ns=t)
-    snap = est.snapshot(now_ns)      # TwinSnapshot predicted to now, with covariance and health
+est = TwinEstimator(robot, EstimatorSettings())
+est.observe(msg.names, msg.position, msg.velocity, sample_ns=clock.to_twin_ns(msg.stamp_ns), arrival_ns=t)
+snap = est.snapshot(now_ns)      # TwinSnapshot predicted to now, with covariance and health
 """
 
 from .. import lazy_exports

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`TwinEstimator`: the twin's state estimate, fed by telemetry, read at display time.
 
 Time. The filter runs in the twin's clock: each measurement is placed at the twin time at which the robot

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`JointKalmanFilter`: one constant-acceleration Kalman filter per joint, batched over joints (NumPy).
 
 Model (per joint, state ``x = [q, qd, qdd]``): the joint's jerk is white noise with power spectral density

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`EstimatorSettings`: the ``[estimator]`` section (documented in docs/SETTINGS.md)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`TwinSnapshot`: the immutable twin state that flows to sinks and to the what-if engine.
 
 Data flows one way — telemetry -> estimator -> snapshot -> sinks/what-if — and a snapshot is never

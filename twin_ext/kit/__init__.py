@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Kit skin: the omni.ext.IExt, the adapters that touch omni.* and the panels' view-models.
 
 Kit imports this package through the second ``[[python.module]]`` entry of extension.toml and finds

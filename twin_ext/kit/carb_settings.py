@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Adapter: Kit's carb settings tree ``/exts/twin_ext/...`` -> the plain mapping the core's config reads."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`KitTwinController`: the live twin as Kit runs it — plain Python, so it is tested without Kit.
 
 The extension gives it a settings reader and factories for the Kit-specific pieces (how the stage is driven,
@@ -18,6 +19,7 @@ from ..live import TwinConfig, TwinSession
 from .settings import EXTRA_SECTIONS, KitSettings
 
 __all__ = ["Driver", "KitTwinController"]
+
 
 class Driver(Protocol):
     """A sink that puts the twin's state on a stage (see `twin_ext.sinks.base.Sink`)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Map the twin's joint order onto another joint order (e.g. an Isaac Sim articulation's ``dof_names``)."""
 
 from __future__ import annotations

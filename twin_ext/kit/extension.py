@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`TwinExtension`: the Kit entry point. Thin: settings in, `KitTwinController` does the work, views out.
 
 On startup it reads ``/exts/twin_ext``, loads the robot, and (``kit.autostart``) starts the live twin; every

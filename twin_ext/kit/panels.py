@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The omni.ui windows: thin bindings of widgets to `TelemetryPanelViewModel` and `WhatIfPanelViewModel`.
 
 Written against omni.ui as Isaac Sim 6 / Kit 110 uses it (ui.Window, frame.set_build_fn, ui.VStack/HStack,
@@ -127,7 +128,7 @@ class TelemetryWindow:
         self._labels["health"].style = {"color": _HEALTH_COLOR[view.health_level]}
         self._labels["rejects"].text = ", ".join(f"{k}: {v}" for k, v in view.rejects) or "none"
         self._labels["errors"].text = "\n".join(view.errors)
-        for cells, row in zip(self._joint_rows, view.joints):
+        for cells, row in zip(self._joint_rows, view.joints, strict=False):
             cells["measured"].text, cells["estimated"].text = row.measured, row.estimated
             cells["sigma"].text, cells["velocity"].text = row.sigma, row.velocity
             cells["velocity"].style = {"color": _RED if row.too_fast else 0xFFDDDDDD}

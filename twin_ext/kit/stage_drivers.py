@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Kit adapters that put the twin's state on the stage (thin; written against Isaac Sim 6 / Kit 110 sources).
 
 - `KitStageMirrorDriver`: the USD kinematic mirror on the stage of ``omni.usd``'s context, authored in the
@@ -70,8 +71,6 @@ class KitStageMirrorDriver:
     def __init__(self, model, kit: KitSettings) -> None:
         import omni.usd
         from pxr import Sdf, Usd
-
-        from ..stage import UsdKinematicMirror
 
         stage = omni.usd.get_context().get_stage()
         if stage is None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """View-models of the panels: everything the windows show and do, in plain Python (tested without Kit).
 
 The omni.ui code (`twin_ext.kit.panels`) only copies these values into widgets and forwards clicks; all
@@ -14,7 +15,18 @@ from typing import Any
 import numpy as np
 
 from .._paths import scenarios_dir as default_scenarios_dir
-from ..robot import JointType
+from ..robot import JointTrajectory, JointType, TrajectoryError
+from ..whatif import (
+    Payload,
+    Perturbation,
+    Scenario,
+    TargetStream,
+    TrajectoryCommand,
+    Variant,
+    WhatIfError,
+    align_to_snapshot,
+    load_scenario,
+)
 
 __all__ = ["JointRow", "TelemetryView", "TelemetryPanelViewModel", "VerdictRow", "WhatIfForm", "WhatIfPanelViewModel"]
 
@@ -218,9 +230,7 @@ class WhatIfPanelViewModel:
 
     def __init__(self, controller: Any, *, scenarios_dir: str | Path | None = None) -> None:
         self.controller = controller
-        self.scenarios_dir = (
-            Path(scenarios_dir) if scenarios_dir else default_scenarios_dir()
-        )
+        self.scenarios_dir = Path(scenarios_dir) if scenarios_dir else default_scenarios_dir()
         self.form = WhatIfForm(preset=self.presets[0] if self.presets else "")
         self._run: _Run | None = None
         self.state = "idle"
@@ -246,18 +256,6 @@ class WhatIfPanelViewModel:
         Raises:
             WhatIfError: a field the engine cannot use (message names it and the fix).
         """
-        from ..robot import JointTrajectory, TrajectoryError
-        from ..whatif import (
-            Payload,
-            Perturbation,
-            TargetStream,
-            TrajectoryCommand,
-            Variant,
-            WhatIfError,
-            align_to_snapshot,
-            load_scenario,
-        )
-
         f = self.form
         model = self.controller.model
         if f.command_source == "hold":
@@ -312,8 +310,6 @@ class WhatIfPanelViewModel:
             latency=float(f.latency_s),
             perturbation=push,
         )
-        from ..whatif import Scenario
-
         if not (isinstance(f.samples, int) and 1 <= f.samples <= 4096):
             raise WhatIfError(f"samples must be an integer in [1, 4096], got {f.samples!r}")
         if not (math.isfinite(f.horizon_s) and 0 < f.horizon_s <= 120):

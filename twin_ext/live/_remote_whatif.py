@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What-if over MQTT and the veto channel: ``<prefix>/<robot_id>/whatif/request`` -> ``.../whatif/result``.
 
 A request (JSON, at most ``max_bytes``)::
@@ -23,6 +24,9 @@ from collections import deque
 from typing import Any
 
 from ..config import check_keys
+from ..telemetry import Stop
+from ..whatif import Scenario, align_to_snapshot, load_scenario
+from ._twin import CommandGateClosed
 
 __all__ = ["RemoteWhatIf"]
 
@@ -110,8 +114,6 @@ class RemoteWhatIf:
         self._running.append((request_id, future, bool(doc.get("veto_if_fail", False))))
 
     def _scenario(self, doc: dict):
-        from ..whatif import Scenario, align_to_snapshot, load_scenario
-
         if "name" in doc:
             if not isinstance(doc["name"], str) or "/" in doc["name"] or "\\" in doc["name"]:
                 raise ValueError("name must be the name of a shipped scenario (no paths)")
@@ -140,9 +142,6 @@ class RemoteWhatIf:
     def _veto(self, report: Any) -> str:
         if report.status != "fail":
             return f"not needed: verdict {report.status}"
-        from ..telemetry import Stop
-        from ._twin import CommandGateClosed
-
         try:
             self.twin.send_command(Stop())
         except CommandGateClosed as exc:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`TwinSession`: a live twin assembled from configuration — robot, MQTT link, estimator, sinks, what-if.
 
 The Kit extension, the demo and the replay job build their twin here, so a setting means the same thing

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`LiveTwin`: the live loop — telemetry -> estimator -> snapshot -> sinks — and what-if on snapshots.
 
 One display tick (`LiveTwin.tick`):
@@ -31,6 +32,7 @@ from ..config import section_from_mapping
 from ..estimation import EstimatorSettings, Health, TwinEstimator, TwinSnapshot
 from ..robot import RobotModel
 from ..sinks import Sink
+from ..telemetry import encode_command
 
 __all__ = ["CommandGateClosed", "LiveTwin", "TwinSettings", "TwinStatus", "JointReading"]
 
@@ -430,7 +432,5 @@ class LiveTwin:
             )
         if self.link is None:
             raise CommandGateClosed("no link to the robot: commands need a live MQTT link")
-        from ..telemetry import encode_command
-
         if not self.link.publish(self.ingest.topics.command, encode_command(command), qos=1):
             raise CommandGateClosed("the MQTT link is not running; the command was not sent")

@@ -3,8 +3,8 @@
 
     >>> from twin_ext.robot import default_robot_path, load_robot
     >>> robot = load_robot(default_robot_path())
-    >>> robot.ndof, robot.link_poses(robot.drive_target).shape     # 7 arm joints + 2 fingers; [nlink, 4, 4]
-    (9, (11, 4, 4))
+    >>> robot.ndof, robot.link_poses(robot.drive_target).shape     # 7 arm joints + 2 fingers; [nlink, 4, 4] poses
+    (9, (12, 4, 4))
 
 Names are loaded on first use (pxr only when a USD file is read).
 """

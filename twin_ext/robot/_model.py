@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`RobotModel`: the articulation as plain NumPy arrays, and its forward kinematics.
 
 A model is immutable (its arrays are read-only) so the live twin, the what-if engine and the views
@@ -177,7 +178,7 @@ class RobotModel:
 
     def link_index(self, name: str) -> int:
         """Index of the link named ``name`` (prim name or path)."""
-        for i, (n, p) in enumerate(zip(self.link_names, self.link_paths)):
+        for i, (n, p) in enumerate(zip(self.link_names, self.link_paths, strict=False)):
             if name in (n, p):
                 return i
         raise KeyError(f"unknown link {name!r}; this robot's links are {list(self.link_names)}")

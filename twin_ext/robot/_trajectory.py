@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`JointTrajectory`: timed joint-space waypoints joined by minimum-jerk (quintic) segments.
 
 Used by the emulator's controller (the robot's program) and by the what-if engine as a candidate

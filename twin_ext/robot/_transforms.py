@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Rigid-transform helpers for the robot model (NumPy, float64).
 
 Conventions used across twin_ext:

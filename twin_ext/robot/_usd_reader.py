@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Read a UsdPhysics articulation from a USD file into a `RobotModel`.
 
 What is read, and from where (first authored source wins, in the order listed):
@@ -627,7 +628,7 @@ class _Reader:
                         found[j] = f"MuJoCo actuator {prim.GetPath()} drives a spatial tendon"
                     continue
                 total = sum(coefs)
-                for j, c in zip(joints, coefs):
+                for j, c in zip(joints, coefs, strict=False):
                     found[j] = (c * kp * total, c * kv * total, abs(c) * fmax)
             else:
                 gear = list(self._attr(prim, "mjc:gear") or [1.0])[0]

@@ -1,6 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Jobs built from the live twin: the demo, replay of recordings, fidelity evaluation, reports, the dashboard.
-"""
+"""Jobs built from the live twin: the demo, replay of recordings, fidelity evaluation, reports, the dashboard."""
 
 from .. import lazy_exports
 

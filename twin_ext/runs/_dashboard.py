@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A terminal dashboard of the live twin: link, clock, estimator health and a per-joint table.
 
 `render_dashboard` is a pure function of a `TwinStatus` (tested without a terminal); `TerminalDashboard`
@@ -57,7 +58,7 @@ def render_dashboard(
         "",
         f"{'joint':<15}{'measured':>11}{'estimated':>11}{'±1σ':>9}{'speed':>11}{'vmax':>8}  limits",
     ]
-    for j, reading in zip(range(model.ndof), status.joints):
+    for j, reading in zip(range(model.ndof), status.joints, strict=False):
         revolute = model.dof_type[j] == JointType.REVOLUTE
         scale, unit = (180.0 / math.pi, "°") if revolute else (1000.0, "mm")
         vscale, vunit = (180.0 / math.pi, "°/s") if revolute else (1000.0, "mm/s")

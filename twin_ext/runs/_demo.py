@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """``make demo`` / ``python -m twin_ext demo``: the main job, end to end, with zero set-up.
 
 What runs (all in this process unless ``--broker`` points elsewhere):
@@ -252,7 +253,7 @@ def run_demo(args: argparse.Namespace) -> int:
     whatif_at = args.duration / 2 if args.whatif_at is None else args.whatif_at
     whatif_future = None
     whatif_phase = None
-    whatif_lines: tuple[str, ...] = ("what-if: asked at %.1f s" % whatif_at,)
+    whatif_lines: tuple[str, ...] = (f"what-if: asked at {whatif_at:.1f} s",)
     report = None
     code = 0
     t0 = time.monotonic()

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Twin fidelity against the plant: the emulator's impaired telemetry through the real pipeline, offline.
 
 `evaluate_fidelity` runs the emulator (`EmulatedRobot.simulate`, deterministic, faster than real time),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What a twin run leaves behind: the mirrored motion (.usda), the what-if result (.json) and an HTML report.
 
 Shared by ``make demo`` (live) and ``python -m twin_ext replay`` (a recording, as a batch job).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """``python -m twin_ext replay RECORDING.mcap``: run the twin over a recording, as a headless batch job.
 
 The recorded payloads go into the twin's real pipeline at their recorded arrival times on a virtual clock
@@ -14,7 +15,6 @@ import sys
 from pathlib import Path
 
 __all__ = ["add_replay_arguments", "run_replay"]
-
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A self-contained HTML report of a twin run: measured vs estimated vs truth, errors, link health, what-ifs.
 
 Plots are drawn with matplotlib (Agg, no display needed) and embedded as PNG data URIs, so the report is
@@ -73,7 +74,7 @@ def _joint_figure(data: ReportData, joints: Sequence[int]):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(joints), 1, figsize=(10, 1.9 * len(joints)), sharex=True, squeeze=False)
-    for ax, j in zip(axes[:, 0], joints):
+    for ax, j in zip(axes[:, 0], joints, strict=False):
         if data.truth is not None:
             ax.plot(data.t, data.truth[:, j], color="0.2", lw=2.2, alpha=0.35, label="plant (truth)")
         ax.plot(

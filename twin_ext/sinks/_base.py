@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The sink interface: where each display tick's `TwinSnapshot` goes."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`MirrorSink`: the live twin on a USD stage, and its motion saved as an animated ``.usda``."""
 
 from __future__ import annotations

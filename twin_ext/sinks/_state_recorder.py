@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`StateRecorderSink`: the twin's displayed state, recorded to MCAP beside the telemetry it came from."""
 
 from __future__ import annotations

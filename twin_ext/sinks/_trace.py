@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`TraceSink`: keeps the displayed estimate (and the newest measurement beside it) as arrays for reports."""
 
 from __future__ import annotations

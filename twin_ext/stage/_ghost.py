@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`GhostRobot`: a translucent, physics-free copy of the robot that shows a predicted pose (what-if).
 
 The ghost references the same asset under its own prim, and everything it changes goes into one layer

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`UsdKinematicMirror`: show joint states on the robot's link prims in a USD stage (no physics).
 
 The robot asset keeps its own prim hierarchy (links nested under links, or under plain Xforms); the
@@ -138,7 +139,7 @@ class UsdKinematicMirror:
 
         local = self.local_transforms(np.asarray(q, dtype=np.float64))
         with Sdf.ChangeBlock():
-            for attr_path, m in zip(self._attr_paths, local):
+            for attr_path, m in zip(self._attr_paths, local, strict=False):
                 spec = self.layer.GetAttributeAtPath(attr_path)
                 value = Gf.Matrix4d(m.T.tolist())
                 if time is None:
@@ -162,7 +163,7 @@ class UsdKinematicMirror:
         codes = (times_s - times_s[0]) * fps
         with Sdf.ChangeBlock():
             for k, attr_path in enumerate(self._attr_paths):
-                for code, m in zip(codes, local[:, k]):
+                for code, m in zip(codes, local[:, k], strict=False):
                     self.layer.SetTimeSample(attr_path, float(code), Gf.Matrix4d(m.T.tolist()))
         self.stage.SetTimeCodesPerSecond(fps)
         self.stage.SetFramesPerSecond(fps)

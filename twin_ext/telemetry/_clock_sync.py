@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Robot-to-twin clock mapping from (source stamp, arrival time) pairs: offset, drift, latency, jumps.
 
 Model. A sample stamped ``s`` (robot clock, ns) arrives at twin time ``a = T(s) + L`` where ``T``
@@ -244,7 +245,7 @@ class ClockSync:
         if span >= self._drift_span_ns and len(xs) >= 3:
             hull = _lower_hull(xs, ys)
             centre = xs[0] + 0.5 * span
-            for j, k in zip(hull, hull[1:]):
+            for j, k in zip(hull, hull[1:], strict=False):  # noqa: B007 - j, k: the segment used below
                 if xs[k] >= centre:
                     break
             b = (ys[k] - ys[j]) / (xs[k] - xs[j])
@@ -253,7 +254,7 @@ class ClockSync:
                 self._slope_prior = b
         if slope is None:
             slope = self._slope_prior
-        c = min(y - slope * x for x, y in zip(xs, ys))
+        c = min(y - slope * x for x, y in zip(xs, ys, strict=False))
         self._line = (x0, r0, c, slope)
 
     def _jump(self, stamp_ns: int, arrival_ns: int, why: str) -> None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Wire codecs for schema v1: JSON (interoperable) and a compact little-endian binary codec (rate).
 
 One entry point decodes both: `decode(payload, model=...)` looks at the first bytes (the binary

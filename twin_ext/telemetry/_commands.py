@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Twin -> robot commands on ``twin/v1/<robot_id>/command``: schema v1, JSON, strict validation.
 
 The command channel is OFF by default on the robot side (the emulator obeys it only when started with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`EmbeddedBroker`: an in-process MQTT 3.1.1 broker (amqtt) for the zero-setup demo and examples.
 
 It runs amqtt's broker on its own asyncio event loop in its own (daemon) thread, listening on
@@ -5,9 +6,9 @@ It runs amqtt's broker on its own asyncio event loop in its own (daemon) thread,
 is handed out). Retained messages, QoS 0/1/2 and last-will messages work as in any MQTT broker.
 For production and for the test suite use a real broker (Mosquitto); this one is a convenience.
 
-    >>> with EmbeddedBroker() as broker:
-    ...     url = broker.url          # "mqtt://127.0.0.1:<port>"
-    ...     ...                       # connect paho-mqtt clients to it
+    >>> with EmbeddedBroker() as broker:          # connect paho-mqtt clients to broker.url
+    ...     broker.url.startswith("mqtt://127.0.0.1:")
+    True
 
 amqtt is imported lazily, on `start`.
 """

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Why a telemetry payload was refused: `RejectReason` codes and the `TelemetryError` that carries one.
 
 Every refusal anywhere in the pipeline (codec, validation, ordering, topic routing) has exactly one

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`TelemetryIngest`: the transport-independent telemetry pipeline between a network and the estimator.
 
 Whatever delivers payloads — the MQTT link's network thread, an MCAP replay, an offline
@@ -32,6 +33,7 @@ from ._errors import RejectReason, TelemetryError
 from ._events import EventKind, LinkEvent
 from ._messages import Birth, JointState, Status
 from ._ordering import SequenceTracker, SeqVerdict
+from ._recording import McapRecorder
 from ._settings import ClockSettings, TelemetrySettings
 from ._topics import ANY_ROBOT, Topics
 
@@ -165,8 +167,6 @@ class TelemetryIngest:
         """Build an ingest; opens an `McapRecorder` at ``telemetry.record_path`` if set (closed by `close`)."""
         recorder = None
         if telemetry.record_path:
-            from ._recording import McapRecorder
-
             recorder = McapRecorder(telemetry.record_path)
         ingest = cls(settings=telemetry, clock_settings=clock, model=model, recorder=recorder, now_ns=now_ns)
         ingest._owns_recorder = recorder is not None

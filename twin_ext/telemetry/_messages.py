@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Telemetry messages, schema version 1: `JointState`, `Birth`, `Status`.
 
 A message object is always valid: the constructors check every field and raise `TelemetryError`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`MqttLink`: the twin's MQTT connection (paho-mqtt 2.x, callback API v2) feeding a `TelemetryIngest`.
 
 Behaviour:
@@ -60,7 +61,6 @@ BATCHED_READS_AVAILABLE = all(
 """Whether this paho release has the internals the batched reader overrides."""
 _PUBACK = 0x40  # MQTT control packet type 4 << 4
 _PUBACK_PACKET = struct.Struct("!BBH")  # type, remaining length 2, packet id
-
 
 
 class LinkState(str, enum.Enum):

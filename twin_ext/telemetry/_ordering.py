@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Sequence-number bookkeeping: duplicates, late (out-of-order) samples, gaps, wrap and restarts.
 
 Sequence numbers are uint32 and compared with serial-number arithmetic (RFC 1982): ``b`` is newer

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MCAP recording and replay of telemetry (the `mcap` library; files open in Foxglove and mcap CLI).
 
 What a recording holds (log time = arrival time on the twin clock, ns):
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import TwinExtError
+from .. import TwinExtError, __version__
 from ._codecs import BINARY_MAGIC, encode_json
 from ._errors import RejectReason
 from ._events import EventKind
@@ -127,8 +128,6 @@ class McapRecorder:
         self, path: str | Path, *, compression: str = "zstd", queue_capacity: int = 100_000, background: bool = True
     ) -> None:
         from mcap.writer import CompressionType, Writer
-
-        from .. import __version__
 
         kinds = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
         if compression not in kinds:

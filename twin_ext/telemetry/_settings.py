@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Settings of the telemetry area: ``[broker]``, ``[telemetry]`` and ``[clock]`` (docs/SETTINGS.md).
 
 Each section is a frozen dataclass with defaults and ``from_mapping(mapping)``, which refuses

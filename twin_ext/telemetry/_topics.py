@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MQTT topic names of one robot (DESIGN.md §4): ``<prefix>/<robot_id>/<kind>``."""
 
 from __future__ import annotations

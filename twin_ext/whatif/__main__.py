@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Command line: ``python -m twin_ext.whatif list | run SCENARIO | warm``.
 
     python -m twin_ext.whatif list                          shipped scenarios (config/scenarios/*.toml)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Align a scenario's trajectory command with where the robot is now.
 
 A twin sees the robot's joints, not its program counter. To ask "what if the program continues ...", the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`ArticulatedTree`: a `RobotModel` reduced to what forward dynamics needs, as flat NumPy arrays.
 
 The reduction (done once per robot, in float64):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`WhatIfError`: a what-if request that cannot run; raised before any kernel launch."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scenarios: a base state, a candidate command and variants, run as Monte-Carlo rollouts with verdicts.
 
 A `Scenario` comes from Python or from a TOML file (``config/scenarios/*.toml``; the schema is in
@@ -569,7 +570,7 @@ def run_scenario(
         streams_q.append(tq)
         streams_qd.append(tqd)
         bad = ((tq < robot.lower - tol) | (tq > robot.upper + tol)).any(axis=0)
-        outside.append(tuple(n for n, b in zip(robot.dof_names, bad) if b))
+        outside.append(tuple(n for n, b in zip(robot.dof_names, bad, strict=False) if b))
     target_q = np.stack(streams_q)
     target_qd = np.stack(streams_qd) if feedforward else None
 
@@ -606,7 +607,7 @@ def run_scenario(
     peak = None
     if isinstance(scenario.command, TrajectoryCommand):
         traj = scenario.command.trajectory
-        peak = dict(zip(traj.joint_names, traj.peak_velocity()))
+        peak = dict(zip(traj.joint_names, traj.peak_velocity(), strict=False))
     all_warnings, all_outside = [], []
     for variant in scenario.variants:
         warnings = []
@@ -644,5 +645,5 @@ def run_scenario(
         total_seconds=time.perf_counter() - t_start,
         rollout=rollout,
         world_variant=world_variant,
-        prismatic=tuple(n for n, t in zip(robot.dof_names, robot.dof_type) if t == JointType.PRISMATIC),
+        prismatic=tuple(n for n, t in zip(robot.dof_names, robot.dof_type, strict=False) if t == JointType.PRISMATIC),
     )

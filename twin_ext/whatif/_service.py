@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`WhatIfService`: the live twin's entry point -- answer a what-if request on a twin snapshot."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`WhatIfSettings`: the ``[whatif]`` section of the twin configuration (documented in docs/SETTINGS.md)."""
 
 from __future__ import annotations

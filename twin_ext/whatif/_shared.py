@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """File-backed shared memory for requests: the parent writes inputs, workers write results in place.
 
 An `Arena` is one memory-mapped file (in ``/dev/shm`` when it exists, so it never touches a disk)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What varies between worlds: `Payload`, `Perturbation` and `Variant`, and their kernel parameter sets.
 
 A `Variant` is one "what if": a payload on a link, the command run faster or slower, scaled or
@@ -11,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ._errors import WhatIfError
 
 __all__ = ["Payload", "Perturbation", "Variant", "JointValues", "parameter_sets"]
 
-JointValues = Union[float, Mapping[str, float]]
+JointValues = float | Mapping[str, float]
 """One value for every joint, or ``{joint name: value}`` for some joints (the others keep the default)."""
 
 

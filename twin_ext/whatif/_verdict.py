@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Verdicts: per-variant pass / fail / unknown from the in-kernel per-world statistics.
 
 Per world the kernel already reduced its whole time history to a few numbers (first violation steps,
@@ -256,10 +257,10 @@ def variant_verdicts(
                 nominal=tuple(_sample_violations(rollout, int(w[0]), joints)) if violated[v, 0] else (),
                 worst_sample=worst_local,
                 worst=tuple(_sample_violations(rollout, int(w[worst_local]), joints)) if kv else (),
-                max_tracking_error=dict(zip(joints, track[v].tolist())),
-                min_position_margin=dict(zip(joints, margins["min_position_margin"][v].tolist())),
-                min_velocity_margin=dict(zip(joints, margins["min_velocity_margin"][v].tolist())),
-                min_effort_margin=dict(zip(joints, margins["min_effort_margin"][v].tolist())),
+                max_tracking_error=dict(zip(joints, track[v].tolist(), strict=False)),
+                min_position_margin=dict(zip(joints, margins["min_position_margin"][v].tolist(), strict=False)),
+                min_velocity_margin=dict(zip(joints, margins["min_velocity_margin"][v].tolist(), strict=False)),
+                min_effort_margin=dict(zip(joints, margins["min_effort_margin"][v].tolist(), strict=False)),
                 command_outside_limits=tuple(command_outside_limits[v]),
                 warnings=tuple(warnings[v]),
             )

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Tests for Kit's own runner (omni.kit.test), registered under [[test]] in extension.toml.
 
 They need omni.kit.test, which ships with Kit/Isaac Sim but is not installable here; the same behaviour is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """twin_ext inside a running Kit / Isaac Sim, for omni.kit.test (``./kit/omni.app.test_ext.sh twin_ext`` or
 Isaac Sim's test runner)."""
 
