@@ -3,6 +3,7 @@
 
 Commands:
     info    load a robot USD and print its joints, limits, drives and masses
+    run     the live twin, headless, against an MQTT broker (config/twin.toml), until Ctrl-C
     demo    the main job on the embedded default (see ``demo --help``)
     replay  run the twin over an MCAP recording as a batch job and write its report
 
@@ -29,6 +30,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runs import run_live
+
+    return run_live(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .runs import run_demo
 
@@ -52,13 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--prim-path", help="articulation root to read when the file holds several")
     info.set_defaults(func=_cmd_info)
 
-    from .runs import add_demo_arguments
+    from .runs import add_demo_arguments, add_replay_arguments, add_run_arguments
+
+    run = sub.add_parser("run", help="run the live twin against an MQTT broker (config/twin.toml) until Ctrl-C")
+    add_run_arguments(run)
+    run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="run the twin end to end on the embedded default; outputs in out/demo/")
     add_demo_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
-
-    from .runs import add_replay_arguments
 
     replay = sub.add_parser("replay", help="run the twin over an MCAP recording (batch job) and write its report")
     add_replay_arguments(replay)

@@ -119,6 +119,50 @@ class TwinStatus:
     """Joints whose sensors the estimator found noisier than configured (learned vs configured position
     sigma), or "" when every joint is within 2x of ``estimator.sigma_q``."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """The status as plain JSON-able values (no arrays but the per-joint rows): for status files and logs.
+
+        Units as in the attribute names (ms, ppm, Hz); joint values in rad|m and rad/s|m/s; NaN becomes None.
+        """
+
+        def num(value: float) -> float | None:
+            return float(value) if math.isfinite(value) else None
+
+        return {
+            "t_ns": int(self.t_ns),
+            "health": self.health.value,
+            "age_s": num(self.snapshot.age_s),
+            "link_connected": self.link_connected,
+            "robot_online": self.robot_online,
+            "robot_id": self.robot_id,
+            "msg_rate_hz": num(self.msg_rate_hz),
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(self.rejected_by_reason),
+            "clock_ready": self.clock_ready,
+            "clock_offset_ms": num(self.clock_offset_ms),
+            "clock_drift_ppm": num(self.clock_drift_ppm),
+            "latency_ms": num(self.latency_ms),
+            "clock_jumps": self.clock_jumps,
+            "restarts": self.restarts,
+            "estimator_late": self.estimator_late,
+            "estimator_gated": self.estimator_gated,
+            "display_rate_hz": num(self.display_rate_hz),
+            "errors": list(self.errors),
+            "events": list(self.events),
+            "noise_note": self.noise_note,
+            "joints": [
+                {
+                    "name": j.name,
+                    "measured_q": num(j.measured_q),
+                    "estimated_q": num(j.estimated_q),
+                    "std_q": num(j.std_q),
+                    "estimated_qd": num(j.estimated_qd),
+                }
+                for j in self.joints
+            ],
+        }
+
 
 class LiveTwin:
     """The live twin of one robot.

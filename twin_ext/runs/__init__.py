@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Jobs built from the live twin: the demo, replay of recordings, fidelity evaluation, reports, the dashboard."""
+"""Jobs built from the live twin: the headless live run, the demo, replay of recordings, fidelity evaluation,
+reports, the dashboard."""
 
 from .. import lazy_exports
 
@@ -8,6 +9,8 @@ _EXPORTS = {
     "run_demo": "._demo",
     "add_replay_arguments": "._replay",
     "run_replay": "._replay",
+    "add_run_arguments": "._live_run",
+    "run_live": "._live_run",
     "FidelityResult": "._fidelity",
     "OfflineFeed": "._fidelity",
     "VirtualClock": "._fidelity",
