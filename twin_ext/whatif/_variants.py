@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..robot import RobotModel
-from ._articulation import ArticulatedTree
+from ..robot import ArticulatedTree
 from ._errors import WhatIfError
 
 __all__ = ["Payload", "Perturbation", "Variant", "JointValues", "parameter_sets"]

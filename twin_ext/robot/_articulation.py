@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..robot import JointType, RobotModel
+from ._model import JointType, RobotModel
 
 __all__ = ["ArticulatedTree", "tree_from_robot", "inertia_about_origin"]
 
