@@ -23,7 +23,7 @@ import numpy as np
 
 from ..robot import JointType, RobotModel
 from . import _kernels as kernels
-from ._articulation import ArticulatedTree, tree_from_robot
+from ..robot import ArticulatedTree, tree_from_robot
 from ._compute import MODEL_ARRAYS, Executor, RunOptions, scratch_bytes_per_world
 from ._errors import WhatIfError, WorkerError
 from ._settings import WhatIfSettings
