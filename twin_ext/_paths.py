@@ -6,7 +6,7 @@ The one module that knows the layout. Two layouts exist:
 * the **extension folder** (a source checkout, an editable install, Isaac Sim / Kit loading the folder as
   ``<exts>/twin_ext``): the files sit beside the package, in ``config/``, ``usd/`` and ``data/``;
 * an **installed wheel** (``pip install twin-ext``): the same three folders are package data in
-  ``twin_ext/_shipped/`` (pyproject.toml maps them there).
+  ``twin_ext/_shipped/`` (pyproject.toml maps them there), without ``data/wheels/``.
 
 Relative paths in settings (``[robot] usd = "usd/ur5e/ur5e.usda"``) resolve against `shipped_root`, so they
 mean the same file in both layouts.
@@ -117,5 +117,8 @@ def package_import_root() -> Path:
 
 
 def wheels_dir() -> Path:
-    """``data/wheels/``: the paho-mqtt wheel Kit installs offline (extension.toml ``[python.pipapi]``)."""
+    """``data/wheels/``: the paho-mqtt wheel Kit installs offline (extension.toml ``[python.pipapi]``).
+
+    Only in the extension folder: a wheel leaves it out (pip installs paho-mqtt as a dependency).
+    """
     return shipped_root() / "data" / "wheels"

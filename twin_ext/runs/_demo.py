@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from .._paths import default_program_file, impairments_dir, shipped_root
+from .._paths import default_program_file, impairments_dir, package_import_root, resolve_shipped
 
 __all__ = ["add_demo_arguments", "run_demo"]
 
@@ -114,13 +114,13 @@ class _EmulatorProcess:
             "--robot-id",
             args.robot_id,
             "--impairments",
-            str(args.impairments),
+            str(resolve_shipped(args.impairments, prefer_cwd=True)),
             "--codec",
             args.codec,
             "--duration",
             f"{args.duration + 5:g}",
             "--truth",
-            str(truth_path),
+            str(truth_path.resolve()),
             "--log-level",
             "info",
         ]
@@ -128,7 +128,11 @@ class _EmulatorProcess:
             cmd += ["--seed", str(args.seed)]
         self.log_path = truth_path.with_name("emulator.log")
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(shipped_root()))
+        # The emulator imports the same twin_ext as this process (a checkout, an editable or a wheel install),
+        # and runs in the caller's folder so relative paths mean what the user meant.
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(package_import_root()), *filter(None, [env.get("PYTHONPATH")])])
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
