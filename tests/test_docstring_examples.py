@@ -42,8 +42,9 @@ def test_docstring_examples_run(name, monkeypatch):
     tests = [t for t in finder.find(module, name) if t.examples]
     assert tests, f"{name} has '>>>' in its source but no example doctest could find"
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report: list[str] = []
     for test in tests:
-        runner.run(test, out=lambda text: print(text, end=""))
+        runner.run(test, out=report.append)
     result = runner.summarize(verbose=False)
-    assert result.failed == 0, f"{result.failed} of {result.attempted} examples in {name} failed (output above)"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples in {name} failed:\n" + "".join(report)
     assert os.getcwd() == str(REPO)

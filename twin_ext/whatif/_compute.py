@@ -1,9 +1,11 @@
+# SPDX-License-Identifier: Apache-2.0
 """Launching the rollout kernel on a range of worlds: the same code runs in a worker process or in-process.
 
 A request is a set of named NumPy arrays (`REQUEST_ARRAYS`) — in shared memory when it runs in the
 worker pool — plus scalar options. `Executor.run` wraps the slice of worlds it owns as zero-copy Warp
 arrays, launches the kernel once per chunk of ``chunk_steps`` steps (the time loop stays inside the
-kernel), and reports progress between chunks.
+kernel), and reports progress between chunks. Which arrays exist, their Warp types, which are per world and
+the launch's argument list all come from the kernel's argument declaration (`kernel_args`).
 """
 
 from __future__ import annotations
@@ -14,116 +16,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _kernel_args as kernel_args
 from . import _kernels as kernels
 
 __all__ = ["MODEL_ARRAYS", "REQUEST_ARRAYS", "WORLD_ARRAYS", "Executor", "RunOptions"]
 
-MODEL_ARRAYS = (
-    "parent",
-    "parent_slot",
-    "joint_type",
-    "parent_rot",
-    "parent_pos",
-    "gravity",
-    "lower",
-    "upper",
-    "vel_limit",
-    "effort_limit",
-    "armature",
-    "pos_tol",
-    "vel_tol",
-)
+_ARGS = kernel_args.BY_NAME
+
+MODEL_ARRAYS = kernel_args.names(kernel_args.MODEL)
 """Per-robot arrays, sent once to each worker."""
 
-REQUEST_ARRAYS = (
-    # parameter sets [nset, ...]
-    "set_mass",
-    "set_moment",
-    "set_inertia",
-    "set_kp",
-    "set_kd",
-    "set_damping",
-    "set_friction",
-    "set_latency",
-    "set_gravcomp",
-    "set_gc_mass",
-    "set_gc_moment",
-    "set_wrench_body",
-    "set_wrench_point",
-    "set_wrench_force",
-    "set_wrench_torque",
-    "set_wrench_begin",
-    "set_wrench_end",
-    # worlds [nworld, ...]
-    "world_set",
-    "world_stream",
-    "q",
-    "qd",
-    # command streams [nstream, nstep, nb]
-    "target_q",
-    "target_qd",
-    # outputs
-    "out_q",
-    "out_qd",
-    "out_tau",
-    "first_pos",
-    "first_vel",
-    "first_eff",
-    "max_track",
-    "min_pos_margin",
-    "min_vel_margin",
-    "min_eff_margin",
-    "diverged",
-    "eval_qdd",
-    "eval_bias",
-    "eval_mass",
-)
+REQUEST_ARRAYS = kernel_args.names(kernel_args.SETS, kernel_args.WORLDS, kernel_args.STREAMS, kernel_args.OUTPUTS)
 """Per-request arrays in kernel argument order."""
 
-WORLD_ARRAYS = frozenset(
-    {
-        "world_set",
-        "world_stream",
-        "q",
-        "qd",
-        "out_q",
-        "out_qd",
-        "out_tau",
-        "first_pos",
-        "first_vel",
-        "first_eff",
-        "max_track",
-        "min_pos_margin",
-        "min_vel_margin",
-        "min_eff_margin",
-        "diverged",
-        "eval_qdd",
-        "eval_bias",
-        "eval_mass",
-    }
-)
+WORLD_ARRAYS = frozenset(name for name in REQUEST_ARRAYS if _ARGS[name].axes[0] == "world")
 """Arrays whose first axis is the world (sliced per worker)."""
 
-_NINPUT = REQUEST_ARRAYS.index("target_qd") + 1  # inputs come before the scalar options in the kernel signature
+_WRITTEN = tuple(name for name in REQUEST_ARRAYS if _ARGS[name].io != kernel_args.IN)
+"""Request arrays the kernel writes (copied back when launches do not work in place)."""
 
-_VEC3 = frozenset(
-    {"parent_pos", "set_moment", "set_gc_moment", "set_wrench_point", "set_wrench_force", "set_wrench_torque"}
-)
-_MAT33 = frozenset({"parent_rot", "set_inertia"})
-_SCRATCH = (
-    (("mat33", "rot"),)
-    + tuple(("vec3", n) for n in ("pos", "axis", "mom", "vw", "vv", "aw", "av", "fn", "ff"))
-    + (
-        ("scalar", "cm"),
-        ("vec3", "ch"),
-        ("mat33", "ci"),
-        ("scalar", "rhs"),
-        ("scalar", "tau"),
-        ("scalar", "gq"),
-        ("scalar", "gm"),
-        ("vec3", "gh"),
-    )
-)
+_SCRATCH = kernel_args.names(kernel_args.SCRATCH)
 
 
 @dataclass(frozen=True)
@@ -148,7 +60,12 @@ class RunOptions:
 def scratch_bytes_per_world(nb: int, precision: str) -> int:
     """Bytes of kernel scratch one world needs."""
     size = 8 if precision == "float64" else 4
-    return size * (nb + 1) * (2 * 9 + 11 * 3 + 5 + nb)
+    extent = {"slot": nb + 1, "dof": nb}
+    total = 0
+    for name in _SCRATCH:
+        arg = _ARGS[name]
+        total += kernel_args.COMPONENTS[arg.kind] * int(np.prod([extent[axis] for axis in arg.axes[1:]]))
+    return size * total
 
 
 class Executor:
@@ -160,7 +77,7 @@ class Executor:
         self.copy_io = (not str(device).startswith("cpu")) if copy_io is None else bool(copy_io)
         self._models: dict[tuple[str, str], dict[str, object]] = {}
         self._shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        self._scratch: dict[tuple[str, int], tuple[int, list]] = {}
+        self._scratch: dict[tuple[str, int], tuple[int, dict[str, object]]] = {}
 
     def warm_up(self, precision: str) -> float:
         """Load (or compile) the kernel for ``precision`` and run it once; returns seconds taken."""
@@ -184,17 +101,17 @@ class Executor:
     def set_model(self, key: str, precision: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Upload the per-robot arrays ``arrays`` (`MODEL_ARRAYS`, float64/int32) under ``key``."""
         wp = kernels.init_warp()
-        scalar, vec3, mat33, npdt = _types(wp, precision)
+        _require(arrays, MODEL_ARRAYS, "model")
+        types, npdt = kernel_args.dtypes(precision), _numpy_scalar(precision)
         out: dict[str, object] = {}
         for name in MODEL_ARRAYS:
-            a = arrays[name]
-            if name == "gravity":
-                out[name] = vec3(*[float(x) for x in a])
-            elif a.dtype.kind == "i":
-                out[name] = wp.array(np.ascontiguousarray(a, dtype=np.int32), dtype=wp.int32, device=self.device)
+            arg, a = _ARGS[name], arrays[name]
+            dtype = types[arg.kind]
+            if arg.ndim == 0:  # a value (gravity)
+                out[name] = dtype(*[float(x) for x in np.ravel(a)]) if arg.kind in _COMPOSITE else dtype(a)
             else:
-                dt = mat33 if name in _MAT33 else vec3 if name in _VEC3 else scalar
-                out[name] = wp.array(np.ascontiguousarray(a, dtype=npdt), dtype=dt, device=self.device)
+                host = np.ascontiguousarray(a, dtype=np.int32 if arg.kind == kernel_args.INT32 else npdt)
+                out[name] = wp.array(host, dtype=dtype, device=self.device)
         self._models[(key, precision)] = out
         self._shapes[key] = (tuple(int(x) for x in arrays["parent"]), tuple(int(x) for x in arrays["joint_type"]))
 
@@ -248,7 +165,9 @@ class Executor:
         wp = kernels.init_warp()
         kernel = self.kernel_for(key, options)
         model = self._models[(key, options.precision)]
-        scalar, vec3, mat33, npdt = _types(wp, options.precision)
+        _require(arrays, REQUEST_ARRAYS, "request")
+        types, npdt = kernel_args.dtypes(options.precision), _numpy_scalar(options.precision)
+        scalar = types[kernel_args.SCALAR]
         n = w1 - w0
         nb = int(arrays["q"].shape[1])
 
@@ -261,35 +180,38 @@ class Executor:
             return a
 
         def wrap(name: str):
-            a = host(name)
-            dt = wp.int32 if a.dtype.kind == "i" else mat33 if name in _MAT33 else vec3 if name in _VEC3 else scalar
+            a, arg = host(name), _ARGS[name]
+            expected = np.int32 if arg.kind == kernel_args.INT32 else npdt
+            if a.dtype != expected:
+                raise kernel_args.KernelArgumentError(
+                    f"request array {name} is {a.dtype}, the kernel takes {np.dtype(expected)} ({arg.kind})"
+                )
             if self.copy_io:
-                return wp.array(np.ascontiguousarray(a), dtype=dt, device=self.device)
-            return wp.array(a, dtype=dt, copy=False, device=self.device)
+                return wp.array(np.ascontiguousarray(a), dtype=types[arg.kind], device=self.device)
+            return wp.array(a, dtype=types[arg.kind], copy=False, device=self.device)
 
         req = {name: wrap(name) for name in REQUEST_ARRAYS}
-        scratch = self._get_scratch(wp, options.precision, n, nb)
         record_every = options.record_every if arrays["out_q"].shape[1] > 0 else 0
-        head = [model[name] for name in MODEL_ARRAYS] + [req[name] for name in REQUEST_ARRAYS[:_NINPUT]]
-        tail = [req[name] for name in REQUEST_ARRAYS[_NINPUT:]] + scratch
+        fixed = {**model, **req, **self._get_scratch(wp, options.precision, n, nb)}
         done = 0
         chunk = max(1, options.chunk_steps) if options.mode == kernels.MODE_ROLLOUT else 1
         while done < options.steps:
             end = min(options.steps, done + chunk)
-            middle = [
-                int(options.use_target_qd),
-                int(options.mode),
-                scalar(options.dt),
-                done,
-                end,
-                record_every,
-                scalar(options.friction_eps),
-                scalar(options.limit_omega),
-                int(options.limit_active),
-                int(options.implicit_saturated),
-                max(1, int(options.eff_min_steps)),
-            ]
-            wp.launch(kernel, dim=n, inputs=head + middle + tail, device=self.device)
+            launch_options = {
+                "use_target_qd": int(options.use_target_qd),
+                "mode": int(options.mode),
+                "dt": scalar(options.dt),
+                "step_begin": done,
+                "step_end": end,
+                "record_every": record_every,
+                "friction_eps": scalar(options.friction_eps),
+                "limit_omega": scalar(options.limit_omega),
+                "limit_active": int(options.limit_active),
+                "drive_implicit_saturated": int(options.implicit_saturated),
+                "eff_min_steps": max(1, int(options.eff_min_steps)),
+            }
+            inputs = kernel_args.launch_inputs({**fixed, **launch_options})
+            wp.launch(kernel, dim=n, inputs=inputs, device=self.device)
             wp.synchronize_device(self.device)
             done = end
             if progress is not None:
@@ -304,31 +226,40 @@ class Executor:
         """Device results back into the request's NumPy arrays (only when launches did not work in place)."""
         if not self.copy_io:
             return
-        for name in ("q", "qd") + REQUEST_ARRAYS[_NINPUT:]:
+        for name in _WRITTEN:
             target = host(name)
             if target.size:
                 target[...] = req[name].numpy().reshape(target.shape)
 
-    def _get_scratch(self, wp, precision: str, n: int, nb: int) -> list:
-        cap, arrs = self._scratch.get((precision, nb), (0, []))
+    def _get_scratch(self, wp, precision: str, n: int, nb: int) -> dict[str, object]:
+        """The generic kernel's scratch arrays (`kernel_args.SCRATCH`) for ``n`` worlds, grown as needed."""
+        cap, arrs = self._scratch.get((precision, nb), (0, {}))
         if cap < n:
-            scalar, vec3, mat33, _ = _types(wp, precision)
-            kinds = {"scalar": scalar, "vec3": vec3, "mat33": mat33}
+            types = kernel_args.dtypes(precision)
             cap = max(n, 2 * cap)
-            arrs = [wp.zeros((cap, nb + 1), dtype=kinds[k], device=self.device) for k, _ in _SCRATCH]
-            arrs.append(wp.zeros((cap, nb, nb), dtype=scalar, device=self.device))
+            extent = {"world": cap, "slot": nb + 1, "dof": nb}
+            arrs = {
+                name: wp.zeros(tuple(extent[axis] for axis in arg.axes), dtype=types[arg.kind], device=self.device)
+                for name in _SCRATCH
+                for arg in (_ARGS[name],)
+            }
             self._scratch[(precision, nb)] = (cap, arrs)
-        return [a[:n] for a in arrs]
+        return {name: a[:n] for name, a in arrs.items()}
 
 
-def _types(wp, precision: str):
-    scalar = wp.float64 if precision == "float64" else wp.float32
-    return (
-        scalar,
-        wp.types.vector(3, scalar),
-        wp.types.matrix((3, 3), scalar),
-        np.float64 if precision == "float64" else np.float32,
-    )
+_COMPOSITE = (kernel_args.VEC3, kernel_args.MAT33)
+
+
+def _numpy_scalar(precision: str):
+    return np.float64 if precision == "float64" else np.float32
+
+
+def _require(arrays: Mapping[str, object], names: tuple[str, ...], what: str) -> None:
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise kernel_args.KernelArgumentError(
+            f"{what} arrays {missing} are missing (the kernel's arguments: twin_ext.whatif._kernel_args.ROLLOUT_ARGS)"
+        )
 
 
 def _tiny_model() -> dict[str, np.ndarray]:
@@ -355,32 +286,8 @@ def _probe_request(precision: str, nb: int) -> dict[str, np.ndarray]:
     f = np.float64 if precision == "float64" else np.float32
     arrays = _tiny_request(precision)
     for name, arr in list(arrays.items()):
-        shape = list(arr.shape)
-        if name in (
-            "set_mass",
-            "set_moment",
-            "set_gc_mass",
-            "set_gc_moment",
-            "set_inertia",
-            "set_kp",
-            "set_kd",
-            "set_damping",
-            "set_friction",
-            "q",
-            "qd",
-            "first_pos",
-            "first_vel",
-            "first_eff",
-            "max_track",
-            "min_pos_margin",
-            "min_vel_margin",
-            "min_eff_margin",
-            "eval_qdd",
-            "eval_bias",
-        ):
-            shape[1] = nb
-        elif name in ("target_q", "target_qd", "out_q", "out_qd", "out_tau"):
-            shape[2] = nb
+        shape = [nb if axis == "dof" else size for axis, size in zip(_ARGS[name].axes, arr.shape, strict=False)]
+        shape += list(arr.shape[len(shape) :])  # the (3,) / (3, 3) of vec3 / mat33 elements
         if shape != list(arr.shape):
             fill = arr.flat[0] if arr.size else 0
             arrays[name] = np.full(shape, fill, dtype=arr.dtype)

@@ -1,12 +1,18 @@
+# SPDX-License-Identifier: Apache-2.0
 """`WhatIfEngine`: batched forward rollouts of one robot on Warp, with in-kernel verdict statistics.
 
-    >>> from twin_ext.robot import load_robot
-    >>> from twin_ext.whatif import WhatIfEngine
-    >>> engine = WhatIfEngine(load_robot("usd/franka_panda/panda.usda"))   # workers warm up now
-    >>> out = engine.rollout(q0, qd0, targets, dt=0.002)                    # q0: [nworld, ndof]
-    >>> out.q.shape                                                         # [nworld, nrecord, ndof]
+    >>> import numpy as np
+    >>> from twin_ext.robot import default_robot_path, load_robot
+    >>> from twin_ext.whatif import WhatIfEngine, WhatIfSettings
+    >>> robot = load_robot(default_robot_path())
+    >>> engine = WhatIfEngine(robot, settings=WhatIfSettings(use_process_pool=False))
+    >>> q0 = np.tile(robot.drive_target, (4, 1))                 # [nworld, ndof] start poses, rad|m
+    >>> targets = np.tile(robot.drive_target, (100, 1))          # [nstep, ndof] position targets
+    >>> out = engine.rollout(q0, None, targets, dt=0.002, record_every=10)
+    >>> out.q.shape                                              # [nworld, nrecord, ndof]
+    (4, 10, 9)
 
-Worlds are split over the worker pool (`twin_ext.whatif.pool`); with ``use_process_pool = false`` (or a
+Worlds are split over the worker pool (`twin_ext.whatif._pool`); with ``use_process_pool = false`` (or a
 non-CPU device) they run in the calling thread. Every input is checked before anything is launched.
 """
 
@@ -21,9 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..robot import JointType, RobotModel
+from ..robot import ArticulatedTree, JointType, RobotModel, tree_from_robot
 from . import _kernels as kernels
-from ..robot import ArticulatedTree, tree_from_robot
 from ._compute import MODEL_ARRAYS, Executor, RunOptions, scratch_bytes_per_world
 from ._errors import WhatIfError, WorkerError
 from ._settings import WhatIfSettings

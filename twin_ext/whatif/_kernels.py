@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The generic Warp kernel: batched forward dynamics of fixed-base trees with the time loop inside.
 
 One kernel per floating-point precision (`get_kernels`) serves every robot (rollouts use the faster
@@ -29,16 +30,25 @@ Scratch lives in global arrays indexed by world (``[nworld, nb + 1, ...]``; slot
 so root bodies need no special case), so robot sizes are runtime data: one compiled kernel serves every
 robot.
 
+The kernel's arguments are declared once, in `kernel_args` (``ROLLOUT_ARGS``): the kernel body below is
+written without a parameter list and gets its signature from there, as does the shape-specialised kernel
+(`specialized`). The two share the ``@wp.func`` helpers of `shared_funcs`.
+
 Warp is imported lazily (`get_kernels`) and initialised with the kernel cache in
 ``$TWIN_EXT_CACHE_DIR/warp`` (default ``~/.cache/twin_ext/warp``) and ``enable_backward = False``.
 """
 
+# The kernel body reads its arguments by name; they are declared in _kernel_args, not here:
+# ruff: noqa: F821
 # No `from __future__ import annotations`: Warp reads kernel annotations that name closure types.
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["cache_dir", "init_warp", "get_kernels", "MODE_ROLLOUT", "MODE_EVALUATE"]
+from . import _kernel_args as kernel_args
+
+__all__ = ["cache_dir", "init_warp", "get_kernels", "shared_funcs", "SharedFuncs", "MODE_ROLLOUT", "MODE_EVALUATE"]
 
 MODE_ROLLOUT = 0
 """Integrate ``step_begin..step_end`` and accumulate verdicts."""
@@ -47,6 +57,7 @@ MODE_EVALUATE = 1
 
 _lock = threading.Lock()
 _kernels: dict[str, object] = {}
+_funcs: dict[str, "SharedFuncs"] = {}
 _initialised = False
 
 
@@ -60,23 +71,24 @@ def init_warp():
     """Import and initialise Warp once; returns the ``warp`` module.
 
     When this process initialises Warp, its kernel cache goes to `cache_dir` and info logging is off. When
-    the host already did (Kit initialises ``omni.warp.core`` itself), the host's settings are left alone
-    and the kernels use the host's cache. Backward code is never generated for our kernels
-    (``enable_backward=False`` per kernel), whatever the global setting.
+    the host already did (Kit initialises ``omni.warp.core`` itself) or chose Warp's kernel cache, the host's
+    settings are left alone and the kernels use the host's cache. Backward code is never generated for our
+    kernels (``enable_backward=False`` per kernel), whatever the global setting.
     """
     import warp as wp
-    from warp._src import context as wp_context
 
     global _initialised
     with _lock:
         if not _initialised:
-            if getattr(wp_context, "runtime", None) is None:
+            # Public state only: ``warp.config.kernel_cache_dir`` is None until someone chooses a cache, and
+            # ``wp.init()`` always sets it (to the resolved folder), so None means nobody initialised Warp yet.
+            if wp.config.kernel_cache_dir is None:
                 path = cache_dir()
                 path.mkdir(parents=True, exist_ok=True)
                 wp.config.kernel_cache_dir = str(path)
                 wp.config.enable_backward = False
                 wp.config.log_level = wp.LOG_WARNING
-                wp.init()
+            wp.init()  # a no-op when the host already initialised Warp
             _initialised = True
     return wp
 
@@ -89,15 +101,36 @@ def get_kernels(precision: str):
         kernel = _kernels.get(precision)
     if kernel is None:
         wp = init_warp()
-        kernel = _build(wp, wp.float32 if precision == "float32" else wp.float64)
+        kernel = _build(wp, precision)
         with _lock:
             _kernels[precision] = kernel
     return kernel
 
 
-def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is per kernel)
-    vec3 = wp.types.vector(3, scalar)
-    mat33 = wp.types.matrix((3, 3), scalar)
+@dataclass(frozen=True)
+class SharedFuncs:
+    """The ``@wp.func`` helpers both rollout kernels call (`shared_funcs`)."""
+
+    rot_z: object
+    limit_violated: object
+
+
+def shared_funcs(precision: str) -> SharedFuncs:
+    """The Warp functions shared by the generic kernel and the generated specialised ones, for ``precision``
+    (defined once here; the generated modules import them)."""
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    wp = init_warp()
+    with _lock:
+        funcs = _funcs.get(precision)
+        if funcs is None:
+            funcs = _funcs[precision] = _make_shared_funcs(wp, precision)
+    return funcs
+
+
+def _make_shared_funcs(wp, precision: str) -> SharedFuncs:
+    types = kernel_args.dtypes(precision)
+    scalar, mat33 = types[kernel_args.SCALAR], types[kernel_args.MAT33]
 
     @wp.func
     def rot_z(r0: mat33, c: scalar, s: scalar):
@@ -109,15 +142,6 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
         )  # fmt: skip
 
     @wp.func
-    def inertia_ang(ibar: mat33, h: vec3, w: vec3, v: vec3):
-        # Angular part of the spatial inertia (m, h, Ibar about the origin) times the motion (w, v).
-        return ibar * w + wp.cross(h, v)
-
-    @wp.func
-    def inertia_lin(m: scalar, h: vec3, w: vec3, v: vec3):
-        return m * v - wp.cross(h, w)
-
-    @wp.func
     def limit_violated(qv: scalar, lo: scalar, up: scalar, tol: scalar, qt: scalar) -> int:
         # beyond a limit by more than tol, unless the drive is being told to hold that very limit (a gripper
         # commanded fully open rests on its stop: contact, not a violation)
@@ -127,96 +151,28 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
             return 1
         return 0
 
+    return SharedFuncs(rot_z=rot_z, limit_violated=limit_violated)
+
+
+def _build(wp, precision: str):  # noqa: C901 - one kernel on purpose (compile time is per kernel)
+    types = kernel_args.dtypes(precision)
+    scalar, vec3, mat33 = types[kernel_args.SCALAR], types[kernel_args.VEC3], types[kernel_args.MAT33]
+    shared = shared_funcs(precision)
+    rot_z = shared.rot_z
+    limit_violated = shared.limit_violated
+
+    @wp.func
+    def inertia_ang(ibar: mat33, h: vec3, w: vec3, v: vec3):
+        # Angular part of the spatial inertia (m, h, Ibar about the origin) times the motion (w, v).
+        return ibar * w + wp.cross(h, v)
+
+    @wp.func
+    def inertia_lin(m: scalar, h: vec3, w: vec3, v: vec3):
+        return m * v - wp.cross(h, w)
+
     @wp.kernel(enable_backward=False, module="unique")
-    def rollout(
-        # ---- model [nb] ----
-        parent: wp.array(dtype=wp.int32),
-        parent_slot: wp.array(dtype=wp.int32),
-        joint_type: wp.array(dtype=wp.int32),
-        parent_rot: wp.array(dtype=mat33),
-        parent_pos: wp.array(dtype=vec3),
-        gravity: vec3,
-        lower: wp.array(dtype=scalar),
-        upper: wp.array(dtype=scalar),
-        vel_limit: wp.array(dtype=scalar),
-        effort_limit: wp.array(dtype=scalar),
-        armature: wp.array(dtype=scalar),
-        pos_tol: wp.array(dtype=scalar),
-        vel_tol: wp.array(dtype=scalar),
-        # ---- parameter sets [nset, ...] ----
-        set_mass: wp.array2d(dtype=scalar),
-        set_moment: wp.array2d(dtype=vec3),
-        set_inertia: wp.array2d(dtype=mat33),
-        set_kp: wp.array2d(dtype=scalar),
-        set_kd: wp.array2d(dtype=scalar),
-        set_damping: wp.array2d(dtype=scalar),
-        set_friction: wp.array2d(dtype=scalar),
-        set_latency: wp.array(dtype=wp.int32),
-        set_gravcomp: wp.array(dtype=wp.int32),
-        set_gc_mass: wp.array2d(dtype=scalar),
-        set_gc_moment: wp.array2d(dtype=vec3),
-        set_wrench_body: wp.array(dtype=wp.int32),
-        set_wrench_point: wp.array(dtype=vec3),
-        set_wrench_force: wp.array(dtype=vec3),
-        set_wrench_torque: wp.array(dtype=vec3),
-        set_wrench_begin: wp.array(dtype=wp.int32),
-        set_wrench_end: wp.array(dtype=wp.int32),
-        # ---- worlds ----
-        world_set: wp.array(dtype=wp.int32),
-        world_stream: wp.array(dtype=wp.int32),
-        q: wp.array2d(dtype=scalar),
-        qd: wp.array2d(dtype=scalar),
-        # ---- command streams [nstream, nstep, nb] ----
-        target_q: wp.array3d(dtype=scalar),
-        target_qd: wp.array3d(dtype=scalar),
-        use_target_qd: int,
-        # ---- options ----
-        mode: int,
-        dt: scalar,
-        step_begin: int,
-        step_end: int,
-        record_every: int,
-        friction_eps: scalar,
-        limit_omega: scalar,
-        limit_active: int,
-        drive_implicit_saturated: int,
-        eff_min_steps: int,
-        # ---- outputs ----
-        out_q: wp.array3d(dtype=scalar),
-        out_qd: wp.array3d(dtype=scalar),
-        out_tau: wp.array3d(dtype=scalar),
-        first_pos: wp.array2d(dtype=wp.int32),
-        first_vel: wp.array2d(dtype=wp.int32),
-        first_eff: wp.array2d(dtype=wp.int32),
-        max_track: wp.array2d(dtype=scalar),
-        min_pos_margin: wp.array2d(dtype=scalar),
-        min_vel_margin: wp.array2d(dtype=scalar),
-        min_eff_margin: wp.array2d(dtype=scalar),
-        diverged: wp.array(dtype=wp.int32),
-        eval_qdd: wp.array2d(dtype=scalar),
-        eval_bias: wp.array2d(dtype=scalar),
-        eval_mass: wp.array3d(dtype=scalar),
-        # ---- scratch [nworld, nb, ...] ----
-        s_rot: wp.array2d(dtype=mat33),
-        s_pos: wp.array2d(dtype=vec3),
-        s_axis: wp.array2d(dtype=vec3),
-        s_mom: wp.array2d(dtype=vec3),
-        s_vw: wp.array2d(dtype=vec3),
-        s_vv: wp.array2d(dtype=vec3),
-        s_aw: wp.array2d(dtype=vec3),
-        s_av: wp.array2d(dtype=vec3),
-        s_fn: wp.array2d(dtype=vec3),
-        s_ff: wp.array2d(dtype=vec3),
-        s_cm: wp.array2d(dtype=scalar),
-        s_ch: wp.array2d(dtype=vec3),
-        s_ci: wp.array2d(dtype=mat33),
-        s_rhs: wp.array2d(dtype=scalar),
-        s_tau: wp.array2d(dtype=scalar),
-        s_gq: wp.array2d(dtype=scalar),
-        s_gm: wp.array2d(dtype=scalar),
-        s_gh: wp.array2d(dtype=vec3),
-        s_h: wp.array3d(dtype=scalar),
-    ):
+    @kernel_args.signature(precision)
+    def rollout():  # the arguments: kernel_args.ROLLOUT_ARGS, in its groups model, sets, worlds, streams, ...
         w = wp.tid()
         nb = parent.shape[0]
         ws = world_set[w]
@@ -245,7 +201,7 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                 return
             kk = wp.min(wp.max(k - latency, 0), nstep_cmd - 1)  # delayed command sample
             kc = wp.min(k, nstep_cmd - 1)  # the command as sent (tracking reference)
-            wrench_on = int(0)
+            wrench_on = int(0)  # noqa: UP018 - int(): a variable the kernel may change, not a constant
             if wbody >= 0 and k >= set_wrench_begin[ws] and k < set_wrench_end[ws]:
                 wrench_on = 1
 
@@ -461,10 +417,10 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                 j = parent[kf]
                 while j >= 0:
                     a = s_h[w, kf, j] / s_h[w, kf, kf]
-                    l = j
-                    while l >= 0:
-                        s_h[w, j, l] = s_h[w, j, l] - a * s_h[w, kf, l]
-                        l = parent[l]
+                    anc = j
+                    while anc >= 0:
+                        s_h[w, j, anc] = s_h[w, j, anc] - a * s_h[w, kf, anc]
+                        anc = parent[anc]
                     s_h[w, kf, j] = a
                     j = parent[j]
             for i in range(nb):
@@ -488,7 +444,7 @@ def _build(wp, scalar):  # noqa: C901 - one kernel on purpose (compile time is p
                 return
 
             # ---- 5. integrate (semi-implicit Euler) and record ----
-            finite = int(1)
+            finite = int(1)  # noqa: UP018 - (as above)
             for b in range(nb):
                 vnew = qd[w, b] + h * s_rhs[w, b]
                 qnew = q[w, b] + h * vnew

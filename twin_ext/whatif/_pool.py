@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`WorkerPool`: persistent rollout worker processes that keep Warp kernels warm.
 
 A Warp CPU launch runs on one core and holds the GIL, so a batch is split by worlds over worker

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..robot import RobotModel
-from ..robot import ArticulatedTree
+from ..robot import ArticulatedTree, RobotModel
 from ._errors import WhatIfError
 
 __all__ = ["Payload", "Perturbation", "Variant", "JointValues", "parameter_sets"]
