@@ -28,7 +28,7 @@ LAYERS = [
     ["twin_ext.config"],
     ["twin_ext.robot", "twin_ext.telemetry"],
     ["twin_ext.estimation"],
-    ["twin_ext.whatif", "twin_ext.stage"],
+    ["twin_ext.whatif", "twin_ext.stage", "twin_ext.health"],
     ["twin_ext.sinks"],
     ["twin_ext.live", "twin_ext.emulator"],
     ["twin_ext.runs"],
