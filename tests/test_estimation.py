@@ -291,3 +291,35 @@ def test_the_learned_noise_never_drops_below_the_configured_floor_and_shrugs_off
     assert est.stats.gated["joint3"] == 1
     # One clipped innovation (<= 9 S) with weight 0.01: the variance grows by at most ~9 % of S.
     assert np.sqrt(est.filter.r[2, 0]) < 1.5 * 2e-4
+
+
+def test_an_impossible_measurement_never_reaches_the_filter(panda):
+    """Positions of 1e300 rad or NaN are refused (IMPLAUSIBLE, counted) without an overflow warning or a
+    re-initialisation; the estimate and its uncertainty stay as they were (before: std 3.1e5 rad)."""
+    import warnings
+
+    est = TwinEstimator(panda)
+    t = np.arange(0, 0.5, 0.005)
+    q, qd = _truth(t, panda.ndof)
+    _feed(est, panda.dof_names, t, q, qd)
+    before = est.snapshot(est.filter_time_ns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in the filter would raise here
+        for bad in (np.full(panda.ndof, 1e300), np.full(panda.ndof, np.nan)):
+            result = est.observe(panda.dof_names, bad, qd[-1], sample_ns=int(0.5 * NS), arrival_ns=int(0.52 * NS))
+            assert result == ObserveResult.IMPLAUSIBLE
+    after = est.snapshot(est.filter_time_ns)
+    assert est.stats.implausible == 2 and est.stats.joint_resets == 0
+    np.testing.assert_array_equal(after.q, before.q)
+    assert np.all(after.std_q < 1e-3)
+
+
+def test_joints_never_measured_are_shown_with_an_unknown_state(panda):
+    """A robot that only ever sends some joints: the others are shown at their default with a huge variance."""
+    est = TwinEstimator(panda)
+    for k in range(20):
+        est.observe(("joint1", "joint2"), np.array([0.1, 0.2]), None, sample_ns=k * NS // 100, arrival_ns=k * NS // 100)
+    snap = est.snapshot(20 * NS // 100)
+    assert snap.std_q[0] < 1e-2 and np.all(snap.std_q[2:] > 100.0)
+    n = panda.ndof
+    assert np.all(snap.covariance[2, :2] == 0.0) and snap.covariance[n + 2, n + 2] == 1e6

@@ -68,6 +68,7 @@ def test_whatif_requests_over_mqtt_get_results_and_a_failing_verdict_vetoes_only
     try:
         session.start()
         assert _wait(session, lambda: session.status().health.value == "ok", 20), session.twin.errors
+        _wait(session, lambda: False, 1.2)  # requests run once the twin was ok for [remote_whatif] ready_after_s
         client.publish("twin/v1/panda/whatif/request", b"{not json", qos=1)
         bad = _next(session, results, 10)
         assert bad["ok"] is False and bad["id"] is None and "Expecting" in bad["error"]

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.broker
 
 
 def test_bench_quick_json_reports_every_configuration():
-    """`python -m twin_ext.bench telemetry --quick --json` measures raw paho and the twin at QoS0/1, drain and latency."""
+    """`python -m twin_ext.bench telemetry --quick --json` measures raw paho and the twin at QoS0/1, drain, latency and
+    the display loop during a QoS1 flood."""
     require_mosquitto()
     result = subprocess.run(
         [sys.executable, "-m", "twin_ext.bench", "telemetry", "--quick", "--json"],
@@ -40,3 +41,8 @@ def test_bench_quick_json_reports_every_configuration():
             assert run["receive_to_consumer"]["p50_us"] >= 0
     twin_runs = [r for r in runs if r["subscriber"].startswith("twin")]
     assert all(r["rejected"] == 0 and r["dropped"] == 0 for r in twin_runs)
+    display = report["display_under_flood_qos1"]  # the live twin's display loop while the flood comes in
+    assert display["accepted"] == display["sent"] and display["states_dropped"] == 0 and display["rejected"] == 0
+    assert display["configured_hz"] == 60.0
+    assert display["mean_hz"] is None or display["mean_hz"] > 0  # --quick: the flood may be shorter than a tick
+    assert set(report["goal_display"]) == {"display_hz", "measured_worst_1s_hz", "met"}

@@ -249,3 +249,142 @@ def test_rejections_leave_accepted_state_untouched(bad):
     assert ingest.poll_states() == []
     assert sum(ingest.stats.rejected_by_reason.values()) == 1
     assert ingest.stats.rejected_by_reason.get(RejectReason.EMPTY.value, 0) == (bad == b"")
+
+
+# ---- hostile input (issue 16): one stray message costs at most itself -----------------------------------------
+
+
+class LimitedModel:
+    """Three revolute joints with limits ±1 rad and 2 rad/s (what the plausibility checks read from a RobotModel)."""
+
+    dof_names = NAMES
+    lower = np.full(3, -1.0)
+    upper = np.full(3, 1.0)
+    velocity_limit = np.full(3, 2.0)
+
+
+def _at(ingest: TelemetryIngest, seq: int, *, q: float = 0.0, stamp_shift_ns: int = 0, **kwargs) -> list[int]:
+    """Feed one sample at the arrival time its sequence number implies (10 ms period, 10 s latency offset)."""
+    arrival = 20_000_000_000 + seq * 10_000_000
+    ingest.now_ns.now = arrival
+    payload = encode_binary(
+        JointState("arm-1", seq, 10_000_000_000 + seq * 10_000_000 + stamp_shift_ns, NAMES, np.full(3, q), **kwargs)
+    )
+    ingest.on_payload(TOPICS.joint_states, payload, arrival)
+    return [r.message.seq for r in ingest.poll_states()]
+
+
+def test_a_spoofed_forward_seq_jump_is_held_then_discarded_and_the_real_samples_flow():
+    """seq = last + 1000 is held (not accepted); the real numbering goes on being accepted, and after a second of
+    it the stray is refused as seq_jump. Before: the next ~1000 real samples were refused as out_of_order."""
+    ingest = _ingest()
+    assert [s for k in range(50) for s in _at(ingest, k)] == list(range(50))
+    stray = JointState("arm-1", 1049, 10_000_000_000 + 50 * 10_000_000, NAMES, np.zeros(3))  # a current stamp
+    ingest.on_payload(TOPICS.joint_states, encode_binary(stray), 20_000_000_000 + 50 * 10_000_000)
+    accepted = [s for k in range(50, 200) for s in _at(ingest, k)]
+    assert accepted == list(range(50, 200))
+    stats = ingest.stats
+    assert stats.rejected_by_reason == {"seq_jump": 1} and stats.out_of_order == 0
+
+
+def test_a_genuine_forward_jump_is_followed_after_restart_confirm_samples_and_nothing_is_lost():
+    """Samples lost on a QoS0 link: the jump is confirmed by the next samples and the held ones are delivered in order."""
+    ingest = _ingest(max_seq_jump=16, restart_confirm=3)
+    _feed(ingest, range(10))
+    assert _feed(ingest, [500]) == [] and _feed(ingest, [502]) == []  # held (any order within the new numbering)
+    assert _feed(ingest, [501, 503]) == [500, 501, 502, 503]
+    assert ingest.stats.rejected == 0 and ingest.stats.seq_gaps == 490
+
+
+def test_a_backlog_overtaken_by_a_new_sample_is_not_a_stray():
+    """After an outage a robot's client resends its backlog while a new sample overtakes it: the new one is held
+    and released once the backlog catches up (nothing refused but the few samples it overtook)."""
+    ingest = _ingest()
+    _feed(ingest, range(20))
+    _feed(ingest, [400])  # a fresh sample, 4 s ahead in robot time too
+    for seq in range(20, 400):  # the backlog, drained over 3 s of twin time
+        ingest.on_payload(TOPICS.joint_states, _state(seq), 30_000_000_000 + seq * 8_000_000)
+    got = [r.message.seq for r in ingest.poll_states()]
+    assert got[-1] == 400 and 400 in got and ingest.stats.rejected_by_reason.get("seq_jump", 0) == 0
+    assert set(range(20, 384)) <= set(got)
+
+
+def test_an_offline_status_contradicted_by_flowing_data_is_flagged_not_obeyed():
+    """'offline' for the running boot while samples keep coming: contradicted_status, the robot stays online;
+    an 'offline' after which the data stop is obeyed once offline_grace_s has passed."""
+    ingest = _ingest(offline_grace_s=0.5)
+    ingest.on_payload(TOPICS.birth, _birth("boot-1"), 1)
+    ingest.on_payload(TOPICS.status, encode_status(Status("arm-1", "online", "boot-1")), 2)
+    for k in range(100):
+        _at(ingest, k)
+    ingest.on_payload(TOPICS.status, encode_status(Status("arm-1", "offline", "boot-1")), ingest.now_ns.now)
+    assert ingest.robot_online is True  # held: data were arriving a moment ago
+    for k in range(100, 160):
+        _at(ingest, k)
+    assert ingest.robot_online is True and ingest.stats.rejected_by_reason == {"contradicted_status": 1}
+    ingest.on_payload(TOPICS.status, encode_status(Status("arm-1", "offline", "boot-1")), ingest.now_ns.now)
+    ingest.now_ns.now += 600_000_000  # no sample for offline_grace_s: the robot really went offline
+    assert ingest.robot_online is False
+    kinds = [e.kind for e in ingest.poll_events()]
+    assert kinds.count(EventKind.ROBOT_OFFLINE) == 1
+
+
+def test_a_birth_with_a_new_boot_is_followed_only_once_the_data_confirm_it():
+    """A spoofed birth while the data continue the old boot: contradicted_birth, no robot_restarted event, the old
+    birth, numbering and clock stay; a real restart (seq from 0) is announced after restart_confirm samples."""
+    ingest = _ingest()
+    ingest.on_payload(TOPICS.birth, _birth("boot-1"), 1)
+    for k in range(100):
+        _at(ingest, k)
+    ingest.poll_events()
+    clock_samples = ingest.clock.samples
+    ingest.on_payload(TOPICS.birth, _birth("spoofed"), ingest.now_ns.now)
+    assert ingest.clock.samples == 0  # the new boot's estimate starts, the old one is kept aside
+    assert [s for k in range(100, 110) for s in _at(ingest, k)] == list(range(100, 110))
+    assert ingest.birth.boot_id == "boot-1" and ingest.stats.restarts == 0
+    assert ingest.clock.samples >= clock_samples and ingest.stats.rejected_by_reason == {"contradicted_birth": 1}
+    kinds = [e.kind for e in ingest.poll_events()]
+    assert EventKind.ROBOT_RESTARTED not in kinds
+    ingest.on_payload(TOPICS.birth, _birth("spoofed"), ingest.now_ns.now)  # the retained spoof, redelivered
+    assert ingest.stats.rejected_by_reason == {"contradicted_birth": 2} and ingest.birth.boot_id == "boot-1"
+    ingest.on_payload(TOPICS.birth, _birth("boot-2"), ingest.now_ns.now)  # a real restart: seq from 0
+    got = [s for k in range(5) for s in _feed(ingest, [k])]
+    assert got == [0, 1, 2, 3, 4] and ingest.stats.restarts == 1
+    assert [e.kind for e in ingest.poll_events()].count(EventKind.ROBOT_RESTARTED) == 1
+
+
+def test_impossible_values_are_refused_and_a_confirmed_jump_is_followed():
+    """Positions beyond the limits (+10 % of the range) and velocities beyond 1.5x the limit are out_of_limits; a
+    jump faster than the velocity limit is implausible_jump, unless restart_confirm consecutive samples agree."""
+    ingest = TelemetryIngest(settings=TelemetrySettings(robot_id="arm-1"), model=LimitedModel(), now_ns=FakeClock())
+    for k in range(30):
+        _at(ingest, k, q=0.0)
+    assert _at(ingest, 30, q=1e300) == [] and _at(ingest, 31, q=1.5) == []  # 1.5 rad: beyond 1 + 0.2 (10 % of 2)
+    assert _at(ingest, 32, q=0.0, velocity=np.full(3, 1e12)) == []
+    assert _at(ingest, 33, q=0.0, velocity=np.full(3, 2.9)) == [33]  # within 1.5 x the 2 rad/s limit
+    assert ingest.stats.rejected_by_reason == {"out_of_limits": 3}
+    # 0 -> 0.9 rad in 10 ms where 3 rad/s x 0.01 s + 0.2 (slack) = 0.23 are possible; 0.1 is fine.
+    assert _at(ingest, 34, q=0.9) == [] and _at(ingest, 35, q=0.1) == [35]
+    assert ingest.stats.rejected_by_reason["implausible_jump"] == 1
+    # The robot really is elsewhere (moved while nobody watched): three consistent samples, the third is followed.
+    assert _at(ingest, 36, q=-0.9) == [] and _at(ingest, 37, q=-0.9) == [] and _at(ingest, 38, q=-0.9) == [38]
+    assert ingest.stats.rejected_by_reason["implausible_jump"] == 3
+
+
+def test_implausible_stamps_are_refused_until_a_run_confirms_a_clock_step():
+    """stamp_ns = 0 or one hour ahead is implausible_stamp and leaves the clock estimate as it was; a real 5 s step,
+    repeated by jump_confirm_samples consecutive samples, re-initialises the estimate once."""
+    ingest = _ingest()
+    for k in range(200):
+        _at(ingest, k)
+    assert ingest.clock.ready
+    offset = ingest.clock.offset_ns
+    zero = JointState("arm-1", 200, 0, NAMES, np.zeros(3))  # stamp_ns = 0
+    ingest.on_payload(TOPICS.joint_states, encode_binary(zero), ingest.now_ns.now)
+    assert _at(ingest, 201, stamp_shift_ns=3600 * 10**9) == []
+    assert ingest.stats.rejected_by_reason == {"implausible_stamp": 2}
+    assert ingest.clock.jumps == 0 and ingest.clock.offset_ns == offset
+    assert _at(ingest, 202, stamp_shift_ns=5 * 10**9) == [] and _at(ingest, 203, stamp_shift_ns=5 * 10**9) == []
+    assert _at(ingest, 204, stamp_shift_ns=5 * 10**9) == [204] and ingest.clock.jumps == 1
+    assert _at(ingest, 205, stamp_shift_ns=5 * 10**9) == [205]
+    assert ingest.stats.rejected_by_reason == {"implausible_stamp": 4}

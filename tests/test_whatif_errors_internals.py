@@ -242,7 +242,9 @@ def test_a_scenario_naming_joints_the_robot_does_not_have_fails_before_launch():
 
 def test_settings_with_unknown_keys_or_bad_values_are_rejected():
     """[whatif] settings refuse unknown keys (listing the valid ones), wrong types and impossible values."""
-    with pytest.raises(ConfigError, match=r"unknown key 'workerz' \(did you mean 'workers'\?\); valid keys: .*'workers'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'workerz' \(did you mean 'workers'\?\); valid keys: .*'workers'"
+    ):
         WhatIfSettings.from_mapping({"workerz": 2})
     with pytest.raises(ConfigError, match="precision must be one of"):
         WhatIfSettings.from_mapping({"precision": "float16"})

@@ -25,6 +25,7 @@ _log = logging.getLogger("twin_ext.emulator")
 _CONNECT_TIMEOUT_S = 5.0
 _MAX_SLEEP_NS = 2_000_000  # wake at least every 2 ms: commands and triggers are picked up promptly
 _CONTROL_QOS = 1
+_NO_CONN = 4  # paho's MQTT_ERR_NO_CONN: not connected (QoS >= 1 messages are queued nonetheless)
 
 
 class LiveRun:
@@ -59,6 +60,8 @@ class LiveRun:
         self.connect_error: str | None = None
         self.published = 0
         self.publish_errors = 0
+        self.buffered = 0
+        """QoS >= 1 messages published while disconnected: kept by the client and sent on reconnect."""
         self.truth_records = 0
         self.last_birth: Delivery | None = None
         self.last_online: Delivery | None = None
@@ -81,6 +84,9 @@ class LiveRun:
         client.will_set(self.topics.status, will, qos=_CONTROL_QOS, retain=True)
         client.reconnect_delay_set(min_delay=0.25, max_delay=2)  # a robot wants its broker back quickly
         client.max_inflight_messages_set(1000)
+        # QoS >= 1 messages published while the broker is away are kept (paho resends them on reconnect), up to
+        # outage_buffer messages: 60000 = 5 min at 200 Hz. Beyond it publish() refuses them (counted as errors).
+        client.max_queued_messages_set(s.outage_buffer)
         first = [True]
 
         def on_connect(c, userdata, flags, reason_code, properties):
@@ -169,9 +175,12 @@ class LiveRun:
         info = client.publish(d.topic, d.payload, qos=qos, retain=d.retain)
         if info.rc == 0:
             self.published += 1
+        elif info.rc == _NO_CONN and qos > 0:  # queued by paho: delivered when the broker is back
+            self.published += 1
+            self.buffered += 1
         else:
             self.publish_errors += 1
-        if d.kind in ("birth", "offline") and info.rc == 0:
+        if d.kind in ("birth", "offline") and info.rc == 0 and client.is_connected():
             try:
                 info.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError):
@@ -332,10 +341,11 @@ class LiveRun:
         st = engine.channel.stats
         c = engine.controller
         _log.info(
-            "t=%.1f s  samples %d  published %d  lost %d  dup %d  in flight %d  speed %.2f%s  commands %d",
+            "t=%.1f s  samples %d  published %d (%d buffered in outages)  lost %d  dup %d  in flight %d  speed %.2f%s  commands %d",
             elapsed_ns / 1e9,
             st.offered,
             self.published,
+            self.buffered,
             st.lost,
             st.duplicated,
             len(engine.heap),

@@ -36,6 +36,7 @@ class EmulatorSettings:
     topic_prefix: str = "twin/v1"
     client_id: str = ""
     keepalive: int = 5
+    outage_buffer: int = 60000
     accept_commands: bool = False
     max_speed_override: float = 1.0
     ramp_time: float = 0.3
@@ -102,6 +103,10 @@ def _check(s: EmulatorSettings) -> None:
     check_topic_prefix(s.topic_prefix, key="topic_prefix")
     if not 1 <= s.keepalive <= 3600:
         raise ConfigError(f"keepalive must be in [1, 3600] s, got {s.keepalive}")
+    if not 1 <= s.outage_buffer <= 65000:
+        raise ConfigError(
+            f"outage_buffer must be in [1, 65000] messages (MQTT packet ids are 16-bit), got {s.outage_buffer}"
+        )
     if not 0.0 < s.max_speed_override <= 2.0:
         raise ConfigError(f"max_speed_override must be in (0, 2], got {s.max_speed_override:g}")
     if not 0.0 < s.ramp_time <= 10.0:

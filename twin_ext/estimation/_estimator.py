@@ -37,6 +37,14 @@ class ObserveResult:
     FUSED = "fused"
     LATE = "late"
     INITIALIZED = "initialized"
+    IMPLAUSIBLE = "implausible"
+    """Refused: a non-finite value, or a position more than one joint range outside the limits."""
+
+
+_MAX_POSITION = 1e6
+"""Largest plausible position of an unlimited joint, rad | m (the backstop against absurd values)."""
+_MAX_SPEED = 1e6
+"""Largest plausible speed, rad/s | m/s."""
 
 
 @dataclass
@@ -53,6 +61,9 @@ class EstimatorStats:
     """Joints re-initialised after repeated gate rejections."""
     resets: int = 0
     """Whole-filter resets (robot restart, explicit reset)."""
+    implausible: int = 0
+    """Measurements refused as impossible (non-finite, or a position more than one joint range outside the
+    limits); they never reach the filter."""
 
 
 class TwinEstimator:
@@ -70,6 +81,12 @@ class TwinEstimator:
         self._link_up = True
         self._robot_online = True
         self._held_q: np.ndarray | None = None
+        self._all_joints = np.ones(model.ndof, dtype=bool)
+        lower = np.asarray(model.lower, dtype=np.float64)
+        upper = np.asarray(model.upper, dtype=np.float64)
+        span = np.where(np.isfinite(upper - lower), upper - lower, 0.0)
+        self._plausible_lo = np.where(np.isfinite(lower), lower - span, -_MAX_POSITION)
+        self._plausible_hi = np.where(np.isfinite(upper), upper + span, _MAX_POSITION)
         self.reset(count=False)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -92,6 +109,7 @@ class TwinEstimator:
         self._t_filter: int | None = None
         self._last_arrival: int | None = None
         self._gate_streak = np.zeros(self.model.ndof, dtype=np.int64)
+        self._streaking = False
         previous = getattr(self, "stats", None)
         self.stats = EstimatorStats(gated={n: 0 for n in self.model.dof_names})
         if previous is not None:
@@ -105,10 +123,11 @@ class TwinEstimator:
             self._robot_online = bool(robot_online)
 
     # ---- measurements --------------------------------------------------------------------------------
-    def _indices(self, names: Sequence[str]) -> np.ndarray:
+    def _indices(self, names: Sequence[str]) -> tuple[np.ndarray, bool]:
+        """Model indices of ``names`` and whether they are every joint in model order."""
         key = tuple(names)
-        idx = self._index_cache.get(key)
-        if idx is None:
+        hit = self._index_cache.get(key)
+        if hit is None:
             lookup = {n: i for i, n in enumerate(self.model.dof_names)}
             unknown = [n for n in key if n not in lookup]
             if unknown:
@@ -118,9 +137,10 @@ class TwinEstimator:
                     f"or load the matching robot USD"
                 )
             idx = np.array([lookup[n] for n in key], dtype=np.int64)
+            hit = (idx, key == tuple(self.model.dof_names))
             if len(self._index_cache) < 64:
-                self._index_cache[key] = idx
-        return idx
+                self._index_cache[key] = hit
+        return hit
 
     def observe(
         self,
@@ -141,49 +161,80 @@ class TwinEstimator:
             arrival_ns: twin-clock arrival time, ns (for staleness).
 
         Returns:
-            `ObserveResult.FUSED`, `INITIALIZED` or `LATE`.
+            `ObserveResult.FUSED`, `INITIALIZED`, `LATE` or `IMPLAUSIBLE` (refused: non-finite, or more than one
+            joint range outside the limits; counted in ``stats.implausible``, the filter is untouched).
 
         Raises:
             ValueError: names that are not joints of the model (the message names them and the fix).
         """
-        idx = self._indices(names)
+        idx, full = self._indices(names)
         s = self.settings
         n = self.model.ndof
+        position = np.asarray(position, dtype=np.float64)
+        if velocity is not None:
+            velocity = np.asarray(velocity, dtype=np.float64)
+        if not self._plausible(idx, position, velocity):
+            # Never let an impossible value (1e300 rad, NaN) into the filter: it would re-initialise joints with
+            # an absurd covariance. The ingest refuses such samples first (out_of_limits); this is the backstop.
+            self.stats.implausible += 1
+            return ObserveResult.IMPLAUSIBLE
         if self._t_filter is not None and sample_ns < self._t_filter:
             if self._t_filter - sample_ns > s.late_tolerance_s * 1e9:
                 self.stats.late += 1
                 return ObserveResult.LATE
             sample_ns = self._t_filter
-        q = np.full(n, np.nan)
-        q[idx] = position
-        qd = None
-        if s.use_velocity and velocity is not None:
-            qd = np.full(n, np.nan)
-            qd[idx] = velocity
-        measured = np.zeros(n, dtype=bool)
-        measured[idx] = True
+        use_qd = s.use_velocity and velocity is not None
+        if full:  # the common case: every joint, in model order (the ingest delivers in model order)
+            q = position
+            qd = velocity if use_qd else None
+            measured = self._all_joints
+        else:  # unmeasured joints are 0 so the filter arithmetic stays finite; the mask decides what is used
+            q = np.zeros(n)
+            q[idx] = position
+            qd = None
+            if use_qd:
+                qd = np.zeros(n)
+                qd[idx] = velocity
+            measured = np.zeros(n, dtype=bool)
+            measured[idx] = True
         self._last_arrival = arrival_ns if self._last_arrival is None else max(self._last_arrival, arrival_ns)
         if self._t_filter is not None:
             self.filter.predict((sample_ns - self._t_filter) * 1e-9)
         self._t_filter = sample_ns
         self.stats.fused += 1
         fresh = measured & ~self.filter.initialized
-        if np.any(fresh):
-            self.filter.initialize(fresh, _fill(q), _fill(qd))
-        update = measured & ~fresh
-        if not np.any(update):
-            return ObserveResult.INITIALIZED
-        gated = self.filter.update(_fill(q), _fill(qd), mask=update)
-        self._gate_streak = np.where(gated, self._gate_streak + 1, np.where(update, 0, self._gate_streak))
-        for j in np.flatnonzero(gated):
-            self.stats.gated[self.model.dof_names[j]] += 1
-        stuck = self._gate_streak >= s.gate_reset_after
-        if np.any(stuck):
-            # Persistently rejected: the robot really is elsewhere. Restart those joints from the data.
-            self.filter.initialize(stuck, _fill(q), _fill(qd))
-            self._gate_streak[stuck] = 0
-            self.stats.joint_resets += int(stuck.sum())
+        any_fresh = fresh.any()
+        if any_fresh:
+            self.filter.initialize(fresh, q, qd)
+            update = measured & ~fresh
+            if not update.any():
+                return ObserveResult.INITIALIZED
+        else:
+            update = measured
+        gated = self.filter.update(q, qd, mask=update)
+        if gated.any():
+            streak = self._gate_streak
+            streak[update & ~gated] = 0
+            streak[gated] += 1
+            for j in np.flatnonzero(gated):
+                self.stats.gated[self.model.dof_names[j]] += 1
+            stuck = streak >= s.gate_reset_after
+            if stuck.any():
+                # Persistently rejected: the robot really is elsewhere. Restart those joints from the data.
+                self.filter.initialize(stuck, q, qd)
+                streak[stuck] = 0
+                self.stats.joint_resets += int(stuck.sum())
+        elif self._streaking:
+            self._gate_streak[update] = 0
+        self._streaking = bool(self._gate_streak.any())
         return ObserveResult.FUSED
+
+    def _plausible(self, idx: np.ndarray, position: np.ndarray, velocity: np.ndarray | None) -> bool:
+        """Finite values, and positions within one joint range (or 1e6 rad|m for unlimited joints) of the limits."""
+        lo, hi = self._plausible_lo[idx], self._plausible_hi[idx]
+        if not (position.shape == idx.shape and bool(np.all((position >= lo) & (position <= hi)))):
+            return False  # also False for NaN (comparisons with NaN are False)
+        return velocity is None or bool(np.all(np.abs(velocity) <= _MAX_SPEED))
 
     # ---- reading ---------------------------------------------------------------------------------------
     def noisier_than_configured(self, factor: float = 2.0) -> dict[str, float]:
@@ -246,7 +297,9 @@ class TwinEstimator:
         uninit = ~self.filter.initialized
         if np.any(uninit):
             x[uninit, 0] = model.clip_to_limits(np.array(model.drive_target))[uninit]
-            cov[uninit, uninit] = cov[n + np.flatnonzero(uninit), n + np.flatnonzero(uninit)] = 1e6
+            k = np.flatnonzero(uninit)  # never measured: position and velocity unknown
+            cov[k, :] = cov[:, k] = cov[n + k, :] = cov[:, n + k] = 0.0
+            cov[k, k] = cov[n + k, n + k] = 1e6
         # A joint cannot be beyond its hard stop: project the estimate onto the limits (the constant-
         # acceleration model does not know them and overshoots when a joint stops at a limit).
         above, below = x[:, 0] > model.upper, x[:, 0] < model.lower
@@ -264,8 +317,3 @@ class TwinEstimator:
             target=target,
             age_s=(t_ns - self._last_arrival) * 1e-9,
         )
-
-
-def _fill(v: np.ndarray | None) -> np.ndarray | None:
-    """NaN (unmeasured) -> 0 so the filter arithmetic stays finite; masks decide what is used."""
-    return None if v is None else np.nan_to_num(v, nan=0.0)

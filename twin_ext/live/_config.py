@@ -21,6 +21,7 @@ from ..estimation import EstimatorSettings
 from ..robot import RobotSettings
 from ..telemetry import BrokerSettings, ClockSettings, TelemetrySettings
 from ..whatif import WhatIfSettings
+from ._remote_whatif import RemoteWhatIfSettings
 from ._twin import TwinSettings
 
 __all__ = ["OTHER_PROGRAM_SECTIONS", "TWIN_SECTIONS", "TwinConfig", "load_config"]
@@ -34,6 +35,7 @@ TWIN_SECTIONS: Mapping[str, type] = MappingProxyType(
         "estimator": EstimatorSettings,
         "twin": TwinSettings,
         "whatif": WhatIfSettings,
+        "remote_whatif": RemoteWhatIfSettings,
     }
 )
 """``{section: settings dataclass}`` of every section the live twin reads, in documentation order. The
@@ -60,6 +62,7 @@ class TwinConfig:
     estimator: EstimatorSettings = dataclasses.field(default_factory=EstimatorSettings)
     twin: TwinSettings = dataclasses.field(default_factory=TwinSettings)
     whatif: WhatIfSettings = dataclasses.field(default_factory=WhatIfSettings)
+    remote_whatif: RemoteWhatIfSettings = dataclasses.field(default_factory=RemoteWhatIfSettings)
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Sections registered by the host through ``extra_sections`` (e.g. Kit's ``kit``), parsed."""
     other: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)

@@ -82,7 +82,7 @@ class TwinSession:
         )
         self.remote = None
         if service is not None and s.twin.serve_whatif:
-            self.remote = RemoteWhatIf(self.twin, self.link)
+            self.remote = RemoteWhatIf(self.twin, self.link, settings=s.remote_whatif)
             self.twin.services.append(self.remote)
         self._started = False
 
@@ -99,11 +99,15 @@ class TwinSession:
     def start(self) -> None:
         """Connect (in the background; a dead broker is reported in `status`, never raised)."""
         if not self._started:
+            if self.remote is not None:
+                self.remote.open()
             self.twin.start()
             self._started = True
 
     def stop(self) -> None:
         """Stop the link, what-if workers of this session, sinks and the recorder (idempotent)."""
+        if self.remote is not None:
+            self.remote.close()  # cancels a running remote request, so stopping never waits for it
         self.twin.stop()
         self.ingest.close()
         if self.whatif_engine is not None:

@@ -60,12 +60,29 @@ class TwinSettings:
     """Answer what-if requests on ``<prefix>/<robot_id>/whatif/request`` with results on ``.../whatif/result``."""
     max_errors: int = 20
     """How many recent error messages the status keeps."""
+    max_samples_per_tick: int = 32
+    """Most telemetry samples fused per display tick; under a flood the tick fuses this many, evenly spread over
+    what arrived (always the newest), and counts the rest as ``thinned``: the display keeps its rate (fusing one
+    sample costs ~80 µs). 32 per tick at 60 Hz is ~1.9 kHz of telemetry fused in full."""
+    fuse_budget_ms: float = 4.0
+    """Time one tick may spend fusing samples (a quarter of a 60 Hz tick); beyond it the remaining samples but the
+    newest are thinned (counted). Only a flood on a busy machine reaches it: 32 samples take ~2.7 ms alone."""
+    watchdog_s: float = 1.0
+    """If the display loop itself has not ticked for this long (a sink or service blocking it), health turns
+    ``stale`` with the reason, in the status and on ``twin/status``; 0 = no watchdog. Armed once the twin has
+    ticked regularly (10 ticks, each within half this time of the previous one)."""
 
     def __post_init__(self) -> None:
         if not (0.5 <= self.display_rate_hz <= 1000):
             raise ValueError(f"display_rate_hz must be in [0.5, 1000], got {self.display_rate_hz}")
         if not self.rate_window_s > 0:
             raise ValueError(f"rate_window_s must be > 0, got {self.rate_window_s}")
+        if self.max_samples_per_tick < 1:
+            raise ValueError(f"max_samples_per_tick must be >= 1, got {self.max_samples_per_tick}")
+        if not (math.isfinite(self.fuse_budget_ms) and self.fuse_budget_ms > 0):
+            raise ValueError(f"fuse_budget_ms must be a finite number > 0 ms, got {self.fuse_budget_ms}")
+        if not (math.isfinite(self.watchdog_s) and self.watchdog_s >= 0):
+            raise ValueError(f"watchdog_s must be a finite number >= 0 s (0 = off), got {self.watchdog_s}")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> TwinSettings:
@@ -118,6 +135,16 @@ class TwinStatus:
     noise_note: str = ""
     """Joints whose sensors the estimator found noisier than configured (learned vs configured position
     sigma), or "" when every joint is within 2x of ``estimator.sigma_q``."""
+    health_reason: str = ""
+    """Why health is not what the estimate says (e.g. the display loop stopped ticking), or ""."""
+    states_dropped: int = 0
+    """Samples the ingest's hand-off buffer dropped (oldest first) because the display loop did not poll in time."""
+    thinned: int = 0
+    """Samples not fused because more than ``twin.max_samples_per_tick`` arrived within one tick (a flood)."""
+    seq_gaps: int = 0
+    """Sequence numbers skipped by the robot's stream (an upper bound of samples lost before the twin)."""
+    estimator_resets: int = 0
+    """Whole-estimate resets (a robot restart confirmed by its data)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The status as plain JSON-able values (no arrays but the per-joint rows): for status files and logs.
@@ -151,6 +178,11 @@ class TwinStatus:
             "errors": list(self.errors),
             "events": list(self.events),
             "noise_note": self.noise_note,
+            "health_reason": self.health_reason,
+            "states_dropped": self.states_dropped,
+            "thinned": self.thinned,
+            "seq_gaps": self.seq_gaps,
+            "estimator_resets": self.estimator_resets,
             "joints": [
                 {
                     "name": j.name,
@@ -213,6 +245,12 @@ class LiveTwin:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = False
+        self._thinned = 0
+        self._last_tick_wall: float | None = None  # time.monotonic() of the last tick
+        self._regular_ticks = 0  # consecutive ticks at least twice per watchdog_s: the watchdog is armed at 10
+        self._stalled_reason = ""  # set by the watchdog while the display loop does not tick
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_stop = threading.Event()
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -222,10 +260,18 @@ class LiveTwin:
         self._started = True
         if self.link is not None:
             self.link.start()
+        if self.settings.watchdog_s > 0 and self._watchdog is None:
+            self._watchdog_stop.clear()
+            self._watchdog = threading.Thread(target=self._watch, name="twin_ext-watchdog", daemon=True)
+            self._watchdog.start()
 
     def stop(self) -> None:
         """Stop the display thread, the transport, what-if workers and sinks (idempotent)."""
         self._stop.set()
+        self._watchdog_stop.set()
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(timeout=2.0)
+            self._watchdog = None
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
             self._thread = None
@@ -295,6 +341,14 @@ class LiveTwin:
         with self._lock:
             self._latest = snapshot
         self._tick_times.append(now)
+        wall = time.monotonic()
+        last_wall, self._last_tick_wall = self._last_tick_wall, wall
+        if last_wall is not None and wall - last_wall < 0.5 * self.settings.watchdog_s:
+            self._regular_ticks += 1
+        else:
+            self._regular_ticks = 0
+        if self._stalled_reason:
+            self._recovered()
         for sink in list(self.sinks):
             try:
                 sink.on_snapshot(snapshot)
@@ -326,6 +380,11 @@ class LiveTwin:
                 self.estimator.set_link(robot_online=False)
             elif kind == "robot_restarted":
                 self.estimator.reset()
+            elif kind == "conflict":  # another twin with this client id: a misconfiguration, always shown
+                if "other" not in event.detail:  # this twin's link stopped connecting
+                    self._link_connected = False
+                    self.estimator.set_link(connected=False)
+                self._error(event.message)
             elif kind == "rejected" and event.detail.get("reason") in _EXPECTED_REJECTS:
                 pass  # duplicates and late samples are the network's doing, counted in the status, not errors
             elif kind in ("birth_mismatch", "rejected", "subscribe_failed", "recording_failed", "internal_error"):
@@ -333,7 +392,28 @@ class LiveTwin:
 
     def _drain_states(self) -> None:
         clock = self.ingest.clock
-        for received in self.ingest.poll_states():
+        batch = self.ingest.poll_states()
+        limit = self.settings.max_samples_per_tick
+        if len(batch) > limit:
+            # A flood: fuse an even spread of what arrived, always the newest (fusing costs ~80 µs per sample;
+            # fusing all would stall the display). The rate window still counts every sample.
+            self._thinned += len(batch) - limit
+            self._accept_times.extend(r.arrival_ns for r in batch)
+            step = (len(batch) - 1) / (limit - 1) if limit > 1 else 0.0
+            batch = [batch[round(k * step)] for k in range(limit)] if limit > 1 else batch[-1:]
+            counted = True
+        else:
+            counted = False
+        # A time budget on top of the count: under a flood the network thread competes for the GIL and a
+        # sample can cost 4x its ~80 µs; past the budget the rest but the newest are skipped (thinned).
+        budget_end = time.perf_counter() + self.settings.fuse_budget_ms * 1e-3 if len(batch) > 1 else math.inf
+        last = len(batch) - 1
+        for k, received in enumerate(batch):
+            if k < last and time.perf_counter() > budget_end:
+                self._thinned += 1
+                if not counted:
+                    self._accept_times.append(received.arrival_ns)
+                continue
             msg = received.message
             try:
                 sample_ns = clock.to_twin_ns(msg.stamp_ns)
@@ -349,7 +429,8 @@ class LiveTwin:
             except ValueError as exc:  # names that are not the model's joints
                 self._error(str(exc))
                 continue
-            self._accept_times.append(received.arrival_ns)
+            if not counted:
+                self._accept_times.append(received.arrival_ns)
         horizon = self.now_ns() - int(self.settings.rate_window_s * 1e9)
         while self._accept_times and self._accept_times[0] < horizon:
             self._accept_times.popleft()
@@ -357,6 +438,37 @@ class LiveTwin:
     def _error(self, message: str) -> None:
         if not self._errors or self._errors[-1] != message:
             self._errors.append(message)
+
+    # ---- watchdog: the display loop itself must keep ticking ---------------------------------------------
+    def _watch(self) -> None:
+        """Thread: turn health ``stale`` (status, ``twin/status``) while the display loop does not tick."""
+        limit = self.settings.watchdog_s
+        while not self._watchdog_stop.wait(min(0.25, limit / 4)):
+            last = self._last_tick_wall
+            if last is None or self._stalled_reason or self._regular_ticks < 10:
+                continue  # not (yet) a running display loop, or already reported
+            silent = time.monotonic() - last
+            if silent > limit:
+                reason = (
+                    f"the display loop has not ticked for {silent:.1f} s (more than twin.watchdog_s = {limit:g} s): a sink, "
+                    f"a service or the host application is blocking it; the shown state is not being updated"
+                )
+                self._stalled_reason = reason
+                self._error(reason)
+                self._publish_health("stale", reason)
+
+    def _recovered(self) -> None:
+        reason, self._stalled_reason = self._stalled_reason, ""
+        self._events.append(f"display: ticking again after a stall ({reason.split(':')[0]})")
+        self._publish_health("ok", "")
+
+    def _publish_health(self, health: str, reason: str) -> None:
+        publish = getattr(self.link, "publish_health", None)
+        if publish is not None:
+            try:
+                publish(health, reason)
+            except Exception as exc:  # noqa: BLE001 - the watchdog must survive a broken link
+                self._error(f"publishing the twin's health failed: {exc!r}")
 
     # ---- reading -------------------------------------------------------------------------------------
     @property
@@ -408,9 +520,13 @@ class LiveTwin:
         ready = bool(getattr(clock, "ready", False))
         has_line = getattr(clock, "samples", 0) > 0
         by_reason = dict(stats.rejected_by_reason)
+        stalled = self._stalled_reason
+        health = snapshot.health
+        if stalled and health is Health.OK:
+            health = Health.STALE
         return TwinStatus(
             t_ns=snapshot.t_ns,
-            health=snapshot.health,
+            health=health,
             snapshot=snapshot,
             joints=joints,
             link_connected=self._link_connected,
@@ -434,6 +550,11 @@ class LiveTwin:
             errors=self.errors,
             events=tuple(self._events),
             noise_note=self._noise_note(),
+            health_reason=stalled,
+            states_dropped=stats.states_dropped,
+            thinned=self._thinned,
+            seq_gaps=stats.seq_gaps,
+            estimator_resets=self.estimator.stats.resets,
         )
 
     def _noise_note(self) -> str:
@@ -449,18 +570,30 @@ class LiveTwin:
         )
 
     # ---- what-if and commands ---------------------------------------------------------------------------
-    def ask_whatif(self, request: Any) -> Future:
+    def ask_whatif(
+        self, request: Any, *, snapshot: TwinSnapshot | None = None, cancel: threading.Event | None = None
+    ) -> Future:
         """Evaluate a what-if ``request`` on the current snapshot on a worker thread; returns a Future.
 
         The snapshot is taken now (immutable), so the answer refers to the state at the time of asking, and
         ingest/display continue meanwhile. Raises RuntimeError if no what-if evaluator was configured.
+
+        Args:
+            snapshot: evaluate on this snapshot instead of the current one (the remote service passes the one
+                it checked and aligned the command to).
+            cancel: set it to stop the evaluation early (passed to ``whatif.evaluate(..., cancel=)``; the
+                engine stops after its current chunk of steps).
         """
         if self.whatif is None:
             raise RuntimeError("this twin has no what-if engine; fix: create LiveTwin(..., whatif=WhatIfService(...))")
-        snapshot = self.latest_snapshot or self.tick()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin_ext-whatif")
-        return self._executor.submit(self.whatif.evaluate, snapshot, request)
+        snapshot = snapshot or self.latest_snapshot or self.tick()
+        with self._lock:  # asked from the display thread and the remote service's dispatcher
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin_ext-whatif")
+            executor = self._executor
+        if cancel is None:
+            return executor.submit(self.whatif.evaluate, snapshot, request)
+        return executor.submit(self.whatif.evaluate, snapshot, request, cancel=cancel)
 
     def send_command(self, command: Any) -> None:
         """Send a command (`twin_ext.telemetry.commands`: SpeedOverride, Stop, Resume, MoveTo) to the robot on

@@ -112,6 +112,10 @@ class TerminalDashboard:
         self._last = 0.0
         self._printed_extra: list[tuple[str, ...]] = []
 
+    def due(self) -> bool:
+        """Whether the next `update` would draw (so callers can skip building a status)."""
+        return time.monotonic() - self._last >= self.period
+
     def update(self, status: TwinStatus, *, extra_lines: tuple[str, ...] = (), force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < self.period:

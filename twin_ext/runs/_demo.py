@@ -7,7 +7,9 @@ What runs (all in this process unless ``--broker`` points elsewhere):
    telemetry (``--impairments``, default the standard profile) and recording its ground truth;
 3. the headless twin: MQTT link -> validation -> clock sync -> Kalman estimator -> snapshots -> a USD
    kinematic mirror, with a live terminal dashboard;
-4. halfway through, one what-if on the twin's snapshot: "this program at speed x1.5 with a 3 kg part";
+4. halfway through, one what-if on the twin's snapshot: "this program at speed x1.5 with a 3 kg part"; all
+   along, what-if requests over MQTT are answered (``<prefix>/<robot_id>/whatif/request``, docs/whatif.md),
+   also with ``--no-emulator`` against a real robot;
 5. at the end, in ``--out`` (default ``out/demo/``): ``twin_motion.usda`` (the mirrored motion, opens in
    usdview / Isaac Sim), ``telemetry.mcap`` (every payload with its verdict, plus the plant's truth; opens in
    Foxglove), ``report.html`` (+ PNGs: measured vs estimated vs truth, errors, what-if verdicts) and
@@ -187,7 +189,7 @@ def _check_robot_matches_emulator(robot) -> str | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from ..emulator import ImpairmentError, ImpairmentProfile
-    from ..live import LiveTwin
+    from ..live import LiveTwin, RemoteWhatIf
     from ..robot import RobotModelError, default_robot_path, load_robot
     from ..sinks import MirrorSink, StateRecorderSink, TraceSink
     from ..stage import UsdKinematicMirror
@@ -246,6 +248,10 @@ def run_demo(args: argparse.Namespace) -> int:
     trace = TraceSink(robot, latest_measurement=lambda: ingest.latest)
     state_log = StateRecorderSink(recorder, every=2)  # the estimate at 30 Hz beside the raw telemetry
     twin = LiveTwin(robot, ingest, link=link, sinks=[mirror, trace, state_log], whatif=WhatIfService(engine))
+    # what-if over MQTT (whatif/request -> whatif/result), with or without the emulated robot, as `twin-ext run`
+    remote = RemoteWhatIf(twin, link) if twin.settings.serve_whatif else None
+    if remote is not None:
+        twin.services.append(remote)
     dashboard = TerminalDashboard(robot, title=f"twin_ext demo — {robot.name} — {url}")
     stop = threading.Event()
     previous_handler = (
@@ -309,6 +315,8 @@ def run_demo(args: argparse.Namespace) -> int:
         status = None
     finally:
         summary = emulator.stop() if emulator is not None else None
+        if remote is not None:
+            remote.close()
         twin.stop()
         recorder.close()
         if embedded is not None:

@@ -51,7 +51,17 @@ def _status_document(session: Any) -> dict[str, Any]:
     doc = session.status().to_dict()
     remote = session.remote
     if remote is not None:
-        doc["whatif"] = {"served": remote.served, "refused": remote.refused}
+        doc["whatif"] = remote.counters()  # served, refused, refused_by_reason, waiting, running
+    health = getattr(session.link, "health", None)
+    if health is not None:  # the MQTT link: state, since when (CLOCK_MONOTONIC ns), connections
+        doc["link"] = {
+            "state": health.state.value,
+            "since_ns": health.since_ns,
+            "connects": health.connects,
+            "disconnects": health.disconnects,
+            "session_present": health.session_present,
+            "message": health.message,
+        }
     doc["process"] = {"pid": os.getpid(), **process_memory_mb()}
     doc["written_at_unix_s"] = time.time()
     return doc
@@ -61,6 +71,17 @@ def _write_atomically(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, separators=(",", ":")))
     os.replace(tmp, path)
+
+
+def _write_status_every_second(path: Path, session: Any, stop: threading.Event) -> None:
+    """Thread: the status file, once a second, from its own thread so a stalled display loop still shows
+    (the twin's watchdog turns health ``stale`` with the reason)."""
+    while not stop.wait(1.0):
+        try:
+            _write_atomically(path, _status_document(session))
+        except Exception as exc:  # noqa: BLE001 - monitoring must not kill the twin; say it once
+            print(f"twin_ext: writing the status file {path} failed: {exc!r}", file=sys.stderr, flush=True)
+            return
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -92,7 +113,9 @@ def run_live(args: argparse.Namespace) -> int:
     dashboard = None if args.quiet else TerminalDashboard(session.model, title=f"twin_ext — {session.model.name}")
     period = 1.0 / config.twin.display_rate_hz
     end = None if args.duration is None else time.monotonic() + args.duration
-    next_tick = next_status = time.monotonic()
+    next_tick = time.monotonic()
+    writer_stop = threading.Event()
+    writer = None
     try:
         session.start()
         print(
@@ -102,21 +125,27 @@ def run_live(args: argparse.Namespace) -> int:
         )
         while not stop.is_set() and (end is None or time.monotonic() < end):
             session.tick()
-            now = time.monotonic()
-            if dashboard is not None:
-                dashboard.update(session.status())
-            if status_path is not None and now >= next_status:
-                next_status = now + 1.0
+            if status_path is not None and writer is None:  # after the first tick: a snapshot exists
                 _write_atomically(status_path, _status_document(session))
+                writer = threading.Thread(
+                    target=_write_status_every_second, args=(status_path, session, writer_stop), daemon=True
+                )
+                writer.start()
+            if dashboard is not None and dashboard.due():  # a status costs ~0.3 ms: only when it is shown
+                dashboard.update(session.status())
             next_tick += period
             delay = next_tick - time.monotonic()
             if delay > 0:
                 stop.wait(delay)
             else:
                 next_tick = time.monotonic()  # fell behind: no burst of catch-up ticks
+        writer_stop.set()
+        if writer is not None:
+            writer.join(5.0)
         if status_path is not None:
             _write_atomically(status_path, _status_document(session))
     finally:
+        writer_stop.set()
         session.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -40,6 +40,7 @@ relative to the twin clock minus one (+50e-6: the robot clock gains 50 µs per s
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import dataclass
 
@@ -92,7 +93,7 @@ class ClockSync:
 
     Args (see docs/SETTINGS.md ``[clock]`` for units and defaults): ``window_s``, ``block_ms``,
     ``min_latency_ms``, ``drift_min_span_s``, ``ready_span_s``, ``ready_samples``,
-    ``jump_threshold_ms``, ``jump_confirm_samples``, ``jump_confirm_s``, ``max_drift_ppm``;
+    ``jump_threshold_ms``, ``jump_confirm_samples``, ``jump_confirm_s``, ``max_drift_ppm``, ``max_future_ms``;
     or ``settings=`` a `twin_ext.telemetry.ClockSettings`.
 
     Feed it with `update` from ONE thread (the ingest does); `to_twin_ns`, `to_robot_ns` and the
@@ -113,6 +114,7 @@ class ClockSync:
         jump_confirm_samples: int = 3,
         jump_confirm_s: float = 1.0,
         max_drift_ppm: float = 1000.0,
+        max_future_ms: float = 1000.0,
     ) -> None:
         if settings is not None:
             window_s, block_ms, min_latency_ms = settings.window_s, settings.block_ms, settings.min_latency_ms
@@ -123,6 +125,7 @@ class ClockSync:
             )
             jump_threshold_ms, jump_confirm_samples = settings.jump_threshold_ms, settings.jump_confirm_samples
             jump_confirm_s, max_drift_ppm = settings.jump_confirm_s, settings.max_drift_ppm
+            max_future_ms = settings.max_future_ms
         if not (window_s > 0 and block_ms > 0 and block_ms * 1e-3 < window_s):
             raise ValueError(f"clock window_s ({window_s}) and block_ms ({block_ms}) must be > 0 with block < window")
         if min_latency_ms < 0 or jump_threshold_ms <= 0 or jump_confirm_samples < 1 or ready_samples < 1:
@@ -139,6 +142,7 @@ class ClockSync:
         self._jump_samples = int(jump_confirm_samples)
         self._jump_confirm_ns = int(jump_confirm_s * 1e9)
         self._max_slope = float(max_drift_ppm) * 1e-6
+        self._future_ns = max(int(max_future_ms * 1e6), self._jump_ns)
         self._refit_ns = min(50_000, self._jump_ns)  # a sample this far below the line triggers a refit
         self._slope_prior = 0.0
         self.jumps = 0
@@ -262,6 +266,50 @@ class ClockSync:
         self.last_jump = why
         self.reset(keep_drift=True)
         self._add(stamp_ns, arrival_ns - stamp_ns, True)
+
+    # ------------------------------------------------------------------------------ plausibility (the ingest's gate)
+
+    @property
+    def jump_threshold_ns(self) -> int:
+        """``jump_threshold_ms`` in ns: how far off the envelope a stamp is a candidate clock step."""
+        return self._jump_ns
+
+    @property
+    def jump_confirm_samples(self) -> int:
+        """Consecutive samples that confirm a clock step (``jump_confirm_samples``)."""
+        return self._jump_samples
+
+    def implausible(self, stamp_ns: int, arrival_ns: int) -> str | None:
+        """Why ``stamp_ns`` (arrived at ``arrival_ns``) would be a clock step, or None if it fits the estimate.
+
+        A stamp more than ``jump_threshold_ms`` before the newest one (the robot clock stepped back, or a
+        stamp of 0), or one mapping to more than ``max_future_ms`` AFTER its arrival (sampled in the future:
+        the clock stepped forward, or a corrupt stamp). Before the estimate is `ready` nothing is implausible. The ingest refuses such
+        samples until ``jump_confirm_samples`` consecutive ones agree, then calls `restart`: one bad stamp
+        must not re-initialise the estimate.
+        """
+        line = self._line
+        last = self._last_stamp
+        if line is None or last is None or not self.ready:
+            return None
+        stamp_ns = int(stamp_ns)
+        if stamp_ns < last - self._jump_ns:
+            return (
+                f"{(last - stamp_ns) / 1e6:.6g} ms before the previous sample's stamp (a step back of the robot clock?)"
+            )
+        x_ref, r_ref, c, b = line
+        excess = (int(arrival_ns) - stamp_ns - r_ref) - (c + b * (stamp_ns - x_ref))
+        if excess < -self._future_ns:
+            return f"{-excess / 1e6:.6g} ms after it arrived, by the clock estimate (sampled in the future?)"
+        return None
+
+    def restart(self, stamp_ns: int, arrival_ns: int, why: str) -> None:
+        """Re-initialise the estimate at this sample (a clock step confirmed elsewhere); counted in `jumps`."""
+        self._jump(int(stamp_ns), int(arrival_ns), why)
+
+    def copy(self) -> ClockSync:
+        """An independent copy (e.g. to keep the estimate of a boot that may not have ended)."""
+        return copy.deepcopy(self)
 
     # ------------------------------------------------------------------------------ mapping
 

@@ -59,6 +59,21 @@ class RejectReason(str, enum.Enum):
     """A sequence number older than one already accepted (arrived late)."""
     UNEXPECTED_TOPIC = "unexpected_topic"
     """A topic outside ``<prefix>/<robot_id>/{joint_states,birth,status}``."""
+    OUT_OF_LIMITS = "out_of_limits"
+    """A position beyond the model's joint limits by more than ``telemetry.limit_margin`` of the joint's range,
+    or a velocity beyond ``telemetry.speed_margin`` times its limit (schema-valid, physically impossible)."""
+    IMPLAUSIBLE_JUMP = "implausible_jump"
+    """A position that moved further since the previous sample than the joint's velocity limit allows over
+    the elapsed robot time (with the margins), and that no run of consistent samples confirmed."""
+    IMPLAUSIBLE_STAMP = "implausible_stamp"
+    """A ``stamp_ns`` far from the clock estimate (sampled after it arrived, or a step back of the robot
+    clock) that no run of consistent samples confirmed as a real clock step."""
+    SEQ_JUMP = "seq_jump"
+    """A sequence number far ahead of the stream that the following samples never confirmed (a stray)."""
+    CONTRADICTED_STATUS = "contradicted_status"
+    """An ``offline`` status for the running boot while its joint states keep flowing: not obeyed."""
+    CONTRADICTED_BIRTH = "contradicted_birth"
+    """A birth announcing a new boot while the data keep continuing the running boot: not obeyed."""
 
     @property
     def fix(self) -> str:
@@ -88,6 +103,29 @@ _FIXES = {
     RejectReason.DUPLICATE: "nothing to fix on the twin: redelivered samples are dropped by design",
     RejectReason.OUT_OF_ORDER: "nothing to fix on the twin: late samples are dropped by design",
     RejectReason.UNEXPECTED_TOPIC: "publish under <prefix>/<robot_id>/joint_states|birth|status",
+    RejectReason.OUT_OF_LIMITS: (
+        "check the robot's units and joint order (rad|m, model order by name); if the robot really goes there, "
+        "fix the joint limits in the robot USD or raise telemetry.limit_margin / telemetry.speed_margin"
+    ),
+    RejectReason.IMPLAUSIBLE_JUMP: (
+        "nothing moves faster than its velocity limit: check the sender (another publisher on the robot's "
+        "topics? restrict them with broker ACLs) or raise telemetry.speed_margin"
+    ),
+    RejectReason.IMPLAUSIBLE_STAMP: (
+        "stamp samples with the robot's own monotonic clock; a real clock step is followed once "
+        "clock.jump_confirm_samples consecutive samples agree"
+    ),
+    RejectReason.SEQ_JUMP: (
+        "increase seq by 1 per message; another publisher on the robot's topics? restrict them with broker ACLs"
+    ),
+    RejectReason.CONTRADICTED_STATUS: (
+        "only the robot may publish its status: someone else published 'offline' for the running boot; "
+        "restrict <prefix>/<robot_id>/# with broker ACLs (docs/telemetry.md, trust model)"
+    ),
+    RejectReason.CONTRADICTED_BIRTH: (
+        "only the robot may publish its birth: a new boot id was announced but the data continue the old boot; "
+        "restrict <prefix>/<robot_id>/# with broker ACLs (docs/telemetry.md, trust model)"
+    ),
 }
 
 

@@ -21,6 +21,11 @@ class EventKind(str, enum.Enum):
     """The broker cannot be reached (refused, DNS, timeout, TLS); the link keeps retrying."""
     REFUSED = "refused"
     """The broker answered but refused the connection (credentials, client id, protocol)."""
+    CONFLICT = "conflict"
+    """Another twin uses this twin's MQTT client id: the broker lets only one of them connect, so this one
+    stopped connecting (or took the session over); the message names the fix (``broker.client_id``)."""
+    OTHER_TWIN = "other_twin"
+    """Another twin (another client id) mirrors the same robot on this broker (informational)."""
     SUBSCRIBE_FAILED = "subscribe_failed"
     STOPPED = "stopped"
     ROBOT_SELECTED = "robot_selected"

@@ -6,12 +6,21 @@ simulation — calls ``on_payload(topic, payload, arrival_ns)``. The ingest then
 
 1. routes by topic (``<prefix>/<robot_id>/joint_states|birth|status``) and checks the robot id,
 2. decodes and validates (`twin_ext.telemetry.decode`; names against the model or the birth),
-3. handles births (a new ``boot_id`` = robot restart: sequence and clock estimates start over)
-   and statuses (robot online/offline),
-4. drops duplicates and late samples by sequence number (`SequenceTracker`),
-5. feeds the clock estimate (`ClockSync`) with (source stamp, arrival time),
-6. counts everything (`stats`), records every payload with its verdict (optional `McapRecorder`),
-7. hands accepted samples to the consumer through a bounded drop-oldest buffer.
+3. checks plausibility against the model (joint and velocity limits, position jumps faster than the
+   velocity limits) and the stamp against the clock estimate (no sample from the future, no step back),
+4. handles births (a new ``boot_id`` = robot restart: sequence and clock estimates start over; the
+   restart is announced to the consumer once the data confirm it) and statuses (robot online/offline;
+   an ``offline`` contradicted by flowing data is flagged, not obeyed),
+5. drops duplicates and late samples by sequence number, holds far forward jumps until confirmed
+   (`SequenceTracker`),
+6. feeds the clock estimate (`ClockSync`) with (source stamp, arrival time),
+7. counts everything (`stats`), records every payload with its verdict (optional `McapRecorder`),
+8. hands accepted samples to the consumer through a bounded drop-oldest buffer.
+
+Trust: whoever can publish on the robot's topics is the robot, unless the broker's ACLs say otherwise
+(docs/telemetry.md, "Trust model"). The checks above make one stray or spoofed message cost at most
+itself: every discontinuity (a jump in sequence, stamp, position, or a new boot) is followed only after
+``restart_confirm`` consistent samples agree with it.
 
 Consumers call `poll_states()` and `poll_events()` from their own thread. Nothing here blocks the
 feeding thread for longer than an O(1) buffer operation, and nothing raises into it: any internal
@@ -27,11 +36,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ._clock_sync import ClockSync
 from ._codecs import decode, decode_birth, decode_status
 from ._errors import RejectReason, TelemetryError
 from ._events import EventKind, LinkEvent
-from ._messages import Birth, JointState, Status
+from ._messages import SEQ_MODULUS, Birth, JointState, Status
 from ._ordering import SequenceTracker, SeqVerdict
 from ._recording import McapRecorder
 from ._settings import ClockSettings, TelemetrySettings
@@ -89,17 +100,86 @@ class IngestStats:
 
 
 _KIND_STATE, _KIND_BIRTH, _KIND_STATUS = "joint_states", "birth", "status"
+_MIN_SLACK = 1e-3  # rad | m: the smallest position slack of the plausibility checks (a joint with a zero range)
+_CONTRADICTED_BOOTS = 16  # boot ids remembered as contradicted (a spoofed retained birth comes back on reconnect)
+_HISTORY_NS = 2_000_000_000  # statuses this soon after the twin (re)connected may be retained/queued history
+_HOLD_NS = 1_000_000_000  # a far-ahead seq unconfirmed this long while the old numbering arrives live: a stray
+
+
+class _Plausibility:
+    """Physical plausibility of joint states against a model with limits (arrays in model order)."""
+
+    def __init__(self, model: Any, limit_margin: float, speed_margin: float) -> None:
+        lower = np.asarray(model.lower, dtype=np.float64)
+        upper = np.asarray(model.upper, dtype=np.float64)
+        vmax = np.asarray(model.velocity_limit, dtype=np.float64)
+        span = upper - lower
+        finite = np.isfinite(span)
+        slack = np.where(finite, np.maximum(limit_margin * np.where(finite, span, 0.0), _MIN_SLACK), np.inf)
+        self.names = tuple(model.dof_names)
+        self.lo = np.where(np.isfinite(lower), lower - np.where(finite, slack, 0.0), -np.inf)
+        self.hi = np.where(np.isfinite(upper), upper + np.where(finite, slack, 0.0), np.inf)
+        self.vmax = np.where(np.isfinite(vmax) & (vmax > 0), vmax * speed_margin, np.inf)
+        self.rate = np.where(np.isfinite(self.vmax), self.vmax, 0.0)  # rad/s allowed for the jump check
+        self.slack = np.where(finite, slack, np.inf)  # inf: no jump check for unlimited joints
+        self.limit_margin, self.speed_margin = limit_margin, speed_margin
+
+        # Plain lists: for a robot's handful of joints a Python loop (~1 µs) beats NumPy's per-call overhead.
+        self._lo, self._hi, self._vmax = self.lo.tolist(), self.hi.tolist(), self.vmax.tolist()
+        self._rate, self._slack = self.rate.tolist(), self.slack.tolist()
+
+    def limits_violation(self, q: list[float], qd: list[float] | None) -> str | None:
+        """Why positions ``q`` / velocities ``qd`` (model order) are impossible, or None."""
+        for j, (x, lo, hi) in enumerate(zip(q, self._lo, self._hi, strict=True)):
+            if x < lo or x > hi:
+                return (
+                    f"{self.names[j]} position {x:.6g} is outside its limits widened by {self.limit_margin:g} of the "
+                    f"range [{lo:.6g}, {hi:.6g}]"
+                )
+        if qd is not None:
+            for j, (v, vmax) in enumerate(zip(qd, self._vmax, strict=True)):
+                if v > vmax or -v > vmax:
+                    return f"{self.names[j]} velocity {v:.6g} exceeds {self.speed_margin:g} x its limit ({vmax:.6g})"
+        return None
+
+    def jump_violation(self, q: list[float], stamp_ns: int, ref: tuple[list[float], int, int], seq: int) -> str | None:
+        """Why moving from ``ref`` = (positions, stamp_ns, seq) to ``q`` at ``stamp_ns`` is impossible, or None."""
+        ref_q, ref_stamp, ref_seq = ref
+        dt = abs(stamp_ns - ref_stamp) * 1e-9
+        for j, (x, r, rate, slack) in enumerate(zip(q, ref_q, self._rate, self._slack, strict=True)):
+            moved = abs(x - r)
+            allowed = rate * dt + slack
+            if moved > allowed:
+                return (
+                    f"{self.names[j]} moved {moved:.6g} in {dt * 1e3:.4g} ms of robot time (seq {ref_seq} -> {seq}); "
+                    f"at most {allowed:.6g} is possible ({self.speed_margin:g} x velocity limit + {self.limit_margin:g} of the range)"
+                )
+        return None
+
+
+class _BootCheck:
+    """A birth announced a new boot: the old boot's state is kept until the data decide (see `_check_boot`)."""
+
+    def __init__(self, birth: Birth, seq: SequenceTracker, clock: ClockSync, ref: Any, topic: str, payload: bytes):
+        self.previous = birth  # the boot that was running
+        self.seq = seq  # the old numbering, advanced by samples that continue it
+        self.clock = clock  # the old clock estimate, fed by those samples
+        self.ref = ref  # the old plausibility reference: (sample, (positions, stamp_ns, seq))
+        self.topic, self.payload = topic, payload  # the new birth (refused if contradicted)
+        self.old_run = 0
+        self.new_run = 0
 
 
 class TelemetryIngest:
-    """Decode + validate + order + clock-sync + hand-off of one robot's telemetry.
+    """Decode + validate + plausibility + order + clock-sync + hand-off of one robot's telemetry.
 
     Args:
-        settings: `TelemetrySettings` (robot id, prefix, size cap, buffer sizes, ...).
+        settings: `TelemetrySettings` (robot id, prefix, size cap, buffer sizes, plausibility, ...).
         clock_settings: `ClockSettings` for the `ClockSync` it creates.
         model: optional robot model (anything with ``dof_names``, e.g. `twin_ext.robot.RobotModel`):
             joint states must name exactly its joints and are delivered in its order. Without a
-            model, names are checked against the robot's birth once it arrived.
+            model, names are checked against the robot's birth once it arrived. A model with limits
+            (``lower``, ``upper``, ``velocity_limit``) also enables the plausibility checks.
         recorder: optional `McapRecorder`; every payload is recorded with its verdict.
         now_ns: the twin clock (int ns); default `time.monotonic_ns`. Used when ``on_payload`` is
             called without ``arrival_ns`` and to stamp events.
@@ -124,8 +204,15 @@ class TelemetryIngest:
         s = self.settings
         self.topics = Topics(s.robot_id or ANY_ROBOT, s.topic_prefix)
         self.clock = ClockSync(settings=clock_settings or ClockSettings())
-        self._seq = SequenceTracker(window=s.reorder_window, restart_confirm=s.restart_confirm)
-        self._feed_lock = threading.Lock()  # serialises feeders (link thread, replay); uncontended in practice
+        self._seq = SequenceTracker(window=s.reorder_window, restart_confirm=s.restart_confirm, max_jump=s.max_seq_jump)
+        self._plausibility: _Plausibility | None = None
+        if (
+            s.check_plausibility
+            and model is not None
+            and all(hasattr(model, k) for k in ("lower", "upper", "velocity_limit"))
+        ):
+            self._plausibility = _Plausibility(model, s.limit_margin, s.speed_margin)
+        self._feed_lock = threading.Lock()  # serialises feeders (link thread, replay) and the consumer's timers
         self._buffer_lock = threading.Lock()  # guards the two hand-off buffers; held for O(1) only
         self._states: deque[Received] = deque()
         self._events: deque[LinkEvent] = deque()
@@ -159,6 +246,28 @@ class TelemetryIngest:
         self._max_bytes = s.max_payload_bytes  # hot-path copies of settings
         self._state_capacity = s.state_buffer
         self._require_birth = s.require_birth
+        self._confirm = s.restart_confirm
+        # Plausibility state: the last accepted sample (the jump reference) and a run of rejected ones
+        # that agree with each other (a real jump, confirmed after restart_confirm).
+        self._ref: JointState | None = None
+        self._ref_q: tuple[list[float], int, int] | None = None  # the reference as (positions, stamp_ns, seq)
+        self._jump_candidate: tuple[list[float], int, int] | None = None
+        self._jump_run = 0
+        self._stamp_offset = 0  # arrival - stamp of the current run of implausible stamps
+        self._stamp_run = 0
+        self._held: dict[int, tuple[str, bytes, JointState, int, str | None]] = {}  # seq -> held sample
+        self._period_ns = 0.0  # the robot's sample period (robot clock), a running mean over accepted samples
+        self._boot_check: _BootCheck | None = None
+        self._contradicted_boots: deque[str] = deque(maxlen=_CONTRADICTED_BOOTS)
+        self._grace_ns = int(s.offline_grace_s * 1e9)
+        # An 'offline' of the running boot awaiting the data's verdict, and the one in force: (status, arrival,
+        # topic, payload).
+        self._pending_offline: tuple[Status, int, str, bytes] | None = None
+        self._offline: tuple[Status, int, str, bytes] | None = None
+        self._pending_epoch = 0  # link epoch when the pending 'offline' arrived
+        self._link_epoch = 0  # +1 at every connected/disconnected event: the twin's own link was interrupted
+        self._connected_at: int | None = None
+        self._last_state_arrival: int | None = None
 
     @classmethod
     def from_settings(
@@ -190,7 +299,13 @@ class TelemetryIngest:
         return states
 
     def poll_events(self) -> list[LinkEvent]:
-        """All events since the last call, oldest first. Never blocks."""
+        """All events since the last call, oldest first. Never blocks for longer than one payload's processing.
+
+        Also settles an ``offline`` status held back because data were still arriving (`offline_grace_s`).
+        """
+        if self._pending_offline is not None:
+            with self._feed_lock:
+                self._settle_offline(self.now_ns())
         with self._buffer_lock:
             if not self._events:
                 return []
@@ -219,7 +334,14 @@ class TelemetryIngest:
 
     @property
     def robot_online(self) -> bool | None:
-        """True/False from the robot's status (its will says offline); None before any status."""
+        """True/False from the robot's status (its will says offline); None before any status.
+
+        An ``offline`` of the running boot that arrived while samples were flowing counts once no sample came
+        for ``offline_grace_s`` after it (until then the robot is still online; samples after it contradict it).
+        """
+        if self._pending_offline is not None:
+            with self._feed_lock:
+                self._settle_offline(self.now_ns())
         status = self._status
         return None if status is None else status.state == "online"
 
@@ -262,6 +384,10 @@ class TelemetryIngest:
     def post_event(self, kind: EventKind, message: str, **detail: Any) -> None:
         """Queue an event for the consumer (used by the link and replay too). Never blocks."""
         event = LinkEvent(kind, self.now_ns(), message, detail)
+        if kind in (EventKind.CONNECTED, EventKind.DISCONNECTED):
+            self._link_epoch += 1
+            if kind is EventKind.CONNECTED:
+                self._connected_at = event.time_ns
         with self._buffer_lock:
             if len(self._events) >= self.settings.event_buffer:
                 self._events.popleft()
@@ -343,6 +469,8 @@ class TelemetryIngest:
                 robot_id=robot_id,
             )
 
+    # ---- joint states -----------------------------------------------------------------------------------------
+
     def _on_state(self, topic: str, robot_id: str, payload: bytes, arrival_ns: int) -> None:
         names_model = self.model if self.model is not None else self._birth
         if names_model is None and self._require_birth:
@@ -353,28 +481,99 @@ class TelemetryIngest:
                 RejectReason.WRONG_ROBOT, f"payload robot_id {msg.robot_id!r} differs from the topic's {robot_id!r}"
             )
         tracker = self._seq
-        resets = tracker.resets
-        verdict = tracker.check(msg.seq)
-        if verdict is not SeqVerdict.ACCEPT:
-            if verdict is SeqVerdict.DUPLICATE:
+        ahead = tracker.ahead(msg.seq)
+        if ahead is not None and -tracker.window < ahead <= 0:
+            # A duplicate or a late sample (the network's doing): say so, whatever its stamp or values.
+            if tracker.check(msg.seq, arrival_ns) is SeqVerdict.DUPLICATE:
                 raise TelemetryError(RejectReason.DUPLICATE, f"seq {msg.seq} was already accepted")
             raise TelemetryError(
                 RejectReason.OUT_OF_ORDER, f"seq {msg.seq} is older than the newest accepted seq {tracker.last}"
             )
+        plausibility = self._plausibility
+        if plausibility is not None:
+            q = msg.position.tolist()
+            why = plausibility.limits_violation(q, None if msg.velocity is None else msg.velocity.tolist())
+            if why is not None:
+                raise TelemetryError(RejectReason.OUT_OF_LIMITS, f"seq {msg.seq}: {why}")
+        clock_step = self._check_stamp(msg, arrival_ns)
+        if plausibility is not None:
+            self._check_jump(plausibility, msg, q)
+        boot = self._boot_check
+        fits_old = boot is not None and self._fits_old_boot(boot, msg, arrival_ns)
+        resets = tracker.resets
+        verdict = tracker.check(msg.seq, arrival_ns)
+        if tracker.discarded:
+            self._discard_held()
+        if verdict is SeqVerdict.DUPLICATE:
+            raise TelemetryError(RejectReason.DUPLICATE, f"seq {msg.seq} was already accepted")
+        if verdict is SeqVerdict.OUT_OF_ORDER:
+            raise TelemetryError(
+                RejectReason.OUT_OF_ORDER, f"seq {msg.seq} is older than the newest accepted seq {tracker.last}"
+            )
+        if verdict is SeqVerdict.HELD:
+            self._held[msg.seq] = (topic, payload, msg, arrival_ns, clock_step)
+            return
         if tracker.resets != resets:
+            self._ref = None  # a new numbering: the robot may be anywhere
             self.post_event(
                 EventKind.SEQUENCE_RESET,
                 f"robot {robot_id!r} restarted its sequence numbers at {msg.seq} without a new birth; following the new numbering",
                 seq=msg.seq,
             )
+        if boot is not None:
+            self._settle_boot(boot, fits_old)
         self._follow(robot_id)
+        released = tracker.released
+        if verdict is SeqVerdict.CONFIRMED:
+            self._held[msg.seq] = (topic, payload, msg, arrival_ns, clock_step)
+        else:
+            self._deliver(topic, payload, msg, arrival_ns, clock_step)
+        if released:
+            order = list(released)
+            released.clear()
+            for seq in order:
+                held = self._held.pop(seq, None)
+                if held is not None:
+                    self._deliver(*held)
+        if tracker.holding and tracker.held_age_ns(arrival_ns) > _HOLD_NS and not self._backlog(msg, arrival_ns):
+            # The old numbering went on, live, for a second: the held far-ahead numbers were strays.
+            tracker.expire_held()
+            self._discard_held()
+
+    def _backlog(self, msg: JointState, arrival_ns: int) -> bool:
+        """Whether the old numbering is a backlog catching up with the held samples (e.g. a robot's client
+        resending what it kept during an outage while its new samples overtake it): the held samples are ahead
+        of it in robot time by about as much as in sequence numbers (at least half the sample period per
+        number). A stray (seq + 1000 with a current stamp) is ahead in numbers only."""
+        period = self._period_ns
+        for held in self._held.values():
+            ahead = (held[2].seq - msg.seq) % SEQ_MODULUS
+            if period > 0 and held[2].stamp_ns - msg.stamp_ns >= 0.5 * period * ahead:
+                return True
+        return False
+
+    def _deliver(self, topic: str, payload: bytes, msg: JointState, arrival_ns: int, clock_step: str | None) -> None:
+        """Accept one sample: clock, plausibility reference, contradiction checks, hand-off, recording."""
         clock = self.clock
-        clock.update(msg.stamp_ns, arrival_ns)
+        if clock_step is not None:
+            clock.restart(msg.stamp_ns, arrival_ns, clock_step)
+        else:
+            clock.update(msg.stamp_ns, arrival_ns)
         if clock.jumps != self._clock_jumps_seen:
             self._clock_jumps_seen = clock.jumps
             self.post_event(
                 EventKind.CLOCK_JUMP, f"clock estimate re-initialised: {clock.last_jump}", jumps=clock.jumps
             )
+        ref = self._ref
+        if ref is not None and 0 < (msg.seq - ref.seq) % SEQ_MODULUS < 64 and msg.stamp_ns > ref.stamp_ns:
+            period = (msg.stamp_ns - ref.stamp_ns) / ((msg.seq - ref.seq) % SEQ_MODULUS)
+            self._period_ns = period if self._period_ns == 0 else self._period_ns + 0.05 * (period - self._period_ns)
+        self._ref = msg
+        if self._plausibility is not None:
+            self._ref_q = (msg.position.tolist(), msg.stamp_ns, msg.seq)
+        self._last_state_arrival = arrival_ns
+        if self._pending_offline is not None or self._offline is not None:
+            self._contradict_offline(arrival_ns)
         n = self._n
         n["accepted"] += 1
         received = Received(msg, arrival_ns)
@@ -390,6 +589,74 @@ class TelemetryIngest:
             ready.set()
         if self.recorder is not None:
             self._record(True, topic, payload, arrival_ns, msg)
+
+    def _discard_held(self) -> None:
+        tracker = self._seq
+        for seq in tracker.discarded:
+            held = self._held.pop(seq, None)
+            if held is not None:
+                topic, payload, msg, arrival_ns, _ = held
+                self._reject(
+                    topic,
+                    payload,
+                    arrival_ns,
+                    RejectReason.SEQ_JUMP,
+                    f"seq {seq} jumped more than telemetry.max_seq_jump ({self.settings.max_seq_jump}) ahead and the "
+                    f"following samples continued the old numbering (newest {tracker.last})",
+                )
+        tracker.discarded.clear()
+        if not tracker.holding:
+            self._held.clear()
+
+    def _check_stamp(self, msg: JointState, arrival_ns: int) -> str | None:
+        """Refuse a stamp far from the clock estimate unless a run of samples agrees (then: a real clock step)."""
+        why = self.clock.implausible(msg.stamp_ns, arrival_ns)
+        if why is None:
+            self._stamp_run = 0
+            return None
+        offset = arrival_ns - msg.stamp_ns
+        if self._stamp_run and abs(offset - self._stamp_offset) <= self.clock.jump_threshold_ns:
+            self._stamp_run += 1
+        else:
+            self._stamp_offset, self._stamp_run = offset, 1
+        needed = self.clock.jump_confirm_samples
+        if self._stamp_run >= needed:
+            self._stamp_run = 0
+            return f"robot clock step confirmed by {needed} consecutive samples: stamp {why}"
+        raise TelemetryError(
+            RejectReason.IMPLAUSIBLE_STAMP,
+            f"seq {msg.seq}: stamp_ns {msg.stamp_ns} is {why}; not taken as a clock step unless "
+            f"{needed} consecutive samples agree",
+        )
+
+    def _check_jump(self, plausibility: _Plausibility, msg: JointState, q: list[float]) -> None:
+        """Refuse a position jump faster than the velocity limits, unless a run of samples agrees (the robot
+        really is elsewhere, e.g. it was moved while the twin was away)."""
+        if self._ref is None or self._ref_q is None:
+            return
+        why = plausibility.jump_violation(q, msg.stamp_ns, self._ref_q, msg.seq)
+        if why is None:
+            self._jump_run = 0
+            return
+        candidate = self._jump_candidate
+        if (
+            self._jump_run
+            and candidate is not None
+            and plausibility.jump_violation(q, msg.stamp_ns, candidate, msg.seq) is None
+        ):
+            self._jump_run += 1
+        else:
+            self._jump_run = 1
+        self._jump_candidate = (q, msg.stamp_ns, msg.seq)
+        if self._jump_run >= self._confirm:
+            self._jump_run = 0
+            return  # confirmed: accept it; it becomes the new reference
+        raise TelemetryError(
+            RejectReason.IMPLAUSIBLE_JUMP,
+            f"{why}; followed only if {self._confirm} consecutive samples agree",
+        )
+
+    # ---- births: a new boot is followed once the data confirm it ------------------------------------------------
 
     def _on_birth(self, topic: str, robot_id: str, payload: bytes, arrival_ns: int) -> None:
         birth = decode_birth(payload, max_bytes=self.settings.max_payload_bytes)
@@ -409,8 +676,22 @@ class TelemetryIngest:
                 )
                 self.post_event(EventKind.BIRTH_MISMATCH, message, unknown=unknown, missing=missing)
                 raise TelemetryError(RejectReason.UNKNOWN_JOINT if unknown else RejectReason.MISSING_JOINT, message)
-        self._follow(robot_id)
         previous = self._birth
+        boot = self._boot_check
+        if boot is not None and birth.boot_id == boot.previous.boot_id:
+            # The boot that was running announces itself again (e.g. the robot reconnected): the pending new boot
+            # was not the robot's.
+            self._restore_boot(boot, f"robot {robot_id!r} re-announced its running boot {birth.boot_id}")
+            if self.recorder is not None:
+                self._record(True, topic, payload, arrival_ns, birth)
+            return
+        if previous is not None and birth.boot_id != previous.boot_id and birth.boot_id in self._contradicted_boots:
+            raise TelemetryError(
+                RejectReason.CONTRADICTED_BIRTH,
+                f"birth of robot {robot_id!r} with boot {birth.boot_id} was contradicted by its data before "
+                f"(the running boot is {previous.boot_id}); ignored",
+            )
+        self._follow(robot_id)
         self._birth = birth
         self._n["births"] += 1
         if previous is None:
@@ -420,18 +701,79 @@ class TelemetryIngest:
                 boot_id=birth.boot_id,
             )
         elif previous.boot_id != birth.boot_id:
-            # A new boot: its sequence numbers and its clock start over; the oscillator (drift) does not.
+            # A new boot: its sequence numbers and its clock start over; the oscillator (drift) does not. The
+            # old boot's state is kept aside until the data say which boot is talking (`_settle_boot`): a birth
+            # alone, which anyone may publish, must not reset the twin's estimate.
+            boot = self._boot_check
+            if boot is None:
+                ref = (self._ref, self._ref_q)
+                self._boot_check = _BootCheck(previous, self._seq.fork(), self.clock.copy(), ref, topic, payload)
+            else:  # another new boot before the first was settled: keep the state of the one that ran
+                boot.topic, boot.payload, boot.old_run, boot.new_run = topic, payload, 0, 0
             self._seq.reset()
+            self._discard_held()
             self.clock.reset(keep_drift=True)
+            self._ref = None
+            if self._pending_offline is not None:  # the old boot did go offline
+                self._apply_status(*self._pending_offline)
+        if self.recorder is not None:
+            self._record(True, topic, payload, arrival_ns, birth)
+
+    def _fits_old_boot(self, boot: _BootCheck, msg: JointState, arrival_ns: int) -> bool:
+        """Whether a sample continues the boot that was running before the last birth (same numbering within
+        ``max_seq_jump``, stamp consistent with its clock); such samples also feed its kept estimate."""
+        ahead = boot.seq.ahead(msg.seq)
+        if ahead is None or not 1 <= ahead <= self.settings.max_seq_jump + 1:
+            return False
+        if boot.clock.implausible(msg.stamp_ns, arrival_ns) is not None:
+            return False
+        boot.seq.check(msg.seq, arrival_ns)
+        boot.clock.update(msg.stamp_ns, arrival_ns)
+        return True
+
+    def _settle_boot(self, boot: _BootCheck, fits_old: bool) -> None:
+        """Count accepted samples for the old and the new boot; ``restart_confirm`` in a row decide."""
+        if fits_old:
+            boot.old_run, boot.new_run = boot.old_run + 1, 0
+        else:
+            boot.old_run, boot.new_run = 0, boot.new_run + 1
+        birth = self._birth
+        if boot.new_run >= self._confirm:
+            self._boot_check = None
             self._n["restarts"] += 1
             self.post_event(
                 EventKind.ROBOT_RESTARTED,
-                f"robot {robot_id!r} restarted (boot {previous.boot_id} -> {birth.boot_id}); sequence and clock estimates start over",
+                f"robot {birth.robot_id!r} restarted (boot {boot.previous.boot_id} -> {birth.boot_id}, confirmed by "
+                f"{self._confirm} samples of the new boot); sequence and clock estimates start over",
                 boot_id=birth.boot_id,
-                previous_boot_id=previous.boot_id,
+                previous_boot_id=boot.previous.boot_id,
             )
-        if self.recorder is not None:
-            self._record(True, topic, payload, arrival_ns, birth)
+        elif boot.old_run >= self._confirm:
+            # The data go on as if nothing happened: the birth was not the robot's (or not a restart). Restore.
+            self._restore_boot(
+                boot, f"{self._confirm} samples since continue boot {boot.previous.boot_id} (sequence and clock)"
+            )
+
+    def _restore_boot(self, boot: _BootCheck, evidence: str) -> None:
+        """The birth of a new boot was contradicted: go back to the running boot's birth, numbering and clock."""
+        birth = self._birth
+        self._boot_check = None
+        self._contradicted_boots.append(birth.boot_id)
+        self._birth = boot.previous
+        self._seq.adopt(boot.seq)
+        self.clock = boot.clock
+        self._clock_jumps_seen = boot.clock.jumps
+        if self._ref is None:
+            self._ref, self._ref_q = boot.ref
+        self._reject(
+            boot.topic,
+            boot.payload,
+            self._n["last_arrival"],
+            RejectReason.CONTRADICTED_BIRTH,
+            f"a birth announced boot {birth.boot_id} of robot {birth.robot_id!r}, but {evidence}: not treated as a restart",
+        )
+
+    # ---- statuses: an 'offline' contradicted by flowing data is flagged, not obeyed ------------------------------
 
     def _on_status(self, topic: str, robot_id: str, payload: bytes, arrival_ns: int) -> None:
         status = decode_status(payload, max_bytes=self.settings.max_payload_bytes)
@@ -443,17 +785,69 @@ class TelemetryIngest:
         birth = self._birth
         stale = status.state == "offline" and birth is not None and status.boot_id and status.boot_id != birth.boot_id
         if not stale:  # an 'offline' will of an earlier boot must not mark the running boot offline
-            previous = self._status
-            self._status = status
-            if previous is None or previous.state != status.state:
-                kind = EventKind.ROBOT_ONLINE if status.state == "online" else EventKind.ROBOT_OFFLINE
-                self.post_event(
-                    kind,
-                    f"robot {robot_id!r} is {status.state}" + (f" (boot {status.boot_id})" if status.boot_id else ""),
-                    boot_id=status.boot_id,
-                )
+            last = self._last_state_arrival
+            if status.state == "offline" and last is not None and arrival_ns - last < self._grace_ns:
+                # Data were arriving a moment ago: hold the status until they stop (or contradict it).
+                if self._pending_offline is None:
+                    self._pending_offline = (status, arrival_ns, topic, payload)
+                    history = self._connected_at is not None and arrival_ns - self._connected_at < _HISTORY_NS
+                    # An 'offline' delivered right after the twin (re)connected is history (retained, or queued
+                    # while it was away): data after it mean the robot is back, not that someone lies.
+                    self._pending_epoch = -1 if history else self._link_epoch
+            else:
+                self._apply_status(status, arrival_ns, topic, payload)
         if self.recorder is not None:
             self._record(True, topic, payload, arrival_ns, status)
+
+    def _apply_status(self, status: Status, arrival_ns: int, topic: str = "", payload: bytes = b"") -> None:
+        self._pending_offline = None
+        previous = self._status
+        self._status = status
+        self._offline = (status, arrival_ns, topic, payload) if status.state == "offline" else None
+        if previous is None or previous.state != status.state:
+            kind = EventKind.ROBOT_ONLINE if status.state == "online" else EventKind.ROBOT_OFFLINE
+            self.post_event(
+                kind,
+                f"robot {status.robot_id!r} is {status.state}"
+                + (f" (boot {status.boot_id})" if status.boot_id else ""),
+                boot_id=status.boot_id,
+            )
+
+    def _settle_offline(self, now_ns: int) -> None:
+        """A held 'offline' after ``offline_grace_s`` without contradiction: the robot really went offline."""
+        pending = self._pending_offline
+        if pending is not None and now_ns - pending[1] >= self._grace_ns:
+            self._apply_status(*pending)
+
+    def _contradict_offline(self, arrival_ns: int) -> None:
+        """A sample accepted while an 'offline' of the running boot is held or in force.
+
+        Held (data were flowing when it came) and samples still arrive after half the grace time (not the
+        stragglers of a clean stop), with the twin's link up all along: the status contradicts the data and is
+        flagged, not obeyed. In force (the data had stopped) or across an interruption of the twin's own link:
+        the robot is back (e.g. it reconnected without re-announcing): online again, nothing to flag.
+        """
+        pending = self._pending_offline
+        held = pending if pending is not None else self._offline
+        status, since, topic, payload = held
+        if arrival_ns - since <= self._grace_ns // 2:
+            return
+        self._pending_offline = None
+        self._offline = None
+        if pending is None or self._pending_epoch != self._link_epoch:
+            if pending is None:
+                self._apply_status(Status(status.robot_id, "online", status.boot_id), arrival_ns)
+            return
+        self._reject(
+            topic,
+            payload,
+            since,
+            RejectReason.CONTRADICTED_STATUS,
+            f"robot {status.robot_id!r} was announced offline (boot {status.boot_id or '?'}) but its joint states keep "
+            f"arriving {(arrival_ns - since) / 1e9:.3g} s later: the status is not obeyed",
+        )
+
+    # ---- refusals and recording -------------------------------------------------------------------------------
 
     def _reject(self, topic: str, payload: bytes, arrival_ns: int, reason: RejectReason, detail: str) -> None:
         self._n["rejected"] += 1

@@ -17,7 +17,11 @@ Behaviour:
 * The network thread only decodes, validates and appends to bounded buffers (`TelemetryIngest`);
   it never waits for the consumer. QoS1 messages are acknowledged after they are in the buffer.
 * The twin's own health is published retained on ``<prefix>/<robot_id>/twin/status``
-  (``online`` on connect, ``offline`` on stop and as the MQTT will).
+  (``online`` on connect, ``offline`` on stop and as the MQTT will), with an instance id, host, pid and
+  start time. The link subscribes to that topic too: another twin's ``offline`` (it stopped) is answered
+  by re-publishing this twin's ``online``; another twin with the SAME client id (the broker lets only one
+  connect and kicks the other) makes the older twin stop connecting with a `CONFLICT` event naming the fix
+  (``broker.client_id``) instead of both fighting over one session.
 * `start` returns at once; `stop` disconnects and joins the network thread (no thread is left).
 
 Batched reads: stock paho reads every packet with three ``recv`` calls (command byte, length,
@@ -36,6 +40,8 @@ import socket
 import ssl
 import struct
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +66,7 @@ BATCHED_READS_AVAILABLE = all(
 )
 """Whether this paho release has the internals the batched reader overrides."""
 _PUBACK = 0x40  # MQTT control packet type 4 << 4
+_TAKEOVER_S = 10.0  # a twin status claiming our client id this soon after we lost our connection: a takeover
 _PUBACK_PACKET = struct.Struct("!BBH")  # type, remaining length 2, packet id
 
 
@@ -75,6 +82,8 @@ class LinkState(str, enum.Enum):
     """Cannot reach the broker (refused, DNS, timeout, TLS); retrying with back-off."""
     REFUSED = "refused"
     """The broker refused the login (credentials, client id, protocol); retrying with back-off."""
+    CONFLICT = "conflict"
+    """Another twin uses the same client id; this one stopped connecting (see the message for the fix)."""
 
 
 @dataclass(frozen=True)
@@ -299,6 +308,14 @@ class MqttLink:
         self._session_up = False  # CONNACK accepted (the subscription may still be pending)
         self._last_message = ""
         self._handlers: dict[str, Callable[[bytes], None]] = {}
+        # Who this twin is on <prefix>/<robot_id>/twin/status (two twins must not fight over it).
+        self.instance = uuid.uuid4().hex[:16]
+        self._started_unix = time.time()
+        self._health_state: tuple[str, str] = ("ok", "")
+        self._yielded = False
+        self._others_seen: set[str] = set()
+        self._last_republish = 0.0
+        self._kicked_at: float | None = None  # time.monotonic() of the last loss of an established connection
         self._health = LinkHealth(
             LinkState.STOPPED, "link not started", self._now(), self.settings.redacted_url(), 0, 0, 0, False
         )
@@ -364,7 +381,7 @@ class MqttLink:
             client.tls_set_context(self._tls_context)
             if s.tls_insecure:
                 client.tls_insecure_set(True)
-        if s.publish_twin_status and robot_id:
+        if self._status_enabled():
             client.will_set(self._topics.twin_status, self._twin_status("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -374,7 +391,33 @@ class MqttLink:
         return client
 
     def _twin_status(self, state: str) -> bytes:
-        return json.dumps({"version": 1, "state": state, "client_id": self.client_id}, separators=(",", ":")).encode()
+        health, reason = self._health_state if state == "online" else ("lost", "")
+        doc = {
+            "version": 1,
+            "state": state,
+            "client_id": self.client_id,
+            "instance": self.instance,
+            "host": socket.gethostname()[:64],
+            "pid": os.getpid(),
+            "started_unix": round(self._started_unix, 3),
+            "health": health,
+        }
+        if reason:
+            doc["reason"] = reason[:500]
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def _status_enabled(self) -> bool:
+        return self.settings.publish_twin_status and bool(self.ingest.settings.robot_id)
+
+    def publish_health(self, health: str, reason: str = "") -> bool:
+        """Publish the twin's health (``ok``/``stale``/``lost`` and why) on ``twin/status`` (retained, with the
+        ``online`` state). Kept for the next (re)connect too. False when not connected or disabled."""
+        self._health_state = (str(health), str(reason))
+        client = self._client
+        if client is None or not self._session_up or not self._status_enabled() or self._yielded:
+            return False
+        info = client.publish(self._topics.twin_status, self._twin_status("online"), qos=1, retain=True)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -388,6 +431,7 @@ class MqttLink:
                 return
             s = self.settings
             self._stopping = False
+            self._yielded = False
             self._failed_attempts = 0
             client = self._make_client()
             self._set_health(
@@ -417,7 +461,7 @@ class MqttLink:
             if client is None:
                 return
             self._stopping = True
-            if self._session_up and self.settings.publish_twin_status and self.ingest.settings.robot_id:
+            if self._session_up and self._status_enabled() and not self._yielded:
                 try:
                     info = client.publish(self._topics.twin_status, self._twin_status("offline"), qos=1, retain=True)
                     info.wait_for_publish(min(timeout_s, 1.0))
@@ -511,8 +555,10 @@ class MqttLink:
         self._session_present = bool(getattr(flags, "session_present", False))
         subs = [(topic, s.qos) for topic in self._topics.telemetry_subscriptions()]
         subs += [(topic, 1) for topic in self._handlers]
+        if self._status_enabled():
+            subs.append((self._topics.twin_status, 1))  # to notice other twins (see _on_twin_status)
         _, self._subscribe_mid = client.subscribe(subs)
-        if s.publish_twin_status and self.ingest.settings.robot_id:
+        if self._status_enabled():
             client.publish(self._topics.twin_status, self._twin_status("online"), qos=1, retain=True)
         if not s.persistent_session:
             session = "clean session"
@@ -542,7 +588,7 @@ class MqttLink:
         was_connected = self._session_up
         self._session_up = False
         self._connected.clear()
-        if self._stopping:
+        if self._stopping or self._yielded:
             return
         if self._connack_failed:  # the broker refused the login; on_connect already said why
             self._connack_failed = False
@@ -560,6 +606,7 @@ class MqttLink:
             return
         if was_connected:
             self._disconnects += 1
+            self._kicked_at = time.monotonic()
             name = "" if reason_code is None else reason_code.getName()
             what = f" ({name})" if name and name not in ("Unspecified error", "Success", "Normal disconnection") else ""
             persisted = (
@@ -589,6 +636,9 @@ class MqttLink:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
+        if topic == self._topics.twin_status:
+            self._on_twin_status(client, bytes(message.payload), bool(message.retain))
+            return
         handler = self._handlers.get(topic)
         if handler is not None:
             try:
@@ -597,3 +647,89 @@ class MqttLink:
                 self.ingest.post_event(EventKind.INTERNAL_ERROR, f"handler for {topic!r} failed: {exc!r}")
             return
         self.ingest.on_payload(topic, message.payload, self._now())
+
+    def _on_twin_status(self, client: Any, payload: bytes, retained: bool) -> None:
+        """Another twin's status on our twin/status topic (network thread).
+
+        Same client id, other instance: the broker allows one connection per client id and kicks the other, so
+        two such twins take the session from each other every reconnect and split the telemetry. The twin that
+        started EARLIER yields (stops connecting, says why and how to fix it) when it sees the other's status
+        right after losing its connection (the takeover); the later one keeps the session and says whom it
+        displaced. A status alone, without a lost connection, is only reported (it may be spoofed).
+
+        Another client id: another twin mirrors the same robot (fine); when it stops, its retained ``offline``
+        would hide that this twin still runs, so ``online`` is published again (at most once a second).
+        """
+        try:
+            doc = json.loads(payload)
+            instance, state, other_id = doc.get("instance"), doc.get("state"), doc.get("client_id")
+        except (ValueError, AttributeError):
+            return  # not a twin status we understand (an older twin_ext, or junk): nothing to do
+        if not isinstance(instance, str) or instance == self.instance or self._yielded:
+            return
+        who = f"instance {instance} (pid {doc.get('pid', '?')} on {doc.get('host', '?')!r}, client id {other_id!r})"
+        started = doc.get("started_unix")
+        if other_id == self.client_id and state == "online" and isinstance(started, (int, float)):
+            newer = (started, instance) > (self._started_unix, self.instance)
+            fix = (
+                "give each twin its own broker.client_id (a stable, unique one per twin: it names the twin's "
+                "persistent session), or run only one twin per client id"
+            )
+            kicked = self._kicked_at is not None and time.monotonic() - self._kicked_at < _TAKEOVER_S
+            if newer and not kicked:
+                # No lost connection to explain it: the broker did not hand our session to that twin. Anyone may
+                # publish on twin/status without ACLs, so say so, and do not stop on a message alone.
+                if self._first_time(instance):
+                    self.ingest.post_event(
+                        EventKind.CONFLICT,
+                        f"a twin status on {self._topics.twin_status} claims this twin's client id {self.client_id!r} "
+                        f"({who}) while this twin is connected: another twin about to take the session over, or a "
+                        f"spoofed message (restrict the topic with broker ACLs); fix: {fix}",
+                        other=instance,
+                    )
+            elif newer:
+                self._yield(
+                    f"another twin uses this twin's MQTT client id {self.client_id!r}: {who}, started after this one; "
+                    f"the broker lets only one of them connect, so this twin stopped connecting instead of fighting "
+                    f"over the session (telemetry would be split between them); fix: {fix}"
+                )
+            elif self._first_time(instance):
+                self.ingest.post_event(
+                    EventKind.CONFLICT,
+                    f"this twin took over MQTT client id {self.client_id!r} from another twin, {who}, started earlier: "
+                    f"that twin stops when it notices; fix: {fix}",
+                    other=instance,
+                )
+            return
+        if state == "offline":
+            now = time.monotonic()
+            if now - self._last_republish >= 1.0 and self._session_up:  # at most once a second: no storms
+                self._last_republish = now
+                client.publish(self._topics.twin_status, self._twin_status("online"), qos=1, retain=True)
+        elif state == "online" and self._first_time(instance):
+            self.ingest.post_event(
+                EventKind.OTHER_TWIN,
+                f"another twin also mirrors robot {self.ingest.settings.robot_id!r} on {self.settings.redacted_url()}: "
+                f"{who}; {self._topics.twin_status} shows whichever twin spoke last",
+                other=instance,
+            )
+
+    def _first_time(self, instance: str) -> bool:
+        """Whether ``instance`` was not reported yet (bounded: a flood of invented instances cannot grow it)."""
+        if instance in self._others_seen:
+            return False
+        if len(self._others_seen) >= 64:
+            self._others_seen.clear()
+        self._others_seen.add(instance)
+        return True
+
+    def _yield(self, message: str) -> None:
+        """Stop connecting (from the network thread): no reconnects, no 'offline' on the shared status."""
+        self._yielded = True
+        self._session_up = False
+        self._connected.clear()
+        client = self._client
+        if client is not None:
+            client.disconnect()  # a clean DISCONNECT: no will, the other twin's status stays
+            client.loop_stop()  # from paho's own thread this only ends its loop; stop() joins it
+        self._set_health(LinkState.CONFLICT, message, EventKind.CONFLICT)

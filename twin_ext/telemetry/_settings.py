@@ -54,8 +54,9 @@ class BrokerSettings:
     """``"3.1.1"`` or ``"5"``. 3.1.1 is the default: paho builds a Properties object for every v5
     PUBLISH, which cost ~40% of the receive rate in our measurement (docs/telemetry.md)."""
     qos: int = 1
-    """QoS of the telemetry subscriptions: 1 (at least once; with the persistent session nothing
-    is lost while the twin is away) or 0 (at most once, lowest latency)."""
+    """QoS of the telemetry subscriptions: 1 (at least once; with the persistent session and a broker that
+    keeps the queue, as config/mosquitto.conf does, nothing is lost while the twin is away) or 0 (at most
+    once, lowest latency)."""
     keepalive_s: int = 15
     persistent_session: bool = True
     """Ask the broker to keep the subscriptions and queue QoS1 messages while the twin is away."""
@@ -63,8 +64,10 @@ class BrokerSettings:
     """MQTT 5 only: how long the broker keeps the session after a disconnect. (3.1.1 sessions
     live until the broker's ``persistent_client_expiration``.)"""
     reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
-    """Reconnect back-off doubles from ``reconnect_min_s`` up to ``reconnect_max_s``."""
+    reconnect_max_s: float = 2.0
+    """Reconnect back-off doubles from ``reconnect_min_s`` up to ``reconnect_max_s``. Capped at 2 s by default:
+    a twin must be back within ~2 s of its broker (a robot's outage buffer and the broker's queue are finite),
+    and one connection attempt every 2 s costs a broker nothing."""
     connect_timeout_s: float = 5.0
     batched_reads: bool = True
     """Read the socket in 64 KiB chunks and parse every packet in them per wake-up (vs. paho's
@@ -143,7 +146,27 @@ class TelemetrySettings:
     """Sequence numbers remembered to tell duplicates from late samples; jumps further back are
     possible restarts."""
     restart_confirm: int = 3
-    """Consecutive far-back sequence numbers that confirm a robot restart without a new birth."""
+    """Consecutive self-consistent samples that confirm a discontinuity: a robot restart without a new birth
+    (sequence far back), a forward sequence jump beyond ``max_seq_jump``, a position jump faster than the
+    velocity limits, and the new boot a birth announced. Until then the old state is kept."""
+    max_seq_jump: int = 16
+    """Forward sequence gaps (skipped numbers) up to this are accepted at once; a larger jump is held until
+    ``restart_confirm`` samples continue it (so one spoofed ``seq`` cannot make the real samples "late");
+    0 accepts every forward jump at once."""
+    check_plausibility: bool = True
+    """Refuse physically impossible joint states when the model has limits (a `RobotModel`): positions beyond
+    the joint limits by more than ``limit_margin``, velocities beyond ``speed_margin`` x the velocity limit,
+    position jumps faster than that over the elapsed robot time (``out_of_limits``, ``implausible_jump``)."""
+    limit_margin: float = 0.1
+    """Tolerance beyond each joint's position limits, as a fraction of the joint's range (0.1: 0.58 rad for a
+    Panda shoulder, 4 mm for its fingers); also the slack of the jump check (noise, hard stops)."""
+    speed_margin: float = 1.5
+    """Factor on the model's velocity limits for the velocity and jump checks (a joint pushed by an external
+    force can exceed its limit somewhat)."""
+    offline_grace_s: float = 0.5
+    """An ``offline`` status for the running boot while joint states are arriving is held this long: if
+    samples keep coming after half of it, the status is flagged as contradicted (``contradicted_status``)
+    and not obeyed; if they stop, the robot is offline."""
     reject_event_interval_s: float = 1.0
     """At most one ``rejected`` event per reason code per interval (counters count every one)."""
     record_path: str = ""
@@ -158,6 +181,10 @@ class TelemetrySettings:
         _require(self.event_buffer >= 1, s, "event_buffer must be >= 1")
         _require(self.reorder_window >= 1, s, "reorder_window must be >= 1")
         _require(self.restart_confirm >= 1, s, "restart_confirm must be >= 1")
+        _require(self.max_seq_jump >= 0, s, "max_seq_jump must be >= 0 (0 = accept every forward jump)")
+        _require(0 <= self.limit_margin <= 10, s, "limit_margin must be in [0, 10] (a fraction of the joint range)")
+        _require(self.speed_margin >= 1, s, "speed_margin must be >= 1 (a factor on the velocity limits)")
+        _require(self.offline_grace_s >= 0, s, "offline_grace_s must be >= 0")
         _require(self.reject_event_interval_s >= 0, s, "reject_event_interval_s must be >= 0")
 
     @classmethod
@@ -190,6 +217,11 @@ class ClockSettings:
     """Consecutive samples below the envelope (or at least this many above it for
     ``jump_confirm_s``) that confirm a step and re-initialise the estimate."""
     jump_confirm_s: float = 1.0
+    max_future_ms: float = 1000.0
+    """The ingest refuses (``implausible_stamp``) a stamp that maps to more than this AFTER its arrival (sampled
+    in the future) or that steps back by more than ``jump_threshold_ms``, unless ``jump_confirm_samples``
+    consecutive samples agree (then it is a real clock step, followed at once). Smaller forward offsets are the
+    estimate's own business (queueing during warm-up can make a lower envelope tens of ms too high)."""
     max_drift_ppm: float = 1000.0
     """Envelope slopes beyond this are treated as a bad fit, not as drift."""
 
@@ -211,6 +243,7 @@ class ClockSettings:
             "need jump_threshold_ms > 0, jump_confirm_samples >= 1, jump_confirm_s >= 0",
         )
         _require(self.max_drift_ppm > 0, s, "max_drift_ppm must be > 0")
+        _require(self.max_future_ms >= self.jump_threshold_ms, s, "max_future_ms must be >= jump_threshold_ms")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> ClockSettings:

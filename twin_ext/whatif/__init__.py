@@ -13,6 +13,12 @@ Warp is imported only when an engine runs.
 from .. import lazy_exports
 
 _EXPORTS = {
+    "RequestLimits": "._budget",
+    "RequestPlan": "._budget",
+    "WhatIfBudgetError": "._budget",
+    "plan_request": "._budget",
+    "ConfinedFiles": "._confined",
+    "FileNotAllowed": "._confined",
     "Dynamics": "._engine",
     "Rollout": "._engine",
     "WhatIfEngine": "._engine",

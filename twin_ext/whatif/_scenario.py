@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from ..config import check_keys
 from ..estimation import Health, TwinSnapshot
 from ..robot import JointTrajectory, JointType, RobotModel, TrajectoryError
 from . import _kernels as kernels
+from ._budget import plan_request
 from ._errors import WhatIfError
 from ._variants import Payload, Perturbation, Variant, parameter_sets
 from ._verdict import WhatIfReport, variant_verdicts
@@ -191,16 +192,25 @@ class Scenario:
     # ---- TOML / JSON --------------------------------------------------------------------------------
     @classmethod
     def from_mapping(
-        cls, doc: Mapping[str, Any], *, source: str = "<mapping>", base_dir: Path | None = None
+        cls,
+        doc: Mapping[str, Any],
+        *,
+        source: str = "<mapping>",
+        base_dir: Path | None = None,
+        trajectory_loader: Callable[[str], JointTrajectory] | None = None,
     ) -> Scenario:
-        """Build from a parsed TOML/JSON document (schema: docs/whatif.md). Paths resolve against ``base_dir``."""
+        """Build from a parsed TOML/JSON document (schema: docs/whatif.md). Paths resolve against ``base_dir``.
+
+        ``trajectory_loader`` turns ``[command] trajectory`` into a `JointTrajectory` instead (the remote service
+        passes one that reads only its allowed folders); it raises `WhatIfError` with the message to show.
+        """
         where = source
         _check_keys(doc, _TOP_KEYS, where)
         base_dir = base_dir or Path.cwd()
         name = doc.get("name", Path(source).stem if source.endswith(".toml") else "scenario")
         if not isinstance(name, str) or not name:
             raise WhatIfError(f"{where}: name must be a non-empty string")
-        command = _parse_command(doc.get("command"), f"{where} [command]", base_dir)
+        command = _parse_command(doc.get("command"), f"{where} [command]", base_dir, trajectory_loader)
         cmd_doc = doc.get("command", {})
         variants_doc = doc.get("variant", [{"name": "nominal"}])
         if not isinstance(variants_doc, list) or not variants_doc:
@@ -306,7 +316,7 @@ def _joint_values(value, what: str):
     return _number(value, what)
 
 
-def _parse_command(doc, where: str, base_dir: Path) -> TrajectoryCommand | TargetStream:
+def _parse_command(doc, where: str, base_dir: Path, loader=None) -> TrajectoryCommand | TargetStream:
     if doc is None:
         raise WhatIfError(f'{where}: missing; give trajectory = "file.toml", inline [[command.waypoint]]s, or targets')
     _check_keys(doc, _COMMAND_KEYS, where)
@@ -320,6 +330,8 @@ def _parse_command(doc, where: str, base_dir: Path) -> TrajectoryCommand | Targe
         if "trajectory" in doc:
             if not isinstance(doc["trajectory"], str):
                 raise WhatIfError(f"{where}: trajectory must be a file path string")
+            if loader is not None:
+                return TrajectoryCommand(loader(doc["trajectory"]), start)
             path = Path(doc["trajectory"]).expanduser()
             path = path if path.is_absolute() else base_dir / path
             return TrajectoryCommand(JointTrajectory.from_toml(path), start)
@@ -554,6 +566,8 @@ def run_scenario(
         base_label = "command start"
     else:
         base_label = base_state.health
+    # the budget (memory; ranges) from the scenario's scalars, before any command or initial state is built
+    plan_request(scenario, ndof=robot.ndof, settings=s, uncertain=base_state.covariance is not None)
     q0s, qd0s, samples = _initial_states(base_state, robot, samples, seed)
 
     speeds = sorted({v.speed_scale for v in scenario.variants})

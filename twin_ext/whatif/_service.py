@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,12 @@ class WhatIfService:
         self.engine = engine
 
     def evaluate(
-        self, snapshot: TwinSnapshot | None, request: Scenario | Mapping[str, Any] | str | Path
+        self,
+        snapshot: TwinSnapshot | None,
+        request: Scenario | Mapping[str, Any] | str | Path,
+        *,
+        cancel: threading.Event | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> WhatIfReport:
         """Run ``request`` from ``snapshot`` (its mean, covariance and health).
 
@@ -35,7 +41,11 @@ class WhatIfService:
             snapshot: the twin's state when asked; a stale or lost snapshot makes every verdict ``unknown``
                 (never ``pass``). None: use the scenario's own base state.
             request: a `Scenario`, a mapping with the scenario schema (e.g. a JSON ``whatif/request``
-                payload), or a scenario name / TOML path.
+                payload), or a scenario name / TOML path. These are trusted local inputs (paths are read as
+                given); requests from the network go through `twin_ext.live.RemoteWhatIf`, which reads files
+                only from its allowed folders.
+            cancel: set it to stop the rollouts early (the report then says so in its warnings).
+            progress: called with the fraction of the rollouts done (0..1).
 
         Raises:
             WhatIfError: the request is malformed (the message names the part and the fix).
@@ -50,4 +60,4 @@ class WhatIfService:
             raise WhatIfError(
                 f"a what-if request must be a Scenario, a mapping or a scenario name, got {type(request).__name__}"
             )
-        return self.engine.run(scenario, base=snapshot)
+        return self.engine.run(scenario, base=snapshot, progress=progress, cancel=cancel)
