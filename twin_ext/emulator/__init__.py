@@ -12,7 +12,9 @@
 Live, publishing with paho-mqtt: ``robot.run("mqtt://127.0.0.1:1883", duration_s=20)``.
 
 Command line: ``python -m twin_ext.emulator --help``. Settings: docs/SETTINGS.md ("Emulator",
-"Impairment profiles"); design and outputs: docs/emulator.md.
+"Impairment profiles", "Faults"); design and outputs: docs/emulator.md. Faults for a health monitor
+(friction wear, collisions, payload, encoder glitches, torque bias; ``config/faults/``) are part of a
+profile; their ground truth is ``Simulation.faults`` and the truth channel ``truth/faults``.
 
 Names are loaded on first use: importing this package loads neither MuJoCo nor paho-mqtt.
 """
@@ -20,6 +22,15 @@ Names are loaded on first use: importing this package loads neither MuJoCo nor p
 from .. import lazy_exports
 
 _EXPORTS = {
+    "COLLISION_SHAPES": "._faults",
+    "FAULT_KINDS": "._faults",
+    "Collision": "._faults",
+    "EncoderJump": "._faults",
+    "EncoderStuck": "._faults",
+    "FaultProfile": "._faults",
+    "Payload": "._faults",
+    "TorqueBias": "._faults",
+    "Wear": "._faults",
     "ClockJump": "._impairments",
     "ImpairedChannel": "._impairments",
     "ImpairmentError": "._impairments",
@@ -37,6 +48,12 @@ _EXPORTS = {
     "EmulatorSettings": "._settings",
     "CommandRecord": "._records",
     "Delivery": "._records",
+    "FAULTS_JSON_SCHEMA": "._records",
+    "FAULTS_SCHEMA": "._records",
+    "FAULTS_TOPIC": "._records",
+    "FaultEvent": "._records",
+    "FaultTruth": "._records",
+    "fault_records": "._records",
     "EmulatorError": "._records",
     "RunSummary": "._records",
     "SampleLog": "._records",

@@ -4,6 +4,10 @@
 Time. Host time is ``time.monotonic_ns()`` live and ``start_ns + n * timestep`` offline. Plant step ``n``
 covers ``[t_n, t_n + timestep)``; the sample taken at step ``n`` carries the state at ``t_n`` and the stamp
 ``RobotClock.to_robot_ns(t_n)``. Ground truth has both clocks.
+
+Faults. When the profile has a ``[faults]`` table the engine owns a `FaultRunner` (``faults``): plant faults
+are applied before each plant step and read back after it; sensor faults change the published position
+and effort of each sample after the sensor noise. Without faults ``faults`` is None and costs nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ..telemetry import (
     encode_status,
 )
 from ._controller import CommandRejected, ControllerError, MotionController
+from ._fault_runner import FaultRunner
 from ._impairments import ImpairedChannel, ImpairmentProfile, RobotClock, SensorNoise
 from ._plant import PANDA_VELOCITY_LIMITS, MujocoPlant, PlantError
 from ._records import CommandRecord, Delivery, EmulatorError
@@ -95,14 +100,20 @@ class _Engine:
             )
         except ControllerError as exc:
             raise EmulatorError(f"program {settings.program_path}: {exc}") from None
-        plant.reset(self.controller.initial_position())
+        self.dt_ns = round(settings.timestep * 1e9)
+        self.faults: FaultRunner | None = None
+        dry = np.any(np.asarray(getattr(plant, "nominal_frictionloss", 0.0)) > 0.0)  # its truth is read per step
+        if not profile.faults.is_empty or dry:  # may add a payload body to the plant (which resets it)
+            self.faults = FaultRunner(profile.faults, plant, epoch_ns=epoch_ns, dt_ns=self.dt_ns)
+        plant.reset(self.controller.initial_position())  # also undoes the faults of an earlier run
+        if self.faults is not None:
+            self.faults.reset()
         self.ndof = plant.ndof
         self.names = plant.joint_names
         self.topics = Topics(settings.robot_id, prefix=settings.topic_prefix)
         self.encode = encode_json if settings.codec == "json" else encode_binary
         self.epoch_ns = int(epoch_ns)
         self.dt = settings.timestep
-        self.dt_ns = round(settings.timestep * 1e9)
         self.clock = RobotClock.from_profile(profile, epoch_ns=self.epoch_ns)
         self.channel = ImpairedChannel(profile, seed=seed, epoch_ns=self.epoch_ns)
         self.noise = SensorNoise(profile, ndof=self.ndof, seed=seed)
@@ -251,7 +262,12 @@ class _Engine:
         plant = self.plant
         q, qd = plant.q, plant.qd
         q_d, qd_d = self.controller.step(self.dt)
+        faults = self.faults
+        if faults is not None:
+            faults.before_step(self.n)
         tau = plant.step(q_d, qd_d)
+        if faults is not None:
+            faults.after_step(self.n)
         robot_t = self.clock.to_robot_ns(t)
         if self.on_truth is not None:
             self.on_truth(self.n, t, robot_t, q, qd, tau, q_d, qd_d)
@@ -265,6 +281,8 @@ class _Engine:
     def _sample(self, t: int, robot_t: int, q: np.ndarray, qd: np.ndarray, tau: np.ndarray) -> None:
         s = self.settings
         qm, qdm, taum = self.noise.apply(q, qd, tau)
+        if self.faults is not None:
+            qm, taum = self.faults.on_sample(t, self.seq, self.boot_index, qm, taum)
         msg = JointState(
             robot_id=s.robot_id,
             seq=self.seq,

@@ -33,6 +33,10 @@ sample period reorder messages, as on a multi-path or UDP link; ``in_order = tru
 send order (``arrival_k = max(arrival_k, arrival_{k-1})``), as one TCP connection does: jitter then
 bunches messages instead of reordering them. ``reorder`` adds ``reorder_ms`` to that fraction of
 samples, reordering them explicitly.
+
+Faults. A profile may also carry a ``[faults]`` table (`FaultProfile`, module ``_faults``: friction
+wear, collisions, payload changes, encoder glitches, torque-sensor bias), the ground truth for a health
+monitor; ``config/faults/*.toml`` are profiles of that kind.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError, check_keys
+from ..config import check_keys
+from ._faults import FaultProfile, ImpairmentError
 
 __all__ = [
     "JITTER_DISTRIBUTIONS",
@@ -66,10 +71,6 @@ JITTER_DISTRIBUTIONS = ("gamma", "normal", "uniform")
 # Stream keys: fixed forever, so a seed keeps meaning the same thing across versions.
 _STREAM_LOSS, _STREAM_DUPLICATE, _STREAM_DELAY, _STREAM_COPY_DELAY, _STREAM_REORDER, _STREAM_NOISE = range(6)
 _BLOCK = 1024  # draws per refill of a stream buffer
-
-
-class ImpairmentError(ConfigError):
-    """An impairment profile that cannot be used; the message names the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class ImpairmentProfile:
     restarts: tuple[Restart, ...] = ()
     seq_start: int = 0
     seed: int = 0
+    faults: FaultProfile = FaultProfile()
 
     def __post_init__(self) -> None:
         _check_profile(self)
@@ -153,6 +155,11 @@ class ImpairmentProfile:
         for key, value in mapping.items():
             if key in _EVENT_TYPES:
                 kwargs[key] = _events(key, value, source)
+            elif key == "faults":
+                try:
+                    kwargs[key] = FaultProfile.from_mapping(value)
+                except ImpairmentError as exc:
+                    raise ImpairmentError(f"{source}: {exc}") from None
             else:
                 kwargs[key] = _scalar(key, value, types[key], source)
         try:
@@ -188,6 +195,10 @@ class ImpairmentProfile:
             value = getattr(self, f.name)
             if f.name in _EVENT_TYPES:
                 value = [dataclasses.asdict(e) for e in value]
+            elif f.name == "faults":
+                if value.is_empty:
+                    continue  # a profile without faults maps (and records) as it always did
+                value = value.to_mapping()
             out[f.name] = value
         return out
 
@@ -531,6 +542,8 @@ def _check_profile(p: ImpairmentProfile) -> None:
         raise ImpairmentError(f"seq_start must be an integer in [0, 2**32), got {p.seq_start!r}")
     if isinstance(p.seed, bool) or not isinstance(p.seed, int) or p.seed < 0:
         raise ImpairmentError(f"seed must be a non-negative integer, got {p.seed!r}")
+    if not isinstance(p.faults, FaultProfile):
+        raise ImpairmentError(f"faults must be a FaultProfile ([faults] table), got {type(p.faults).__name__}")
     for key, cls in _EVENT_TYPES.items():
         events = getattr(p, key)
         if not isinstance(events, tuple) or not all(isinstance(e, cls) for e in events):

@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What the emulator produces: deliveries (message + arrival time), ground truth, run summaries, truth records."""
+"""What the emulator produces: deliveries (message + arrival time), ground truth, run summaries, truth records.
+
+Faults (docs/emulator.md, "Faults"): `FaultTruth` is the offline ground truth of every fault
+(``Simulation.faults``); `fault_record` / `fault_records` give the JSON records of the truth channel
+`FAULTS_TOPIC` (schema `FAULTS_JSON_SCHEMA`), written live beside ``truth/joint_states``.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,102 @@ TRUTH_JSON_SCHEMA = {
     "additionalProperties": False,
 }
 """JSON Schema of the truth channel (registered in the MCAP file)."""
+
+
+FAULTS_TOPIC = "truth/faults"
+"""MCAP channel of the faults' ground truth (JSON, schema `FAULTS_SCHEMA`)."""
+FAULTS_SCHEMA = "twin_ext.emulator.TruthFaults"
+_FAULT_JSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "the fault's name, or '<kind>[i]' (its place in the profile)"},
+        "kind": {
+            "type": "string",
+            "enum": ["wear", "collision", "payload", "encoder_jump", "encoder_stuck", "torque_bias"],
+        },
+        "joint": {"type": "string", "description": "the joint it acts on ('' for a link collision or a payload)"},
+        "body": {"type": "string", "description": "the link it acts on ('' for a joint fault)"},
+        "magnitude": {
+            "type": "number",
+            "description": "wear: rate_per_hour; collision: peak torque or |force|; payload: mass; "
+            "encoder_jump: jump; encoder_stuck: duration; torque_bias: bias",
+        },
+        "unit": {"type": "string", "description": "unit of magnitude: 1/h, N·m, N, kg, rad, m, s"},
+        "start_ns": {"type": "integer", "description": "host ns it takes effect (the first plant step or sample)"},
+        "end_ns": {"type": ["integer", "null"], "description": "host ns it ends (null: to the end of the run)"},
+        "start_s": {"type": "number", "description": "s from the start of the run"},
+        "end_s": {"type": ["number", "null"]},
+        "detail": {"type": "object", "description": "kind-specific parameters (docs/emulator.md, 'Faults')"},
+    },
+    "required": [
+        "id",
+        "kind",
+        "joint",
+        "body",
+        "magnitude",
+        "unit",
+        "start_ns",
+        "end_ns",
+        "start_s",
+        "end_s",
+        "detail",
+    ],
+}
+FAULTS_JSON_SCHEMA = {
+    "title": "twin_ext emulator fault ground truth",
+    "type": "object",
+    "properties": {
+        "host_ns": {"type": "integer", "description": "host monotonic clock, ns"},
+        "robot_ns": {"type": "integer", "description": "robot clock at the same instant, ns"},
+        "t_s": {"type": "number", "description": "s from the start of the run"},
+        "event": {
+            "type": "string",
+            "enum": ["state", "start", "end"],
+            "description": "state: periodic (100 Hz); start / end: `fault` began or ended at this instant",
+        },
+        "fault": {"oneOf": [{"type": "null"}, _FAULT_JSON_SCHEMA]},
+        "active": {"type": "array", "items": {"type": "string"}, "description": "ids of the faults active now"},
+        "names": {"type": "array", "items": {"type": "string"}},
+        "friction_scale": {**_NUMBERS, "description": "s per joint: damping and dry friction are s times their base"},
+        "damping": {**_NUMBERS, "description": "viscous damping in the plant now, N·m·s/rad | N·s/m"},
+        "frictionloss": {**_NUMBERS, "description": "dry friction in the plant now, N·m | N"},
+        "friction_torque": {
+            **_NUMBERS,
+            "description": "friction torque on each joint in this step (opposes motion), N·m | N",
+        },
+        "external_torque": {
+            **_NUMBERS,
+            "description": "joint torques of the collisions in this step (J^T F for link forces), N·m | N",
+        },
+        "payload": {
+            "type": "object",
+            "properties": {
+                "body": {"type": "string"},
+                "mass": {"type": "number", "description": "kg (0: none)"},
+                "com": {**_NUMBERS, "description": "m, in the body's frame"},
+                "inertia": {**_NUMBERS, "description": "principal moments about the com, kg·m²"},
+            },
+            "required": ["body", "mass", "com", "inertia"],
+        },
+    },
+    "required": [
+        "host_ns",
+        "robot_ns",
+        "t_s",
+        "event",
+        "fault",
+        "active",
+        "names",
+        "friction_scale",
+        "damping",
+        "frictionloss",
+        "friction_torque",
+        "external_torque",
+        "payload",
+    ],
+    "additionalProperties": False,
+}
+"""JSON Schema of the fault truth channel (registered in the MCAP file)."""
 
 
 class EmulatorError(TwinExtError, RuntimeError):
@@ -140,6 +241,99 @@ class SampleLog:
         return len(self.host_ns)
 
 
+class FaultEvent(NamedTuple):
+    """One fault of the profile as it happened: what, where, how big, from when to when (host ns).
+
+    ``kind`` is ``wear``, ``collision``, ``payload``, ``encoder_jump``, ``encoder_stuck`` or ``torque_bias``;
+    ``joint`` / ``body`` say where (the other is ``""``); ``magnitude`` is in ``unit`` (wear: the rate,
+    1/h; collision: peak torque N·m or peak |force| N; payload: kg; encoder_jump: rad | m;
+    encoder_stuck: its duration, s; torque_bias: N·m | N); ``end_ns`` is None for a fault lasting to the
+    end of the run; an encoder jump has ``start_ns == end_ns`` (the sample's host time). ``detail``
+    holds the rest (docs/emulator.md, "Faults").
+    """
+
+    id: str
+    kind: str
+    joint: str
+    body: str
+    magnitude: float
+    unit: str
+    start_ns: int
+    end_ns: int | None
+    detail: dict[str, Any]
+
+    def as_json(self, run_start_ns: int) -> dict[str, Any]:
+        """The JSON object of the fault (schema `FAULTS_JSON_SCHEMA`, property ``fault``)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "joint": self.joint,
+            "body": self.body,
+            "magnitude": float(self.magnitude),
+            "unit": self.unit,
+            "start_ns": int(self.start_ns),
+            "end_ns": None if self.end_ns is None else int(self.end_ns),
+            "start_s": (self.start_ns - run_start_ns) / 1e9,
+            "end_s": None if self.end_ns is None else (self.end_ns - run_start_ns) / 1e9,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class FaultTruth:
+    """Ground truth of the faults of an offline run (``Simulation.faults``); ``N`` plant steps (the rows
+    of `Truth`), ``M`` samples (the rows of `SampleLog`), ``ndof`` columns in `joint_names` order.
+
+    Attributes:
+        faults: every fault of the profile (`FaultEvent`), in profile order.
+        transitions: ``[(host_ns, "start" | "end", id)]`` in time order.
+        t_ns: ``[N]`` host ns of each step (as ``Truth.t_ns``).
+        friction_scale: ``[N, ndof]`` s; ``damping`` (N·m·s/rad) and ``frictionloss`` (N·m) are the plant's
+            values, s times their base.
+        friction_torque: ``[N, ndof]`` N·m, the friction torque on each joint (opposes motion).
+        external_torque: ``[N, ndof]`` N·m, the collisions' joint torques (``J^T F`` for link forces).
+        payload_mass: ``[N]`` kg; payload_com, payload_inertia: ``[N, 3]`` m (body frame), kg·m².
+        payload_body: the body the payload hangs on (``""``: the profile has none).
+        position_error, effort_error: ``[M, ndof]`` what the sensor faults added to each published sample
+            (rad | m, N·m | N; the noise is not included).
+    """
+
+    joint_names: tuple[str, ...]
+    faults: tuple[FaultEvent, ...]
+    transitions: tuple[tuple[int, str, str], ...]
+    start_ns: int
+    t_ns: np.ndarray
+    friction_scale: np.ndarray
+    damping: np.ndarray
+    frictionloss: np.ndarray
+    friction_torque: np.ndarray
+    external_torque: np.ndarray
+    payload_body: str
+    payload_mass: np.ndarray
+    payload_com: np.ndarray
+    payload_inertia: np.ndarray
+    position_error: np.ndarray
+    effort_error: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.faults)
+
+    def fault(self, fault_id: str) -> FaultEvent:
+        """The fault with id ``fault_id`` (its name, or ``"<kind>[i]"``)."""
+        for f in self.faults:
+            if f.id == fault_id:
+                return f
+        raise KeyError(f"no fault {fault_id!r}; the faults are {[f.id for f in self.faults]}")
+
+    def active(self, fault_id: str) -> np.ndarray:
+        """``[N]`` bool: the plant steps during which fault ``fault_id`` is in effect."""
+        f = self.fault(fault_id)
+        end = np.iinfo(np.int64).max if f.end_ns is None else f.end_ns
+        if f.start_ns == end:
+            return self.t_ns == f.start_ns
+        return (self.t_ns >= f.start_ns) & (self.t_ns < end)
+
+
 @dataclass(frozen=True, eq=False)
 class Simulation:
     """The result of `EmulatedRobot.simulate`.
@@ -153,6 +347,7 @@ class Simulation:
         channel: the impairment channel's counters (offered, lost, paused, backlogged, duplicated,
             delayed, delivered) plus ``dropped_in_restart`` (held samples that died with a restart).
         start_ns, end_ns: host ns of the run's start and end.
+        faults: ground truth of the profile's faults (`FaultTruth`; no faults: constant friction, no loads).
     """
 
     deliveries: tuple[Delivery, ...]
@@ -166,6 +361,7 @@ class Simulation:
     seed: int
     start_ns: int
     end_ns: int
+    faults: FaultTruth | None = None
 
     @property
     def joint_state_deliveries(self) -> list[Delivery]:
@@ -244,3 +440,105 @@ def truth_records(truth: Truth, *, rate_hz: float) -> Iterator[tuple[int, dict[s
                 truth.qd_target[n],
             ),
         )
+
+
+def fault_record(
+    host_ns: int,
+    robot_ns: int,
+    run_start_ns: int,
+    *,
+    event: str,
+    fault: FaultEvent | None,
+    active: list[str],
+    names: list[str],
+    friction_scale: np.ndarray,
+    damping: np.ndarray,
+    frictionloss: np.ndarray,
+    friction_torque: np.ndarray,
+    external_torque: np.ndarray,
+    payload: tuple[str, float, np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """The JSON object of one fault-truth record (channel `FAULTS_TOPIC`, schema `FAULTS_JSON_SCHEMA`).
+
+    ``event`` is ``"state"`` (periodic) or ``"start"`` / ``"end"`` of ``fault``; ``payload`` is
+    ``(body, mass kg, com [3] m, inertia [3] kg·m²)``.
+    """
+    body, mass, com, inertia = payload
+    return {
+        "host_ns": int(host_ns),
+        "robot_ns": int(robot_ns),
+        "t_s": (int(host_ns) - int(run_start_ns)) / 1e9,
+        "event": event,
+        "fault": None if fault is None else fault.as_json(run_start_ns),
+        "active": list(active),
+        "names": names,
+        "friction_scale": np.asarray(friction_scale, dtype=np.float64).tolist(),
+        "damping": np.asarray(damping, dtype=np.float64).tolist(),
+        "frictionloss": np.asarray(frictionloss, dtype=np.float64).tolist(),
+        "friction_torque": np.asarray(friction_torque, dtype=np.float64).tolist(),
+        "external_torque": np.asarray(external_torque, dtype=np.float64).tolist(),
+        "payload": {
+            "body": body,
+            "mass": float(mass),
+            "com": np.asarray(com, dtype=np.float64).tolist(),
+            "inertia": np.asarray(inertia, dtype=np.float64).tolist(),
+        },
+    }
+
+
+def fault_records(faults: FaultTruth, truth: Truth, *, rate_hz: float = 100.0) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(log_time_ns, record)`` of an offline run's fault truth, as a live run records it: a ``state``
+    record every ``1 / rate_hz`` s of plant steps plus a ``start`` / ``end`` record at each transition,
+    in time order (for writing `FAULTS_TOPIC` to an MCAP file beside `truth_records`)."""
+    n = len(truth)
+    if n == 0:
+        return
+    dt_ns = int(truth.t_ns[1] - truth.t_ns[0]) if n > 1 else 1
+    every = max(1, round(1e9 / (rate_hz * dt_ns)))
+    names = list(faults.joint_names)
+    by_id = {f.id: f for f in faults.faults}
+    transitions = sorted(faults.transitions, key=lambda e: e[0])
+    spans = [(by_id[i], f.start_ns, np.iinfo(np.int64).max if f.end_ns is None else f.end_ns) for i, f in by_id.items()]
+
+    def active_at(t: int) -> list[str]:
+        return [f.id for f, a, b in spans if a <= t < b]
+
+    def record(row: int, event: str, fault: FaultEvent | None, t: int | None = None) -> dict[str, Any]:
+        robot = int(truth.robot_ns[row]) if t is None else int(truth.robot_ns[row]) + t - int(truth.t_ns[row])
+        t = int(truth.t_ns[row]) if t is None else t
+        active = active_at(t)
+        if event == "start" and fault is not None and fault.id not in active:
+            active.append(fault.id)  # an encoder jump: in effect for its one sample
+        return fault_record(
+            t,
+            robot,
+            faults.start_ns,
+            event=event,
+            fault=fault,
+            active=active,
+            names=names,
+            friction_scale=faults.friction_scale[row],
+            damping=faults.damping[row],
+            frictionloss=faults.frictionloss[row],
+            friction_torque=faults.friction_torque[row],
+            external_torque=faults.external_torque[row],
+            payload=(
+                faults.payload_body,
+                faults.payload_mass[row],
+                faults.payload_com[row],
+                faults.payload_inertia[row],
+            ),
+        )
+
+    k = 0
+    for row in range(0, n, every):
+        t = int(truth.t_ns[row])
+        while k < len(transitions) and transitions[k][0] <= t:
+            at, event, fid = transitions[k]
+            r = min(n - 1, max(0, (at - int(truth.t_ns[0])) // dt_ns))
+            yield at, record(r, event, by_id[fid], at)
+            k += 1
+        yield t, record(row, "state", None)
+    for at, event, fid in transitions[k:]:
+        r = min(n - 1, max(0, (at - int(truth.t_ns[0])) // dt_ns))
+        yield at, record(r, event, by_id[fid], at)

@@ -15,6 +15,10 @@ One engine, two ways to run it:
 Time. Host time is ``time.monotonic_ns()`` live and ``start_ns + n * timestep`` offline. Plant step
 ``n`` covers ``[t_n, t_n + timestep)``; the sample taken at step ``n`` carries the state at ``t_n``
 and the stamp ``RobotClock.to_robot_ns(t_n)``. Ground truth has both clocks.
+
+Faults (the profile's ``[faults]``): offline, ``Simulation.faults`` is their ground truth (`FaultTruth`);
+live, a truth recording also gets channel ``truth/faults`` (`FAULTS_TOPIC`): the live run's truth
+recorder is wrapped here so that each truth record is followed by the fault records due then.
 """
 
 from __future__ import annotations
@@ -32,10 +36,23 @@ from typing import Any
 import numpy as np
 
 from ..robot import JointTrajectory
+from ..telemetry import McapRecorder
 from ._engine import _Engine
+from ._fault_runner import constant_fault_truth
 from ._impairments import ImpairmentProfile
 from ._live import LiveRun
-from ._records import CommandRecord, EmulatorError, RunSummary, SampleLog, Simulation, Truth
+from ._records import (
+    FAULTS_JSON_SCHEMA,
+    FAULTS_SCHEMA,
+    FAULTS_TOPIC,
+    TRUTH_TOPIC,
+    CommandRecord,
+    EmulatorError,
+    RunSummary,
+    SampleLog,
+    Simulation,
+    Truth,
+)
 from ._settings import EmulatorSettings
 
 __all__ = ["EmulatedRobot"]
@@ -159,6 +176,8 @@ class EmulatedRobot:
             positions.append(qm)
 
         engine.on_truth, engine.on_sample = on_truth, on_sample
+        if engine.faults is not None:
+            engine.faults.start_recording(steps)
         for at_s, command in sorted(commands, key=lambda c: c[0]):
             engine.submit_command(start_ns + round(float(at_s) * 1e9), command)
         for _ in range(steps):
@@ -179,6 +198,10 @@ class EmulatedRobot:
             position=np.array(positions).reshape(-1, ndof),
         )
         truth = Truth(engine.names, t_ns, robot_ns, **arrays)
+        if engine.faults is not None:
+            faults = engine.faults.truth(t_ns, arrays["qd"], len(samples))
+        else:
+            faults = constant_fault_truth(engine.plant, t_ns, arrays["qd"], len(samples), start_ns)
         return Simulation(
             deliveries=tuple(deliveries),
             truth=truth,
@@ -191,6 +214,7 @@ class EmulatedRobot:
             seed=seed,
             start_ns=start_ns,
             end_ns=end_ns,
+            faults=faults,
         )
 
     # ---- live ---------------------------------------------------------------------------------------
@@ -290,5 +314,45 @@ class EmulatedRobot:
         )
 
     def _run_live(self, broker_url: str, **kwargs: Any) -> RunSummary:
+        truth = kwargs.get("truth")
+        if self.profile.faults.is_empty or truth is None or self.settings.truth_rate_hz == 0:
+            return LiveRun(self, broker_url, **kwargs).execute()
+        tee = _FaultTruthTee(self, truth)
+        run = LiveRun(self, broker_url, **{**kwargs, "truth": tee})  # checks the URL and duration first
+        # and the faults fit the robot (as the live run's own pre-flight does) before the file is created
+        _Engine(self.settings, self.profile, self.program, seed=0, epoch_ns=0, new_boot_id=lambda: "preflight")
+        tee.open()
+        try:
+            return run.execute()
+        finally:
+            tee.close()
 
-        return LiveRun(self, broker_url, **kwargs).execute()
+
+class _FaultTruthTee:
+    """The live truth target with fault truth added: forwards every record to the real target (an MCAP
+    path, opened here, or a shared recorder) and after each ``truth/joint_states`` record writes the
+    fault records due (`FaultRunner.live_records` of the run's engine) on `FAULTS_TOPIC`."""
+
+    def __init__(self, robot: EmulatedRobot, target: str | Path | Any) -> None:
+        self.robot = robot
+        self.target = target
+        self.recorder: Any = None
+        self.owned = False
+
+    def open(self) -> None:
+        if hasattr(self.target, "record_json"):
+            self.recorder = self.target
+        else:
+            self.recorder, self.owned = McapRecorder(Path(self.target)), True
+
+    def close(self) -> None:
+        if self.owned and self.recorder is not None:
+            self.recorder.close()
+
+    def record_json(self, topic: str, obj: dict, log_time_ns: int, schema_name: str, *, schema: dict | None = None):
+        self.recorder.record_json(topic, obj, log_time_ns, schema_name, schema=schema)
+        engine = self.robot._engine
+        if topic != TRUTH_TOPIC or engine is None or engine.faults is None:
+            return
+        for record in engine.faults.live_records(int(obj["host_ns"]), engine.clock.to_robot_ns):
+            self.recorder.record_json(FAULTS_TOPIC, record, record["host_ns"], FAULTS_SCHEMA, schema=FAULTS_JSON_SCHEMA)
