@@ -63,6 +63,9 @@ def _check_outputs(out: Path) -> dict:
     assert {v["name"] for v in report["variants"]} >= {"as programmed", "x1.5 speed + 3 kg part"}
     for v in report["variants"]:
         assert v["status"] in ("pass", "fail") and 0.0 <= v["p_violation"] <= 1.0
+    # the robot's health beside the verdicts: every arm joint judged against the model, its identification shown
+    assert [j["name"] for j in report["health"]["joints"]] == [f"joint{i}" for i in range(1, 8)]
+    assert report["health"]["samples"] > 500 and "Identified model" in html and "Health events" in html
     return report
 
 

@@ -62,8 +62,9 @@ class Plant:
         mujoco.mj_forward(self.m, self.d)
         self._gravity_model = None
 
-    def run(self, seconds, *, external=lambda t: np.zeros(9), bias=np.zeros(9), t0=0.0, speed=1.0):
+    def run(self, seconds, *, external=lambda t: np.zeros(9), bias=None, t0=0.0, speed=1.0):
         """Simulate; returns 200 Hz measurements ``t [N], q, qd, tau [N, 9]`` (tau = drive torque + sensor bias)."""
+        bias = np.zeros(9) if bias is None else bias
         out_t, out_q, out_qd, out_tau = [], [], [], []
         steps = int(round(seconds / self.m.opt.timestep))
         for k in range(steps):
@@ -201,3 +202,21 @@ def test_the_cycle_period_of_a_repeating_program_is_found():
     q = PROGRAM.sample(t % PROGRAM.duration)[0]
     period = cycle_period(t, q)
     assert period is not None and math.isclose(period, PROGRAM.duration, abs_tol=0.15)
+
+
+def test_identified_friction_written_as_a_usd_layer_reads_back_through_load_robot(panda, tmp_path):
+    """The layer over the shipped Panda carries the identified friction: load_robot on it gives those values (and
+    every other joint as before), while the asset file itself is untouched."""
+    from twin_ext.robot import load_robot
+    from twin_ext.stage import write_identified_layer
+
+    asset_before = (REPO / "usd/franka_panda/panda.usda").read_bytes()
+    layer = write_identified_layer(panda, {"joint4": (0.8, 2.0), "joint6": (0.3, 1.5)}, tmp_path / "identified.usda")
+    again = load_robot(layer)
+    j4, j6, j1 = (again.dof_names.index(n) for n in ("joint4", "joint6", "joint1"))
+    assert again.friction[j4] == pytest.approx(0.8, rel=1e-6) and again.damping[j4] == pytest.approx(2.0, rel=1e-6)
+    assert again.friction[j6] == pytest.approx(0.3, rel=1e-6) and again.damping[j6] == pytest.approx(1.5, rel=1e-6)
+    assert again.damping[j1] == pytest.approx(panda.damping[j1]) and again.friction[j1] == panda.friction[j1]
+    assert (REPO / "usd/franka_panda/panda.usda").read_bytes() == asset_before
+    with pytest.raises(ValueError, match="not joints of"):
+        write_identified_layer(panda, {"elbow": (0.1, 0.1)}, tmp_path / "bad.usda")

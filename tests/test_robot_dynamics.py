@@ -134,7 +134,9 @@ def test_the_inertial_regressor_predicts_what_a_welded_payload_costs_in_mujoco()
     rot = dyn.tree.link_rotation_in_body(hand_link)
     mass, inertia_com = 1.7, np.diag([0.004, 0.005, 0.003])
     h = mass * com_in_body
-    i_o = rot @ inertia_com @ rot.T + mass * (com_in_body @ com_in_body * np.eye(3) - np.outer(com_in_body, com_in_body))
+    i_o = rot @ inertia_com @ rot.T + mass * (
+        com_in_body @ com_in_body * np.eye(3) - np.outer(com_in_body, com_in_body)
+    )
     theta = np.array([mass, *h, i_o[0, 0], i_o[0, 1], i_o[0, 2], i_o[1, 1], i_o[1, 2], i_o[2, 2]])
 
     spec = mujoco.MjSpec.from_file(str(ROBOTS["panda"][1]))

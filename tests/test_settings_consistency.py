@@ -38,7 +38,8 @@ def test_extension_toml_settings_are_generated_from_the_dataclasses():
         settings = tomllib.load(fh)["settings"]["exts"]["twin_ext"]
     for section, cls in kit_sections().items():
         for f in dataclasses.fields(cls):
-            assert settings[section][f.name] == f.default, (section, f.name)
+            expected = list(f.default) if isinstance(f.default, tuple) else f.default  # TOML arrays are lists
+            assert settings[section][f.name] == expected, (section, f.name)
 
 
 @pytest.mark.parametrize("section", list(kit_sections()))
@@ -61,7 +62,8 @@ def test_config_twin_toml_parses_and_states_the_defaults():
             continue
         defaults = {f.name: f.default for f in dataclasses.fields(sections[section])}
         for key, value in values.items():
-            assert value == defaults[key], f"config/twin.toml [{section}] {key} = {value!r}, default {defaults[key]!r}"
+            default = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
+            assert value == default, f"config/twin.toml [{section}] {key} = {value!r}, default {defaults[key]!r}"
     from twin_ext.emulator import EmulatorSettings
 
     EmulatorSettings.from_mapping(raw["emulator"])

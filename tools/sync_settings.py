@@ -44,6 +44,8 @@ def toml_value(value) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, float):
         return ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, (tuple, list)):  # list settings (TOML arrays; the dataclass keeps a tuple)
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return repr(value)
 
 

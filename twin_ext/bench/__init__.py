@@ -4,6 +4,7 @@
     python -m twin_ext.bench whatif     [--json]   Warp rollouts vs mujoco.rollout
     python -m twin_ext.bench telemetry  [--json]   MQTT link + decode vs raw paho-mqtt
     python -m twin_ext.bench fidelity   [--json]   twin estimate vs last-sample-hold, against plant truth
+    python -m twin_ext.bench health     [--json]   health monitor vs emulator fault truth, vs two anchors
     python -m twin_ext.bench all        [--json]
 
 Speed goals live here, never in timed tests.
@@ -11,5 +12,5 @@ Speed goals live here, never in timed tests.
 
 __all__ = ["BENCHMARKS"]
 
-BENCHMARKS = ("whatif", "telemetry", "fidelity")
+BENCHMARKS = ("whatif", "telemetry", "fidelity", "health")
 """Names of the benchmarks (``python -m twin_ext.bench <name>``); each lives in the private module ``_<name>``."""

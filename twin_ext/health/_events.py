@@ -10,7 +10,8 @@ from typing import Any
 __all__ = ["EVENT_KINDS", "HealthEvent"]
 
 EVENT_KINDS = {
-    "collision": "a short external torque (a contact or a hit), from the momentum observer; magnitude: peak N·m",
+    "collision": "a short external torque (a contact or a hit), from the momentum observer; magnitude: the external "
+    "torque when it was detected, N·m (the episode's peak is in the summary's last_episode)",
     "contact": "an external torque that lasts and is neither a payload nor a sensor bias; magnitude: N·m",
     "payload_change": "the held mass changed; magnitude: change in kg (detail: mass, centre of mass)",
     "friction_rise": "identified friction above nominal (wear); magnitude: friction / nominal at the reference speed",
@@ -31,8 +32,9 @@ class HealthEvent:
         joints: the joint(s) concerned (most affected first); empty when it concerns the robot as a whole.
         magnitude: size of the event in ``unit``.
         unit: "N·m", "kg", "ratio", "rad" or "s".
-        t_s: when it began, s on the twin clock (sample time).
-        detected_s: when the monitor raised it, s on the same clock (``detected_s - t_s`` is the delay).
+        t_s: when it began, s on the clock of the samples (the live twin feeds the robot's source stamps).
+        detected_s: the time of the sample that raised it, same clock (``detected_s - t_s`` is how long the
+            evidence took; network latency comes on top).
         confidence: in [0, 1]: how unlikely the evidence is for a healthy robot within an hour of monitoring.
         detail: extra values (e.g. ``{"mass_kg": 2.03, "com_m": [...]}``), JSON-able.
         message: one sentence for people.

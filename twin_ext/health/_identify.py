@@ -83,6 +83,7 @@ class FrictionEstimate:
     Attributes:
         joint: name. coulomb, viscous: ``F_c`` N·m and ``F_v`` N·m·s/rad, with 95 % half-widths ``*_ci``.
         bias: torque-sensor offset, N·m (``bias_ci`` its 95 % half-width).
+        reference_speed: the speed ``v_ref`` the ratio is taken at, rad/s.
         ratio: ``(F_c + F_v v_ref) / nominal`` at the reference speed; ``ratio_ci`` its 95 % half-width.
         identifiable: the joint has moved in both directions within the memory; else ``note`` says what is missing.
     """
@@ -94,6 +95,7 @@ class FrictionEstimate:
     viscous_ci: float
     bias: float
     bias_ci: float
+    reference_speed: float
     ratio: float
     ratio_ci: float
     identifiable: bool
@@ -155,8 +157,10 @@ class ModelIdentifier:
         prior_std = np.concatenate([[5.0, 1.5, 1.5, 1.5, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3], np.tile([20.0, 20.0, 5.0], nj)])
         self.window_s = float(window_s)
         self.rls = RecursiveLeastSquares(np.zeros(self.n_params), prior_std, forgetting=1.0)
-        self._moved_positive = 0.0 * np.zeros(nj)  # seconds of motion each way within the memory
+        self._moved_positive = np.zeros(nj)  # seconds of motion each way within the memory
         self._moved_negative = np.zeros(nj)
+        self._speed_sum = np.zeros(nj)  # time-weighted |qd| while moving, within the memory
+        self._speed_time = np.zeros(nj)
 
     def regressor(self, payload_rows: np.ndarray, qd: np.ndarray) -> np.ndarray:
         """``[N, J, P]`` regressor from the payload rows ``[N, J, 10]`` and the monitored velocities ``qd [N, J]``."""
@@ -173,16 +177,39 @@ class ModelIdentifier:
     def update(
         self, phi: np.ndarray, residual: np.ndarray, noise_var: np.ndarray, qd: np.ndarray, dt: np.ndarray
     ) -> np.ndarray:
-        """Fuse ``N`` samples (``phi [N, J, P]``, ``residual [N, J]``, ``noise_var [J]``, ``qd [N, J]``, ``dt [N]``
-        seconds each sample stands for); returns the innovations ``[N, J]`` before each update."""
+        """Fuse ``N`` samples (``phi [N, J, P]``, ``residual [N, J]``, ``noise_var [J]`` or ``[N, J]``, ``qd [N, J]``,
+        ``dt [N]`` seconds each sample stands for); returns the innovations ``[N, J]`` before each update.
+
+        A joint slower than ``min_speed`` contributes nothing that sample: near rest its dry friction is
+        indeterminate (static friction holds any torque up to the Coulomb level), which a regression would blame
+        on the bias and the payload."""
         out = np.empty_like(residual)
+        var = np.broadcast_to(noise_var, residual.shape)
+        resting = np.abs(qd) < self.min_speed
         for k in range(len(residual)):
             h = float(dt[k])
             decay = math.exp(-h / self.window_s)
-            out[k] = self.rls.update(phi[k], residual[k], noise_var, forgetting=decay)
+            v = np.where(resting[k], 1e12, var[k])  # a resting joint's row carries no weight
+            out[k] = self.rls.update(phi[k], residual[k], v, forgetting=decay)
             self._moved_positive = self._moved_positive * decay + h * (qd[k] > self.min_speed)
             self._moved_negative = self._moved_negative * decay + h * (qd[k] < -self.min_speed)
+            moving = ~resting[k]
+            self._speed_sum = self._speed_sum * decay + h * np.where(moving, np.abs(qd[k]), 0.0)
+            self._speed_time = self._speed_time * decay + h * moving
         return out
+
+    def trusted(self) -> np.ndarray:
+        """``[J]`` bool: joints whose friction and bias estimates may be used by the model (they moved both ways
+        within the memory and their spread fell below a fifth of the prior's); before that the nominal values are
+        used, so an early, poorly excited estimate never reaches the observer."""
+        enough = 0.02 * self.window_s
+        moved = (self._moved_positive > enough) & (self._moved_negative > enough)
+        nj = len(self.joint_names)
+        c = 10 + 3 * np.arange(nj)
+        std = self.rls.std()
+        prior = np.sqrt(self.rls.prior_var)
+        settled = (std[c] < 0.2 * prior[c]) & (std[c + 1] < 0.2 * prior[c + 1]) & (std[c + 2] < 0.2 * prior[c + 2])
+        return moved & settled
 
     def explained(self, phi: np.ndarray) -> np.ndarray:
         """``[N, J]`` the part of the residual the current estimate explains."""
@@ -193,11 +220,20 @@ class ModelIdentifier:
         self.rls.reset(self.payload)
 
     # ---- results -----------------------------------------------------------------------------------------
+    def reference_speeds(self) -> np.ndarray:
+        """``[J]`` rad/s: the configured reference speed, or (0) each joint's mean speed while moving (1 rad/s
+        until it has moved)."""
+        if self.reference_speed > 0:
+            return np.full(len(self.joint_names), self.reference_speed)
+        typical = self._speed_sum / np.maximum(self._speed_time, 1e-12)
+        return np.where(self._speed_time > 0.5, typical, 1.0)
+
     def friction(self, ci_inflation: np.ndarray | float = 1.0) -> tuple[FrictionEstimate, ...]:
         """Per joint: identified friction, bias and the friction ratio to nominal (95 % intervals times
         ``ci_inflation`` ``[J]``, the residuals' correlation correction)."""
         theta, std_all = self.rls.theta, self.rls.std()
         inflation = np.broadcast_to(np.asarray(ci_inflation, dtype=np.float64), (len(self.joint_names),))
+        speeds = self.reference_speeds()
         out = []
         for j, name in enumerate(self.joint_names):
             c = 10 + 3 * j
@@ -205,11 +241,12 @@ class ModelIdentifier:
             s = std_all[c : c + 3] * infl
             fc = self.nominal_coulomb[j] + theta[c]
             fv = self.nominal_viscous[j] + theta[c + 1]
-            nominal = self.nominal_coulomb[j] + self.nominal_viscous[j] * self.reference_speed
+            v_ref = float(speeds[j])
+            nominal = self.nominal_coulomb[j] + self.nominal_viscous[j] * v_ref
             cov = self.rls.covariance[c : c + 2, c : c + 2] * infl**2
-            grad = np.array([1.0, self.reference_speed])
+            grad = np.array([1.0, v_ref])
             eff_std = math.sqrt(max(float(grad @ cov @ grad), 0.0))
-            ratio = (fc + fv * self.reference_speed) / nominal if nominal > 0 else math.nan
+            ratio = (fc + fv * v_ref) / nominal if nominal > 0 else math.nan
             ratio_ci = _Z95 * eff_std / nominal if nominal > 0 else math.nan
             enough = 0.02 * self.window_s  # moving each way for ~2 % of the memory
             both = self._moved_positive[j] > enough and self._moved_negative[j] > enough
@@ -228,6 +265,7 @@ class ModelIdentifier:
                     viscous_ci=float(_Z95 * s[1]),
                     bias=float(theta[c + 2]),
                     bias_ci=float(_Z95 * s[2]),
+                    reference_speed=v_ref,
                     ratio=float(ratio),
                     ratio_ci=float(ratio_ci),
                     identifiable=bool(both),
@@ -252,7 +290,10 @@ class ModelIdentifier:
             com_cov = np.full((3, 3), np.inf)
         rot = self._link_rotation
         com_link = rot.T @ (com_body - self._link_offset)
-        com_std = np.sqrt(np.clip(np.diag(rot.T @ com_cov @ rot), 0.0, None))
+        if np.all(np.isfinite(com_cov)):
+            com_std = np.sqrt(np.clip(np.diag(rot.T @ com_cov @ rot), 0.0, None))
+        else:  # no payload: its centre of mass is undefined
+            com_std = np.full(3, np.inf)
         spread = self.rls.std()[:4] / np.sqrt(self.rls.prior_var[:4])
         identifiable = bool(spread[0] < 0.2)
         note = "" if identifiable else f"the {self.payload_link} has not moved enough to tell its payload yet"

@@ -48,7 +48,8 @@ _FIT_HALF = 3  # samples on each side of the centred velocity fit (7 in all)
 _SHARES = {"observer": 0.6, "identification": 0.2, "sensors": 0.2}  # false-alarm budget per detector family
 _CHECK_EVERY_S = 1.0  # slow checks (friction, bias) at most this often
 _IDENTIFY_HZ = 100.0  # identification updates per second, at most
-_IDENTIFY_BATCH_S = 0.1  # identification runs on batches of this much sample time
+_IDENTIFY_BATCH_S = 0.1
+_CERTAIN = 40.0  # "sigmas" of a deterministic check (saturation, a frozen or jumping encoder): confidence 1  # identification runs on batches of this much sample time
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class HealthSummary:
     cycle_period_s: float | None
     energy_per_cycle_j: dict[str, float]
     notes: tuple[str, ...] = ()
+    last_episode: dict[str, Any] | None = None
+    """The last closed episode of external torque: ``onset_s``, ``end_s``, ``duration_s``, ``joints``, ``peak_nm``,
+    ``peak_z`` and ``explained_as`` (collision, contact, payload_change, torque_sensor_bias)."""
 
     @property
     def state(self) -> str:
@@ -128,6 +132,7 @@ class HealthSummary:
             "cycle_period_s": num(self.cycle_period_s),
             "energy_per_cycle_j": {k: num(v) for k, v in self.energy_per_cycle_j.items()},
             "events": [e.to_dict() for e in self.events[-10:]],
+            "last_episode": self.last_episode,
             "notes": list(self.notes),
         }
 
@@ -145,6 +150,7 @@ class _Episode:
     mass_before: float = 0.0
     bias_before: np.ndarray = field(default_factory=lambda: np.zeros(0))
     quiet_since: float | None = None
+    explained_as: str = "collision"
 
 
 class HealthMonitor:
@@ -201,8 +207,11 @@ class HealthMonitor:
         self.residual_spread = RunningSpread(nj, floor=s.sigma_effort, memory=1.0)
         self.robot_id = robot_id
         self.epoch_unix_s = epoch_unix_s
+        self._epoch_given = epoch_unix_s is not None
         self.trend = WearTrend(self.joint_names, limit=s.service_limit_ratio, path=s.history_path, robot_id=robot_id)
         self.events: deque[HealthEvent] = deque(maxlen=200)
+        self.last_episode: dict[str, Any] | None = None
+        """The last closed episode: onset, end, duration (s), joints, peak (N·m and sigmas), what it was."""
         self.samples = 0
         self._window: deque[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=2 * _FIT_HALF + 1)
         self._centres: list[list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]] = []
@@ -212,6 +221,8 @@ class HealthMonitor:
         self._z_slow = math.inf
         self._episode: _Episode | None = None
         self._last_r = np.zeros(nj)
+        self._trusted = np.zeros(nj, dtype=bool)  # joints whose identified friction and bias the model uses
+        self._over_run = np.zeros(nj, dtype=int)  # consecutive samples each joint has been above threshold
         self._last_t: float | None = None
         self._next_check = -math.inf
         self._next_trend: float | None = None
@@ -257,7 +268,9 @@ class HealthMonitor:
         theta = self.identifier.rls.theta
         j = self.joint_index
         c = 10 + 3 * np.arange(len(j))
-        tau[:, j] += theta[c] * np.tanh(qd[:, j] / self.settings.friction_smoothing) + theta[c + 1] * qd[:, j]
+        use = self._trusted
+        change = theta[c] * np.tanh(qd[:, j] / self.settings.friction_smoothing) + theta[c + 1] * qd[:, j]
+        tau[:, j] += np.where(use, change, 0.0)
         return tau
 
     def _thresholds(self) -> None:
@@ -266,10 +279,11 @@ class HealthMonitor:
         self._z_observer = exceedance_threshold(
             false_alarm_hours=s.false_alarm_hours, looks_per_second=rate, channels=nj, share=_SHARES["observer"]
         )
-        # Slow checks look once a second at quantities that change over tens of seconds.
+        # Slow checks look once a second at estimates with a memory of identification_window_s: successive looks
+        # see nearly the same number, so independent looks come about once per memory window.
         self._z_slow = exceedance_threshold(
             false_alarm_hours=s.false_alarm_hours,
-            looks_per_second=1.0 / _CHECK_EVERY_S,
+            looks_per_second=1.0 / s.identification_window_s,
             channels=2 * nj,
             share=_SHARES["identification"],
         )
@@ -310,12 +324,13 @@ class HealthMonitor:
             self._thresholds()
         j = self.joint_index
         new += self._encoder_checks(t_s, q[:, j], qd[:, j])
-        bias = self.identifier.rls.theta[10 + 3 * np.arange(len(j)) + 2]
+        self._trusted = self.identifier.trusted()
+        bias = np.where(self._trusted, self.identifier.rls.theta[10 + 3 * np.arange(len(j)) + 2], 0.0)
         tau_corrected = tau.copy()
         tau_corrected[:, j] -= bias  # the observer judges the efforts the sensors should have read
         r_all = self.observer.update(t_s, q, qd, tau_corrected)
         for i in range(len(t_s)):
-            new += self._observer_step(float(t_s[i]), r_all[i, j])
+            new += self._observer_step(float(t_s[i]), r_all[i, j], qd[i, j])
             new += self._saturation_step(float(t_s[i]), tau[i, j])
         new += self._identification(t_s, q, qd, tau)
         self._power_and_cycles(t_s, q[:, j], qd[:, j], tau[:, j])
@@ -323,26 +338,39 @@ class HealthMonitor:
         if now >= self._next_check:
             self._next_check = now + _CHECK_EVERY_S
             new += self._slow_checks(now)
-        self._trend_step(now)
+        new += self._trend_step(now)
         self._last_t = now
         self.samples += len(t_s)
         self.events.extend(new)
         return new
 
     # ---- the observer and episodes ---------------------------------------------------------------------------
-    def _observer_step(self, t: float, r: np.ndarray) -> list[HealthEvent]:
+    def _static_friction(self, qd: np.ndarray) -> np.ndarray:
+        """``[J]`` torque static friction may hold at these speeds, N·m: ``F_c (1 - |tanh(qd / eps)|)`` with the
+        identified Coulomb level (the smooth model's error is largest near rest, where the real friction can be
+        anything up to ``F_c``)."""
+        theta = self.identifier.rls.theta
+        j = self.joint_index
+        identified = np.where(self._trusted, theta[10 + 3 * np.arange(len(j))], 0.0)
+        coulomb = np.maximum(self.model.friction[j] + identified, 0.0)
+        return coulomb * (1.0 - np.abs(np.tanh(qd / self.settings.friction_smoothing)))
+
+    def _observer_step(self, t: float, r: np.ndarray, qd: np.ndarray) -> list[HealthEvent]:
         s = self.settings
-        sigma = self.observer_spread.std()
+        spread = self.observer_spread.std()
+        sigma = np.sqrt(spread**2 + self._static_friction(qd) ** 2)
         z = r / sigma
         self._last_r = r
         h = self._z_observer
         ep = self._episode
-        warm = self.samples > 200 and self.observer_spread.samples > 200
+        warm = self.samples > 400 and self.observer_spread.samples > 100
         over = np.abs(z) > h
+        self._over_run = np.where(over, self._over_run + 1, 0)
         if ep is None:
             weight = 1.0 - math.exp(-self._dt / s.noise_window_s)
-            self.observer_spread.update(r, weight=weight)
-            if warm and np.any(over):
+            # near rest r holds static friction, normalised separately (`_static_friction`)
+            self.observer_spread.update(r, weight=weight, mask=np.abs(qd) >= s.min_speed)
+            if warm and np.any(self._over_run >= s.confirm_samples):
                 joints = set(np.flatnonzero(over).tolist())
                 self._episode = _Episode(onset=t, joints=joints, peak=r.copy(), peak_z=float(np.abs(z).max()))
                 k = int(np.argmax(np.abs(z)))
@@ -367,12 +395,27 @@ class HealthMonitor:
         if np.all(np.abs(z) < 0.5 * h):
             ep.quiet_since = t if ep.quiet_since is None else ep.quiet_since
             if t - ep.quiet_since >= 5.0 * self._dt:
+                k = int(np.argmax(np.abs(ep.peak)))
+                self.last_episode = {
+                    "onset_s": ep.onset,
+                    "end_s": ep.quiet_since,
+                    "duration_s": ep.quiet_since - ep.onset,
+                    "joints": [self.joint_names[j] for j in sorted(ep.joints, key=lambda j: -abs(ep.peak[j]))],
+                    "peak_nm": float(abs(ep.peak[k])),
+                    "peak_z": ep.peak_z,
+                    "explained_as": ep.explained_as,
+                }
                 self._episode = None
         else:
             ep.quiet_since = None
         return out
 
     def _explain_persistent(self, t: float, ep: _Episode) -> list[HealthEvent]:
+        events = self._explanation(t, ep)
+        ep.explained_as = events[0].kind if events else "contact"
+        return events
+
+    def _explanation(self, t: float, ep: _Episode) -> list[HealthEvent]:
         s = self.settings
         payload = self.identifier.payload_estimate()
         change = payload.mass - ep.mass_before
@@ -490,8 +533,9 @@ class HealthMonitor:
         innovation = self.identifier.update(phi, residual, var, qdc[:, j], step)
         if ep is None:
             weight = 1.0 - math.exp(-1.0 / (_IDENTIFY_HZ * self.settings.noise_window_s))
-            for k in range(len(tc)):
-                self.residual_spread.update(innovation[k], weight=weight)
+            moving = np.abs(qdc[:, j]) >= self.settings.min_speed
+            for k in range(len(tc)):  # resting joints' residuals hold static friction, not noise
+                self.residual_spread.update(innovation[k], weight=weight, mask=moving[k])
         return []
 
     def _nominal_friction(self, qd: np.ndarray) -> np.ndarray:
@@ -518,10 +562,18 @@ class HealthMonitor:
             # give it to the observer, which would otherwise report it as a lasting external torque.
             self._adopt_payload()
             out.append(
-                self._event("payload_change", [], change, "kg", t, t, 1.0,
-                            f"payload on the {payload.link}: {payload.mass:.2f} ± {payload.mass_ci:.2f} kg "
-                            f"({change:+.2f} kg against the model) at {tuple(round(c, 3) for c in payload.com)} m",
-                            {"mass_kg": payload.mass, "mass_ci_kg": payload.mass_ci, "com_m": list(payload.com)})  # fmt: skip
+                self._event(
+                    "payload_change",
+                    [],
+                    change,
+                    "kg",
+                    t,
+                    t,
+                    1.0,
+                    f"payload on the {payload.link}: {payload.mass:.2f} ± {payload.mass_ci:.2f} kg "
+                    f"({change:+.2f} kg against the model) at {tuple(round(c, 3) for c in payload.com)} m",
+                    {"mass_kg": payload.mass, "mass_ci_kg": payload.mass_ci, "com_m": list(payload.com)},
+                )  # fmt: skip
             )
         scale = self._z_slow / 1.959964  # from 95 % half-widths to the false-alarm-budget threshold
         for k, f in enumerate(self.identifier.friction(self._ci_inflation())):
@@ -540,7 +592,7 @@ class HealthMonitor:
                         t,
                         1.0,
                         f"{f.joint} friction {100 * (f.ratio - 1):+.0f} % over nominal "
-                        f"({f.ratio:.2f} ± {f.ratio_ci:.2f} x at {s.reference_speed:g} rad/s)",
+                        f"({f.ratio:.2f} ± {f.ratio_ci:.2f} x at {f.reference_speed:.2f} rad/s)",
                         {"coulomb_nm": f.coulomb, "viscous_nms_per_rad": f.viscous},
                     )  # fmt: skip
                 )
@@ -617,7 +669,8 @@ class HealthMonitor:
                             {"returned": bool(back)},
                         )  # fmt: skip
                     )
-                big = np.abs(off) > s.encoder_jump
+                # Across a gap (lost samples) the prediction is too coarse to tell a glitch: check regular steps only.
+                big = np.abs(off) > s.encoder_jump if h <= 3.0 * self._dt else np.zeros(len(off), dtype=bool)
                 if np.any(big) and self._glitch_pending is None:
                     k = int(np.argmax(np.abs(off)))
                     self._glitch_pending = (ti, k, float(off[k]), self._last_q.copy())
@@ -658,13 +711,13 @@ class HealthMonitor:
                 self._last_decimated = float(t[i])
                 self._decimated.append((float(t[i]), q[i].copy()))
 
-    def _trend_step(self, t: float) -> None:
+    def _trend_step(self, t: float) -> list[HealthEvent]:
         s = self.settings
         if self._next_trend is None:
             self._next_trend = t + s.trend_interval_s
-            return
+            return []
         if t < self._next_trend:
-            return
+            return []
         self._next_trend = t + s.trend_interval_s
         if len(self._decimated) >= 64:
             times = np.array([d[0] for d in self._decimated])
@@ -682,6 +735,40 @@ class HealthMonitor:
                 self.trend.add(t_h, f.joint, f.ratio, f.ratio_ci, energy)
         if self.trend.write_error:
             self._note(self.trend.write_error)
+        return self._trend_checks(t, t_h)
+
+    def _trend_checks(self, t: float, t_h: float) -> list[HealthEvent]:
+        """Wear from the trend: the fitted line's value now, confidently above ``wear_alarm_ratio``."""
+        s = self.settings
+        z = exceedance_threshold(
+            false_alarm_hours=s.false_alarm_hours,
+            looks_per_second=1.0 / s.trend_interval_s,
+            channels=len(self.joint_index),
+            share=_SHARES["identification"] / 2.0,
+        )
+        out = []
+        for k, joint in enumerate(self.joint_names):
+            f = self.trend.forecast(joint, t_h)
+            if f is None or f.points < 4 or self._friction_flagged[k]:
+                continue
+            if f.ratio_now - z * f.ratio_now_sd > s.wear_alarm_ratio:
+                self._friction_flagged[k] = True
+                out.append(
+                    self._event(
+                        "friction_rise",
+                        [k],
+                        f.ratio_now,
+                        "ratio",
+                        t,
+                        t,
+                        1.0,
+                        f"{joint} friction {100 * (f.ratio_now - 1):+.0f} % over nominal by its trend "
+                        f"({f.ratio_now:.2f} ± {f.ratio_now_sd:.2f} x, {f.slope_per_hour:+.2f} per hour); "
+                        f"{f.message}",
+                        {"slope_per_hour": f.slope_per_hour, "hours_to_service": f.hours},
+                    )  # fmt: skip
+                )
+        return out
 
     # ---- helpers and results ----------------------------------------------------------------------------------------
     def _event(
@@ -713,6 +800,28 @@ class HealthMonitor:
     def _note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
+
+    def restart_clock(self) -> None:
+        """The robot restarted (its clock and sample numbering may start over): forget everything tied to the
+        last sample's time — the observer's state, the velocity-fit window, pending identification, an open
+        episode, encoder history — and keep what was learned (spreads, identification, trends)."""
+        self.observer.reset()
+        self._window.clear()
+        self._centres = []
+        self._episode = None
+        self._over_run[:] = 0
+        self._last_t = None
+        self._last_q = self._last_qd = self._last_t_enc = None
+        self._glitch_pending = None
+        self._next_check = -math.inf
+        self._next_trend = None
+        self._next_identify = -math.inf
+        if not self._epoch_given:
+            self.epoch_unix_s = None  # re-anchored to wall time at the next sample: trends keep running forward
+
+    def external_torque(self) -> np.ndarray:
+        """``[J]`` the observer's external torque estimate on each monitored joint after the last sample, N·m."""
+        return self._last_r
 
     def friction(self) -> tuple[FrictionEstimate, ...]:
         """Identified friction and bias of every monitored joint (95 % intervals, correlation-corrected)."""
@@ -759,4 +868,5 @@ class HealthMonitor:
             cycle_period_s=self._period,
             energy_per_cycle_j=dict(self._energy),
             notes=tuple(notes),
+            last_episode=None if self.last_episode is None else dict(self.last_episode),
         )

@@ -27,6 +27,9 @@ class HealthSettings:
     observer_gain: float = 50.0
     """Gain K of the generalized momentum observer, 1/s: its output follows an external torque with time
     constant 1/K (20 ms)."""
+    confirm_samples: int = 2
+    """Consecutive samples above the threshold that open an episode: a hit holds the observer up for many
+    samples, while a single sample's numerical error (a long step over lost samples) does not."""
     sigma_effort: float = 0.05
     """Smallest assumed effort noise (1 sigma), N·m: the floor of every residual's learned spread."""
     false_alarm_hours: float = 8.0
@@ -37,11 +40,12 @@ class HealthSettings:
     """Memory of the recursive least-squares identification (forgetting factor from it), s."""
     friction_smoothing: float = 0.02
     """Velocity scale of the smooth Coulomb term ``F_c tanh(qd / eps)``, rad/s."""
-    reference_speed: float = 1.0
-    """Joint speed at which friction is compared with its nominal value (``F_c + F_v v_ref``), rad/s."""
+    reference_speed: float = 0.0
+    """Joint speed at which friction is compared with its nominal value (``F_c + F_v v_ref``), rad/s; 0 = each
+    joint's own typical speed while moving (where its friction is measured, not extrapolated)."""
     min_speed: float = 0.05
     """A joint counts as moving (for identifiability and stuck encoders) above this speed, rad/s."""
-    wear_alarm_ratio: float = 1.2
+    wear_alarm_ratio: float = 1.1
     """A ``friction_rise`` event is raised when the identified friction exceeds nominal by this factor (its
     95 % lower bound does)."""
     service_limit_ratio: float = 2.0
@@ -73,7 +77,6 @@ class HealthSettings:
             "noise_window_s",
             "identification_window_s",
             "friction_smoothing",
-            "reference_speed",
             "min_speed",
             "persistent_s",
             "encoder_jump",
@@ -84,10 +87,12 @@ class HealthSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("min_payload_kg", "min_bias", "saturation_min_s"):
+        for name in ("min_payload_kg", "min_bias", "saturation_min_s", "reference_speed"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.confirm_samples < 1:
+            raise ValueError(f"confirm_samples must be >= 1, got {self.confirm_samples}")
         if not 1.0 < self.wear_alarm_ratio < self.service_limit_ratio:
             raise ValueError(
                 f"need 1 < wear_alarm_ratio ({self.wear_alarm_ratio}) < service_limit_ratio ({self.service_limit_ratio})"

@@ -26,7 +26,9 @@ class RunningSpread:
         self.var = np.full(channels, self.floor**2)
         self._cov1 = np.zeros(channels)
         self._last: np.ndarray | None = None
-        self.samples = 0
+        self._last_used = np.zeros(channels, dtype=bool)
+        self.counts = np.zeros(channels, dtype=np.int64)
+        self.samples = 0  # samples of the least-updated channel
 
     def std(self) -> np.ndarray:
         """``[channels]`` current one-sigma spread (at least ``floor``)."""
@@ -42,18 +44,23 @@ class RunningSpread:
         rho = self.correlation()
         return (1.0 + rho) / (1.0 - rho)
 
-    def update(self, x: np.ndarray, *, weight: float | None = None) -> None:
-        """Add one residual sample ``x [channels]`` with EWMA ``weight`` (default ``1 / memory``). The first
-        samples are averaged plainly (weight ``1 / n``), so the estimate is usable after a few dozen samples."""
-        x2 = np.minimum(x * x, 16.0 * np.maximum(self.var, self.floor**2)) if self.samples else x * x
-        w = max(self.weight if weight is None else weight, 1.0 / (self.samples + 1))
-        self.var = (1.0 - w) * self.var + w * x2
+    def update(self, x: np.ndarray, *, weight: float | None = None, mask: np.ndarray | None = None) -> None:
+        """Add one residual sample ``x [channels]`` with EWMA ``weight`` (default ``1 / memory``); ``mask [channels]``
+        (bool) limits the update to some channels. Each channel's first samples are averaged plainly (weight
+        ``1 / n``), so its estimate is usable after a few dozen samples."""
+        use = np.ones(x.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        n = self.counts
+        x2 = np.where(n > 0, np.minimum(x * x, 16.0 * np.maximum(self.var, self.floor**2)), x * x)
+        w = np.maximum(self.weight if weight is None else weight, 1.0 / (n + 1))
+        self.var = np.where(use, (1.0 - w) * self.var + w * x2, self.var)
         if self._last is not None:
             bound = 4.0 * np.sqrt(np.maximum(self.var, self.floor**2))
             prod = np.clip(x, -bound, bound) * np.clip(self._last, -bound, bound)
-            self._cov1 = (1.0 - w) * self._cov1 + w * prod
+            self._cov1 = np.where(use & self._last_used, (1.0 - w) * self._cov1 + w * prod, self._cov1)
         self._last = x.copy()
-        self.samples += 1
+        self._last_used = use
+        self.counts = n + use
+        self.samples = int(self.counts.min())
 
     def forget_history(self) -> None:
         """The next sample does not follow the previous one (a gap or a reset): no lag-1 pair across it."""

@@ -30,13 +30,15 @@ class Forecast:
     """When a joint's friction ratio reaches the service limit, by the fitted trend.
 
     Attributes:
-        joint: name. ratio_now: fitted friction / nominal now. slope_per_hour: fitted change per hour.
+        joint: name. ratio_now: fitted friction / nominal now (``ratio_now_sd`` its one-sigma uncertainty: a line
+        through many points has no lag on a ramp and averages their noise). slope_per_hour: fitted change per hour.
         hours: expected time to the limit from now, h (inf when not rising); hours_low, hours_high: 90 % range.
         points: trend points used. limit: the service limit ratio. message: one sentence.
     """
 
     joint: str
     ratio_now: float
+    ratio_now_sd: float
     slope_per_hour: float
     hours: float
     hours_low: float
@@ -155,7 +157,8 @@ class WearTrend:
                 f"{joint} friction {pct:+.0f} %; reaches the service limit of {self.limit:g}x nominal in ~{h:.0f} h "
                 f"({lo:.0f}–{'∞' if math.isinf(hi) else f'{hi:.0f}'} h)"
             )
-        return Forecast(joint, now, slope, h, lo, hi, len(pts), self.limit, msg)
+        now_sd = math.sqrt(max(cov[0, 0], 0.0))
+        return Forecast(joint, now, now_sd, slope, h, lo, hi, len(pts), self.limit, msg)
 
 
 def cycle_period(t_s: np.ndarray, q: np.ndarray, *, min_s: float = 1.0, max_s: float = 120.0) -> float | None:

@@ -179,6 +179,11 @@ class KitTwinController:
         """`TwinStatus`, or None when the twin is not running."""
         return self.session.status() if self.session is not None else None
 
+    def health_summary(self):
+        """The health monitor's `HealthSummary`, or None (twin not running, or running without health)."""
+        health = getattr(self.session, "health", None) if self.session is not None else None
+        return health.summary if health is not None else None
+
     def latest_snapshot(self):
         return self.session.twin.latest_snapshot if self.session is not None else None
 

@@ -35,6 +35,7 @@ class TelemetryWindow:
         )
         self._labels: dict[str, Any] = {}
         self._joint_rows: list[dict[str, Any]] = []
+        self._health_rows: list[dict[str, Any]] = []
         self.window.frame.set_build_fn(self._build)
 
     def _row(self, key: str, title: str) -> None:
@@ -46,6 +47,7 @@ class TelemetryWindow:
         view = self.vm.view()
         self._labels.clear()
         self._joint_rows.clear()
+        self._health_rows.clear()
         with ui.ScrollingFrame():
             with ui.VStack(spacing=4, height=0):
                 with ui.HStack(height=24, spacing=6):
@@ -90,6 +92,33 @@ class TelemetryWindow:
                                     cells[key] = ui.Label("—", width=width)
                                 cells["bar"] = ui.ProgressBar()
                                 self._joint_rows.append(cells)
+                with ui.CollapsableFrame("Health: the robot against its model", height=0):
+                    with ui.VStack(spacing=2, height=0):
+                        self._row("health_state", "State")
+                        self._row("payload", "Payload")
+                        with ui.HStack(height=18):
+                            for text, width in (
+                                ("joint", 110),
+                                ("state", 110),
+                                ("external", 90),
+                                ("friction", 150),
+                                ("bias", 0),
+                            ):
+                                ui.Label(text, width=width, style={"color": _GREY})
+                        for _row in view.health_rows:
+                            with ui.HStack(height=18):
+                                cells = {
+                                    key: ui.Label("—", width=width)
+                                    for key, width in (
+                                        ("name", 110),
+                                        ("state", 110),
+                                        ("external_torque", 90),
+                                        ("friction", 150),
+                                        ("bias", 0),
+                                    )
+                                }
+                                self._health_rows.append(cells)
+                        self._labels["health_events"] = ui.Label("", word_wrap=True)
                 with ui.CollapsableFrame("Errors", height=0, collapsed=False):
                     self._labels["errors"] = ui.Label("", word_wrap=True, style={"color": _RED})
         self.refresh()
@@ -107,7 +136,7 @@ class TelemetryWindow:
         if not self.window.visible or not self._labels:
             return
         view = self.vm.view()
-        if len(view.joints) != len(self._joint_rows):
+        if len(view.joints) != len(self._joint_rows) or len(view.health_rows) != len(self._health_rows):
             self.window.frame.rebuild()
             return
         for key in (
@@ -134,6 +163,13 @@ class TelemetryWindow:
             cells["velocity"].style = {"color": _RED if row.too_fast else 0xFFDDDDDD}
             cells["bar"].model.set_value(0.0 if row.bar != row.bar else row.bar)
             cells["bar"].style = {"color": _RED if row.near_limit else _GREEN}
+        self._labels["health_state"].text = view.health_state
+        self._labels["payload"].text = view.payload or "none identified"
+        self._labels["health_events"].text = "\n".join(view.health_events)
+        for cells, row in zip(self._health_rows, view.health_rows, strict=False):
+            for key in ("name", "state", "external_torque", "friction", "bias"):
+                cells[key].text = getattr(row, key)
+            cells["state"].style = {"color": _HEALTH_COLOR[row.level]}
 
     def destroy(self) -> None:
         self.window.destroy()

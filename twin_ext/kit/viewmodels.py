@@ -28,7 +28,15 @@ from ..whatif import (
     load_scenario,
 )
 
-__all__ = ["JointRow", "TelemetryView", "TelemetryPanelViewModel", "VerdictRow", "WhatIfForm", "WhatIfPanelViewModel"]
+__all__ = [
+    "HealthRow",
+    "JointRow",
+    "TelemetryView",
+    "TelemetryPanelViewModel",
+    "VerdictRow",
+    "WhatIfForm",
+    "WhatIfPanelViewModel",
+]
 
 _HEALTH_LEVEL = {"ok": 0, "stale": 1, "lost": 2}
 
@@ -53,6 +61,23 @@ class JointRow:
 
 
 @dataclass(frozen=True)
+class HealthRow:
+    """One joint's health as the panel shows it (text ready for labels).
+
+    ``state`` is "ok" or the kind of the joint's last unresolved event; ``level`` 0 ok (green), 1 attention
+    (yellow: an event, or an external torque above half the threshold).
+    """
+
+    name: str
+    state: str
+    level: int
+    external_torque: str
+    friction: str
+    bias: str
+    forecast: str
+
+
+@dataclass(frozen=True)
 class TelemetryView:
     """The whole telemetry panel at one instant."""
 
@@ -73,6 +98,13 @@ class TelemetryView:
     errors: tuple[str, ...]
     joints: tuple[JointRow, ...]
     drive: str
+    health_state: str = "—"
+    """"ok", "attention: ..." (the newest event), or "—" when the twin runs without health monitoring."""
+    health_rows: tuple[HealthRow, ...] = ()
+    health_events: tuple[str, ...] = ()
+    """The newest health events, newest last (one line each)."""
+    payload: str = ""
+    """The identified payload ("1.49 ± 0.02 kg on the hand"), or "" while it is not identifiable."""
 
 
 class TelemetryPanelViewModel:
@@ -151,7 +183,38 @@ class TelemetryPanelViewModel:
             errors=tuple(status.errors[-5:]),
             joints=tuple(joints),
             drive=self.controller.drive_description,
+            **self._health(),
         )
+
+    def _health(self) -> dict[str, Any]:
+        summary = self.controller.health_summary()
+        if summary is None:
+            return {}
+        rows = []
+        for j in summary.joints:
+            f = j.friction
+            friction = (
+                f"{f.ratio:.2f} ± {f.ratio_ci:.2f} x nominal" if f.identifiable and math.isfinite(f.ratio) else f.note
+            )
+            rows.append(
+                HealthRow(
+                    name=j.name,
+                    state=j.state,
+                    level=0 if j.state == "ok" and abs(j.z) < 0.5 * j.threshold else 1,
+                    external_torque=_num(j.external_torque, "+.2f", " N·m"),
+                    friction=friction or "—",
+                    bias=_num(f.bias, "+.2f", " N·m") if f.identifiable else "—",
+                    forecast=j.forecast.message if j.forecast is not None else "",
+                )
+            )
+        events = tuple(f"{summary.t_s - e.t_s:6.1f} s ago  {e.kind}: {e.message}" for e in summary.events[-5:])
+        newest = summary.events[-1] if summary.events else None
+        state = summary.state if newest is None or summary.state == "ok" else f"attention: {newest.message}"
+        p = summary.payload
+        payload = (
+            f"{p.mass:.2f} ± {p.mass_ci:.2f} kg on the {p.link}" if p.identifiable and abs(p.mass) > p.mass_ci else ""
+        )
+        return {"health_state": state, "health_rows": tuple(rows), "health_events": events, "payload": payload}
 
     # actions
     def start(self) -> None:

@@ -18,6 +18,7 @@ _EXPORTS = {
     "load_config": "._config",
     "REFUSAL_REASONS": "._remote_whatif",
     "RemoteWhatIf": "._remote_whatif",
+    "HealthService": "._health_service",
     "RemoteWhatIfSettings": "._remote_whatif",
     "SessionError": "._session",
     "TwinSession": "._session",

@@ -18,6 +18,7 @@ from typing import Any
 from .._paths import default_config_file
 from ..config import ConfigError, check_keys, load_toml
 from ..estimation import EstimatorSettings
+from ..health import HealthSettings
 from ..robot import RobotSettings
 from ..telemetry import BrokerSettings, ClockSettings, TelemetrySettings
 from ..whatif import WhatIfSettings
@@ -36,6 +37,7 @@ TWIN_SECTIONS: Mapping[str, type] = MappingProxyType(
         "twin": TwinSettings,
         "whatif": WhatIfSettings,
         "remote_whatif": RemoteWhatIfSettings,
+        "health": HealthSettings,
     }
 )
 """``{section: settings dataclass}`` of every section the live twin reads, in documentation order. The
@@ -63,6 +65,7 @@ class TwinConfig:
     twin: TwinSettings = dataclasses.field(default_factory=TwinSettings)
     whatif: WhatIfSettings = dataclasses.field(default_factory=WhatIfSettings)
     remote_whatif: RemoteWhatIfSettings = dataclasses.field(default_factory=RemoteWhatIfSettings)
+    health: HealthSettings = dataclasses.field(default_factory=HealthSettings)
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Sections registered by the host through ``extra_sections`` (e.g. Kit's ``kit``), parsed."""
     other: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)

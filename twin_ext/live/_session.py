@@ -16,11 +16,13 @@ from typing import Any
 from .. import TwinExtError
 from ..config import ConfigError
 from ..estimation import TwinSnapshot
+from ..health import HealthMonitor
 from ..robot import RobotModel, RobotModelError, load_robot
 from ..sinks import Sink
 from ..telemetry import MqttLink, TelemetryIngest
 from ..whatif import WhatIfEngine, WhatIfService
 from ._config import TwinConfig, load_config
+from ._health_service import HealthService
 from ._remote_whatif import RemoteWhatIf
 from ._twin import LiveTwin
 
@@ -80,6 +82,17 @@ class TwinSession:
             whatif=service,
             now_ns=now_ns,
         )
+        self.health: HealthService | None = None
+        if s.health.enabled:
+            try:
+                monitor = HealthMonitor(model, s.health, robot_id=s.telemetry.robot_id)
+            except ValueError as exc:  # e.g. [health] joints that are not the robot's
+                raise SessionError(f"health: {exc}") from None
+            self.health = HealthService(
+                monitor, link=self.link, topics=self.ingest.topics, recorder=self.ingest.recorder, now_ns=now_ns
+            )
+            self.twin.sample_listeners.append(self.health.on_sample)
+            self.twin.services.append(self.health)
         self.remote = None
         if service is not None and s.twin.serve_whatif:
             self.remote = RemoteWhatIf(self.twin, self.link, settings=s.remote_whatif)

@@ -231,7 +231,11 @@ class LiveTwin:
         self.estimator = estimator or TwinEstimator(model, estimator_settings)
         self.sinks: list[Sink] = list(sinks)
         self.services: list[Any] = []
-        """Objects with ``poll()`` run after the sinks on every tick (e.g. `twin_ext.remote.RemoteWhatIf`)."""
+        """Objects with ``poll()`` run after the sinks on every tick (e.g. `RemoteWhatIf`, `HealthService`); one
+        with ``on_robot_restarted()`` is told when the robot restarts (a new boot confirmed by its data)."""
+        self.sample_listeners: list[Callable[[Any], None]] = []
+        """Called on the display thread with every accepted `JointState` of a tick, in arrival order, before the
+        estimator's flood thinning (a health monitor needs every sample; its cost is per tick, not per sample)."""
         self.whatif = whatif
         self.now_ns = now_ns
         self._link_connected = link is None  # no transport (replay, simulation): the feed is the link
@@ -380,6 +384,10 @@ class LiveTwin:
                 self.estimator.set_link(robot_online=False)
             elif kind == "robot_restarted":
                 self.estimator.reset()
+                for service in self.services:
+                    restarted = getattr(service, "on_robot_restarted", None)
+                    if restarted is not None:
+                        restarted()
             elif kind == "conflict":  # another twin with this client id: a misconfiguration, always shown
                 if "other" not in event.detail:  # this twin's link stopped connecting
                     self._link_connected = False
@@ -393,6 +401,14 @@ class LiveTwin:
     def _drain_states(self) -> None:
         clock = self.ingest.clock
         batch = self.ingest.poll_states()
+        for listener in list(self.sample_listeners):
+            for received in batch:
+                try:
+                    listener(received.message)
+                except Exception as exc:  # noqa: BLE001 - a listener must not stop the twin
+                    self.sample_listeners.remove(listener)
+                    self._error(f"sample listener {listener!r} failed and was removed: {exc!r}")
+                    break
         limit = self.settings.max_samples_per_tick
         if len(batch) > limit:
             # A flood: fuse an even spread of what arrived, always the newest (fusing costs ~80 µs per sample;

@@ -18,6 +18,7 @@ _EXPORTS = {
     "evaluate_fidelity": "._fidelity",
     "TerminalDashboard": "._dashboard",
     "render_dashboard": "._dashboard",
+    "health_lines": "._dashboard",
     "status_line": "._dashboard",
     "write_run_outputs": "._outputs",
     "ReportData": "._report",

@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from ..live import TwinStatus
 from ..robot import JointType
 
-__all__ = ["render_dashboard", "status_line", "TerminalDashboard"]
+__all__ = ["health_lines", "render_dashboard", "status_line", "TerminalDashboard"]
 
 _HEALTH_STYLE = {"ok": "\x1b[32m", "stale": "\x1b[33m", "lost": "\x1b[31m"}
 _RESET = "\x1b[0m"
@@ -75,6 +75,29 @@ def render_dashboard(
         lines.append("")
         lines.extend(extra_lines)
     return "\n".join(lines)
+
+
+def health_lines(summary: Any) -> tuple[str, ...]:
+    """The robot's health as dashboard lines (a `twin_ext.health.HealthSummary`, or None: nothing to show).
+
+    One line for the state and the payload, one per joint that needs attention (an event, a rising friction, a
+    large external torque), and the newest events; a healthy robot is two lines."""
+    if summary is None:
+        return ()
+    p = summary.payload
+    payload = (
+        f"payload {p.mass:.2f} ± {p.mass_ci:.2f} kg" if p.identifiable and abs(p.mass) > p.mass_ci else "no payload"
+    )
+    lines = [f"robot health: {summary.state.upper()} | {payload} | samples {summary.samples}"]
+    for j in summary.joints:
+        f = j.friction
+        friction = f"friction {f.ratio:.2f}x nominal" if f.identifiable and math.isfinite(f.ratio) else f.note
+        if j.state != "ok" or abs(j.z) > 0.5 * j.threshold or (f.identifiable and f.ratio > 1.1):
+            lines.append(f"  {j.name:<9} {j.state:<18} ext {j.external_torque:+6.2f} N·m  {friction}")
+        if j.forecast is not None and math.isfinite(j.forecast.hours):
+            lines.append(f"  {j.forecast.message}")
+    lines.extend(f"  event {summary.t_s - e.t_s:6.1f} s ago — {e.kind}: {e.message}" for e in summary.events[-3:])
+    return tuple(lines)
 
 
 def status_line(status: TwinStatus) -> str:

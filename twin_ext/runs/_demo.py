@@ -31,7 +31,9 @@ from .._paths import default_program_file, impairments_dir, package_import_root,
 
 __all__ = ["add_demo_arguments", "run_demo"]
 
-DEFAULT_IMPAIRMENTS = impairments_dir() / "standard.toml"
+# The standard network plus two mild robot faults the health monitor should find (a friction wear ramp on
+# joint 4, a small bump on joint 2): config/faults/demo_mild.toml.
+DEFAULT_IMPAIRMENTS = impairments_dir().parent / "faults" / "demo_mild.toml"
 DEFAULT_SCENARIO = "pick_place_payload"
 
 
@@ -44,7 +46,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--impairments",
         default=str(DEFAULT_IMPAIRMENTS),
-        help="impairment profile TOML for the emulated robot (default config/impairments/standard.toml)",
+        help="impairment/fault profile TOML for the emulated robot (default config/faults/demo_mild.toml: the standard "
+        "network plus mild wear on joint4 and a bump on joint2)",
     )
     parser.add_argument("--codec", choices=("json", "binary"), default="json", help="telemetry codec (default json)")
     parser.add_argument(
@@ -189,13 +192,14 @@ def _check_robot_matches_emulator(robot) -> str | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from ..emulator import ImpairmentError, ImpairmentProfile
-    from ..live import LiveTwin, RemoteWhatIf
+    from ..health import HealthMonitor, HealthSettings
+    from ..live import HealthService, LiveTwin, RemoteWhatIf
     from ..robot import RobotModelError, default_robot_path, load_robot
     from ..sinks import MirrorSink, StateRecorderSink, TraceSink
     from ..stage import UsdKinematicMirror
     from ..telemetry import BrokerSettings, McapRecorder, MqttLink, TelemetryIngest, TelemetrySettings
     from ..whatif import WhatIfEngine, WhatIfService, WhatIfSettings
-    from ._dashboard import TerminalDashboard
+    from ._dashboard import TerminalDashboard, health_lines
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +256,14 @@ def run_demo(args: argparse.Namespace) -> int:
     remote = RemoteWhatIf(twin, link) if twin.settings.serve_whatif else None
     if remote is not None:
         twin.services.append(remote)
+    health = HealthService(
+        HealthMonitor(robot, HealthSettings(), robot_id=args.robot_id),
+        link=link,
+        topics=ingest.topics,
+        recorder=recorder,
+    )
+    twin.sample_listeners.append(health.on_sample)
+    twin.services.append(health)
     dashboard = TerminalDashboard(robot, title=f"twin_ext demo — {robot.name} — {url}")
     stop = threading.Event()
     previous_handler = (
@@ -292,7 +304,15 @@ def run_demo(args: argparse.Namespace) -> int:
                 except Exception as exc:  # noqa: BLE001 - report the failure, keep the twin running
                     whatif_lines = (f"what-if failed: {exc}",)
                     report = exc
-            dashboard.update(twin.status(), extra_lines=(f"t = {elapsed:5.1f} / {args.duration:.0f} s", *whatif_lines))
+            if dashboard.due():
+                dashboard.update(
+                    twin.status(),
+                    extra_lines=(
+                        f"t = {elapsed:5.1f} / {args.duration:.0f} s",
+                        *health_lines(health.summary),
+                        *whatif_lines,
+                    ),
+                )
             next_tick += period
             delay = next_tick - time.monotonic()
             if delay > 0:
@@ -308,7 +328,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 report = exc
                 whatif_lines = (f"what-if failed: {exc}",)
         status = twin.status()
-        dashboard.update(status, extra_lines=whatif_lines, force=True)
+        health.poll()  # judge the last tick's samples before the final summary
+        dashboard.update(status, extra_lines=(*health_lines(health.monitor.summary()), *whatif_lines), force=True)
     except Exception as exc:  # noqa: BLE001 - never end with a traceback: say what failed
         print(f"error: the demo stopped: {exc}", file=sys.stderr)
         code = 1
@@ -325,7 +346,9 @@ def run_demo(args: argparse.Namespace) -> int:
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
 
-    outputs = _write_outputs(out, robot, twin, trace, mirror, truth, report, whatif_phase, status, summary, args, url)
+    outputs = _write_outputs(
+        out, robot, twin, trace, mirror, truth, report, whatif_phase, status, summary, args, url, health
+    )
     print()
     for line in outputs:
         print(line)
@@ -333,7 +356,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(
-    out: Path, robot, twin, trace, mirror, truth, report, whatif_phase, status, emu_summary, args, url
+    out: Path, robot, twin, trace, mirror, truth, report, whatif_phase, status, emu_summary, args, url, health=None
 ) -> list[str]:
     from ._outputs import write_run_outputs
 
@@ -364,4 +387,5 @@ def _write_outputs(
         whatif=report,
         whatif_note=f"program phase {whatif_phase:.2f} s" if whatif_phase is not None else "",
         summary_rows=rows,
+        health=health,
     )

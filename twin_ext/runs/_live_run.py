@@ -62,6 +62,9 @@ def _status_document(session: Any) -> dict[str, Any]:
             "session_present": health.session_present,
             "message": health.message,
         }
+    robot_health = getattr(session, "health", None)
+    if robot_health is not None and robot_health.summary is not None:
+        doc["robot_health"] = robot_health.summary.to_dict()  # the health monitor's summary (docs/health.md)
     doc["process"] = {"pid": os.getpid(), **process_memory_mb()}
     doc["written_at_unix_s"] = time.time()
     return doc

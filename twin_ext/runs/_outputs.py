@@ -41,6 +41,7 @@ def write_run_outputs(
     whatif: Any = None,
     whatif_note: str = "",
     summary_rows: list[tuple[str, str]] | tuple = (),
+    health: Any = None,
 ) -> list[str]:
     """Write ``twin_motion.usda``, ``whatif.json`` and ``report.html`` (+ PNGs) into ``out``.
 
@@ -49,6 +50,8 @@ def write_run_outputs(
         status: the final `TwinStatus` (telemetry and estimator rows), or None.
         truth_q: ``[T, ndof]`` plant positions at the trace's ticks (rad|m), or None without ground truth.
         whatif: a `WhatIfReport`, an exception (the request failed) or None.
+        health: the run's `HealthService` (its events, identified model and figures go into the report and
+            whatif.json), or None.
 
     Returns:
         Lines describing each output, for the console.
@@ -56,16 +59,33 @@ def write_run_outputs(
     import numpy as np
 
     from ._fidelity import error_stats
+    from ._health_report import health_outputs
     from ._report import ReportData, write_report
 
     lines: list[str] = []
     rows = list(summary_rows)
+    arrays = trace.arrays()
+    figures: list[tuple[str, Any]] = []
+    tables: list[dict[str, Any]] = []
+    health_doc = None
+    if health is not None and health.monitor.samples:
+        t0 = int(arrays["t_ns"][0]) if len(arrays["t_ns"]) else 0
+        figures, tables, health_doc = health_outputs(health, t0)
+        events = health_doc["events"]
+        lines.append(
+            f"robot health:     {health_doc['state']}, {len(health.monitor.events)} event(s)"
+            + (f": {', '.join(sorted({e.kind for e in health.monitor.events}))}" if health.monitor.events else "")
+        )
+        rows.append(("robot health", f"{health_doc['state']}; events: {len(events)}"))
     motion = mirror.save_animation(out / "twin_motion.usda")
     if motion is not None:
         lines.append(f"mirrored motion:  {motion}  ({mirror.frames} frames; open with usdview or Isaac Sim)")
     whatifs = []
     if whatif is not None and not isinstance(whatif, Exception):
-        (out / "whatif.json").write_text(json.dumps(whatif.to_dict(), indent=2))
+        doc = whatif.to_dict()
+        if health_doc is not None:
+            doc["health"] = health_doc  # the robot's health beside the verdicts: events and identified model
+        (out / "whatif.json").write_text(json.dumps(doc, indent=2))
         whatifs.append(
             {
                 "title": f"{whatif.scenario}{' (' + whatif_note + ')' if whatif_note else ''}",
@@ -88,7 +108,6 @@ def write_run_outputs(
             ("display rate", f"{status.display_rate_hz:.1f} Hz (target {display_rate_hz:g} Hz)"),
             ("errors", "; ".join(status.errors) or "none"),
         ]
-    arrays = trace.arrays()
     t_ns = arrays["t_ns"]
     if len(t_ns) > 1:
         gaps = np.diff(t_ns) * 1e-6
@@ -123,6 +142,8 @@ def write_run_outputs(
             health=arrays["health"],
             summary=rows,
             whatifs=whatifs,
+            figures_extra=figures,
+            tables=tables,
         )
         lines.append(f"report:           {write_report(out / 'report.html', data)}  (+ PNG figures beside it)")
     return lines

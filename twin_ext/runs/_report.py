@@ -37,6 +37,7 @@ class ReportData:
         whatifs: what-if results: dicts with at least ``title`` and ``text`` (a readable summary), optionally
             ``rows`` (list of dicts for a table).
         figures_extra: extra (title, matplotlib Figure) pairs.
+        tables: extra sections: dicts with ``title``, ``rows`` (list of dicts) and optionally ``text``.
     """
 
     title: str
@@ -50,6 +51,7 @@ class ReportData:
     summary: list[tuple[str, str]] = field(default_factory=list)
     whatifs: list[Mapping[str, Any]] = field(default_factory=list)
     figures_extra: list[tuple[str, Any]] = field(default_factory=list)
+    tables: list[Mapping[str, Any]] = field(default_factory=list)
 
 
 def tracking_errors(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -156,6 +158,23 @@ def _error_figure(data: ReportData):
     return fig
 
 
+def _table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """An HTML table of ``rows`` (the first row's keys are the columns; verdict words are coloured)."""
+    if not rows:
+        return ""
+    cols = list(rows[0].keys())
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in cols) + "</tr>"]
+    for row in rows:
+        cells = []
+        for c in cols:
+            value = str(row.get(c, ""))
+            css = value if value in ("pass", "fail", "unknown") else ""
+            cells.append(f"<td class='{css}'>{html.escape(value)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
 def write_report(path: str | Path, data: ReportData) -> Path:
     """Write ``path`` (HTML) and the figures as PNGs next to it; returns the HTML path."""
     import matplotlib
@@ -194,22 +213,16 @@ def write_report(path: str | Path, data: ReportData) -> Path:
             f"<img alt='{html.escape(name)}' style='max-width:100%' "
             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
         )
+    for item in data.tables:
+        parts.append(f"<h2>{html.escape(str(item.get('title', '')))}</h2>")
+        parts.append(_table(item.get("rows") or []))
+        if item.get("text"):
+            parts.append(f"<pre>{html.escape(str(item['text']))}</pre>")
     if data.whatifs:
         parts.append("<h2>What-if</h2>")
         for item in data.whatifs:
             parts.append(f"<h3>{html.escape(str(item.get('title', 'what-if')))}</h3>")
-            rows = item.get("rows")
-            if rows:
-                cols = list(rows[0].keys())
-                parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>")
-                for row in rows:
-                    cells = []
-                    for c in cols:
-                        value = str(row.get(c, ""))
-                        css = value if value in ("pass", "fail", "unknown") else ""
-                        cells.append(f"<td class='{css}'>{html.escape(value)}</td>")
-                    parts.append("<tr>" + "".join(cells) + "</tr>")
-                parts.append("</table>")
+            parts.append(_table(item.get("rows") or []))
             parts.append(f"<pre>{html.escape(str(item.get('text', '')))}</pre>")
     parts.append("</body></html>")
     path.write_text("\n".join(parts))

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""USD stage writers (pxr): the twin's kinematic mirror of the robot and the what-if ghost.
+"""USD stage writers (pxr): the twin's kinematic mirror of the robot, the what-if ghost, and the identified-
+friction layer over the robot asset.
 
 They write link transforms onto a stage (a private one, Kit's open stage, or its session layer); the
 sinks in `twin_ext.sinks` and the Kit drivers decide when.
@@ -10,6 +11,7 @@ from .. import lazy_exports
 _EXPORTS = {
     "UsdKinematicMirror": "._kinematic_mirror",
     "GhostRobot": "._ghost",
+    "write_identified_layer": "._identified_layer",
 }
 
 __all__ = sorted(_EXPORTS)

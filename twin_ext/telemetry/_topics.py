@@ -63,6 +63,16 @@ class Topics:
         return self._topic("twin/status")
 
     @property
+    def health(self) -> str:
+        """The twin's health summary of the robot (retained JSON, docs/health.md)."""
+        return self._topic("health")
+
+    @property
+    def health_events(self) -> str:
+        """Each health event as it is raised (JSON, QoS 1, docs/health.md)."""
+        return self._topic("health/events")
+
+    @property
     def whatif_request(self) -> str:
         return self._topic("whatif/request")
 
