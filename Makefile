@@ -14,11 +14,12 @@ export TWIN_EXT_CACHE_DIR ?= $(CURDIR)/.cache
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 ARGS ?=
 
-.PHONY: demo test bench usd venv tools clean help
+.PHONY: demo test lint bench usd venv tools clean help
 
 help:
 	@echo "make demo   # run the live twin end to end on the embedded default (outputs in out/demo/)"
 	@echo "make test   # run the whole test suite"
+	@echo "make lint   # ruff lint + format check (the first step of make test)"
 	@echo "make bench  # run the benchmarks (what-if, telemetry, fidelity)"
 	@echo "make usd    # rebuild usd/ from data/robots/ (conversion tools in $(TOOLS_VENV))"
 
@@ -43,8 +44,14 @@ tools: $(TOOLS_VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m twin_ext demo $(ARGS)
 
-test: $(VENV)/.installed $(TOOLS_VENV)/.installed
+# ruff (lint + format check) gates the suite: a dirty tree fails `make test` before pytest starts.
+test: lint $(TOOLS_VENV)/.installed
 	$(PY) -m pytest $(ARGS)
+
+# The lint gate alone; to fix: .venv/bin/ruff check --fix . && .venv/bin/ruff format . (then review the diff).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: $(VENV)/.installed
 	$(PY) -m twin_ext.bench all $(ARGS)
