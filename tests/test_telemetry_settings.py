@@ -92,3 +92,13 @@ def test_every_key_is_documented_with_its_default(section):
             else repr(default)
         )
         assert rows[f.name] == expected, f"{section}.{f.name}: documented {rows[f.name]}, code {expected}"
+
+
+def test_an_empty_list_read_back_from_kit_settings_as_a_dict_is_an_empty_tuple():
+    """carb returns `joints = []` from extension.toml as {}: that must configure "every joint", not fail."""
+    from twin_ext.config import section_from_mapping
+    from twin_ext.health import HealthSettings
+
+    assert section_from_mapping(HealthSettings, {"joints": {}}, section="health").joints == ()
+    with pytest.raises(ConfigError, match=r"\[health\] joints must be tuple"):
+        section_from_mapping(HealthSettings, {"joints": {"a": 1}}, section="health")

@@ -71,7 +71,8 @@ def section_from_mapping(
     """Build the settings dataclass ``cls`` from ``mapping`` (a TOML table or a Kit settings subtree).
 
     Unknown keys are refused by `check_keys`. Types must match the field's default exactly (a bool is not an
-    int), except that an int is accepted for a float and a list for a tuple (TOML and carb produce them).
+    int), except that an int is accepted for a float and a list for a tuple (TOML and carb produce them), and an empty
+    dict for an empty tuple (carb's form of ``[]``).
     A ``ValueError`` from the dataclass's own checks (``__post_init__``) is re-raised as ``error`` prefixed
     with ``[section]``, so every message names the section and the key the user wrote.
 
@@ -93,6 +94,10 @@ def section_from_mapping(
             value = float(value)
         elif expected is tuple and isinstance(value, list):
             value = tuple(value)
+        elif expected is tuple and isinstance(value, dict) and not value:
+            # carb's settings store an empty TOML array (``joints = []`` in extension.toml) as an empty
+            # dictionary, so inside Kit an empty list arrives as {}.
+            value = ()
         if expected is not None and type(value) is not expected:
             raise error(f"{where} {name} must be {expected.__name__}, got {type(value).__name__} {value!r}")
         values[name] = value

@@ -65,13 +65,15 @@ class HealthService:
         self.now_ns = now_ns
         self.events: deque[HealthEvent] = deque(maxlen=100)
         self.error: str | None = None
-        self._pending: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[Any] = []  # accepted JointState messages of this tick
         self._index = {name: i for i, name in enumerate(monitor.model.dof_names)}
         self._ndof = monitor.model.ndof
         self._last_summary_ns = -(1 << 62)
         self._summary: HealthSummary | None = None
         self._lock = threading.Lock()
         self.published = 0
+        self.thinned = 0
+        """Samples not judged because a tick brought more than ``max_samples_per_tick`` (a flood)."""
         self._trace: list[tuple[int, np.ndarray]] = []  # (twin ns, external torque per monitored joint)
         self._friction_trace: list[tuple[int, np.ndarray]] = []  # (twin ns, friction / nominal per joint)
         self._next_friction_ns = 0
@@ -79,19 +81,25 @@ class HealthService:
 
     # ---- feeding (display thread) --------------------------------------------------------------------------
     def on_sample(self, message: Any) -> None:
-        """One accepted `JointState` (names in any order; velocities and efforts may be missing)."""
-        if self.error is not None:
-            return
+        """One accepted `JointState` (names in any order; velocities and efforts may be missing).
+
+        Only kept here (called for every sample of a tick, so it must be cheap); `poll` reads it."""
+        if self.error is None:
+            self._pending.append(message)
+
+    def _arrays(self, message: Any) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(t_s, q [ndof], qd [ndof], tau [ndof])`` of one message in the model's dof order (NaN where not
+        measured), or None for names that are not the model's (the twin reports those itself)."""
         q, qd, tau = (np.full(self._ndof, np.nan) for _ in range(3))
         idx = [self._index.get(n, -1) for n in message.names]
         if min(idx, default=0) < 0:
-            return  # names that are not the model's: the twin reports that itself
+            return None
         q[idx] = message.position
         if message.velocity is not None and len(message.velocity):
             qd[idx] = message.velocity
         if message.effort is not None and len(message.effort):
             tau[idx] = message.effort
-        self._pending.append((message.stamp_ns * 1e-9, q, qd, tau))
+        return message.stamp_ns * 1e-9, q, qd, tau
 
     def on_robot_restarted(self) -> None:
         """The robot restarted (new boot): its clock and numbering start over; so does the monitor's time."""
@@ -103,8 +111,19 @@ class HealthService:
         if self.error is not None or not self._pending:
             self._publish_summary(force=False)
             return
-        batch = sorted(self._pending, key=lambda s: s[0])
+        messages = sorted(self._pending, key=lambda m: m.stamp_ns)
         self._pending = []
+        limit = self.monitor.settings.max_samples_per_tick
+        if len(messages) > limit:
+            # A flood: judging every sample (~110 µs each) would stall the display loop; an even spread that
+            # keeps the newest looks to the observer like telemetry loss, which it handles.
+            self.thinned += len(messages) - limit
+            step = (len(messages) - 1) / (limit - 1) if limit > 1 else 0.0
+            messages = [messages[round(k * step)] for k in range(limit)] if limit > 1 else messages[-1:]
+        batch = [a for a in map(self._arrays, messages) if a is not None]
+        if not batch:
+            self._publish_summary(force=False)
+            return
         try:
             events = self.monitor.observe(
                 np.array([b[0] for b in batch]),
@@ -165,6 +184,7 @@ class HealthService:
         with self._lock:
             self._summary = summary
         doc = summary.to_dict()
+        doc["thinned_samples"] = self.thinned
         if self.error:
             doc["notes"].append(self.error)
         if self.link is not None and self.topics is not None:

@@ -209,6 +209,11 @@ class LiveTwin:
         whatif: optional evaluator with ``evaluate(snapshot, request) -> result`` (the what-if engine's
             service); requests run on a worker thread.
         now_ns: the twin clock (int ns), default `time.monotonic_ns` (tests and offline runs inject one).
+        realtime: the display loop runs against the wall clock, so a tick's fusing is also bounded by
+            ``settings.fuse_budget_ms`` of wall time. Default: True exactly when ``now_ns`` is the default.
+            Offline runs (replay, simulation, benchmarks on a virtual clock) must not depend on how busy the
+            machine is: there only the count bound (``max_samples_per_tick``) thins, so they reproduce bit
+            for bit.
     """
 
     def __init__(
@@ -223,8 +228,10 @@ class LiveTwin:
         settings: TwinSettings | None = None,
         whatif: Any = None,
         now_ns: Callable[[], int] = time.monotonic_ns,
+        realtime: bool | None = None,
     ) -> None:
         self.model = model
+        self.realtime = now_ns is time.monotonic_ns if realtime is None else bool(realtime)
         self.ingest = ingest
         self.link = link
         self.settings = settings or TwinSettings()
@@ -422,7 +429,9 @@ class LiveTwin:
             counted = False
         # A time budget on top of the count: under a flood the network thread competes for the GIL and a
         # sample can cost 4x its ~80 µs; past the budget the rest but the newest are skipped (thinned).
-        budget_end = time.perf_counter() + self.settings.fuse_budget_ms * 1e-3 if len(batch) > 1 else math.inf
+        budget_end = (
+            time.perf_counter() + self.settings.fuse_budget_ms * 1e-3 if self.realtime and len(batch) > 1 else math.inf
+        )
         last = len(batch) - 1
         for k, received in enumerate(batch):
             if k < last and time.perf_counter() > budget_end:

@@ -1,0 +1,39 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The live twin's health service: what it hands the monitor per display tick."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from conftest import REPO
+
+from twin_ext.health import HealthMonitor, HealthSettings
+from twin_ext.live import HealthService
+from twin_ext.robot import load_robot
+
+
+def _message(model, stamp_ns: int) -> SimpleNamespace:
+    q = 0.5 * (np.asarray(model.lower) + np.asarray(model.upper))
+    n = model.ndof
+    return SimpleNamespace(
+        names=model.dof_names, position=q, velocity=np.zeros(n), effort=np.zeros(n), stamp_ns=stamp_ns
+    )
+
+
+def test_a_flood_in_one_tick_is_thinned_to_the_bound_keeping_the_newest_and_counted():
+    """500 samples arriving within one tick: the monitor judges max_samples_per_tick of them (the display loop
+    cannot stall on health), the newest among them, and the other 468 are counted as thinned."""
+    model = load_robot(REPO / "usd/franka_panda/panda.usda")
+    service = HealthService(HealthMonitor(model, HealthSettings(max_samples_per_tick=32)))
+    stamps = [1_000_000_000 + k * 1_000_000 for k in range(500)]
+    for stamp in reversed(stamps):  # arrival order does not matter: the service sorts by source time
+        service.on_sample(_message(model, stamp))
+    service.poll()
+    assert service.monitor.samples == 32
+    assert service.thinned == 468
+    assert service.monitor._last_t == stamps[-1] * 1e-9  # internal: the newest sample was judged
+    for k in range(10):  # a normal tick (within the bound) is judged in full
+        service.on_sample(_message(model, stamps[-1] + (k + 1) * 1_000_000))
+    service.poll()
+    assert service.monitor.samples == 42 and service.thinned == 468
