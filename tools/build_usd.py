@@ -73,6 +73,15 @@ SPECS = {
         velocity_source="Universal Robots UR5e datasheet (180 deg/s on every joint)",
         notes="No visual meshes (the Menagerie OBJ meshes are not redistributed here); collision capsules only.",
     ),
+    "kinova_gen3": AssetSpec(
+        name="kinova_gen3",
+        mjcf="data/robots/kinova_gen3/gen3_nomesh.xml",
+        license="BSD-3-Clause (Copyright (c) 2018 Kinova inc.; MuJoCo Menagerie kinova_gen3)",
+        velocity_limits={f"joint_{i}": 1.3963 for i in range(1, 5)} | {f"joint_{i}": 1.2218 for i in range(5, 8)},
+        velocity_source="Kinova ros_kortex gen3 description (1.3963 rad/s joints 1-4, 1.2218 rad/s joints 5-7)",
+        notes="No geometry (the Menagerie STL meshes are not redistributed here): a dynamics-only asset, "
+        "used by the what-if benchmark as a third, 7-DoF arm.",
+    ),
 }
 
 

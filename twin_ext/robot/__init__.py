@@ -26,6 +26,8 @@ _EXPORTS = {
     "make_transform": "._transforms",
     "invert_transform": "._transforms",
     "default_robot_path": "._settings",
+    "JointDriveGains": "._drives",
+    "apply_drive_settings": "._drives",
 }
 
 __all__ = sorted(_EXPORTS)

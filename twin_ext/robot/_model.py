@@ -139,6 +139,11 @@ class RobotModel:
     """``[3]`` gravity in the world frame, m/s²."""
     notes: tuple[str, ...] = ()
     """Non-fatal findings from loading (e.g. a massless link, a drive mapped from a MuJoCo actuator)."""
+    drive_source: tuple[str, ...] = ()
+    """``[ndof]`` where each dof's ``kp``/``kd`` came from (``"PhysicsDriveAPI:angular"``, ``"MjcActuator ..."``,
+    ``"config [robot.drives]"``, ``"config drive_rule ..."``, ``"none"``); empty when not recorded."""
+    effort_source: tuple[str, ...] = ()
+    """``[ndof]`` the attribute (or setting) each dof's ``effort_limit`` came from (``"none"``: unlimited)."""
 
     def __post_init__(self) -> None:
         # Freeze every array so a shared model can never be mutated behind a reader's back.
@@ -244,14 +249,20 @@ class RobotModel:
 
     # ---- description ---------------------------------------------------------------------------------
     def describe(self) -> str:
-        """A human-readable table of joints (limits, drives) and links (masses)."""
+        """A human-readable table of joints (limits, drives, where the gains came from) and links (masses).
+
+        Name columns are as wide as the longest name, so long joint and link names never run together.
+        """
         deg = np.degrees
+        wj = max([len("name"), *map(len, self.dof_names)]) + 2
+        wl = max([len("name"), len("<world>"), *map(len, self.link_names)]) + 2
+        wk = max([len("joint"), len("<welded>"), *map(len, self.joint_names)]) + 2
         lines = [
             f"robot {self.name!r} from {self.source}",
             f"  articulation root {self.root_path}: {self.nlink} links, {self.ndof} dofs, "
             f"total mass {self.total_mass:.4f} kg, gravity {np.round(self.gravity, 4).tolist()} m/s^2",
             "  joints:",
-            f"    {'name':<16}{'type':<10}{'lower':>10}{'upper':>10}{'vmax':>9}{'effort':>9}"
+            f"    {'name':<{wj}}{'type':<10}{'lower':>10}{'upper':>10}{'vmax':>9}{'effort':>9}"
             f"{'kp':>10}{'kd':>9}{'armat.':>8}{'damp.':>8}{'fric.':>7}",
         ]
         for d in range(self.ndof):
@@ -259,18 +270,25 @@ class RobotModel:
             unit = "deg" if revolute else "m"
             lo, hi = (deg(self.lower[d]), deg(self.upper[d])) if revolute else (self.lower[d], self.upper[d])
             lines.append(
-                f"    {self.dof_names[d]:<16}{('revolute' if revolute else 'prismatic'):<10}"
+                f"    {self.dof_names[d]:<{wj}}{('revolute' if revolute else 'prismatic'):<10}"
                 f"{lo:>10.3f}{hi:>10.3f}{self.velocity_limit[d]:>9.3f}{self.effort_limit[d]:>9.1f}"
                 f"{self.kp[d]:>10.1f}{self.kd[d]:>9.2f}{self.armature[d]:>8.3f}{self.damping[d]:>8.3f}"
                 f"{self.friction[d]:>7.3f}  ({unit}; vmax rad/s|m/s)"
             )
+        if self.drive_source or self.effort_source:
+            lines.append("  where the drive gains and effort limits came from:")
+            lines.append(f"    {'name':<{wj}}{'gains (kp, kd)':<44}effort limit")
+            for d in range(self.ndof):
+                gains = self.drive_source[d] if d < len(self.drive_source) else "?"
+                effort = self.effort_source[d] if d < len(self.effort_source) else "?"
+                lines.append(f"    {self.dof_names[d]:<{wj}}{gains:<44}{effort}")
         lines.append("  links:")
-        lines.append(f"    {'name':<16}{'parent':<16}{'joint':<16}{'mass kg':>10}  com m (link frame)")
+        lines.append(f"    {'name':<{wl}}{'parent':<{wl}}{'joint':<{wk}}{'mass kg':>10}  com m (link frame)")
         for i in range(self.nlink):
             p = self.link_parent[i]
             lines.append(
-                f"    {self.link_names[i]:<16}{(self.link_names[p] if p >= 0 else '<world>'):<16}"
-                f"{(self.joint_names[i] or '<welded>'):<16}{self.mass[i]:>10.4f}  "
+                f"    {self.link_names[i]:<{wl}}{(self.link_names[p] if p >= 0 else '<world>'):<{wl}}"
+                f"{(self.joint_names[i] or '<welded>'):<{wk}}{self.mass[i]:>10.4f}  "
                 f"{np.round(self.com[i], 5).tolist()}"
             )
         for note in self.notes:

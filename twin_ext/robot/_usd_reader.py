@@ -18,13 +18,18 @@ drive                  ``PhysicsDriveAPI:angular|linear``: ``stiffness`` (per de
                        ``MjcActuator`` prim whose ``mjc:target`` is the joint and whose affine bias makes it a
                        position servo (``gainPrm[0] = -biasPrm[1] = kp``, ``kd = -biasPrm[2]``,
                        ``mjc:forceRange``, ``mjc:gear``)
-effort limit           drive ``maxForce``; MuJoCo actuator ``mjc:forceRange``; joint ``mjc:actuatorfrcrange``;
-                       Newton ``newton:maxEffort``
-velocity limit         PhysX ``physxJoint:maxJointVelocity`` (deg/s), Newton ``newton:velocityLimit`` (deg/s)
+effort limit           the smallest of: drive ``maxForce``; MuJoCo actuator ``mjc:forceRange`` (times
+                       ``|mjc:gear|``; also of a torque motor, which gives no gains); joint
+                       ``mjc:actuatorfrcrange``; Newton ``newton:maxEffort``; URDF ``urdf:limit:effort``
+                       (urdf-usd-converter keeps the URDF ``<limit effort>`` there, in N·m | N; 0 = not set)
+velocity limit         PhysX ``physxJoint:maxJointVelocity`` (deg/s), Newton ``newton:velocityLimit`` (deg/s),
+                       URDF ``urdf:limit:velocity`` (rad/s | m/s, as in the URDF)
 armature               PhysX ``physxJoint:armature``, Newton ``newton:armature``, MuJoCo ``mjc:armature``
-passive damping        Newton ``newton:damping`` (per degree), MuJoCo ``mjc:damping`` (per radian)
-Coulomb friction       Newton ``newton:friction``, MuJoCo ``mjc:frictionloss`` (PhysX's
-                       ``physxJoint:jointFriction`` is a unitless coefficient of a different model: not read)
+passive damping        Newton ``newton:damping`` (per degree), MuJoCo ``mjc:damping`` (per radian), URDF
+                       ``urdf:dynamics:damping`` (N·m·s/rad | N·s/m; written by older urdf-usd-converter versions)
+Coulomb friction       Newton ``newton:friction``, MuJoCo ``mjc:frictionloss``, URDF ``urdf:dynamics:friction``
+                       (N·m | N) (PhysX's ``physxJoint:jointFriction`` is a unitless coefficient of a
+                       different model: not read)
 mimic (coupled) joints Newton ``NewtonMimicAPI`` (``newton:mimicJoint``, ``newton:mimicCoef0/1``), PhysX
                        ``PhysxMimicJointAPI:<axis>`` (``physxMimicJoint:<axis>:referenceJoint``, ``gearing``,
                        ``offset``)
@@ -38,6 +43,11 @@ units                  ``metersPerUnit``, ``kilogramsPerUnit`` stage metadata; e
 
 Mass is not computed from collision geometry and density (UsdPhysics' fallback when no mass is authored):
 such links are loaded as massless and listed in `RobotModel.notes`.
+
+``urdf:*`` attributes are the URDF's own values (SI whatever the stage units). Where each dof's drive gains
+and effort limit came from is kept in `RobotModel.drive_source` / `RobotModel.effort_source` (shown by
+``python -m twin_ext info``). A robot with no drives (a URDF conversion, MuJoCo torque motors) gets its gains
+from the ``[robot]`` settings (`twin_ext.robot.apply_drive_settings`).
 """
 
 from __future__ import annotations
@@ -84,19 +94,23 @@ def _applied_schemas(prim) -> list[str]:
     return list(prim.GetPrimTypeInfo().GetAppliedAPISchemas())
 
 
-def load_robot(path: str | os.PathLike, *, prim_path: str | None = None) -> RobotModel:
+def load_robot(path: str | os.PathLike, *, prim_path: str | None = None, balance_inertia: bool = False) -> RobotModel:
     """Read the UsdPhysics articulation in ``path`` into a `RobotModel` (SI units).
 
     Args:
         path: a USD file (``.usd``, ``.usda``, ``.usdc``, ``.usdz``); payloads are loaded.
         prim_path: the articulation root to read (or an ancestor holding exactly one root) when the
             file holds several robots.
+        balance_inertia: repair links whose principal moments violate the triangle inequality
+            (``A + B >= C``) as MuJoCo's ``balanceinertia`` does -- all three moments become their mean --
+            and list each repair in `RobotModel.notes`; by default such links are an error that lists them all.
 
     Raises:
         RobotModelError: the file is missing or unreadable; no articulation root, or several without
             ``prim_path``; a kinematic loop; an unsupported joint type; a joint whose bodies are missing;
-            non-finite or non-positive mass or inertia; duplicate joint names. The message names the prim
-            and the fix.
+            non-finite or non-positive mass or inertia; principal moments that violate the triangle
+            inequality (every such link, with the violation in kg·m² and %); duplicate joint names. The
+            message names the prim and the fix.
     """
     from pxr import Usd, UsdGeom, UsdPhysics  # noqa: F401  (UsdPhysics registers the schemas)
 
@@ -114,15 +128,17 @@ def load_robot(path: str | os.PathLike, *, prim_path: str | None = None) -> Robo
         ) from None
     if stage is None:
         raise RobotModelError(f"cannot open {path!r} as USD; fix: repair or re-export the file")
-    return _Reader(stage, path).read(prim_path)
+    return _Reader(stage, path, balance_inertia=balance_inertia).read(prim_path)
 
 
 class _Reader:
-    def __init__(self, stage, source: str) -> None:
+    def __init__(self, stage, source: str, *, balance_inertia: bool = False) -> None:
         from pxr import UsdGeom, UsdPhysics
 
         self.stage = stage
         self.source = source
+        self.balance_inertia = balance_inertia
+        self._motor_effort: dict[str, float] = {}  # joint path -> effort limit of a non-servo MuJoCo actuator
         self.mpu = float(UsdGeom.GetStageMetersPerUnit(stage)) or 1.0
         self.kpu = float(UsdPhysics.GetStageKilogramsPerUnit(stage)) or 1.0
         self.notes: list[str] = []
@@ -484,6 +500,8 @@ class _Reader:
         out["mimic_gear"] = np.ones(n)
         actuators = self._mjc_actuators()
         path_index = {j.path: d for d, j in enumerate(dof_joints)}
+        drive_source = ["none"] * n
+        effort_source = ["none"] * n
         for d, joint in enumerate(dof_joints):
             prim = joint.prim
             angular = joint.kind == JointType.REVOLUTE
@@ -505,9 +523,11 @@ class _Reader:
             out["lower"][d], out["upper"][d] = lo, hi
 
             vel, _ = self._first(prim, ("physxJoint:maxJointVelocity", "newton:velocityLimit"))
-            out["velocity_limit"][d] = (
-                math.inf if vel is None or vel >= _HUGE or not math.isfinite(vel) else vel * pos_scale
-            )
+            if vel is not None:
+                vel = vel * pos_scale
+            else:
+                vel = self._attr(prim, "urdf:limit:velocity") or None  # SI already (rad/s | m/s); 0 = not set
+            out["velocity_limit"][d] = math.inf if vel is None or vel >= _HUGE or not math.isfinite(vel) else vel
 
             drive = "angular" if angular else "linear"
             if f"PhysicsDriveAPI:{drive}" in _applied_schemas(prim):
@@ -527,28 +547,44 @@ class _Reader:
                     math.inf if fmax is None or fmax >= _HUGE or not math.isfinite(fmax) else fmax * force_scale
                 )
                 out["has_drive"][d] = True
+                drive_source[d] = f"PhysicsDriveAPI:{drive}"
+                if fmax is not None and math.isfinite(fmax) and fmax < _HUGE:
+                    effort_source[d] = f"drive:{drive}:physics:maxForce"
             elif isinstance(actuators.get(joint.path), tuple):
                 out["kp"][d], out["kd"][d], out["effort_limit"][d] = actuators[joint.path]
                 out["has_drive"][d] = True
+                drive_source[d] = "MjcActuator (position servo)"
+                if math.isfinite(out["effort_limit"][d]):
+                    effort_source[d] = "mjc:forceRange"
                 self.notes.append(f"{joint.name}: drive read from its MuJoCo position actuator (no PhysicsDriveAPI)")
             else:
-                out["effort_limit"][d] = math.inf
+                out["effort_limit"][d] = self._motor_effort.get(joint.path, math.inf)
+                if math.isfinite(out["effort_limit"][d]):
+                    effort_source[d] = "mjc:forceRange (MuJoCo actuator, not a servo)"
                 reason = actuators.get(joint.path, "no PhysicsDriveAPI and no MuJoCo position actuator")
                 self.notes.append(f"{joint.name}: undriven ({reason})")
-            for name in ("mjc:actuatorfrcrange:max", "newton:maxEffort"):
+            # The URDF's effort is SI whatever the stage units; the others are in stage units.
+            for name, scale in (
+                ("mjc:actuatorfrcrange:max", force_scale),
+                ("newton:maxEffort", force_scale),
+                ("urdf:limit:effort", 1.0),
+            ):
                 v = self._attr(prim, name)
-                if v is not None and math.isfinite(v) and 0 < v < _HUGE:
-                    out["effort_limit"][d] = min(out["effort_limit"][d], v * force_scale)
+                if v is not None and math.isfinite(v) and 0 < v < _HUGE and v * scale < out["effort_limit"][d]:
+                    out["effort_limit"][d] = v * scale
+                    effort_source[d] = name
 
             arm, _ = self._first(prim, ("physxJoint:armature", "newton:armature", "mjc:armature"))
             # kg·m² (angular) or kg (linear), from stage units.
             out["armature"][d] = (arm or 0.0) * self.kpu * (self.mpu * self.mpu if angular else 1.0)
-            damp, src = self._first(prim, ("newton:damping", "mjc:damping"))
-            if damp is not None:
+            damp, src = self._first(prim, ("newton:damping", "mjc:damping", "urdf:dynamics:damping"))
+            if src == "urdf:dynamics:damping":
+                out["damping"][d] = damp  # SI already
+            elif damp is not None:
                 per_position = gain_scale if src == "newton:damping" else (1.0 if angular else 1.0 / self.mpu)
                 out["damping"][d] = damp * per_position * force_scale
-            fric, _ = self._first(prim, ("newton:friction", "mjc:frictionloss"))
-            out["friction"][d] = (fric or 0.0) * force_scale
+            fric, src = self._first(prim, ("newton:friction", "mjc:frictionloss", "urdf:dynamics:friction"))
+            out["friction"][d] = (fric or 0.0) * (1.0 if src == "urdf:dynamics:friction" else force_scale)
             for key in ("armature", "damping", "friction"):
                 if not math.isfinite(out[key][d]) or out[key][d] < 0:
                     raise RobotModelError(
@@ -558,6 +594,8 @@ class _Reader:
 
         for d, joint in enumerate(dof_joints):
             self._read_mimic(joint, d, path_index, out)
+        out["drive_source"] = tuple(drive_source)
+        out["effort_source"] = tuple(effort_source)
         return out
 
     def _read_mimic(self, joint: _Joint, d: int, path_index: dict[str, int], out) -> None:
@@ -619,6 +657,10 @@ class _Reader:
                 or gain[0] <= 0
             ):
                 found[str(targets[0])] = f"MuJoCo actuator {prim.GetPath()} is not a position servo"
+                if math.isfinite(fmax) and not (target and str(target.GetTypeName()) == "MjcTendon"):
+                    # a torque motor's force range still bounds the joint's effort: |tau| <= |gear| * Fmax
+                    gear = list(self._attr(prim, "mjc:gear") or [1.0])[0]
+                    self._motor_effort[str(targets[0])] = fmax * abs(gear)
             elif target and str(target.GetTypeName()) == "MjcTendon":
                 trel = target.GetRelationship("mjc:path")
                 joints = [str(t) for t in (trel.GetTargets() if trel else [])]
@@ -637,6 +679,7 @@ class _Reader:
 
     def _inertials(self, order: list[str]) -> dict[str, np.ndarray]:
         n = len(order)
+        unbalanced: list[tuple[int, str, tuple[float, float]]] = []
         mass = np.zeros(n)
         com = np.zeros((n, 3))
         diag = np.zeros((n, 3))
@@ -704,12 +747,41 @@ class _Reader:
                             prim_path=path,
                         )
                     axes[i] = quat / norm
-            self._check_inertia(path, diag[i])
+            violation = self._check_inertia(path, diag[i])
+            if violation is not None:
+                unbalanced.append((i, path, violation))
             if not np.any(diag[i]):
                 self.notes.append(f"link {path} has mass but no inertia: treated as a point mass")
+        if unbalanced:
+            self._balance(unbalanced, diag)
         return dict(mass=mass, com=com, inertia_diag=diag, inertia_axes=axes)
 
-    def _check_inertia(self, path: str, d: np.ndarray) -> None:
+    def _balance(self, unbalanced: list[tuple[int, str, tuple[float, float]]], diag: np.ndarray) -> None:
+        """Repair (``balance_inertia``) or refuse the links whose moments violate ``A + B >= C``."""
+        lines = [
+            f"{path} {np.round(diag[i], 9).tolist()} kg·m²: the largest exceeds the sum of the other two by "
+            f"{excess:.3g} kg·m² ({pct:.1f} % of it)"
+            for i, path, (excess, pct) in unbalanced
+        ]
+        if not self.balance_inertia:
+            raise RobotModelError(
+                f"{len(unbalanced)} link(s) have principal moments of inertia that violate the triangle inequality "
+                f"A + B >= C (no rigid body has them): " + "; ".join(lines) + ". Fix: recompute these links' "
+                "inertia, or set [robot] balance_inertia = true (load_robot(..., balance_inertia=True)) to replace "
+                "each one's three moments by their mean, as MuJoCo's compiler balanceinertia does",
+                prim_path=unbalanced[0][1],
+            )
+        for (i, _, _), line in zip(unbalanced, lines, strict=True):
+            before = diag[i].copy()
+            diag[i] = before.mean()
+            self.notes.append(
+                f"balance_inertia: link {line}; moments set to their mean {diag[i][0]:.6g} kg·m² "
+                f"(were {np.round(before, 9).tolist()})"
+            )
+
+    def _check_inertia(self, path: str, d: np.ndarray) -> tuple[float, float] | None:
+        """Raise on a negative moment; return (excess kg·m², excess in % of the largest moment) when the
+        moments violate the triangle inequality, else None."""
         scale = max(float(np.max(np.abs(d))), 1e-300)
         if np.any(d < -1e-12 * scale):
             raise RobotModelError(
@@ -718,11 +790,9 @@ class _Reader:
             )
         a, b, c = np.sort(d)
         if a + b < c * (1 - 1e-6) - 1e-12 * scale:
-            raise RobotModelError(
-                f"link {path} has principal moments {d.tolist()} that violate the triangle inequality "
-                f"(no rigid body has them); fix: recompute the link's inertia",
-                prim_path=path,
-            )
+            excess = float(c - a - b)
+            return excess, 100.0 * excess / float(c)
+        return None
 
     def _gravity(self) -> np.ndarray:
         from pxr import Usd
