@@ -8,7 +8,9 @@ velocity, force, composite inertia and every non-zero entry of the mass matrix a
 factor is a local variable the compiler keeps in registers, the sparsity pattern of the tree is known
 while generating (no ancestor loops), and the verdict accumulators live in registers across the time
 loop. Robot *values* (frames, inertias, gains, limits, payloads) stay runtime arrays, so one kernel
-serves every robot of that shape and every variant.
+serves every robot of that shape and every variant. The controller's gravity model (payloads it knows,
+``g(q)``) is computed only in worlds whose controller compensates gravity; the generic kernel computes it every
+step, with the same sums in the same order.
 
 The source is written to ``<cache>/generated/<name>.py`` (named by a hash of the shape and precision)
 and imported from there: Warp compiles it once into its kernel cache, and every later start -- in any
@@ -34,7 +36,7 @@ from ._kernels import cache_dir, init_warp
 
 __all__ = ["generate_source", "get_specialized_kernel", "shape_key"]
 
-_GENERATOR_VERSION = "11"
+_GENERATOR_VERSION = "14"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
@@ -70,6 +72,8 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
     emit("")
     emit("from twin_ext.whatif import _kernel_args, _kernels")
     emit("")
+    emit('wp.set_module_options({"cpu_compiler_flags": _kernels.cpu_compiler_flags()})  # fused multiply-adds')
+    emit("")
     emit(f'_types = _kernel_args.dtypes("{precision}")')
     emit("scalar = _types[_kernel_args.SCALAR]")
     emit("vec3 = _types[_kernel_args.VEC3]")
@@ -77,6 +81,7 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
     emit(f'_shared = _kernels.shared_funcs("{precision}")')
     emit("rot_z = _shared.rot_z")
     emit("limit_violated = _shared.limit_violated")
+    emit("sin_cos = _shared.sin_cos")
     emit("")
     emit("")
     emit("@wp.kernel(enable_backward=False)")
@@ -163,7 +168,8 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
             k2(f"x_{b} = PP_{b}")
         vwp, vvp, awp, avp = (f"vw_{p}", f"vv_{p}", f"aw_{p}", f"av_{p}") if p >= 0 else (None, None, None, "neg_g")
         if revolute[b]:
-            k2(f"R_{b} = rot_z(R0_{b}, wp.cos(q_{b}), wp.sin(q_{b}))")
+            k2(f"sn_{b}, cs_{b} = sin_cos(q_{b})")
+            k2(f"R_{b} = rot_z(R0_{b}, cs_{b}, sn_{b})")
             k2(f"sw_{b} = vec3(R_{b}[0, 2], R_{b}[1, 2], R_{b}[2, 2])")
             k2(f"sv_{b} = wp.cross(x_{b}, sw_{b})")
             k2(f"jw_{b} = sw_{b} * qd_{b}")
@@ -210,10 +216,8 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
         k2(f"cm_{b} = MS_{b}")
         k2(f"ch_{b} = hw_{b}")
         k2(f"ci_{b} = ib_{b}")
-        k2(f"gm_{b} = GM_{b}")
-        k2(f"gh_{b} = GM_{b} * x_{b} + R_{b} * GH_{b}")
 
-    # ---- backward sweep: bias torque, composite inertia, mass matrix, gravity torque ----
+    # ---- backward sweep: bias torque, composite inertia, mass matrix ----
     for b in range(nb - 1, -1, -1):
         p = parent[b]
         k2(f"# body {b}: composite inertia and mass-matrix column")
@@ -227,23 +231,38 @@ def generate_source(parent: Sequence[int], joint_type: Sequence[int], precision:
             k2(f"cm_{p} = cm_{p} + cm_{b}")
             k2(f"ch_{p} = ch_{p} + ch_{b}")
             k2(f"ci_{p} = ci_{p} + ci_{b}")
-            k2(f"gm_{p} = gm_{p} + gm_{b}")
-            k2(f"gh_{p} = gh_{p} + gh_{b}")
         if revolute[b]:
             k2(f"Fw_{b} = ci_{b} * sw_{b} + wp.cross(ch_{b}, sv_{b})")
             k2(f"Fv_{b} = cm_{b} * sv_{b} - wp.cross(ch_{b}, sw_{b})")
             k2(f"H_{b}_{b} = wp.dot(sw_{b}, Fw_{b}) + wp.dot(sv_{b}, Fv_{b}) + AR_{b}")
-            k2(f"G_{b} = wp.dot(sw_{b}, wp.cross(gh_{b}, neg_g)) + wp.dot(sv_{b}, gm_{b} * neg_g)")
         else:
             k2(f"Fw_{b} = wp.cross(ch_{b}, sv_{b})")
             k2(f"Fv_{b} = cm_{b} * sv_{b}")
             k2(f"H_{b}_{b} = wp.dot(sv_{b}, Fv_{b}) + AR_{b}")
-            k2(f"G_{b} = wp.dot(sv_{b}, gm_{b} * neg_g)")
         for j in _ancestors(parent, b):
             if revolute[j]:
                 k2(f"H_{b}_{j} = wp.dot(sw_{j}, Fw_{b}) + wp.dot(sv_{j}, Fv_{b})")
             else:
                 k2(f"H_{b}_{j} = wp.dot(sv_{j}, Fv_{b})")
+
+    # ---- gravity torque g(q) of the controller's model, only when the controller compensates gravity ----
+    # (the subtree's weight as the controller models it times -g; the same sums, in the same order, as the
+    # generic kernel, which computes them every step)
+    for b in range(nb):
+        k2(f"G_{b} = zero")
+    k2("if gravcomp != 0:")
+    for b in range(nb):
+        k3(f"gm_{b} = GM_{b}")
+        k3(f"gh_{b} = GM_{b} * x_{b} + R_{b} * GH_{b}")
+    for b in range(nb - 1, -1, -1):
+        p = parent[b]
+        if p >= 0:
+            k3(f"gm_{p} = gm_{p} + gm_{b}")
+            k3(f"gh_{p} = gh_{p} + gh_{b}")
+        if revolute[b]:
+            k3(f"G_{b} = wp.dot(sw_{b}, wp.cross(gh_{b}, neg_g)) + wp.dot(sv_{b}, gm_{b} * neg_g)")
+        else:
+            k3(f"G_{b} = wp.dot(sv_{b}, gm_{b} * neg_g)")
 
     # ---- joint forces, implicit terms, verdicts ----
     for b in range(nb):
