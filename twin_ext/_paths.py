@@ -24,6 +24,7 @@ __all__ = [
     "default_program_file",
     "default_robot_mjcf",
     "default_robot_usd",
+    "demo_scene_usd",
     "impairments_dir",
     "package_import_root",
     "recordings_dir",
@@ -84,6 +85,11 @@ def impairments_dir() -> Path:
 def default_robot_usd() -> Path:
     """``usd/franka_panda/panda.usda``: the shipped Franka Panda (meshes, collision, drives)."""
     return shipped_root() / "usd" / "franka_panda" / "panda.usda"
+
+
+def demo_scene_usd() -> Path:
+    """The demo work cell's obstacles (table, fixture) as USD colliders: ``usd/scenes/pick_place_cell.usda``."""
+    return shipped_root() / "usd" / "scenes" / "pick_place_cell.usda"
 
 
 def robot_sources_dir() -> Path:

@@ -102,6 +102,7 @@ class KitTwinController:
                 self._report("warning", f"cannot drive the stage ({self.kit.drive}): {exc}")
             if self.driver is not None:
                 session.add_sink(self.driver)
+                self._show_scene(session)
         session.start()
         self._report(
             "info",
@@ -109,6 +110,24 @@ class KitTwinController:
             f"{self.drive_description}",
         )
         return True
+
+    SCENE_PRIM = "/World/twin_scene"
+
+    def _show_scene(self, session) -> None:
+        """Reference the what-if scene (``[whatif] scene``) on the driven stage, in the driver's layer (Kit's session
+        layer), so the obstacles the verdicts talk about are on screen."""
+        scene = getattr(getattr(session.config, "whatif", None), "scene", "")
+        stage = getattr(self.driver, "stage", None)
+        if not scene or stage is None or stage.GetPrimAtPath(self.SCENE_PRIM):
+            return
+        try:
+            from .._paths import resolve_shipped
+            from ..stage import reference_scene
+
+            path = resolve_shipped(scene, prefer_cwd=True)
+            reference_scene(stage, path, prim_path=self.SCENE_PRIM, layer=getattr(self.driver, "layer", None))
+        except Exception as exc:  # noqa: BLE001 - the twin runs without the scene on screen
+            self._report("warning", f"cannot show the what-if scene {scene!r}: {exc}")
 
     def stop(self) -> None:
         """Stop the twin and release the stage pieces (idempotent)."""
@@ -213,6 +232,15 @@ class KitTwinController:
                 return
         if self.ghost is not None:
             self.ghost.show(q)
+
+    def mark_ghost_contact(self, point, label: str = "") -> None:
+        """Mark the ghost variant's predicted first contact at ``point`` (``[3]`` m, world), or clear it (None)."""
+        mark = getattr(self.ghost, "mark_contact", None)
+        if mark is not None:
+            try:
+                mark(point, label=label)
+            except Exception as exc:  # noqa: BLE001 - a marker must never take the twin down
+                self._report("warning", f"cannot mark the predicted contact: {exc}")
 
     def clear_ghost(self) -> None:
         if self.ghost is not None:

@@ -294,6 +294,7 @@ class WhatIfWindow:
                     ("verdict", 60),
                     ("P(violation)", 100),
                     ("95% CI", 100),
+                    ("clearance", 220),
                     ("first violation", 0),
                 ):
                     ui.Label(text, width=width, style={"color": _GREY})
@@ -308,6 +309,7 @@ class WhatIfWindow:
                     ui.Label(row.status, width=60, style={"color": _STATUS_COLOR.get(row.status, _GREY)})
                     ui.Label(row.p_violation, width=100)
                     ui.Label(row.ci, width=100)
+                    ui.Label(row.clearance, width=220)
                     ui.Label(row.first_violation)
 
     def refresh(self, *, force: bool = False) -> None:

@@ -178,7 +178,7 @@ class TelemetryPanelViewModel:
             clock_drift=_num(status.clock_drift_ppm, ".1f", " ppm"),
             clock_note="" if status.clock_ready else "clock sync converging",
             rejects=tuple(sorted(status.rejected_by_reason.items())),
-            estimator=f"late {status.estimator_late}, gated {status.estimator_gated}, jumps {status.clock_jumps}, "
+            estimator=f"fused late {status.fused_late}, too late {status.estimator_late}, gated {status.estimator_gated}, jumps {status.clock_jumps}, "
             f"restarts {status.restarts}" + (f"\n{status.noise_note}" if status.noise_note else ""),
             errors=tuple(status.errors[-5:]),
             joints=tuple(joints),
@@ -269,6 +269,8 @@ class VerdictRow:
     ci: str
     first_violation: str
     time_to_violation: str
+    clearance: str = "—"
+    """Closest approach to the scene or another link ("12.3 mm hand to /Cell/Fixture"); "—" without a scene."""
 
 
 @dataclass
@@ -304,6 +306,8 @@ class WhatIfPanelViewModel:
         self.ghost_frames: np.ndarray | None = None
         """``[T, ndof]`` predicted positions of the ghost's variant (its mean-state sample), rad|m."""
         self.ghost_times: np.ndarray | None = None
+        self.contact: dict | None = None
+        """The ghost variant's predicted first contact (``first_contact`` of its clearance), or None."""
         self.scrub = 0.0
         """Ghost position along the prediction, in [0, 1]."""
 
@@ -435,13 +439,16 @@ class WhatIfPanelViewModel:
     @staticmethod
     def _row(v) -> VerdictRow:
         first = v.worst[0] if v.worst else None
+        where = f" vs {first.obstacle}" if first is not None and first.obstacle else ""
+        c = getattr(v, "clearance", None) or {}
         return VerdictRow(
             variant=v.name,
             status=v.status,
             p_violation=f"{v.p_violation:.2f} ({v.violations}/{v.samples})",
             ci=f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}]",
-            first_violation="—" if first is None else f"{first.joint}: {first.kind} at {first.time:.3f} s",
+            first_violation="—" if first is None else f"{first.joint}: {first.kind}{where} at {first.time:.3f} s",
             time_to_violation="—" if v.time_to_violation is None else f"{v.time_to_violation:.3f} s",
+            clearance="—" if not c else f"{c['distance_m'] * 1e3:.1f} mm {c['link']} to {c['obstacle'] or '—'}",
         )
 
     # ---- ghost ---------------------------------------------------------------------------------------------
@@ -461,6 +468,12 @@ class WhatIfPanelViewModel:
         self.ghost_frames = np.asarray(rollout.q[worlds[0]])
         self.ghost_times = np.asarray(rollout.t)
         self.set_scrub(self.scrub)
+        contact = report.variants[names.index(variant)].clearance.get("first_contact")
+        self.contact = contact
+        mark = getattr(self.controller, "mark_ghost_contact", None)
+        if mark is not None:
+            label = f"{contact['link']} vs {contact['obstacle']} at {contact['time']:.3f} s" if contact else ""
+            mark(contact["point"] if contact else None, label)
 
     def set_scrub(self, fraction: float) -> None:
         """Move the ghost to ``fraction`` in [0, 1] of the prediction."""
@@ -485,4 +498,8 @@ class WhatIfPanelViewModel:
     def clear_ghost(self) -> None:
         self.ghost_frames = self.ghost_times = None
         self.ghost_variant = ""
+        self.contact = None
         self.controller.clear_ghost()
+        mark = getattr(self.controller, "mark_ghost_contact", None)
+        if mark is not None:
+            mark(None, "")

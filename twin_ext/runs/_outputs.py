@@ -22,10 +22,44 @@ def whatif_rows(report: Any) -> list[dict[str, str]]:
             "P(violation)": f"{v.p_violation:.2f}",
             "95% CI": f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}]",
             "time to violation": "-" if v.time_to_violation is None else f"{v.time_to_violation:.3f} s",
-            "first violation": ", ".join(f"{x.kind} {x.joint} @ {x.time:.3f} s" for x in v.worst[:2]) or "-",
+            "first violation": ", ".join(
+                f"{x.kind} {x.joint}" + (f" vs {x.obstacle}" if x.obstacle else "") + f" @ {x.time:.3f} s"
+                for x in v.worst[:2]
+            )
+            or "-",
+            "clearance": _clearance_text(v.clearance),
         }
         for v in report.variants
     ]
+
+
+def _clearance_text(c: dict) -> str:
+    """``"12.3 mm hand to /Cell/Fixture"`` for a variant's closest approach ("-" without a scene)."""
+    if not c:
+        return "-"
+    return f"{c['distance_m'] * 1e3:.1f} mm {c['link']} to {c['obstacle'] or '-'}"
+
+
+def _whatif_scene_decorator(report: Any):
+    """With a what-if scene: reference it beside the robot and mark the first predicted contact (the first
+    colliding variant's worst sample) with a red sphere."""
+    clearance = getattr(report, "clearance", None)
+    if clearance is None or not clearance.scene:
+        return None
+
+    def decorate(stage, fps: float) -> None:
+        from ..stage import mark_contact, reference_scene
+
+        reference_scene(stage, clearance.scene, prim_path="/World/Scene")
+        for v in report.variants:
+            contact = v.clearance.get("first_contact")
+            if contact:
+                label = f"{v.name}: {contact['link']} vs {contact['obstacle']} at {contact['time']:.3f} s (what-if)"
+                # always visible: the what-if's clock starts when it was asked, not with this recording
+                mark_contact(stage, contact["point"], label=label)
+                break
+
+    return decorate
 
 
 def write_run_outputs(
@@ -77,7 +111,7 @@ def write_run_outputs(
             + (f": {', '.join(sorted({e.kind for e in health.monitor.events}))}" if health.monitor.events else "")
         )
         rows.append(("robot health", f"{health_doc['state']}; events: {len(events)}"))
-    motion = mirror.save_animation(out / "twin_motion.usda")
+    motion = mirror.save_animation(out / "twin_motion.usda", decorate=_whatif_scene_decorator(whatif))
     if motion is not None:
         lines.append(f"mirrored motion:  {motion}  ({mirror.frames} frames; open with usdview or Isaac Sim)")
     whatifs = []
@@ -104,7 +138,10 @@ def write_run_outputs(
                 "clock offset / drift / latency",
                 f"{status.clock_offset_ms:.2f} ms / {status.clock_drift_ppm:.1f} ppm / {status.latency_ms:.2f} ms",
             ),
-            ("estimator late / gated", f"{status.estimator_late} / {status.estimator_gated}"),
+            (
+                "estimator fused late / too late / gated",
+                f"{status.fused_late} / {status.estimator_late} / {status.estimator_gated}",
+            ),
             ("display rate", f"{status.display_rate_hz:.1f} Hz (target {display_rate_hz:g} Hz)"),
             ("errors", "; ".join(status.errors) or "none"),
         ]

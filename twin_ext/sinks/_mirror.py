@@ -57,13 +57,18 @@ class MirrorSink:
         """Poses remembered for the animation."""
         return len(self._times)
 
-    def save_animation(self, path: str | os.PathLike) -> Path | None:
-        """Write the remembered motion as time samples into a ``.usda`` (None if nothing was recorded)."""
+    def save_animation(self, path: str | os.PathLike, *, decorate=None) -> Path | None:
+        """Write the remembered motion as time samples into a ``.usda`` (None if nothing was recorded).
+
+        ``decorate(stage, fps)``, when given, adds to the stage before it is saved (e.g. the what-if scene and its
+        first-contact marker)."""
         if not self._times:
             return None
         times = (np.array(self._times, dtype=np.int64) - self._times[0]) * 1e-9
         anim = UsdKinematicMirror.new_stage(self.mirror.model, robot_prim_path=self.mirror.robot_prim_path)
         anim.write_animation(times, np.array(self._q), fps=self.animation_fps)
+        if decorate is not None:
+            decorate(anim.stage, self.animation_fps)
         return anim.save(path)
 
     def close(self) -> None:

@@ -102,6 +102,20 @@ class GhostRobot:
         with Usd.EditContext(self.stage, Usd.EditTarget(self.layer)):
             UsdGeom.Imageable(self.stage.GetPrimAtPath(self.prim_path)).MakeVisible()
 
+    def mark_contact(self, point, *, label: str = "") -> None:
+        """Mark a predicted first contact at ``point`` (``[3]`` m, world) with a small red sphere beside the ghost,
+        or remove the marker (``point`` None)."""
+        path = f"{self.prim_path}_contact"
+        if point is None:
+            spec = self.layer.GetPrimAtPath(path)
+            if spec:
+                parent = spec.nameParent if spec.nameParent else self.layer.pseudoRoot
+                del parent.nameChildren[spec.name]
+            return
+        from ._scene_overlay import mark_contact
+
+        mark_contact(self.stage, point, prim_path=path, label=label, layer=self.layer)
+
     def hide(self) -> None:
         """Keep the ghost but do not draw it."""
         from pxr import Usd, UsdGeom
@@ -118,7 +132,8 @@ class GhostRobot:
         )
 
     def remove(self) -> None:
-        """Delete the ghost from the stage (its specs in the layer)."""
+        """Delete the ghost (and its contact marker) from the stage (its specs in the layer)."""
+        self.mark_contact(None)
         spec = self.layer.GetPrimAtPath(self.prim_path)
         if spec:
             parent = spec.nameParent if spec.nameParent else self.layer.pseudoRoot

@@ -186,7 +186,10 @@ class UsdKinematicMirror:
             if items:
                 prim_spec.referenceList.prependedItems = [
                     Sdf.Reference(
-                        rel if os.path.abspath(r.assetPath) == os.path.abspath(self.model.source) else r.assetPath,
+                        rel
+                        if os.path.abspath(r.assetPath) == os.path.abspath(self.model.source)
+                        # other absolute references (e.g. the what-if scene) move with the output folder too
+                        else (os.path.relpath(r.assetPath, out.parent) if os.path.isabs(r.assetPath) else r.assetPath),
                         r.primPath,
                     )
                     for r in items

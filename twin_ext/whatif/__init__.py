@@ -13,6 +13,8 @@ Warp is imported only when an engine runs.
 from .. import lazy_exports
 
 _EXPORTS = {
+    "Clearance": "._clearance",
+    "ClearanceChecker": "._clearance",
     "RequestLimits": "._budget",
     "RequestPlan": "._budget",
     "WhatIfBudgetError": "._budget",

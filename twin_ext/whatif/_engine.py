@@ -127,6 +127,12 @@ class Rollout:
         return ~np.isnan(self.first_violation) | ~np.isnan(self.diverged_at)
 
 
+def _robot_prefix(robot: RobotModel) -> str:
+    """The robot's top-level prim path (e.g. ``/panda``): its prims are not obstacles when it shares a stage."""
+    parts = [p for p in robot.root_path.split("/") if p]
+    return "/" + parts[0] if parts else ""
+
+
 def _column_extremes(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-column min and max of a tall ``[n, c]`` array, reduced over wide rows (6x faster for c ~ 9)."""
     n, c = flat.shape
@@ -154,10 +160,16 @@ class WhatIfEngine:
     (``settings.warmup``); `wait_ready` blocks until it is done and reports the start-up time.
     """
 
-    def __init__(self, robot: RobotModel, *, device: str = "cpu", settings: WhatIfSettings | None = None) -> None:
+    def __init__(
+        self, robot: RobotModel, *, device: str = "cpu", settings: WhatIfSettings | None = None, scene=None
+    ) -> None:
         self.robot = robot
         self.settings = settings or WhatIfSettings()
         self.device = str(device)
+        # clearance: a `SceneColliders`, a USD path, or None for ``settings.scene`` ("" = no clearance check)
+        self._scene_arg = scene if scene is not None else (self.settings.scene or None)
+        self._clearance = None
+        self._clearance_lock = threading.Lock()
         self.tree: ArticulatedTree = tree_from_robot(robot)
         self._check_model()
         self._model_arrays = self._make_model_arrays()
@@ -201,9 +213,13 @@ class WhatIfEngine:
                     self._executor.set_model(self.model_key, s.precision, self._model_arrays)
                 kernel_seconds = self._executor.prepare(self.model_key, s.precision, s.specialize)
                 workers = 0
+            t_geom = time.perf_counter()
+            if self.has_clearance:
+                self.clearance_checker()  # fit (or load the cached) sphere sets and build the scene's Warp arrays
             self._startup = {
                 "seconds": time.perf_counter() - self._t_created,
                 "kernel_seconds": kernel_seconds,
+                "clearance_seconds": time.perf_counter() - t_geom,
                 "prepare_seconds": time.perf_counter() - t0,
                 "workers": workers,
             }
@@ -247,6 +263,58 @@ class WhatIfEngine:
     @property
     def ndof(self) -> int:
         return self.robot.ndof
+
+    @property
+    def has_clearance(self) -> bool:
+        """Whether rollouts of `run` are checked for clearance (a scene was given or ``[whatif] scene`` is set)."""
+        return self._scene_arg is not None
+
+    def clearance_checker(self):
+        """The `ClearanceChecker` of this engine's robot and scene (built on first use; None without a scene).
+
+        Raises:
+            WhatIfError: the scene file or the collision settings cannot be used (naming the setting and fix).
+        """
+        if self._scene_arg is None:
+            return None
+        with self._clearance_lock:
+            if self._clearance is None:
+                from .._paths import resolve_shipped
+                from ..collision import CollisionGeometryError, SceneColliders, SceneError, load_scene, robot_spheres
+                from ._clearance import ClearanceChecker
+
+                s = self.settings
+                try:
+                    scene = self._scene_arg
+                    if not isinstance(scene, SceneColliders):
+                        path = resolve_shipped(str(scene), prefer_cwd=True)
+                        scene = load_scene(path, root=s.scene_root, exclude=(_robot_prefix(self.robot),))
+                    spheres = robot_spheres(
+                        self.robot,
+                        spheres_per_link=s.spheres_per_link,
+                        allowed=s.allowed_collisions if s.self_collision else (),
+                        home_clearance=s.min_clearance_m,
+                    )
+                    if not s.self_collision:
+                        import dataclasses
+
+                        spheres = dataclasses.replace(spheres, self_pairs=np.zeros((0, 2), dtype=np.int32))
+                except (SceneError, CollisionGeometryError) as exc:
+                    raise WhatIfError(f"[whatif] scene / collision settings: {exc}") from exc
+                self._clearance = ClearanceChecker(
+                    self.robot, spheres, scene, min_clearance=s.min_clearance_m, device=self.device
+                )
+            return self._clearance
+
+    def check_clearance(self, rollout: Rollout, *, world_variant=None, variants=()):
+        """Clearance of a rollout's recorded states -> `Clearance` (None without a scene or recorded states).
+
+        ``variants`` with ``world_variant`` (``[nworld]`` int) add the variants' sized payloads to their links.
+        """
+        checker = self.clearance_checker()
+        if checker is None or rollout.q.shape[1] == 0:
+            return None
+        return checker.evaluate(rollout.q, rollout.t, world_variant=world_variant, variants=variants)
 
     def rollout(
         self,

@@ -18,6 +18,7 @@ docs/whatif.md and in `Scenario.from_mapping`). Running one (`WhatIfEngine.run` 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import tomllib
@@ -67,7 +68,7 @@ _VARIANT_KEYS = (
     "perturbation",
     "gravity_compensation",
 )
-_PAYLOAD_KEYS = ("link", "mass", "com", "inertia", "known_to_controller")
+_PAYLOAD_KEYS = ("link", "mass", "com", "inertia", "known_to_controller", "size")
 _PERTURBATION_KEYS = ("link", "force", "torque", "point", "start", "duration")
 
 
@@ -404,6 +405,7 @@ def _parse_variant(doc, where: str) -> Variant:
                 com=_vector(p.get("com", [0, 0, 0]), 3, f"{w}: com"),
                 inertia=_vector(p.get("inertia", [0, 0, 0]), None, f"{w}: inertia"),
                 known_to_controller=bool(_opt_bool(p, "known_to_controller", w)),
+                size=_vector(p.get("size", [0, 0, 0]), 3, f"{w}: size (m)"),
             )
         )
     perturbation = None
@@ -545,6 +547,9 @@ def run_scenario(
     feedforward = s.velocity_feedforward if scenario.velocity_feedforward is None else scenario.velocity_feedforward
     gravcomp = s.gravity_compensation if scenario.gravity_compensation is None else scenario.gravity_compensation
     record_every = s.record_every if scenario.record_every is None else scenario.record_every
+    if engine.has_clearance:  # the clearance check reads recorded states: record at least every interval
+        every = max(1, int(round(s.clearance_interval_s / dt)))
+        record_every = every if record_every == 0 or record_every > every else record_every
 
     if isinstance(base, TwinSnapshot):
         if tuple(base.model.dof_names) != tuple(robot.dof_names):
@@ -637,6 +642,11 @@ def run_scenario(
                     )
         all_warnings.append(warnings)
         all_outside.append(outside[speeds.index(variant.speed_scale)])
+    clearance = (
+        engine.check_clearance(rollout, world_variant=world_variant, variants=scenario.variants)
+        if engine.has_clearance
+        else None
+    )
     verdicts = variant_verdicts(
         rollout,
         np.arange(nworld).reshape(nvar, samples),
@@ -647,7 +657,12 @@ def run_scenario(
         max_violation_probability=s.max_violation_probability,
         command_outside_limits=all_outside,
         warnings=all_warnings,
+        clearance=clearance,
     )
+    if clearance is not None:
+        verdicts = _with_first_contacts(
+            verdicts, scenario.variants, samples, rollout, clearance, engine.clearance_checker()
+        )
     return WhatIfReport(
         scenario=scenario.name,
         robot=robot.name,
@@ -660,4 +675,32 @@ def run_scenario(
         rollout=rollout,
         world_variant=world_variant,
         prismatic=tuple(n for n, t in zip(robot.dof_names, robot.dof_type, strict=False) if t == JointType.PRISMATIC),
+        clearance=clearance,
     )
+
+
+def _with_first_contacts(verdicts, variants, samples: int, rollout, clearance, checker) -> list:
+    """Add ``first_contact`` to each colliding variant's ``clearance``: the worst sample's first collision as
+    ``{"time" s, "link", "obstacle", "point" [3] m world, "sample", "q" [ndof] rad|m}`` (the ghost's marker)."""
+    out = []
+    for v_index, v in enumerate(verdicts):
+        hit = next((x for x in v.worst if x.kind == "collision"), None)
+        if hit is None:
+            out.append(v)
+            continue
+        w = v_index * samples + v.worst_sample
+        r = int(np.argmin(np.abs(clearance.t - hit.time)))
+        link = clearance.link_names.index(hit.joint)
+        obstacle = clearance.obstacles.index(hit.obstacle)
+        q = np.asarray(rollout.q[w, r], dtype=np.float64)
+        point = checker.contact_point(q, link, obstacle, payloads=variants[v_index].payloads)
+        contact = {
+            "time": hit.time,
+            "link": hit.joint,
+            "obstacle": hit.obstacle,
+            "point": [float(x) for x in point],
+            "sample": v.worst_sample,
+            "q": [float(x) for x in q],
+        }
+        out.append(dataclasses.replace(v, clearance={**v.clearance, "first_contact": contact}))
+    return out

@@ -84,6 +84,25 @@ class WhatIfSettings:
     """Confidence level of the Wilson interval on P(violation)."""
     max_violation_probability: float = 0.0
     """A variant passes when its observed violation fraction is at most this."""
+    scene: str = ""
+    """USD file whose colliders (UsdPhysics CollisionAPI) the rollouts are checked against; "" = no scene (self
+    collision only, when on). Relative paths: the working folder, then the extension's folder."""
+    scene_root: str = ""
+    """Prim path of the scene's colliders; "" = the whole stage minus the robot's own prims."""
+    min_clearance_m: float = 0.01
+    """A link closer than this to the scene or to another link is a ``clearance`` violation, m (at or below 0:
+    ``collision``)."""
+    self_collision: bool = True
+    """With a scene set, also check the robot's links against each other (adjacent links, gripper fingers, pairs
+    closer than min_clearance_m at the home pose and allowed_collisions are not checked)."""
+    allowed_collisions: tuple = ()
+    """Link-name pairs never checked against each other, e.g. [["link5", "link7"]] (like MoveIt's allowed
+    collision matrix)."""
+    spheres_per_link: int = 12
+    """Spheres fitted to each link's collision geometry (more: tighter, slower)."""
+    clearance_interval_s: float = 0.01
+    """Simulated time between the states checked for clearance, s (the rollout records at least this often when a
+    check is on)."""
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -95,12 +114,19 @@ class WhatIfSettings:
             raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {self.precision!r}")
         if self.joint_limits not in _LIMIT_MODES:
             raise ValueError(f"joint_limits must be one of {list(_LIMIT_MODES)}, got {self.joint_limits!r}")
-        for name in ("memory_budget_mb", "timeout_s", "dt", "limit_time_constant", "friction_smoothing"):
+        for name in (
+            "memory_budget_mb",
+            "timeout_s",
+            "dt",
+            "limit_time_constant",
+            "friction_smoothing",
+            "clearance_interval_s",
+        ):
             positive(name)
         for name in ("workers", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("chunk_steps", "record_every", "samples"):
+        for name in ("chunk_steps", "record_every", "samples", "spheres_per_link"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in (
@@ -110,10 +136,16 @@ class WhatIfSettings:
             "position_tolerance_m",
             "velocity_tolerance",
             "effort_saturation_min_s",
+            "min_clearance_m",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for pair in self.allowed_collisions:
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(n, str) for n in pair)):
+                raise ValueError(
+                    f"allowed_collisions entries must be pairs of link names like ['link5', 'link7'], got {pair!r}"
+                )
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
         if not 0.0 <= self.max_violation_probability < 1.0:

@@ -59,6 +59,8 @@ class Payload:
             ``[6]`` (Ixx, Iyy, Izz, Ixy, Ixz, Iyz); default a point mass.
         known_to_controller: the robot's gravity compensation was told about it (default False: an
             unexpected load the controller does not compensate).
+        size: ``[3]`` m, the part's extent as a box centred at ``com`` along the link's axes; with a scene the box
+            is checked for clearance as part of its link (default ``(0, 0, 0)``: no geometry).
     """
 
     link: str
@@ -66,10 +68,14 @@ class Payload:
     com: tuple[float, float, float] = (0.0, 0.0, 0.0)
     inertia: tuple[float, ...] = (0.0, 0.0, 0.0)
     known_to_controller: bool = False
+    size: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         _finite_number(self.mass, f"payload on {self.link!r}: mass (kg)", minimum=0.0)
         _finite_vector(self.com, 3, f"payload on {self.link!r}: com (m, link frame)")
+        _finite_vector(self.size, 3, f"payload on {self.link!r}: size (m, box extents in the link frame)")
+        if any(x < 0 for x in self.size):
+            raise WhatIfError(f"payload on {self.link!r}: size must be >= 0 m on every axis, got {list(self.size)}")
         object.__setattr__(self, "_inertia", self._checked_inertia())
 
     def inertia_matrix(self) -> np.ndarray:

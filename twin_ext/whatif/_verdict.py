@@ -7,7 +7,9 @@ max tracking error, min margins), so a verdict is plain NumPy over ``[nsample, n
 * ``unknown``: the base state is not trustworthy (the twin's snapshot is stale or lost) — the rollouts
   are still run and reported, but they never *pass*.
 * ``fail``: the observed fraction of samples with any violation (position limit, speed limit, effort
-  saturation, numerical divergence) exceeds ``max_violation_probability`` (default 0: any violation).
+  saturation, numerical divergence; with a scene: ``collision`` -- a link at or below 0 m from an obstacle or
+  another link -- and ``clearance`` -- closer than ``min_clearance_m``) exceeds ``max_violation_probability``
+  (default 0: any violation).
 * ``pass``: otherwise.
 
 P(violation) comes with a Wilson score interval at ``confidence`` (it behaves well for 0 or n successes,
@@ -61,12 +63,16 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 @dataclass(frozen=True)
 class Violation:
-    """The first violation of one kind in one sample: ``kind`` (position|velocity|effort|diverged), ``joint``,
-    ``time`` s after the start."""
+    """The first violation of one kind in one sample: ``kind`` (position|velocity|effort|diverged|collision|
+    clearance), ``joint`` (for collision and clearance: the link), ``time`` s after the start; for collision and
+    clearance also the ``obstacle`` (prim path of the scene collider or of the other link) and the ``distance`` m
+    at that time."""
 
     kind: str
     joint: str
     time: float
+    obstacle: str = ""
+    distance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,9 @@ class VariantVerdict:
     min_effort_margin: dict[str, float]
     command_outside_limits: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    clearance: dict[str, Any] = field(default_factory=dict)
+    """With a scene: the smallest distance over the samples -- ``{"distance_m", "link", "obstacle", "time",
+    "sample", "excess_m"}`` (``excess_m``: how much smaller than the truth the link's sphere set may make it)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (non-finite numbers become None)."""
@@ -131,7 +140,10 @@ class VariantVerdict:
             if isinstance(x, (list, tuple)):
                 return [clean(v) for v in x]
             if isinstance(x, Violation):
-                return {"kind": x.kind, "joint": x.joint, "time": clean(x.time)}
+                out = {"kind": x.kind, "joint": x.joint, "time": clean(x.time)}
+                if x.obstacle:
+                    out.update(link=x.joint, obstacle=x.obstacle, distance=clean(x.distance))
+                return out
             if isinstance(x, KindSummary):
                 return {"samples": x.samples, "joints": list(x.joints), "first_time": clean(x.first_time)}
             return x
@@ -156,11 +168,12 @@ class VariantVerdict:
             "min_effort_margin": clean(self.min_effort_margin),
             "command_outside_limits": list(self.command_outside_limits),
             "warnings": list(self.warnings),
+            "clearance": clean(dict(self.clearance)),
         }
 
 
-def _sample_violations(rollout, w: int, dof_names: Sequence[str]) -> list[Violation]:
-    out = []
+def _sample_violations(rollout, w: int, dof_names: Sequence[str], contacts=None) -> list[Violation]:
+    out = list(contacts[w]) if contacts is not None else []
     for kind, attr in _KINDS:
         t = getattr(rollout, attr)[w]
         if np.any(~np.isnan(t)):
@@ -182,12 +195,21 @@ def variant_verdicts(
     max_violation_probability: float,
     command_outside_limits: Sequence[Sequence[str]],
     warnings: Sequence[Sequence[str]],
+    clearance=None,
 ) -> list[VariantVerdict]:
     """One `VariantVerdict` per row of ``groups`` (``[nvariant, nsample]`` world indices, sample 0 first), reduced
-    for all variants at once (the per-world statistics already come reduced over time from the kernel)."""
+    for all variants at once (the per-world statistics already come reduced over time from the kernel).
+    ``clearance``: the rollout's `Clearance` (adds the collision and clearance kinds), or None."""
     joints = rollout.dof_names
     nvar, n = groups.shape
-    first = rollout.first_violation[groups]  # [nvar, n] s, NaN = none
+    first_world = rollout.first_violation
+    contact_kinds, contacts, closest = {}, None, None
+    if clearance is not None:
+        contact_kinds, contacts, closest = _contact_stats(clearance)
+        for per_world in contact_kinds.values():
+            t = per_world["time"]
+            first_world = np.where(np.isnan(first_world) | (t < first_world), t, first_world)
+    first = first_world[groups]  # [nvar, n] s, NaN = none
     div_at = rollout.diverged_at[groups]
     diverged = ~np.isnan(div_at)
     violated = ~np.isnan(first) | diverged
@@ -219,6 +241,15 @@ def variant_verdicts(
             by_kind[kind] = KindSummary(int(samples[v]), tuple(joints[j] for j in order), float(earliest[v]))
         ndiv = int(diverged[v].sum())
         by_kind["diverged"] = KindSummary(ndiv, (), float(np.nanmin(div_at[v])) if ndiv else None)
+        for kind, per_world in contact_kinds.items():
+            t = per_world["time"][groups[v]]
+            hit = ~np.isnan(t)
+            if not hit.any():
+                by_kind[kind] = KindSummary(0, (), None)
+                continue
+            names_hit = [clearance.link_names[k] for k in per_world["link"][groups[v]][hit]]
+            order = sorted(set(names_hit), key=lambda x: (-names_hit.count(x), x))
+            by_kind[kind] = KindSummary(int(hit.sum()), tuple(order), float(np.nanmin(t)))
         kv = int(k[v])
         p = kv / n
         worst_local = int(worst_by_time[v]) if kv else int(worst_by_margin[v])
@@ -254,18 +285,61 @@ def variant_verdicts(
                 confidence=confidence,
                 by_kind=by_kind,
                 time_to_violation=ttv,
-                nominal=tuple(_sample_violations(rollout, int(w[0]), joints)) if violated[v, 0] else (),
+                nominal=tuple(_sample_violations(rollout, int(w[0]), joints, contacts)) if violated[v, 0] else (),
                 worst_sample=worst_local,
-                worst=tuple(_sample_violations(rollout, int(w[worst_local]), joints)) if kv else (),
+                worst=tuple(_sample_violations(rollout, int(w[worst_local]), joints, contacts)) if kv else (),
                 max_tracking_error=dict(zip(joints, track[v].tolist(), strict=False)),
                 min_position_margin=dict(zip(joints, margins["min_position_margin"][v].tolist(), strict=False)),
                 min_velocity_margin=dict(zip(joints, margins["min_velocity_margin"][v].tolist(), strict=False)),
                 min_effort_margin=dict(zip(joints, margins["min_effort_margin"][v].tolist(), strict=False)),
                 command_outside_limits=tuple(command_outside_limits[v]),
                 warnings=tuple(warnings[v]),
+                clearance=_closest_of(closest, clearance, w) if clearance is not None else {},
             )
         )
     return out
+
+
+def _contact_stats(clearance):
+    """Per world: the first collision (<= 0 m) and clearance (< min_clearance) crossings, each sample's contact
+    violations, and the closest approach over the run."""
+    kinds = {
+        "collision": clearance.first_below(0.0),
+        "clearance": clearance.first_below(float(np.nextafter(clearance.min_clearance, -np.inf))),
+    }
+    nworld = clearance.distance.shape[0]
+    contacts: list[list[Violation]] = [[] for _ in range(nworld)]
+    for kind, per_world in kinds.items():
+        for w in np.flatnonzero(~np.isnan(per_world["time"])):
+            contacts[w].append(
+                Violation(
+                    kind,
+                    clearance.link_names[per_world["link"][w]],
+                    float(per_world["time"][w]),
+                    clearance.obstacles[per_world["obstacle"][w]] if per_world["obstacle"][w] >= 0 else "",
+                    float(per_world["distance"][w]),
+                )
+            )
+    return kinds, contacts, clearance.minimum()
+
+
+def _closest_of(closest, clearance, worlds) -> dict[str, Any]:
+    """The closest approach among ``worlds`` (one variant's samples) as the `VariantVerdict.clearance` dict."""
+    d = closest["distance"][worlds]
+    if not len(d) or np.all(np.isnan(d)):
+        return {}
+    i = int(np.nanargmin(d))
+    w = int(worlds[i])
+    link, obstacle = int(closest["link"][w]), int(closest["obstacle"][w])
+    return {
+        "distance_m": float(d[i]),
+        "link": clearance.link_names[link],
+        "obstacle": clearance.obstacles[obstacle] if obstacle >= 0 else "",
+        "time": float(closest["time"][w]),
+        "sample": i,
+        "excess_m": float(clearance.excess[link]),
+        "min_clearance_m": float(clearance.min_clearance),
+    }
 
 
 @dataclass(frozen=True, eq=False)
@@ -294,6 +368,8 @@ class WhatIfReport:
     rollout: Any = field(default=None, repr=False)
     world_variant: np.ndarray | None = field(default=None, repr=False)
     prismatic: tuple[str, ...] = ()
+    clearance: Any = field(default=None, repr=False)
+    """With a scene: the `Clearance` of every recorded state (distances per world, record and link), else None."""
 
     @property
     def status(self) -> str:
@@ -422,6 +498,11 @@ class WhatIfReport:
                     if kind == "diverged":
                         extra.append(f"    diverged numerically in {ks.samples} samples (check dt and gains)")
                         continue
+                    if kind in ("collision", "clearance"):
+                        x = next((c for c in v.worst if c.kind == kind), None)
+                        where = f": {x.joint} vs {x.obstacle} at {x.distance * 1e3:.1f} mm" if x else ""
+                        extra.append(f"    {kind} in {ks.samples} samples, from {ks.first_time:.3f} s{where}")
+                        continue
                     worst = ", ".join(
                         f"{j} by {-margins[kind][j]:.4g} {units[kind][j in self.prismatic]}" for j in ks.joints[:4]
                     )
@@ -431,6 +512,12 @@ class WhatIfReport:
                 joint, err = max(v.max_tracking_error.items(), key=lambda kv: kv[1])
                 extra.append(
                     f"    largest tracking error: {joint} {err:.4g} {units['position'][joint in self.prismatic]}"
+                )
+            if v.clearance:
+                c = v.clearance
+                extra.append(
+                    f"    closest approach {c['distance_m'] * 1e3:.1f} mm: {c['link']} to {c['obstacle'] or '-'} at "
+                    f"{c['time']:.3f} s (spheres overstate {c['link']} by <= {c['excess_m'] * 1e3:.0f} mm)"
                 )
             if v.command_outside_limits:
                 extra.append(f"    the command goes outside the limits of: {', '.join(v.command_outside_limits)}")
