@@ -14,6 +14,8 @@ from twin_ext.robot import default_robot_path, load_robot
 from twin_ext.runs import OfflineFeed, TerminalDashboard, VirtualClock, render_dashboard, status_line
 from twin_ext.telemetry import TelemetryIngest, TelemetrySettings
 
+REORDERING = STANDARD.parent / "reordering.toml"
+
 
 def _status_after(profile: ImpairmentProfile, seconds: float):
     panda = load_robot(default_robot_path())
@@ -30,18 +32,21 @@ def _status_after(profile: ImpairmentProfile, seconds: float):
 
 @pytest.fixture(scope="module")
 def status():
-    """A twin's status after 3 s of the standard profile (reordering => out_of_order rejections)."""
-    return _status_after(ImpairmentProfile.from_toml(STANDARD), 3.0)
+    """A twin's status after 3 s of the reordering profile with 2 % duplicates (late samples fused, duplicates
+    rejected)."""
+    return _status_after(ImpairmentProfile.from_toml(REORDERING).replace(duplicate=0.02), 3.0)
 
 
 def test_the_dashboard_shows_every_joint_health_clock_and_rejection_reasons(status):
     """Every dof has a row (revolute in degrees, the prismatic fingers in mm) with a limit bar; the header
-    names the health, the rejection reasons with counts, and the clock offset near the profile's 250 ms."""
+    names the health, the rejection reasons with counts, the late samples fused, and the clock offset near the
+    profile's 250 ms."""
     panda, st = status
     text = render_dashboard(st, model=panda, title="panda twin")
     lines = text.splitlines()
     assert lines[0] == "panda twin" and "health OK" in lines[1]
-    assert st.rejected > 0 and f"out_of_order {st.rejected_by_reason['out_of_order']}" in text
+    assert st.rejected > 0 and f"duplicate {st.rejected_by_reason['duplicate']}" in text
+    assert "out_of_order" not in text and st.fused_late > 0 and f"fused late {st.fused_late}," in text
     assert "clock offset" in text and "-2" in lines[3]  # the robot clock runs 250 ms behind the twin's
     rows = {name: next(line for line in lines if line.startswith(name)) for name in panda.dof_names}
     assert all("|" in row and ("●" in row or "!" in row) for row in rows.values())

@@ -49,10 +49,10 @@ def _controller(clock, **overrides):
 
 @pytest.fixture
 def running(tmp_path):
-    """A started controller whose ingest has received 4 s of the emulator's standard-profile telemetry."""
-    sim = EmulatedRobot(profile=ImpairmentProfile.from_toml(REPO / "config/impairments/standard.toml")).simulate(
-        4.0, seed=2
-    )
+    """A started controller whose ingest has received 4 s of the emulator's telemetry under the reordering
+    profile with 2 % duplicates (late samples fused, duplicates rejected)."""
+    profile = ImpairmentProfile.from_toml(REPO / "config/impairments/reordering.toml").replace(duplicate=0.02)
+    sim = EmulatedRobot(profile=profile).simulate(4.0, seed=2)
     clock = VirtualClock(sim.start_ns)
     controller = _controller(clock)
     assert controller.start(), controller.error
@@ -90,7 +90,8 @@ def test_telemetry_view_shows_link_clock_health_rejects_and_a_joint_table(runnin
     assert view.running and view.health_level == 0 and view.health.startswith("ok")
     assert view.clock_offset.endswith(" ms") and abs(float(view.clock_offset.split()[0]) + 250) < 5
     assert len(view.joints) == 9 and view.joints[0].estimated.endswith("°") and view.joints[8].estimated.endswith(" mm")
-    assert dict(view.rejects).get("out_of_order", 0) > 0
+    assert dict(view.rejects).get("duplicate", 0) > 0 and "out_of_order" not in dict(view.rejects)
+    assert "fused late" in view.estimator
     assert all(0.0 <= j.bar <= 1.0 for j in view.joints)
     assert "private stage" in view.drive
 

@@ -62,12 +62,14 @@ def test_replay_reproduces_accepted_samples_and_counters(tmp_path):
     result = McapReplay(path).replay(replayed)
     assert result.payloads == live.stats.received == 15
     a, b = live.poll_states(), replayed.poll_states()
-    assert [r.message.seq for r in a] == [0, 1, 2, 4, 5, 6, 7, 8]
+    assert [r.message.seq for r in a] == [0, 1, 2, 4, 3, 5, 6, 7, 8]  # the late 3 is handed on, flagged late
+    assert [r.late for r in a] == [False] * 4 + [True] + [False] * 4
     assert a == b  # same messages (bit-exact arrays) and same arrival times
     sa, sb = live.stats, replayed.stats
     assert sa.rejected_by_reason == sb.rejected_by_reason == {
-        "duplicate": 1, "out_of_order": 1, "malformed_binary": 1, "non_finite": 1, "unexpected_topic": 1,
+        "duplicate": 1, "malformed_binary": 1, "non_finite": 1, "unexpected_topic": 1,
     }  # fmt: skip
+    assert sa.accepted_late == sb.accepted_late == 1
     assert (sa.accepted, sa.births, sa.statuses) == (sb.accepted, sb.births, sb.statuses)
     assert replayed.robot_online is True and replayed.birth == live.birth
     assert any(e.kind is EventKind.REPLAY_FINISHED for e in replayed.poll_events())
@@ -87,13 +89,12 @@ def test_recording_has_schemas_and_rejections_with_reasons(tmp_path):
         assert schema is not None and schema.encoding == "jsonschema" and channel.message_encoding == "json"
         by_topic.setdefault(channel.topic, []).append((schema, message))
     states = by_topic[TOPICS.joint_states]
-    assert [json.loads(m.data)["seq"] for _, m in states] == [0, 1, 2, 4, 5, 6, 7, 8]
+    assert [json.loads(m.data)["seq"] for _, m in states] == [0, 1, 2, 4, 3, 5, 6, 7, 8]  # the late 3 is kept
     assert states[1][1].sequence == 1 and states[1][1].publish_time == 5_010_000_000
     assert states[0][0].name == "twin_ext.JointState"
     rejected = [json.loads(m.data) for _, m in by_topic[REJECTED_TOPIC]]
     assert [r["reason"] for r in rejected] == [
         "duplicate",
-        "out_of_order",
         "malformed_binary",
         "non_finite",
         "unexpected_topic",
@@ -192,4 +193,4 @@ def test_ingest_from_settings_records_to_record_path(tmp_path):
     _session(ingest)
     ingest.close()
     ingest.close()  # idempotent
-    assert McapReplay(path).topics()[TOPICS.joint_states] == 8
+    assert McapReplay(path).topics()[TOPICS.joint_states] == 9  # 10 states, one duplicate dropped

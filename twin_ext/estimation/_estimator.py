@@ -4,8 +4,16 @@
 Time. The filter runs in the twin's clock: each measurement is placed at the twin time at which the robot
 sampled it (the caller maps the robot's source stamp through the clock sync), so transport latency is
 removed before fusion, and `snapshot(t)` predicts to the display time ``t`` — this is the latency
-compensation. The filter never moves backwards: a measurement older than the newest fused one (beyond a
-small clock-sync tolerance) is dropped and counted as late.
+compensation.
+
+Out-of-sequence measurements. A measurement older than the newest fused one (reordered by the network) but
+at most ``max_lag_ms`` older is fused at its own sample time: the estimator keeps a short history of its
+fused measurements with the filter state after each (`_FusionHistory`, ``max_lag_ms`` of twin time), goes
+back to the state just before the late one, fuses it and re-fuses the newer ones ("reprocessing", the
+exact solution to out-of-sequence measurements; counted in ``stats.fused_late``). The result is the same,
+bit for bit, as if the samples had arrived in order. An older measurement is dropped and counted
+(``stats.late``, "too late"). The filter's time is always the newest sample time, so the displayed state
+never moves backwards in time.
 
 Limits. Displayed positions are projected onto the joint limits (a hard stop is a constraint the
 constant-acceleration model does not know; without it a joint that stops at a limit is shown beyond it).
@@ -18,6 +26,7 @@ was ever received.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,7 +44,10 @@ class ObserveResult:
     """Outcome of one `TwinEstimator.observe` call."""
 
     FUSED = "fused"
+    FUSED_LATE = "fused_late"
+    """Older than the newest fused measurement, within ``max_lag_ms``: fused at its own time by re-filtering."""
     LATE = "late"
+    """Older than the newest fused measurement by more than ``max_lag_ms``: dropped (too late)."""
     INITIALIZED = "initialized"
     IMPLAUSIBLE = "implausible"
     """Refused: a non-finite value, or a position more than one joint range outside the limits."""
@@ -49,12 +61,16 @@ _MAX_SPEED = 1e6
 
 @dataclass
 class EstimatorStats:
-    """Counters since the last reset (plain ints; safe to copy)."""
+    """Counters (plain ints; safe to copy): ``fused``, ``fused_late``, ``late``, ``implausible`` and ``resets``
+    since the estimator was made; the gate's counters (``gated``, ``joint_resets``) since the last reset."""
 
     fused: int = 0
     """Measurements fused into the filter."""
     late: int = 0
-    """Measurements dropped because they were older than the filter's time."""
+    """Measurements dropped as too late: older than the filter's time by more than ``max_lag_ms``."""
+    fused_late: int = 0
+    """Measurements that arrived after a newer one and were fused at their own time (re-filtered; also in
+    ``fused``)."""
     gated: dict[str, int] = field(default_factory=dict)
     """Per joint: measurements rejected by the Mahalanobis gate."""
     joint_resets: int = 0
@@ -87,6 +103,7 @@ class TwinEstimator:
         span = np.where(np.isfinite(upper - lower), upper - lower, 0.0)
         self._plausible_lo = np.where(np.isfinite(lower), lower - span, -_MAX_POSITION)
         self._plausible_hi = np.where(np.isfinite(upper), upper + span, _MAX_POSITION)
+        self._max_lag_ns = int(round(self.settings.max_lag_ms * 1e6))
         self.reset(count=False)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -108,12 +125,15 @@ class TwinEstimator:
         )
         self._t_filter: int | None = None
         self._last_arrival: int | None = None
+        self._history = _FusionHistory(self._max_lag_ns)
         self._gate_streak = np.zeros(self.model.ndof, dtype=np.int64)
         self._streaking = False
         previous = getattr(self, "stats", None)
         self.stats = EstimatorStats(gated={n: 0 for n in self.model.dof_names})
         if previous is not None:
             self.stats.resets = previous.resets + (1 if count else 0)
+            for name in ("fused", "fused_late", "late", "implausible"):
+                setattr(self.stats, name, getattr(previous, name))
 
     def set_link(self, *, connected: bool | None = None, robot_online: bool | None = None) -> None:
         """Tell the estimator about the link (broker connection) and the robot's LWT status."""
@@ -161,8 +181,9 @@ class TwinEstimator:
             arrival_ns: twin-clock arrival time, ns (for staleness).
 
         Returns:
-            `ObserveResult.FUSED`, `INITIALIZED`, `LATE` or `IMPLAUSIBLE` (refused: non-finite, or more than one
-            joint range outside the limits; counted in ``stats.implausible``, the filter is untouched).
+            `ObserveResult.FUSED`, `FUSED_LATE` (older than the newest, within ``max_lag_ms``: fused at its own
+            time), `INITIALIZED`, `LATE` (too late: dropped) or `IMPLAUSIBLE` (refused: non-finite, or more than
+            one joint range outside the limits; counted in ``stats.implausible``, the filter is untouched).
 
         Raises:
             ValueError: names that are not joints of the model (the message names them and the fix).
@@ -178,11 +199,6 @@ class TwinEstimator:
             # an absurd covariance. The ingest refuses such samples first (out_of_limits); this is the backstop.
             self.stats.implausible += 1
             return ObserveResult.IMPLAUSIBLE
-        if self._t_filter is not None and sample_ns < self._t_filter:
-            if self._t_filter - sample_ns > s.late_tolerance_s * 1e9:
-                self.stats.late += 1
-                return ObserveResult.LATE
-            sample_ns = self._t_filter
         use_qd = s.use_velocity and velocity is not None
         if full:  # the common case: every joint, in model order (the ingest delivers in model order)
             q = position
@@ -197,11 +213,41 @@ class TwinEstimator:
                 qd[idx] = velocity
             measured = np.zeros(n, dtype=bool)
             measured[idx] = True
+        t_filter = self._t_filter
+        if t_filter is not None and sample_ns < t_filter:
+            lag = t_filter - sample_ns
+            history = self._history
+            if lag <= self._max_lag_ns and history.times and history.times[0] <= sample_ns:
+                self._last_arrival = max(self._last_arrival, arrival_ns)
+                self._fuse_late(sample_ns, q, qd, measured)
+                self.stats.fused_late += 1
+                return ObserveResult.FUSED_LATE
+            if lag > s.late_tolerance_s * 1e9:
+                self.stats.late += 1
+                return ObserveResult.LATE
+            sample_ns = t_filter  # clock-sync wobble with no history to re-filter: fuse at the filter's time
         self._last_arrival = arrival_ns if self._last_arrival is None else max(self._last_arrival, arrival_ns)
+        result = self._fuse(sample_ns, q, qd, measured, count=True)
+        if self._max_lag_ns > 0:
+            self._history.append(sample_ns, q, qd, measured, self._filter_state())
+        return result
+
+    # ---- fusion and out-of-sequence re-filtering ---------------------------------------------------------
+    def _fuse(self, sample_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray, *, count: bool) -> str:
+        """Predict to ``sample_ns`` and update with one measurement (``q``/``qd``: ``[n]``, ``measured``: ``[n]``
+        bool). ``count`` is False while re-filtering samples already counted once."""
+        s = self.settings
         if self._t_filter is not None:
-            self.filter.predict((sample_ns - self._t_filter) * 1e-9)
+            dt = (sample_ns - self._t_filter) * 1e-9
+            if dt > s.stale_after_s:
+                # After a gap the constant-acceleration model's prediction across it means nothing (its q and qd
+                # are off by a quadratic in the gap): start the joints again from this measurement.
+                self.filter.initialized[:] = False
+            else:
+                self.filter.predict(dt)
         self._t_filter = sample_ns
-        self.stats.fused += 1
+        if count:
+            self.stats.fused += 1
         fresh = measured & ~self.filter.initialized
         any_fresh = fresh.any()
         if any_fresh:
@@ -216,18 +262,76 @@ class TwinEstimator:
             streak = self._gate_streak
             streak[update & ~gated] = 0
             streak[gated] += 1
-            for j in np.flatnonzero(gated):
-                self.stats.gated[self.model.dof_names[j]] += 1
+            if count:
+                for j in np.flatnonzero(gated):
+                    self.stats.gated[self.model.dof_names[j]] += 1
             stuck = streak >= s.gate_reset_after
             if stuck.any():
                 # Persistently rejected: the robot really is elsewhere. Restart those joints from the data.
                 self.filter.initialize(stuck, q, qd)
                 streak[stuck] = 0
-                self.stats.joint_resets += int(stuck.sum())
+                if count:
+                    self.stats.joint_resets += int(stuck.sum())
         elif self._streaking:
             self._gate_streak[update] = 0
         self._streaking = bool(self._gate_streak.any())
         return ObserveResult.FUSED
+
+    def _filter_state(self) -> tuple[np.ndarray, ...]:
+        """A copy of everything `_fuse` changes (the filter's x, P, r, initialized and the gate streaks)."""
+        kf = self.filter
+        return (kf.x.copy(), kf.P.copy(), kf.r.copy(), kf.initialized.copy(), self._gate_streak.copy())
+
+    def _restore(self, t_ns: int, state: tuple[np.ndarray, ...]) -> None:
+        kf = self.filter
+        x, P, r, initialized, streak = state
+        kf.x, kf.P, kf.r, kf.initialized = x.copy(), P.copy(), r.copy(), initialized.copy()
+        self._gate_streak = streak.copy()
+        self._streaking = bool(streak.any())
+        self._t_filter = t_ns
+
+    def _fuse_late(self, sample_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray) -> None:
+        """Fuse a measurement older than the filter exactly at its own time: go back to the filter state right
+        after the newest measurement not later than it, fuse it, then fuse the newer measurements again.
+        The result equals in-order delivery of the same samples (bit for bit: the same operations run)."""
+        history = self._history
+        k = bisect.bisect_right(history.times, sample_ns) - 1
+        tail = history.cut_after(k)
+        self._restore(history.times[k], history.states[k])
+        self._fuse(sample_ns, q, qd, measured, count=True)
+        history.append(sample_ns, q, qd, measured, self._filter_state())
+        for t, tq, tqd, tmeasured in tail:
+            self._fuse(t, tq, tqd, tmeasured, count=False)
+            history.append(t, tq, tqd, tmeasured, self._filter_state())
+
+    def _coasted(self, horizon_s: float) -> np.ndarray:
+        """``[n, 3]`` displayed (q, qd, qdd) ``horizon_s`` beyond the newest measurement: the bounded predictor.
+
+        Up to ``coast_after_s`` the filter's constant-acceleration prediction (what bridges network latency).
+        Beyond it the acceleration is dropped and the velocity decays towards hold with time constant
+        ``coast_time_constant_s``, so over a gap the displayed position moves at most ``|qd| * tau`` further
+        than the constant-acceleration prediction at ``coast_after_s`` (a quadratic extrapolated through a
+        400 ms gap can be off by hundreds of mrad). Beyond ``max_extrapolation_s`` the state holds.
+        """
+        s = self.settings
+        kf = self.filter
+        cap = s.max_extrapolation_s
+        free = min(horizon_s, s.coast_after_s, cap)
+        x, _ = kf.predicted(free, covariance_dt=0.0)
+        coast = min(horizon_s, cap) - free
+        if coast > 0.0:
+            tau = s.coast_time_constant_s
+            v = x[:, 1].copy()
+            if tau > 0.0:
+                decay = np.exp(-coast / tau)
+                x[:, 0] += v * tau * (1.0 - decay)
+                x[:, 1] = v * decay
+                x[:, 2] = -x[:, 1] / tau
+            else:
+                x[:, 1:] = 0.0
+        if horizon_s > cap:
+            x[:, 1:] = 0.0  # held beyond the extrapolation cap: the displayed state does not move
+        return x
 
     def _plausible(self, idx: np.ndarray, position: np.ndarray, velocity: np.ndarray | None) -> bool:
         """Finite values, and positions within one joint range (or 1e6 rad|m for unlimited joints) of the limits."""
@@ -279,10 +383,12 @@ class TwinEstimator:
                 age_s=float("inf"),
             )
         horizon = max(0.0, (t_ns - self._t_filter) * 1e-9)
-        shown = min(horizon, self.settings.max_extrapolation_s)
-        x, P = self.filter.predicted(shown, covariance_dt=horizon)
-        if shown < horizon:
-            x[:, 1:] = 0.0  # held beyond the extrapolation cap: the displayed state does not move
+        x_ca, P = self.filter.predicted(horizon)
+        x = self._coasted(horizon)
+        # The covariance is the constant-acceleration model's over the whole horizon (it grows like t^5 with the
+        # jerk PSD), widened by how far the displayed state is from that model's mean: both are possible.
+        P[:, 0, 0] += (x_ca[:, 0] - x[:, 0]) ** 2
+        P[:, 1, 1] += (x_ca[:, 1] - x[:, 1]) ** 2
         cov = np.zeros((2 * n, 2 * n))
         j = np.arange(n)
         cov[j, j] = P[:, 0, 0]
@@ -317,3 +423,44 @@ class TwinEstimator:
             target=target,
             age_s=(t_ns - self._last_arrival) * 1e-9,
         )
+
+
+class _FusionHistory:
+    """The fused measurements of the last ``lag_ns`` of twin time, each with the filter state right after it.
+
+    Kept in sample-time order. Pruning keeps one entry older than the window as the base a late measurement
+    re-filters from, so every time within ``lag_ns`` of the newest has an entry at or before it. Bounded in
+    count too (``_MAX_ENTRIES``), so a flood cannot grow it without limit.
+    """
+
+    def __init__(self, lag_ns: int) -> None:
+        self.lag_ns = int(lag_ns)
+        self.times: list[int] = []
+        """``[m]`` sample times, ns, ascending."""
+        self.measurements: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
+        """``[m]`` (q ``[n]``, qd ``[n]`` or None, measured ``[n]`` bool) as fused."""
+        self.states: list[tuple[np.ndarray, ...]] = []
+        """``[m]`` filter states right after each measurement (see `TwinEstimator._filter_state`)."""
+
+    def append(self, t_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray, state) -> None:
+        if self.lag_ns <= 0:
+            return
+        self.times.append(t_ns)
+        self.measurements.append((np.array(q), None if qd is None else np.array(qd), measured))
+        self.states.append(state)
+        horizon = t_ns - self.lag_ns
+        times = self.times
+        drop = bisect.bisect_left(times, horizon) - 1  # keep the newest entry before the horizon as the base
+        drop = max(drop, len(times) - _MAX_ENTRIES)
+        if drop > 0:
+            del times[:drop], self.measurements[:drop], self.states[:drop]
+
+    def cut_after(self, k: int) -> list[tuple[int, np.ndarray, np.ndarray | None, np.ndarray]]:
+        """Remove and return the entries after index ``k`` as (t_ns, q, qd, measured), oldest first."""
+        tail = [(t, *m) for t, m in zip(self.times[k + 1 :], self.measurements[k + 1 :], strict=True)]
+        del self.times[k + 1 :], self.measurements[k + 1 :], self.states[k + 1 :]
+        return tail
+
+
+_MAX_ENTRIES = 2048
+"""Most history entries kept (250 ms at 8 kHz); beyond it the oldest go first (late samples then count as too late)."""

@@ -33,12 +33,24 @@ class EstimatorSettings:
     gate_reset_after: int = 10
     """Consecutive rejections of one joint after which that joint is re-initialised from the measurement
     (the robot really is somewhere else: a restart, a manual move)."""
+    max_lag_ms: float = 250.0
+    """Out-of-sequence window, ms: a measurement that arrives after a newer one and is at most this much older
+    than the newest is fused at its own sample time (the filter re-runs from just before it); older ones are
+    dropped and counted as too late. 0 = no re-filtering (then only ``late_tolerance_s`` applies)."""
     late_tolerance_s: float = 0.002
-    """Measurements at most this much older than the filter (clock-sync wobble) are fused at the filter's
-    time; older ones are dropped as late, so the state never moves backwards."""
-    max_extrapolation_s: float = 0.15
+    """Without re-filtering history (``max_lag_ms`` = 0, or just after a reset), measurements at most this much
+    older than the filter (clock-sync wobble) are fused at the filter's time; older ones are dropped as late,
+    so the state never moves backwards."""
+    max_extrapolation_s: float = 1.0
     """Longest prediction beyond the newest measurement that is displayed; beyond it the displayed state
     holds while its covariance keeps growing."""
+    coast_after_s: float = 0.15
+    """Horizon beyond the newest measurement up to which the display uses the full constant-acceleration
+    prediction (network latency plus a sample period or two), s. Beyond it the bounded predictor coasts."""
+    coast_time_constant_s: float = 0.1
+    """Time constant of the bounded predictor, s: beyond ``coast_after_s`` the acceleration is dropped and the
+    velocity decays as ``exp(-t / tau)``, so through a gap the display moves at most ``|qd| tau`` further and
+    never runs away (0 = hold at once)."""
     time_sigma_s: float = 0.0015
     """Uncertainty (1 sigma) of the sample-time mapping, s: one-way clock sync cannot separate the clock
     offset from the minimum network latency, so every sample time carries this much unknown shift. It
@@ -51,10 +63,19 @@ class EstimatorSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value}")
-        for name in ("late_tolerance_s", "max_extrapolation_s", "stale_after_s", "time_sigma_s"):
+        for name in (
+            "late_tolerance_s",
+            "max_extrapolation_s",
+            "stale_after_s",
+            "time_sigma_s",
+            "max_lag_ms",
+            "coast_after_s",
+            "coast_time_constant_s",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0 s, got {value}")
+                unit = "ms" if name.endswith("_ms") else "s"
+                raise ValueError(f"{name} must be a finite number >= 0 {unit}, got {value}")
         if not (0.0 <= self.noise_adapt_rate < 1.0):
             raise ValueError(f"noise_adapt_rate must be in [0, 1), got {self.noise_adapt_rate}")
         if self.gate_reset_after < 1:

@@ -53,8 +53,8 @@ def render_dashboard(
         f"clock offset {_fmt(status.clock_offset_ms, ' ms', 8, 2)} | drift {_fmt(status.clock_drift_ppm, ' ppm', 6, 1)}"
         f" | latency {_fmt(status.latency_ms, ' ms', 6, 2)} | jumps {status.clock_jumps} | restarts {status.restarts}"
         f"{'' if status.clock_ready else ' (clock sync converging)'}",
-        f"estimator: late {status.estimator_late}, gated {status.estimator_gated} | display {status.display_rate_hz:5.1f} Hz"
-        + (f"\n  {status.noise_note}" if status.noise_note else ""),
+        f"estimator: fused late {status.fused_late}, too late {status.estimator_late}, gated {status.estimator_gated}"
+        f" | display {status.display_rate_hz:5.1f} Hz" + (f"\n  {status.noise_note}" if status.noise_note else ""),
         "",
         f"{'joint':<15}{'measured':>11}{'estimated':>11}{'±1σ':>9}{'speed':>11}{'vmax':>8}  limits",
     ]

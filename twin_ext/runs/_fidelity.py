@@ -93,6 +93,21 @@ class FidelityResult:
     telemetry: dict[str, Any] = field(default_factory=dict)
     series: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     """``t_s [T]``, ``truth/twin/hold/newest/std [T, ndof]``, ``health [T]`` for plots."""
+    worst_window_ratio: float = float("nan")
+    """The largest twin RMS / last-sample-hold RMS over the 1 s windows after the warm-up (goal <= 1)."""
+    worst_window_s: float = float("nan")
+    """Start of that window, s from the start of the run."""
+    fused_fraction: float = float("nan")
+    """Samples the estimator fused / distinct samples delivered (duplicates counted once)."""
+    fused_late: int = 0
+    """Samples fused at their own time after a newer one had arrived (out-of-sequence fusion)."""
+    too_late: int = 0
+    """Samples the estimator dropped as older than ``estimator.max_lag_ms``."""
+    offset_error_ms: float = float("nan")
+    """Sample-time mapping error at the newest sample, minus the smallest latency the channel produced since
+    the last restart (which one-way traffic cannot see), ms."""
+    drift_error_ppm: float = float("nan")
+    """Estimated minus true robot clock drift, ppm."""
 
     @property
     def ratio_to_hold(self) -> float:
@@ -176,6 +191,12 @@ def evaluate_fidelity(
     ok = scored & (health == 0)
     stats = ingest.stats
     status = twin.status()
+    worst, worst_at = _worst_window(ticks, sim.start_ns, scored, twin_q - truth_q, hold - truth_q)
+    est = twin.estimator.stats
+    # Distinct samples delivered by the last display tick (later ones could not have been fused yet).
+    arrived = sim.samples.first_arrival_ns
+    delivered = int(np.count_nonzero((sim.samples.copies > 0) & (arrived >= 0) & (arrived <= ticks[-1])))
+    offset_error, drift_error = _clock_errors(sim, ingest)
     return FidelityResult(
         twin=error_stats(twin_q[scored] - truth_q[scored]),
         last_sample_hold=error_stats(hold[scored] - truth_q[scored]),
@@ -205,4 +226,56 @@ def evaluate_fidelity(
             "std": std,
             "health": health,
         },
+        worst_window_ratio=worst,
+        worst_window_s=worst_at,
+        fused_fraction=est.fused / delivered if delivered else float("nan"),
+        fused_late=est.fused_late,
+        too_late=est.late,
+        offset_error_ms=offset_error,
+        drift_error_ppm=drift_error,
     )
+
+
+def _worst_window(ticks, start_ns, scored, twin_err, hold_err, window_s: float = 1.0) -> tuple[float, float]:
+    """Largest twin RMS / hold RMS over consecutive ``window_s`` windows of scored ticks (``[T, ndof]`` errors)."""
+    t = (ticks - start_ns) * 1e-9
+    window = np.floor(t / window_s).astype(np.int64)
+    worst, worst_at = float("nan"), float("nan")
+    for w in np.unique(window[scored]):
+        m = scored & (window == w)
+        if m.sum() < 10:
+            continue
+        hold_rms = error_stats(hold_err[m])["rms"]
+        twin_rms = error_stats(twin_err[m])["rms"]
+        if not (np.isfinite(hold_rms) and hold_rms > 0 and np.isfinite(twin_rms)):
+            continue
+        ratio = twin_rms / hold_rms
+        if not ratio <= worst:  # also replaces the initial NaN
+            worst, worst_at = ratio, float(w * window_s)
+    return worst, worst_at
+
+
+def _clock_errors(sim, ingest) -> tuple[float, float]:
+    """(offset error ms, drift error ppm) of the ingest's clock sync at the end of the run, against the emulator's
+    truth: the newest accepted sample's true sample time, and the profile's drift."""
+    latest = ingest.latest
+    clock = ingest.clock
+    samples = sim.samples
+    if latest is None or clock.samples == 0:
+        return float("nan"), float("nan")
+    stamp = latest.message.stamp_ns
+    rows = np.flatnonzero(samples.stamp_ns == stamp)
+    if rows.size == 0:
+        return float("nan"), float("nan")
+    row = rows[-1]
+    boot = samples.boot[row]
+    # The smallest latency since the clock estimate last started over (restart or clock jump: the same boot,
+    # within the clock window) is the part of the offset no one-way method can see.
+    since = max(samples.host_ns[row] - int(30e9), samples.host_ns[samples.boot == boot].min())
+    mine = (samples.boot == boot) & (samples.first_arrival_ns >= 0) & (samples.host_ns >= since)
+    mine &= samples.host_ns <= samples.host_ns[row]
+    min_latency = int((samples.first_arrival_ns[mine] - samples.host_ns[mine]).min())
+    mapped = clock.to_twin_ns(stamp)
+    offset_error = (mapped - int(samples.host_ns[row]) - min_latency) * 1e-6
+    drift_error = clock.drift * 1e6 - sim.profile.drift_ppm
+    return float(offset_error), float(drift_error)

@@ -11,10 +11,16 @@ faster than averaging, which would be biased by the mean jitter.
 Method.
 1. Minimum filter: samples are grouped in blocks of ``block_ms`` of robot time; each block keeps
    only its lowest residual (cheap O(1) per sample; a block's envelope point is its minimum).
-2. Lower envelope: over the blocks of the last ``window_s``, the line below every block minimum
-   that is highest at the window's centre — the supporting line of the lower convex hull there
-   (the linear-programming estimator of Moon, Skelly & Towsley 1999, which minimises the summed
-   residuals subject to "no point below the line"). Its slope gives the drift.
+2. Drift: the slope of the lower envelope, robustly. The minima of coarser blocks (``_SLOPE_BLOCKS``
+   blocks each, 200 ms at the default ``block_ms``) are paired, one from the first half of the
+   window with one from the second, at least a quarter of the span apart, and the median of the
+   pairs' slopes is the drift (a Theil-Sen estimate of the envelope's slope). The supporting line
+   of the lower convex hull at the window's centre (the linear-programming estimator of Moon,
+   Skelly & Towsley 1999) used before rests on the two hull vertices next to the centre, and
+   gamma-like jitter or FIFO bunching moves those by milliseconds: its drift was off by 80-900 ppm
+   after 10 s on the shipped profiles, the median of slopes by 15-140 (3-30 after 30 s; see
+   docs/telemetry.md, "Clock sync accuracy"). The offset is then the tightest line of that slope
+   under every block minimum.
 3. Short histories: until ``drift_min_span_s`` of robot time is available the slope is not
    trusted (a 2 s span gives ±200 ppm of noise); the line keeps the previous drift estimate
    (0 at first start) and takes the tightest offset under every sample. Ignoring a 100 ppm drift
@@ -86,6 +92,37 @@ def _lower_hull(xs: list[float], ys: list[float]) -> list[int]:
                 break
         hull.append(i)
     return hull
+
+
+_SLOPE_BLOCKS = 4
+"""Blocks merged into one envelope point of the drift estimate (more samples per minimum: a tighter one)."""
+
+
+def _envelope_slope(blocks, x0: int, r0: int, coarse_ns: int) -> float | None:
+    """Median slope between coarse block minima of the first and the second half of the window, at least a
+    quarter of the span apart (ns of residual per ns of robot time), or None with fewer than 2 per half."""
+    stamps = np.fromiter((blk[1] for blk in blocks), dtype=np.int64, count=len(blocks))
+    resid = np.fromiter((blk[2] for blk in blocks), dtype=np.int64, count=len(blocks))
+    group = (stamps - stamps[0]) // coarse_ns
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    lows = np.minimum.reduceat(resid, starts)
+    # the stamp of each coarse minimum: argmin within its group
+    pick = np.array(
+        [s + int(np.argmin(resid[s:e])) for s, e in zip(starts, np.r_[starts[1:], len(resid)], strict=True)]
+    )
+    x = (stamps[pick] - x0).astype(np.float64)
+    y = (lows - r0).astype(np.float64)
+    span = x[-1] - x[0]
+    half = x[0] + 0.5 * span
+    first, second = x < half, x >= half
+    if first.sum() < 2 or second.sum() < 2:
+        return None
+    dx = x[second][None, :] - x[first][:, None]
+    dy = y[second][None, :] - y[first][:, None]
+    far = dx >= 0.25 * span
+    if not far.any():
+        return None
+    return float(np.median(dy[far] / dx[far]))
 
 
 class ClockSync:
@@ -247,13 +284,8 @@ class ClockSync:
         span = xs[-1] - xs[0]
         slope = None
         if span >= self._drift_span_ns and len(xs) >= 3:
-            hull = _lower_hull(xs, ys)
-            centre = xs[0] + 0.5 * span
-            for j, k in zip(hull, hull[1:], strict=False):  # noqa: B007 - j, k: the segment used below
-                if xs[k] >= centre:
-                    break
-            b = (ys[k] - ys[j]) / (xs[k] - xs[j])
-            if abs(b) <= self._max_slope:
+            b = _envelope_slope(blocks, x0, r0, self._block_ns * _SLOPE_BLOCKS)
+            if b is not None and abs(b) <= self._max_slope:
                 slope = b
                 self._slope_prior = b
         if slope is None:

@@ -11,8 +11,9 @@ simulation — calls ``on_payload(topic, payload, arrival_ns)``. The ingest then
 4. handles births (a new ``boot_id`` = robot restart: sequence and clock estimates start over; the
    restart is announced to the consumer once the data confirm it) and statuses (robot online/offline;
    an ``offline`` contradicted by flowing data is flagged, not obeyed),
-5. drops duplicates and late samples by sequence number, holds far forward jumps until confirmed
-   (`SequenceTracker`),
+5. drops duplicates by sequence number; hands late (out-of-order) samples within the sequence window on
+   flagged ``late`` (the estimator fuses them at their own time or drops them as too late); holds far forward
+   jumps until confirmed (`SequenceTracker`),
 6. feeds the clock estimate (`ClockSync`) with (source stamp, arrival time),
 7. counts everything (`stats`), records every payload with its verdict (optional `McapRecorder`),
 8. hands accepted samples to the consumer through a bounded drop-oldest buffer.
@@ -52,10 +53,15 @@ __all__ = ["TelemetryIngest", "Received", "LinkEvent", "EventKind", "IngestStats
 
 
 class Received(NamedTuple):
-    """An accepted joint-state sample and when it arrived (twin clock, ns)."""
+    """An accepted joint-state sample and when it arrived (twin clock, ns).
+
+    ``late``: it arrived after a sample with a newer sequence number (reordered by the network). Such samples do
+    not feed the clock sync or the plausibility reference; the estimator fuses them at their own sample time if
+    they are within its lag window (``estimator.max_lag_ms``)."""
 
     message: JointState
     arrival_ns: int
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,8 @@ class IngestStats:
     """Counters since the ingest was created (a consistent-enough snapshot; ints unless noted).
 
     ``received`` payloads of any kind = ``accepted`` joint states + ``births`` + ``statuses`` +
-    ``rejected``. ``rejected_by_reason`` maps `RejectReason` values to counts (duplicates and late
+    ``rejected``; ``accepted_late`` of the accepted ones arrived after a newer sample (handed on flagged
+    ``late``, not rejected). ``rejected_by_reason`` maps `RejectReason` values to counts (duplicates and late
     samples included). Sequence bookkeeping: ``seq_gaps`` (numbers skipped, an upper bound of
     lost samples), ``seq_late`` (late arrivals among them), ``seq_jumps``, ``seq_resets``.
     Buffers: ``states_dropped`` / ``events_dropped`` (oldest dropped because the consumer did not
@@ -89,6 +96,7 @@ class IngestStats:
     last_arrival_ns: int
     last_seq: int | None
     robot_id: str | None
+    accepted_late: int = 0
 
     @property
     def duplicates(self) -> int:
@@ -230,6 +238,7 @@ class TelemetryIngest:
                 "received",
                 "bytes",
                 "accepted",
+                "accepted_late",
                 "births",
                 "statuses",
                 "rejected",
@@ -377,6 +386,7 @@ class TelemetryIngest:
             last_arrival_ns=n["last_arrival"],
             last_seq=seq.last,
             robot_id=self._robot_id,
+            accepted_late=n["accepted_late"],
         )
 
     # ------------------------------------------------------------------------------ feeding side
@@ -483,12 +493,12 @@ class TelemetryIngest:
         tracker = self._seq
         ahead = tracker.ahead(msg.seq)
         if ahead is not None and -tracker.window < ahead <= 0:
-            # A duplicate or a late sample (the network's doing): say so, whatever its stamp or values.
+            # A duplicate or a late sample (the network's doing). Duplicates are dropped; a late sample is handed
+            # on flagged late (the estimator fuses it at its own time) unless it is impossible.
             if tracker.check(msg.seq, arrival_ns) is SeqVerdict.DUPLICATE:
                 raise TelemetryError(RejectReason.DUPLICATE, f"seq {msg.seq} was already accepted")
-            raise TelemetryError(
-                RejectReason.OUT_OF_ORDER, f"seq {msg.seq} is older than the newest accepted seq {tracker.last}"
-            )
+            self._deliver_late(topic, payload, msg, arrival_ns)
+            return
         plausibility = self._plausibility
         if plausibility is not None:
             q = msg.position.tolist()
@@ -587,6 +597,38 @@ class TelemetryIngest:
         ready = self._ready
         if not ready.is_set():  # a cheap read; set() takes a lock and notifies
             ready.set()
+        if self.recorder is not None:
+            self._record(True, topic, payload, arrival_ns, msg)
+
+    def _deliver_late(self, topic: str, payload: bytes, msg: JointState, arrival_ns: int) -> None:
+        """Hand on a sample older (by sequence number) than the newest accepted one, flagged late. It must be
+        within the limits and stamped no later than the newest accepted sample (an older number with a newer
+        stamp contradicts the stream: refused as out of order). It does not feed the clock sync (whose lower
+        envelope it would not move) nor become the plausibility reference (that stays the newest sample)."""
+        plausibility = self._plausibility
+        if plausibility is not None:
+            why = plausibility.limits_violation(
+                msg.position.tolist(), None if msg.velocity is None else msg.velocity.tolist()
+            )
+            if why is not None:
+                raise TelemetryError(RejectReason.OUT_OF_LIMITS, f"seq {msg.seq}: {why}")
+        ref = self._ref
+        if ref is None or msg.stamp_ns > ref.stamp_ns:
+            raise TelemetryError(
+                RejectReason.OUT_OF_ORDER,
+                f"seq {msg.seq} is older than the newest accepted seq {self._seq.last} but its stamp is not",
+            )
+        n = self._n
+        n["accepted"] += 1
+        n["accepted_late"] += 1
+        with self._buffer_lock:
+            states = self._states
+            if len(states) >= self._state_capacity:
+                states.popleft()
+                n["states_dropped"] += 1
+            states.append(Received(msg, arrival_ns, True))
+        if not self._ready.is_set():
+            self._ready.set()
         if self.recorder is not None:
             self._record(True, topic, payload, arrival_ns, msg)
 
