@@ -153,6 +153,18 @@ class MotionController:
         self.last_q = q_d
         return q_d, qd_d
 
+    @property
+    def move_progress(self) -> float:
+        """Fraction of the current move_to done (0..1; 0 in program mode)."""
+        if self.mode != "move" or self._active.duration <= 0:
+            return 0.0
+        return min(1.0, max(0.0, (self._s - self._active.start_time) / self._active.duration))
+
+    @property
+    def move_finished(self) -> bool:
+        """True once a move_to has reached its target (False while moving, and in program mode)."""
+        return self.mode == "move" and self._s >= self._active.end_time
+
     # ---- commands -----------------------------------------------------------------------------
     def set_speed_override(self, scale: float) -> None:
         if not (math.isfinite(scale) and scale > 0.0):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..control import CommandAck, encode_ack
 from ..robot import JointTrajectory
 from ..telemetry import (
     Birth,
@@ -45,6 +46,7 @@ from ._plant import PANDA_VELOCITY_LIMITS, MujocoPlant, PlantError
 from ._records import CommandRecord, Delivery, EmulatorError
 from ._settings import EmulatorSettings
 
+_REMEMBERED_IDS = 4096  # command ids whose state the robot keeps (a re-delivery older than this is a new id)
 _log = logging.getLogger("twin_ext.emulator")
 
 _SEQ_MODULUS = 2**32
@@ -133,6 +135,11 @@ class _Engine:
             self.schedule_restart(self.epoch_ns + round(r.at_s * 1e9), round(r.down_s * 1e9))
         self.commands: collections.deque[tuple[int, Any]] = collections.deque()
         self.command_log: list[CommandRecord] = []
+        # The robot side of docs/control.md: the last state of each command id (an id is executed at most once;
+        # a re-delivery is answered with its state), and the move_to in progress with its lease (robot ns).
+        self.command_states: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.active_move: tuple[str, int | None] | None = None
+        self.acks_sent = 0
         self.dropped_in_restart = 0
         self.on_truth: Callable[..., None] | None = None
         self.on_sample: Callable[..., None] | None = None
@@ -209,14 +216,26 @@ class _Engine:
             self._announce(at_ns)
 
     # ---- commands -------------------------------------------------------------------------------
+    def _ack(self, at_ns: int, command_id: str, state: str, reason: str = "", detail: str = "") -> None:
+        """Queue an acknowledgement on ``command/ack`` (commands without an id are not acknowledged)."""
+        if not command_id:
+            return
+        self.command_states[command_id] = state
+        self.command_states.move_to_end(command_id)
+        while len(self.command_states) > _REMEMBERED_IDS:
+            self.command_states.popitem(last=False)
+        ack = CommandAck(command_id, state, reason, detail, stamp_ns=self.clock.to_robot_ns(at_ns))
+        self._push(Delivery(at_ns, self.topics.command_ack, encode_ack(ack), False, "ack", self.boot_id))
+        self.acks_sent += 1
+
     def _handle_command(self, at_ns: int, command: Any) -> None:
+        command_id = ""
+
         def reject(reason: str, detail: str) -> None:
             self.command_log.append(CommandRecord(at_ns, False, reason, detail))
             _log.warning("command rejected (%s): %s", reason, detail)
+            self._ack(at_ns, command_id, "rejected", reason, detail)
 
-        if not self.settings.accept_commands:
-            reject("commands_disabled", "this robot ignores commands; start the emulator with --accept-commands")
-            return
         if isinstance(command, (bytes, bytearray, memoryview)) and len(command) == 0:
             reject("empty", "empty command payload (a cleared retained message?)")
             return
@@ -226,6 +245,24 @@ class _Engine:
             except CommandError as exc:
                 reject(exc.reason, exc.message)
                 return
+        command_id = getattr(command, "id", "")
+        if command_id and command_id in self.command_states:
+            # Re-delivered (a broker restart, a twin re-sending): never executed twice, answered with its state.
+            state = self.command_states[command_id]
+            self.command_log.append(CommandRecord(at_ns, False, "duplicate", f"id {command_id!r} is {state}"))
+            self._ack(at_ns, command_id, state, "duplicate" if state not in ("rejected", "failed") else "")
+            return
+        if not self.settings.accept_commands:
+            reject("commands_disabled", "this robot ignores commands; start the emulator with --accept-commands")
+            return
+        robot_now = self.clock.to_robot_ns(at_ns)
+        lease = getattr(command, "valid_until_ns", None)
+        if lease is not None and robot_now > lease and not isinstance(command, Stop):
+            reject(
+                "lease_expired",
+                f"arrived {(robot_now - lease) / 1e9:.3f} s after its lease (valid_until_ns {lease}, robot clock)",
+            )
+            return
         ctrl = self.controller
         try:
             if isinstance(command, SpeedOverride):
@@ -244,6 +281,37 @@ class _Engine:
             return
         self.command_log.append(CommandRecord(at_ns, True, "", repr(command)))
         _log.info("command accepted: %r", command)
+        if self.active_move is not None and isinstance(command, (Stop, MoveTo)):
+            previous, _ = self.active_move
+            self.active_move = None
+            why = "stopped" if isinstance(command, Stop) else "preempted"
+            self._ack(at_ns, previous, "failed", why, f"a {type(command).__name__} ({command_id or 'no id'}) ended it")
+        self._ack(at_ns, command_id, "received")
+        self._ack(at_ns, command_id, "started")
+        if isinstance(command, MoveTo):
+            if command_id or lease is not None:
+                self.active_move = (command_id, lease)
+        else:
+            self._ack(at_ns, command_id, "done")
+
+    def _follow_move(self, at_ns: int) -> None:
+        """The move_to in progress: ``done`` at its target; held (controlled stop) if its lease runs out first."""
+        command_id, lease = self.active_move
+        if self.controller.move_finished:
+            self.active_move = None
+            self._ack(at_ns, command_id, "done")
+            return
+        robot_now = self.clock.to_robot_ns(at_ns)
+        if lease is not None and robot_now > lease:
+            self.active_move = None
+            self.controller.stop()
+            detail = (
+                f"its lease ran out (robot clock {robot_now} ns > valid_until_ns {lease}) before the move finished "
+                f"({self.controller.move_progress:.0%} done): holding (send resume to continue)"
+            )
+            self.command_log.append(CommandRecord(at_ns, False, "lease_expired", detail))
+            _log.warning("move_to %s: %s", command_id or "(no id)", detail)
+            self._ack(at_ns, command_id, "failed", "lease_expired", detail)
 
     # ---- the step -------------------------------------------------------------------------------
     def advance_to(self, host_ns: int) -> None:
@@ -259,6 +327,8 @@ class _Engine:
         while self.commands and self.commands[0][0] <= t:
             _, command = self.commands.popleft()
             self._handle_command(t, command)
+        if self.active_move is not None:
+            self._follow_move(t)
         plant = self.plant
         q, qd = plant.q, plant.qd
         q_d, qd_d = self.controller.step(self.dt)

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._paths import default_config_file
 from ..config import ConfigError, check_keys, load_toml
+from ..control import ControlSettings
 from ..estimation import EstimatorSettings
 from ..health import HealthSettings
 from ..robot import RobotSettings
@@ -38,15 +39,17 @@ TWIN_SECTIONS: Mapping[str, type] = MappingProxyType(
         "whatif": WhatIfSettings,
         "remote_whatif": RemoteWhatIfSettings,
         "health": HealthSettings,
+        "control": ControlSettings,
     }
 )
 """``{section: settings dataclass}`` of every section the live twin reads, in documentation order. The
 dataclasses are the single source of names, types and defaults (extension.toml's ``[settings]`` block is
 generated from them; the Kit skin adds ``kit``)."""
 
-OTHER_PROGRAM_SECTIONS = ("emulator",)
+OTHER_PROGRAM_SECTIONS = ("emulator", "history", "fleet")
 """Sections a twin config file may carry for other programs (``python -m twin_ext.emulator --config``
-reads ``[emulator]``); the twin keeps them unparsed in `TwinConfig.other`."""
+reads ``[emulator]``; the fleet twin, `twin_ext.fleet`, reads ``[history]`` and ``[fleet]``); the twin keeps them
+unparsed in `TwinConfig.other`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +69,7 @@ class TwinConfig:
     whatif: WhatIfSettings = dataclasses.field(default_factory=WhatIfSettings)
     remote_whatif: RemoteWhatIfSettings = dataclasses.field(default_factory=RemoteWhatIfSettings)
     health: HealthSettings = dataclasses.field(default_factory=HealthSettings)
+    control: ControlSettings = dataclasses.field(default_factory=ControlSettings)
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Sections registered by the host through ``extra_sections`` (e.g. Kit's ``kit``), parsed."""
     other: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)

@@ -52,6 +52,7 @@ from typing import Any
 
 from .._paths import resolve_shipped, scenarios_dir, shipped_root
 from ..config import check_keys, section_from_mapping
+from ..control import CommandRefused, RequestAuthenticator, Unauthorised, load_key
 from ..telemetry import Stop
 from ..whatif import (
     ConfinedFiles,
@@ -62,11 +63,10 @@ from ..whatif import (
     align_to_snapshot,
     plan_request,
 )
-from ._twin import CommandGateClosed
 
 __all__ = ["REFUSAL_REASONS", "RemoteWhatIf", "RemoteWhatIfSettings"]
 
-_KEYS = ("id", "client", "sent_at", "timeout_s", "name", "scenario", "align_to_state", "veto_if_fail")
+_KEYS = ("id", "client", "sent_at", "timeout_s", "name", "scenario", "align_to_state", "veto_if_fail", "nonce", "sig")
 
 REFUSAL_REASONS: dict[str, str] = {
     "too_large": "refused",
@@ -77,6 +77,7 @@ REFUSAL_REASONS: dict[str, str] = {
     "queue_full": "refused",
     "not_allowed": "refused",
     "over_budget": "refused",
+    "unauthorised": "refused",
     "timeout": "timeout",
     "failed": "error",
 }
@@ -127,6 +128,9 @@ class RemoteWhatIfSettings:
     """Worlds x steps per request: its compute (~1 µs per world-step and core for the Panda)."""
     memory_budget_mb: float = 256.0
     """Memory one request may use, MiB (the smaller of this and [whatif] memory_budget_mb applies)."""
+    key_file: str = ""
+    """Shared-key file for signed requests (HMAC-SHA256, timestamp + nonce; docs/control.md); when set, unsigned or
+    badly signed requests are refused (unauthorised) and counted. "" = requests are not signed (use broker ACLs)."""
 
     def __post_init__(self) -> None:
         for name in ("max_bytes", "max_waiting", "max_waiting_per_client", "client_burst", "max_file_bytes"):
@@ -244,6 +248,10 @@ class RemoteWhatIf:
         self.timeout_s = float(timeout_s or getattr(twin_settings, "whatif_timeout_s", 60.0))
         self.files = s.files()
         self.limits = s.limits()
+        self.authenticator = (
+            RequestAuthenticator(load_key(s.key_file), max_age_s=s.max_age_s, clock=wall_clock) if s.key_file else None
+        )
+        """Checks request signatures when ``[remote_whatif] key_file`` is set (None: requests are not signed)."""
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
@@ -448,6 +456,11 @@ class RemoteWhatIf:
             doc = _parse(item.payload)
             request_id = doc.get("id")
             client = doc.get("client", "anonymous")
+            if self.authenticator is not None:
+                try:  # before anything else is looked at: an unsigned veto must not reach the command gate
+                    client = self.authenticator.verify(doc)
+                except Unauthorised as exc:
+                    raise _Refusal("unauthorised", f"{exc}; the request was ignored") from None
             if "sent_at" in doc and self._wall() - doc["sent_at"] > self.settings.max_age_s:
                 raise _Refusal("expired", self._expired(f"was sent {self._wall() - doc['sent_at']:.3g} s ago"))
             timeout_s = self.timeout_s
@@ -530,16 +543,16 @@ class RemoteWhatIf:
         if client != "anonymous":
             result["client"] = client
         if veto:
-            result["veto"] = self._veto(report)
+            result["veto"] = self._veto(report, client)
         self.served += 1
         self._publish(result)
 
-    def _veto(self, report: Any) -> str:
+    def _veto(self, report: Any, client: str) -> str:
         if report.status != "fail":
             return f"not needed: verdict {report.status}"
         try:
-            self.twin.send_command(Stop())
-        except CommandGateClosed as exc:
+            self.twin.send_command(Stop(), requester=f"{client}@whatif-veto")
+        except CommandRefused as exc:  # CommandGateClosed among them
             return f"not sent: {exc}"
         return "stop sent to the robot"
 

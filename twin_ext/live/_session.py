@@ -17,7 +17,7 @@ from .. import TwinExtError
 from ..config import ConfigError
 from ..estimation import TwinSnapshot
 from ..health import HealthMonitor
-from ..robot import RobotModel, RobotModelError, load_robot
+from ..robot import RobotModel, RobotModelError
 from ..sinks import Sink
 from ..telemetry import MqttLink, TelemetryIngest
 from ..whatif import WhatIfEngine, WhatIfService
@@ -60,7 +60,7 @@ class TwinSession:
         self.config = config
         if model is None:
             try:
-                model = load_robot(config.robot.resolved_usd(base_dir), prim_path=config.robot.prim_path or None)
+                model = config.robot.load_model(base_dir)  # the USD plus [robot] drives / balance_inertia
             except RobotModelError as exc:
                 raise SessionError(f"robot: {exc}") from None
         self.model: RobotModel = model
@@ -81,6 +81,7 @@ class TwinSession:
             settings=s.twin,
             whatif=service,
             now_ns=now_ns,
+            control=s.control,
         )
         self.health: HealthService | None = None
         if s.health.enabled:

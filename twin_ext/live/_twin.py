@@ -11,7 +11,8 @@ One display tick (`LiveTwin.tick`):
 
 What-if requests run on a worker thread against the snapshot that was current when they were asked, so
 ingest and display never wait for them; a twin whose health is not ``ok`` answers ``unknown``.
-Commands to the robot go out only when ``[twin] commands_enabled`` is true (the gate is closed by default).
+Commands to the robot go out only when ``[twin] commands_enabled`` is true (the gate is closed by default), and
+then only after their pre-flight (`twin_ext.control`: bounds, health, a what-if simulation; docs/control.md).
 """
 
 from __future__ import annotations
@@ -27,20 +28,23 @@ from typing import Any
 
 import numpy as np
 
-from .. import TwinExtError
 from ..config import section_from_mapping
+from ..control import CommandGate, CommandLog, CommandRefused, ControlSettings, Preflight, TrackedCommand
 from ..estimation import EstimatorSettings, Health, TwinEstimator, TwinSnapshot
 from ..robot import RobotModel
 from ..sinks import Sink
-from ..telemetry import encode_command
 
 __all__ = ["CommandGateClosed", "LiveTwin", "TwinSettings", "TwinStatus", "JointReading"]
 
 _EXPECTED_REJECTS = ("out_of_order", "duplicate")
 
 
-class CommandGateClosed(TwinExtError, RuntimeError):
-    """A command to the robot was refused because the command channel is disabled."""
+class CommandGateClosed(CommandRefused):
+    """A command to the robot was refused because the command channel is disabled or has no running link
+    (``check == "gate"``); other refusals are `twin_ext.control.CommandRefused`."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__("gate", message, fix or "see docs/control.md")
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,8 @@ class TwinStatus:
     """Sequence numbers skipped by the robot's stream (an upper bound of samples lost before the twin)."""
     estimator_resets: int = 0
     """Whole-estimate resets (a robot restart confirmed by its data)."""
+    fused_late: int = 0
+    """Samples that arrived after a newer one (reordered by the network) and were fused at their own time."""
 
     def to_dict(self) -> dict[str, Any]:
         """The status as plain JSON-able values (no arrays but the per-joint rows): for status files and logs.
@@ -183,6 +189,7 @@ class TwinStatus:
             "thinned": self.thinned,
             "seq_gaps": self.seq_gaps,
             "estimator_resets": self.estimator_resets,
+            "fused_late": self.fused_late,
             "joints": [
                 {
                     "name": j.name,
@@ -209,6 +216,7 @@ class LiveTwin:
         whatif: optional evaluator with ``evaluate(snapshot, request) -> result`` (the what-if engine's
             service); requests run on a worker thread.
         now_ns: the twin clock (int ns), default `time.monotonic_ns` (tests and offline runs inject one).
+        control: `twin_ext.control.ControlSettings` (``[control]``) of the command channel's pre-flight.
         realtime: the display loop runs against the wall clock, so a tick's fusing is also bounded by
             ``settings.fuse_budget_ms`` of wall time. Default: True exactly when ``now_ns`` is the default.
             Offline runs (replay, simulation, benchmarks on a virtual clock) must not depend on how busy the
@@ -229,6 +237,7 @@ class LiveTwin:
         whatif: Any = None,
         now_ns: Callable[[], int] = time.monotonic_ns,
         realtime: bool | None = None,
+        control: ControlSettings | None = None,
     ) -> None:
         self.model = model
         self.realtime = now_ns is time.monotonic_ns if realtime is None else bool(realtime)
@@ -241,7 +250,8 @@ class LiveTwin:
         """Objects with ``poll()`` run after the sinks on every tick (e.g. `RemoteWhatIf`, `HealthService`); one
         with ``on_robot_restarted()`` is told when the robot restarts (a new boot confirmed by its data)."""
         self.sample_listeners: list[Callable[[Any], None]] = []
-        """Called on the display thread with every accepted `JointState` of a tick, in arrival order, before the
+        """Called on the display thread with every accepted in-order `JointState` of a tick (late, reordered ones are
+        only fused by the estimator), in arrival order, before the
         estimator's flood thinning (a health monitor needs every sample; its cost is per tick, not per sample)."""
         self.whatif = whatif
         self.now_ns = now_ns
@@ -262,6 +272,12 @@ class LiveTwin:
         self._stalled_reason = ""  # set by the watchdog while the display loop does not tick
         self._watchdog: threading.Thread | None = None
         self._watchdog_stop = threading.Event()
+        self.commands = CommandGate(
+            Preflight(model, control, evaluate=self._simulate_command),
+            audit=CommandLog(getattr(ingest, "recorder", None)),
+            now_ns=now_ns,
+        )
+        """The command channel: pre-flight, leases, acknowledgements (``.tracker``) and the audit log (``.audit``)."""
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -270,6 +286,13 @@ class LiveTwin:
             return
         self._started = True
         if self.link is not None:
+            add_handler = getattr(self.link, "add_handler", None)
+            topics = getattr(self.ingest, "topics", None)
+            if self.settings.commands_enabled and add_handler is not None and topics is not None:
+                try:
+                    add_handler(topics.command_ack, self.commands.on_ack_payload)
+                except RuntimeError:  # the link was started by someone else: acks are not followed
+                    self._error("command acknowledgements are not followed: the link started before the twin")
             self.link.start()
         if self.settings.watchdog_s > 0 and self._watchdog is None:
             self._watchdog_stop.clear()
@@ -371,6 +394,10 @@ class LiveTwin:
                 service.poll()
             except Exception as exc:  # noqa: BLE001
                 self._error(f"{type(service).__name__} failed: {exc!r}")
+        try:
+            self.commands.poll()  # acknowledgements and timeouts of commands in flight
+        except Exception as exc:  # noqa: BLE001
+            self._error(f"command tracking failed: {exc!r}")
         return snapshot
 
     def _drain_events(self) -> None:
@@ -410,12 +437,18 @@ class LiveTwin:
         batch = self.ingest.poll_states()
         for listener in list(self.sample_listeners):
             for received in batch:
+                if getattr(received, "late", False):
+                    continue  # listeners see the stream in source order; only the estimator re-filters late ones
                 try:
                     listener(received.message)
                 except Exception as exc:  # noqa: BLE001 - a listener must not stop the twin
                     self.sample_listeners.remove(listener)
                     self._error(f"sample listener {listener!r} failed and was removed: {exc!r}")
                     break
+        if any(getattr(received, "late", False) for received in batch):
+            # Reordered samples: fuse this tick's batch in source order, so only samples older than what earlier
+            # ticks fused need the estimator's re-filtering (each one re-fuses the newer samples after it).
+            batch = sorted(batch, key=lambda received: received.message.stamp_ns)
         limit = self.settings.max_samples_per_tick
         if len(batch) > limit:
             # A flood: fuse an even spread of what arrived, always the newest (fusing costs ~80 µs per sample;
@@ -580,6 +613,7 @@ class LiveTwin:
             thinned=self._thinned,
             seq_gaps=stats.seq_gaps,
             estimator_resets=self.estimator.stats.resets,
+            fused_late=self.estimator.stats.fused_late,
         )
 
     def _noise_note(self) -> str:
@@ -620,19 +654,68 @@ class LiveTwin:
             return executor.submit(self.whatif.evaluate, snapshot, request)
         return executor.submit(self.whatif.evaluate, snapshot, request, cancel=cancel)
 
-    def send_command(self, command: Any) -> None:
-        """Send a command (`twin_ext.telemetry.commands`: SpeedOverride, Stop, Resume, MoveTo) to the robot on
-        ``<prefix>/<robot_id>/command``, if the gate is open. The robot must accept commands too.
+    def send_command(self, command: Any, *, requester: str = "local") -> TrackedCommand:
+        """Send a command (`twin_ext.telemetry`: SpeedOverride, Stop, Resume, MoveTo) to the robot on
+        ``<prefix>/<robot_id>/command`` after its pre-flight (docs/control.md); returns its `TrackedCommand`, whose
+        ``state`` follows the robot's acknowledgements on the display tick (sent, received, started, done |
+        rejected | failed). A stop is always allowed and sent first; anything else is checked against the joint
+        limits and bounds, the twin's health and clock sync, and (move_to) simulated from the current snapshot.
+
+        Args:
+            requester: who asks (recorded in the audit log, ``twin/command_log``).
 
         Raises:
-            CommandGateClosed: ``commands_enabled`` is false (the default), or there is no link.
+            CommandGateClosed: ``commands_enabled`` is false (the default), or there is no running link.
+            twin_ext.control.CommandRefused: a pre-flight check failed (``check`` and ``fix`` say which and how).
         """
         if not self.settings.commands_enabled:
             raise CommandGateClosed(
-                "commands to the robot are disabled; fix: set [twin] commands_enabled = true (and enable command "
-                "acceptance on the robot) if this twin may steer it"
+                "commands to the robot are disabled",
+                "set [twin] commands_enabled = true (and enable command acceptance on the robot) if this twin "
+                "may steer it",
             )
         if self.link is None:
-            raise CommandGateClosed("no link to the robot: commands need a live MQTT link")
-        if not self.link.publish(self.ingest.topics.command, encode_command(command), qos=1):
-            raise CommandGateClosed("the MQTT link is not running; the command was not sent")
+            raise CommandGateClosed("no link to the robot: commands need a live MQTT link", "run the twin with a link")
+        topic = self.ingest.topics.command
+        try:
+            return self.commands.send(
+                command,
+                snapshot=self.latest_snapshot or self.tick(),
+                publish=lambda payload: self.link.publish(topic, payload, qos=1),
+                health=self._command_health(),
+                clock=self.ingest.clock,
+                requester=requester,
+            )
+        except CommandRefused as exc:
+            if exc.check == "gate":
+                raise CommandGateClosed(exc.message, exc.fix) from None
+            raise
+
+    def _simulate_command(self, snapshot: TwinSnapshot, scenario: Any) -> Any:
+        """The pre-flight's simulation: the what-if engine on the calling thread (it has its own lock)."""
+        if self.whatif is None:
+            raise RuntimeError("this twin has no what-if engine; fix: create LiveTwin(..., whatif=WhatIfService(...))")
+        return self.whatif.evaluate(snapshot, scenario)
+
+    def _command_health(self) -> str:
+        """The twin's health as the command gate sees it: stale while the display loop stalls, lost without link."""
+        if self._stalled_reason:
+            return "stale"
+        if not self._link_connected:
+            return "lost"
+        return ""
+
+    def gate_state(self) -> tuple[str, str]:
+        """``("closed" | "blocked" | "open", why)``: closed = no commands at all; blocked = only stop is sent (the
+        twin is not ok or its clock is not synced); open = commands are pre-flighted and sent."""
+        if not self.settings.commands_enabled:
+            return "closed", "[twin] commands_enabled = false"
+        if self.link is None:
+            return "closed", "no link to the robot"
+        snapshot = self.latest_snapshot
+        health = self._command_health() or (snapshot.health.value if snapshot is not None else "unknown")
+        if health != "ok":
+            return "blocked", f"the twin is {health}: only stop is sent"
+        if self.commands.settings.require_clock_sync and not getattr(self.ingest.clock, "ready", False):
+            return "blocked", "the clock sync is not ready: only stop is sent"
+        return "open", ""

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from .._paths import default_program_file, impairments_dir, package_import_root, resolve_shipped
+from .._paths import default_program_file, demo_scene_usd, impairments_dir, package_import_root, resolve_shipped
 
 __all__ = ["add_demo_arguments", "run_demo"]
 
@@ -157,6 +157,16 @@ class _EmulatorProcess:
         return f"exit code {self.proc.returncode} (log {self.log_path})"
 
 
+def _long_part():
+    """A 0.3 m bar gripped along the hand's x axis (1 kg): on the demo cell's transfer move its end reaches the
+    fixture post (usd/scenes/pick_place_cell.usda), which the program as written clears by ~7 cm."""
+    from ..whatif import Payload, Variant
+
+    return Variant(
+        "long part (0.3 m bar)", payloads=(Payload("hand", 1.0, com=(0.0, 0.0, 0.095), size=(0.3, 0.03, 0.02)),)
+    )
+
+
 def _whatif_scenario(robot, snapshot, *, samples: int):
     """ "This program at x1.5 speed with a 3 kg part", from where the robot is in its program now through the
     end of the next cycle."""
@@ -166,7 +176,7 @@ def _whatif_scenario(robot, snapshot, *, samples: int):
     # The robot loops its program: ask about the rest of this cycle and the whole next one.
     two_cycles = TrajectoryCommand(scenario.command.trajectory.repeated(2), start=phase)
     keep = ("as programmed", "x1.5 speed", "3 kg part", "x1.5 speed + 3 kg part")
-    variants = tuple(v for v in scenario.variants if v.name in keep)
+    variants = tuple(v for v in scenario.variants if v.name in keep) + (_long_part(),)
     return dataclasses.replace(
         scenario,
         name="this program at x1.5 speed with a 3 kg part",
@@ -191,6 +201,7 @@ def _check_robot_matches_emulator(robot) -> str | None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from ..control import command_lines
     from ..emulator import ImpairmentError, ImpairmentProfile
     from ..health import HealthMonitor, HealthSettings
     from ..live import HealthService, LiveTwin, RemoteWhatIf
@@ -230,7 +241,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     # The engine's worker process loads the Warp kernels while everything else starts. One worker: the other
     # core stays with the live loop (and the emulated robot), which must not stall during a what-if.
-    engine = WhatIfEngine(robot, settings=WhatIfSettings(workers=1))
+    # The demo cell (table + fixture, usd/scenes/) is the what-if's scene: verdicts include collision/clearance.
+    engine = WhatIfEngine(robot, settings=WhatIfSettings(workers=1, scene=str(demo_scene_usd())))
     embedded = None
     if args.broker:
         url = args.broker
@@ -300,7 +312,7 @@ def run_demo(args: argparse.Namespace) -> int:
             if whatif_future is not None and report is None and whatif_future.done():
                 try:
                     report = whatif_future.result()
-                    whatif_lines = tuple(report.summary().splitlines()[:6])
+                    whatif_lines = tuple(report.summary().splitlines()[: 2 + len(report.variants)])
                 except Exception as exc:  # noqa: BLE001 - report the failure, keep the twin running
                     whatif_lines = (f"what-if failed: {exc}",)
                     report = exc
@@ -310,6 +322,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     extra_lines=(
                         f"t = {elapsed:5.1f} / {args.duration:.0f} s",
                         *health_lines(health.summary),
+                        *command_lines(twin.gate_state(), twin.commands.tracker.recent(3)),
                         *whatif_lines,
                     ),
                 )
@@ -323,7 +336,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print("waiting for the what-if to finish ...", flush=True)
             try:
                 report = whatif_future.result(timeout=twin.settings.whatif_timeout_s)
-                whatif_lines = tuple(report.summary().splitlines()[:6])
+                whatif_lines = tuple(report.summary().splitlines()[: 2 + len(report.variants)])
             except Exception as exc:  # noqa: BLE001
                 report = exc
                 whatif_lines = (f"what-if failed: {exc}",)

@@ -18,7 +18,10 @@ __all__ = ["add_replay_arguments", "run_replay"]
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recording", help="an MCAP recording (twin_ext telemetry channels)")
+    parser.add_argument(
+        "recording",
+        help="an MCAP recording: twin_ext telemetry channels, or a rosbag2 MCAP of sensor_msgs/msg/JointState",
+    )
     parser.add_argument("--robot", help="robot USD (default: the shipped Franka Panda)")
     parser.add_argument("--robot-id", default="", help="robot to follow (default: the first heard from)")
     parser.add_argument("--config", help="a twin TOML config for the estimator/clock/twin sections")
@@ -28,20 +31,34 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--whatif-at", type=float, default=None, help="s into the recording (default: the middle)")
     parser.add_argument("--samples", type=int, default=16, help="Monte-Carlo samples per variant (default 16)")
     parser.add_argument("--out", default="out/replay", help="output folder (default out/replay)")
+    parser.add_argument(
+        "--joint-map",
+        action="append",
+        default=[],
+        metavar="BAG=MODEL",
+        help="ROS 2 bags: map a bag joint name onto a model joint (repeatable), e.g. panda_joint1=joint1",
+    )
+    parser.add_argument("--ros2-topic", default="", help="ROS 2 bags: the JointState topic (default /joint_states)")
+    parser.add_argument(
+        "--export-ros2",
+        default="",
+        metavar="FILE.mcap",
+        help="also write the twin's estimate as a ROS 2 bag (sensor_msgs/msg/JointState on /twin/joint_states)",
+    )
 
 
 def run_replay(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .. import TwinExtError
-    from ..emulator import TRUTH_TOPIC
     from ..live import LiveTwin, TwinConfig, load_config
     from ..robot import default_robot_path, load_robot
     from ..sinks import MirrorSink, TraceSink
     from ..stage import UsdKinematicMirror
-    from ..telemetry import McapReplay, TelemetryIngest
+    from ..telemetry import TelemetryIngest
     from ._fidelity import VirtualClock
     from ._outputs import write_run_outputs
+    from ._recording_source import load_recording, parse_joint_map
 
     path = Path(args.recording)
     if not path.is_file():
@@ -54,16 +71,17 @@ def run_replay(args: argparse.Namespace) -> int:
     except TwinExtError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    replay = McapReplay(path)
     try:
-        payloads = list(replay.iter_payloads())
-        truth_rows = [row for _, row in replay.read_json(TRUTH_TOPIC)]
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
-        print(f"error: cannot read {path} as a twin_ext recording: {exc}", file=sys.stderr)
+        joint_map = parse_joint_map(args.joint_map)
+        source = load_recording(
+            path, robot.dof_names, robot_id=args.robot_id, joint_map=joint_map, ros2_topic=args.ros2_topic
+        )
+    except TwinExtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not payloads:
-        print(f"error: {path} holds no telemetry payloads", file=sys.stderr)
-        return 2
+    payloads, truth_rows = source.payloads, source.truth_rows
+    for warning in source.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start, end = payloads[0][2], payloads[-1][2]
@@ -112,6 +130,12 @@ def run_replay(args: argparse.Namespace) -> int:
         for j, name in enumerate(robot.dof_names):
             if name in names:
                 truth_q[:, j] = np.interp(t_ns, t_truth, q_truth[:, names.index(name)], left=np.nan, right=np.nan)
+    from ..control import command_log_rows, read_command_log
+
+    try:
+        command_rows = command_log_rows(read_command_log(path)) if path.suffix == ".mcap" else []
+    except TwinExtError as exc:
+        command_rows = [("commands", f"the command log could not be read: {exc}")]
     lines = write_run_outputs(
         out,
         title=f"twin_ext replay — {path.name}",
@@ -123,10 +147,18 @@ def run_replay(args: argparse.Namespace) -> int:
         truth_q=truth_q,
         whatif=report,
         whatif_note=note,
-        summary_rows=[("recording", str(path)), ("robot", f"{robot.name} ({robot.source})")],
+        summary_rows=[("recording", str(path)), ("robot", f"{robot.name} ({robot.source})"), *command_rows],
     )
     for line in lines:
         print(line)
+    for label, text in command_rows:  # the audit trail of the command channel, if the recording has one
+        print(f"{label + ':':<18}{text}")
+    if args.export_ros2:
+        from ..ros2 import TWIN_JOINT_STATES_TOPIC, write_joint_state_bag
+
+        arrays = trace.arrays()
+        count = write_joint_state_bag(args.export_ros2, arrays["t_ns"], robot.dof_names, arrays["q"], arrays.get("qd"))
+        print(f"ROS 2 bag:        {args.export_ros2}  ({count} JointState messages on {TWIN_JOINT_STATES_TOPIC})")
     return 0
 
 

@@ -12,21 +12,25 @@ Wire format (UTF-8 JSON object, at most `MAX_COMMAND_BYTES`)::
     {"v": 1, "type": "resume"}
     {"v": 1, "type": "move_to", "names": ["joint1"], "position": [0.3], "duration_s": 2.0}
 
-Every command may also carry ``"id"`` (a string up to 64 characters, echoed in the receiver's logs).
+Every command may also carry ``"id"`` (a string up to 64 characters: the receiver acknowledges it on
+``.../command/ack`` and executes one id at most once), ``"valid_until_ns"`` (its lease: an integer, ns in
+the *robot's* clock; a receiver refuses a command that arrives later and holds a motion still running then;
+docs/control.md) and ``"justification"`` (up to `MAX_JUSTIFICATION_CHARS` characters: why the twin sent
+it, e.g. its pre-flight verdict).
 Unknown keys, duplicate keys, NaN/Infinity, booleans where numbers are expected, and wrong versions
 are rejected with a `CommandError` whose ``reason`` is one of `REJECT_REASONS`. Nothing in a payload is
 executed or unpickled.
 
     >>> cmd = decode_command(encode_command(SpeedOverride(scale=0.5)))
     >>> cmd
-    SpeedOverride(scale=0.5, id='')
+    SpeedOverride(scale=0.5, id='', valid_until_ns=None)
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import TwinExtError
 from ..config import check_keys
@@ -34,6 +38,7 @@ from ..config import check_keys
 __all__ = [
     "COMMAND_SCHEMA_VERSION",
     "MAX_COMMAND_BYTES",
+    "MAX_JUSTIFICATION_CHARS",
     "MAX_SPEED_SCALE",
     "REJECT_REASONS",
     "Command",
@@ -54,6 +59,7 @@ MAX_SPEED_SCALE = 2.0
 MAX_JOINTS = 64
 MAX_DURATION_S = 3600.0
 MAX_ID_CHARS = 64
+MAX_JUSTIFICATION_CHARS = 1024
 
 REJECT_REASONS = (
     "too_large",  # payload over MAX_COMMAND_BYTES
@@ -82,13 +88,18 @@ class SpeedOverride:
 
     scale: float
     id: str = ""
+    valid_until_ns: int | None = None
+    justification: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
 class Stop:
-    """Controlled stop along the current path (the program is kept; `Resume` continues it)."""
+    """Controlled stop along the current path (the program is kept; `Resume` continues it). A receiver obeys a
+    stop even when its ``valid_until_ns`` has passed."""
 
     id: str = ""
+    valid_until_ns: int | None = None
+    justification: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,8 @@ class Resume:
     """Continue after a `Stop` at the current speed override."""
 
     id: str = ""
+    valid_until_ns: int | None = None
+    justification: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -106,22 +119,27 @@ class MoveTo:
         names: ``[m]`` joint names (unique).
         position: ``[m]`` rad (revolute) | m (prismatic) targets, finite.
         duration_s: s, time for the move, ``0 < duration_s <= 3600``.
+        valid_until_ns: the lease, ns in the robot's clock (None: no lease).
+        justification: why it was sent (free text, at most `MAX_JUSTIFICATION_CHARS` characters).
     """
 
     names: tuple[str, ...]
     position: tuple[float, ...]
     duration_s: float
     id: str = ""
+    valid_until_ns: int | None = None
+    justification: str = field(default="", repr=False)
 
 
 Command = SpeedOverride | Stop | Resume | MoveTo
 
+_COMMON = ("id", "valid_until_ns", "justification")
 _TYPES: dict[str, tuple[type, tuple[str, ...], tuple[str, ...]]] = {
     # type name: (class, required keys, optional keys) -- "v" and "type" are always required
-    "speed_override": (SpeedOverride, ("scale",), ("id",)),
-    "stop": (Stop, (), ("id",)),
-    "resume": (Resume, (), ("id",)),
-    "move_to": (MoveTo, ("names", "position", "duration_s"), ("id",)),
+    "speed_override": (SpeedOverride, ("scale",), _COMMON),
+    "stop": (Stop, (), _COMMON),
+    "resume": (Resume, (), _COMMON),
+    "move_to": (MoveTo, ("names", "position", "duration_s"), _COMMON),
 }
 _NAME_OF = {cls: name for name, (cls, _, _) in _TYPES.items()}
 
@@ -140,6 +158,10 @@ def encode_command(command: Command) -> bytes:
         obj["duration_s"] = command.duration_s
     if command.id:
         obj["id"] = command.id
+    if command.valid_until_ns is not None:
+        obj["valid_until_ns"] = command.valid_until_ns
+    if command.justification:
+        obj["justification"] = command.justification
     try:
         payload = json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
     except (TypeError, ValueError) as exc:
@@ -183,15 +205,24 @@ def decode_command(payload: bytes | bytearray | memoryview) -> Command:
     cmd_id = obj.get("id", "")
     if not isinstance(cmd_id, str) or len(cmd_id) > MAX_ID_CHARS or not cmd_id.isprintable():
         raise CommandError("bad_value", f'"id" must be a printable string of at most {MAX_ID_CHARS} characters')
+    lease = obj.get("valid_until_ns")
+    if lease is not None and (type(lease) is not int or not 0 <= lease < 2**63):
+        raise CommandError("bad_value", f'"valid_until_ns" must be an integer of ns in [0, 2^63), got {_short(lease)}')
+    why = obj.get("justification", "")
+    if not isinstance(why, str) or len(why) > MAX_JUSTIFICATION_CHARS:
+        raise CommandError(
+            "bad_value", f'"justification" must be a string of at most {MAX_JUSTIFICATION_CHARS} characters'
+        )
+    common = {"id": cmd_id, "valid_until_ns": lease, "justification": why}
     if cls is SpeedOverride:
         scale = _number(obj["scale"], "scale")
         if not 0.0 < scale <= MAX_SPEED_SCALE:
             raise CommandError("bad_value", f"scale must be in (0, {MAX_SPEED_SCALE}], got {scale!r}; use stop to halt")
-        return SpeedOverride(scale=scale, id=cmd_id)
+        return SpeedOverride(scale=scale, **common)
     if cls is Stop:
-        return Stop(id=cmd_id)
+        return Stop(**common)
     if cls is Resume:
-        return Resume(id=cmd_id)
+        return Resume(**common)
     names, position = obj["names"], obj["position"]
     if not isinstance(names, list) or not names or len(names) > MAX_JOINTS:
         raise CommandError("bad_value", f"names must be a list of 1..{MAX_JOINTS} joint names")
@@ -206,7 +237,7 @@ def decode_command(payload: bytes | bytearray | memoryview) -> Command:
     duration = _number(obj["duration_s"], "duration_s")
     if not 0.0 < duration <= MAX_DURATION_S:
         raise CommandError("bad_value", f"duration_s must be in (0, {MAX_DURATION_S:g}] s, got {duration!r}")
-    return MoveTo(names=tuple(names), position=pos, duration_s=duration, id=cmd_id)
+    return MoveTo(names=tuple(names), position=pos, duration_s=duration, **common)
 
 
 def _number(value: object, what: str) -> float:

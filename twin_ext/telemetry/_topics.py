@@ -84,6 +84,11 @@ class Topics:
     def command(self) -> str:
         return self._topic("command")
 
+    @property
+    def command_ack(self) -> str:
+        """Robot -> twin: what became of each command id (received/rejected/started/done/failed; docs/control.md)."""
+        return self._topic("command/ack")
+
     def telemetry_subscriptions(self) -> tuple[str, ...]:
         """The topics the twin subscribes to: joint states, birth, status."""
         return (self.joint_states, self.birth, self.status)
