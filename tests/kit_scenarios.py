@@ -183,3 +183,27 @@ def live_e2e(app, args: dict) -> dict:
         instance_after=get_extension() is not None,
     )
     return result
+
+
+def batch_suite(app, args: dict) -> dict:
+    """Run a suite inside the Kit process the way the Isaac Sim batch runner does (twin_ext.kit.batch_runner):
+    in-process, the stage driver as a sink of every twin run, one ``app.update()`` per display tick."""
+    import json as _json
+
+    app.extension_manager.set_extension_enabled_immediate(EXT, True)  # puts twin_ext on Kit's Python path
+    _pump(app)
+    from twin_ext.kit.batch_runner import run_suite_in_kit
+
+    frames = [0]
+
+    def update() -> None:
+        frames[0] += 1
+        app.update()
+
+    summary = run_suite_in_kit(args["suite"], update=update, out=Path(args["out"]), progress=False)
+    return {
+        "passed": summary["passed"],
+        "counts": summary["counts"],
+        "frames": frames[0],
+        "results": _json.loads(_json.dumps(summary["results"], default=str)),
+    }
