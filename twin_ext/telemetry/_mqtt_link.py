@@ -42,7 +42,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -502,6 +502,18 @@ class MqttLink:
         if self._client is not None:
             raise RuntimeError("add_handler must be called before start()")
         self._handlers[topic] = callback
+
+    def subscribe_now(self, topics: Iterable[str]) -> bool:
+        """Subscribe to more telemetry topics at once (a fleet twin that discovered a robot). Their payloads go to
+        the ingest like the others; after a reconnect only ``ingest.topics.telemetry_subscriptions()`` is
+        subscribed again, so a caller adding topics must also list them there. False when not connected (the
+        reconnect will subscribe them)."""
+        client = self._client
+        topics = list(topics)
+        if client is None or not self._session_up or not topics:
+            return False
+        rc, _ = client.subscribe([(topic, self.settings.qos) for topic in topics])
+        return rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
         """Publish from the twin (e.g. what-if results). Queued while disconnected (up to 1000).

@@ -1,0 +1,361 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fleet benchmark: robots x rate one twin process sustains with estimation and health, against raw paho.
+
+    python -m twin_ext.bench fleet [--json] [--quick] [--seconds S] [--robots 50,100] [--rate 200]
+
+Set-up: its own Mosquitto on a free 127.0.0.1 port; emulated robots are `twin_ext.emulator.LightFleet`
+publishers (precomputed Panda trajectories with model-consistent efforts, binary codec, QoS 0) in separate
+processes, half the robots each. Per configuration a fresh twin process runs `FleetSession` (health on, history
+off, the shipped Panda for every robot, robots discovered from their births); after a 2 s warm-up it measures:
+
+* ``accepted_msg_s``: joint states accepted by the robots' ingests per second (what the twin keeps up with);
+  ``offered_msg_s``: what the publishers achieved; sustained = accepted >= 95 % of offered;
+* ``p99_added_ms``: 99th percentile over all robots of receive (paho's network thread) -> in the state (end of
+  the fleet tick that took the sample), ms;
+* ``mb_per_robot``: resident memory of the twin process with the robots minus before them, per robot, MB;
+* ``tick_p99_ms``: fleet tick time (all robots estimated, their share of health judged), ms.
+
+Anchor, same run, same publishers: a raw paho subscriber process that only counts (no decoding): the ceiling of
+a Python MQTT consumer on this machine. Scaling: the largest fleet with 1 and with 2 twin processes (2 shards).
+Goals (issue 15): >= 100 robots x 200 Hz per process, p99 added < 5 ms, < 5 MB per robot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+GOALS = {"robots": 100, "rate_hz": 200.0, "p99_added_ms": 5.0, "mb_per_robot": 5.0}
+WARMUP_S = 2.0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _publisher(ids: list[str], url: str, rate_hz: float, seconds: float, start_at, out) -> None:
+    from ..emulator import LightFleet
+    from ..robot import default_robot_path, load_robot
+
+    fleet = LightFleet(ids, load_robot(default_robot_path()), url, rate_hz=rate_hz)
+    stats = fleet.run(seconds, start_at=start_at, forget=True)
+    out.put(("publisher", {"published": stats.published, "seconds": stats.seconds, "behind_s": stats.behind_s}))
+
+
+def _raw_subscriber(url: str, seconds: float, start_at, ready, out) -> None:
+    import paho.mqtt.client as mqtt
+
+    from ..config import parse_broker_url
+
+    address = parse_broker_url(url)
+    count = [0, 0.0]
+
+    window = (0.0, 0.0)
+
+    def on_message(client, userdata, message):
+        if window[0] <= time.monotonic() < window[1]:  # noqa: B023 - the window is set once publishing starts
+            count[0] += 1
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"raw-{os.getpid()}")
+    client.on_message = on_message
+    client.connect(address.host, address.port)
+    client.subscribe("twin/v1/+/joint_states", qos=0)
+    client.loop_start()
+    ready.set()
+    while start_at.value == 0.0:
+        time.sleep(0.01)
+    window = (start_at.value + WARMUP_S, start_at.value + seconds - 0.5)
+    time.sleep(max(0.0, window[1] + 0.2 - time.monotonic()))
+    client.loop_stop()
+    out.put(("twin", {"accepted": count[0], "window_s": window[1] - window[0]}))
+
+
+def _twin(url: str, seconds: float, shard_count: int, shard_index: int, expected: int, start_at, ready, out) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from ..fleet import FleetSession, FleetSettings
+    from ..live import load_config
+    from ..robot import default_robot_path, load_robot
+
+    model = load_robot(default_robot_path())
+    config = load_config()
+    config = dataclasses.replace(config, broker=dataclasses.replace(config.broker, url=url))
+    fleet = FleetSettings(shard_count=shard_count, shard_index=shard_index)
+    session = FleetSession(config, fleet=fleet, models={"franka_panda": model})
+    rss0 = _rss_mb()
+    session.run_in_background()
+    session.link.wait_connected(10)
+    ready.set()
+    while start_at.value == 0.0 or time.monotonic() < start_at.value + WARMUP_S:
+        time.sleep(0.05)
+    counts0 = {rid: r.ingest.stats.accepted for rid, r in session.robots.items()}
+    for r in session.robots.values():
+        r.latencies_ns.clear()
+    session.tick_seconds.clear()
+    t0 = time.monotonic()
+    end = start_at.value + seconds - 0.5
+    lat: list[np.ndarray] = []
+    while time.monotonic() < end:
+        time.sleep(0.25)
+        for r in list(session.robots.values()):  # collect before the per-robot rings overwrite
+            if r.latencies_ns:
+                lat.append(np.fromiter(r.latencies_ns, dtype=np.int64))
+                r.latencies_ns.clear()
+    elapsed = time.monotonic() - t0
+    rss1 = _rss_mb()
+    robots = dict(session.robots)
+    accepted = sum(r.ingest.stats.accepted - counts0.get(rid, 0) for rid, r in robots.items())
+    thinned = sum(getattr(r.twin, "_thinned", 0) for r in robots.values())
+    dropped = sum(r.ingest.stats.states_dropped for r in robots.values())
+    ticks = np.asarray(session.tick_seconds) * 1e3
+    all_lat = np.concatenate(lat) * 1e-6 if lat else np.zeros(0)
+    session.stop()
+    out.put(("twin", {
+        "robots": len(robots), "accepted": accepted, "window_s": elapsed,
+        "p50_added_ms": float(np.percentile(all_lat, 50)) if all_lat.size else None,
+        "p99_added_ms": float(np.percentile(all_lat, 99)) if all_lat.size else None,
+        "tick_p50_ms": float(np.percentile(ticks, 50)) if ticks.size else None,
+        "tick_p99_ms": float(np.percentile(ticks, 99)) if ticks.size else None,
+        "mb_per_robot": (rss1 - rss0) / max(len(robots), 1), "rss_mb": rss1,
+        "thinned": thinned, "states_dropped": dropped, "expected_robots": expected,
+    }))  # fmt: skip
+
+
+def _cost_breakdown(robots: int = 20, rate_hz: float = 200.0, seconds: float = 3.0) -> dict[str, Any]:
+    """CPU time of each stage, in this process and without a network (payloads fed straight to the router), so
+    the figures hold on a busy machine: per message (route + ingest), per robot per tick (estimation) and per
+    robot per health judgement; and the robots x rate one core could carry from them."""
+
+    from ..emulator import LightFleet
+    from ..fleet import FleetSession, FleetSettings
+    from ..live import load_config
+    from ..robot import default_robot_path, load_robot
+
+    model = load_robot(default_robot_path())
+    ids = [f"cost-{i:03d}" for i in range(robots)]
+    fleet = FleetSettings(robots=tuple(ids), max_rate_hz=1e9)
+    session = FleetSession(load_config(), fleet=fleet, models={"franka_panda": model})
+    payloads = LightFleet(ids, model, "mqtt://127.0.0.1:1", rate_hz=rate_hz)
+    tick_ns = int(1e9 / fleet.display_rate_hz)
+    per_tick = rate_hz / fleet.display_rate_hz
+    ingest_s = estimate_s = health_s = 0.0
+    messages = robot_ticks = judged = 0
+    base = time.monotonic_ns()
+    k = 0
+    ticks = int(seconds * fleet.display_rate_hz)
+    for tick in range(ticks):
+        now = base + tick * tick_ns
+        due = int((tick + 1) * per_tick)
+        t0 = time.process_time()
+        for j in range(k, due):
+            stamp = now - tick_ns + int((j - k + 1) * tick_ns / max(due - k, 1))
+            for rid in ids:
+                session.router.on_payload(
+                    f"twin/v1/{rid}/joint_states", payloads.payload(rid, j, stamp, j), stamp + 10**6
+                )
+                messages += 1
+        ingest_s += time.process_time() - t0
+        k = due
+        t0 = time.process_time()
+        for robot in session.robots.values():
+            robot.tick(now + 2 * 10**6)
+        estimate_s += time.process_time() - t0
+        robot_ticks += robots
+        if tick % int(fleet.display_rate_hz * fleet.health_every_s) == 0 and tick:
+            t0 = time.process_time()
+            for robot in session.robots.values():
+                robot.judge_health()
+            health_s += time.process_time() - t0
+            judged += robots
+    batched_ms = _batched_estimate_ms(session, ids, tick_ns, base + ticks * tick_ns)
+    per_msg_us = ingest_s / max(messages, 1) * 1e6
+    per_tick_ms = estimate_s / max(robot_ticks, 1) * 1e3
+    per_health_ms = health_s / max(judged, 1) * 1e3
+    core_s_per_robot = rate_hz * per_msg_us * 1e-6 + fleet.display_rate_hz * per_tick_ms * 1e-3
+    core_s_per_robot += per_health_ms * 1e-3 / fleet.health_every_s
+    return {
+        "robots": robots, "rate_hz": rate_hz, "display_rate_hz": fleet.display_rate_hz,
+        "ingest_us_per_msg": round(per_msg_us, 1), "estimate_ms_per_robot_tick": round(per_tick_ms, 3),
+        "health_ms_per_robot_judgement": round(per_health_ms, 2),
+        "batched_estimate_ms_per_robot_tick": round(batched_ms, 4),
+        "batched_speedup": round(per_tick_ms / max(batched_ms, 1e-9), 1),
+        "core_share_per_robot": round(core_s_per_robot, 4),
+        "robots_per_core_at_rate": round(1.0 / core_s_per_robot, 1),
+        "robots_per_core_with_batched_estimation": round(
+            1.0 / (core_s_per_robot - fleet.display_rate_hz * (per_tick_ms - batched_ms) * 1e-3), 1
+        ),
+    }  # fmt: skip
+
+
+def _batched_estimate_ms(session: Any, ids: list[str], tick_ns: int, t_ns: int, ticks: int = 60) -> float:
+    """CPU ms per robot per tick of the same estimation step batched across the robots (`FleetKalman`): predict
+    each robot to its newest sample, fuse it, predict all to the display time — what `LiveTwin` does per robot."""
+    import numpy as np
+
+    from ..fleet import FleetKalman
+
+    est = session.config.estimator
+    robots = [session.robots[rid] for rid in ids]
+    joints = robots[0].model.ndof
+    kalman = FleetKalman(len(ids), joints, jerk_psd=est.jerk_psd, sigma_q=est.sigma_q, sigma_qd=est.sigma_qd,
+                         gate_chi2=est.gate_chi2)  # fmt: skip
+    latest = [r.ingest.latest.message for r in robots]
+    q = np.concatenate([np.asarray(m.position) for m in latest])
+    qd = np.concatenate([np.asarray(m.velocity) for m in latest])
+    kalman.initialize(np.ones(len(q), bool), q, qd)
+    filter_t = np.zeros(len(ids))
+    t0 = time.process_time()
+    for tick in range(ticks):
+        sample_t = (tick + 1) * tick_ns * 1e-9 - 0.004  # each robot's newest sample, 4 ms before the tick
+        q_tick = np.concatenate([np.asarray(r.ingest.latest.message.position) for r in robots])
+        kalman.predict_each(kalman.per_joint(sample_t - filter_t))
+        kalman.update(q_tick, qd)
+        filter_t[:] = sample_t
+        x, P = kalman.predicted_each(kalman.per_joint(np.full(len(ids), 0.004)))
+        _ = x[:, 0].reshape(len(ids), joints), np.sqrt(P[:, 0, 0]).reshape(len(ids), joints)
+    return (time.process_time() - t0) / (ticks * len(ids)) * 1e3
+
+
+def _run(kind: str, url: str, robots: int, rate_hz: float, seconds: float, processes: int) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    start_at = ctx.Value("d", 0.0)  # time.monotonic() at which the publishers start (shared by the processes)
+    readies = []
+    twins = []
+    for index in range(processes):
+        ready = ctx.Event()
+        readies.append(ready)
+        if kind == "raw":
+            p = ctx.Process(target=_raw_subscriber, args=(url, seconds, start_at, ready, out), daemon=True)
+        else:
+            p = ctx.Process(
+                target=_twin, args=(url, seconds, processes, index, robots, start_at, ready, out), daemon=True
+            )
+        p.start()
+        twins.append(p)
+    for ready in readies:
+        ready.wait(60)
+    # Ids new to this run: the broker keeps earlier runs' retained births, which would add their robots.
+    tag = f"{kind[0]}{robots}x{processes}-{os.getpid() % 1000}-{int(time.monotonic() * 10) % 100000}"
+    ids = [f"bench-{tag}-{i:04d}" for i in range(robots)]
+    pubs = []
+    begin = time.monotonic() + 6.0  # the publishers' processes start, load the model, connect and announce first
+    for half in (ids[: len(ids) // 2], ids[len(ids) // 2 :]):
+        p = ctx.Process(target=_publisher, args=(half, url, rate_hz, seconds, begin, out), daemon=True)
+        p.start()
+        pubs.append(p)
+    start_at.value = begin
+    results = [out.get(timeout=seconds + 120) for _ in range(len(pubs) + len(twins))]
+    for p in pubs + twins:
+        p.join(30)
+    published = sum(r["published"] for k, r in results if k == "publisher")
+    pub_seconds = max(r["seconds"] for k, r in results if k == "publisher")
+    twin = [r for k, r in results if k == "twin"]
+    accepted_s = sum(r["accepted"] / r["window_s"] for r in twin)
+    offered_s = published / pub_seconds
+    doc: dict[str, Any] = {
+        "kind": kind, "robots": robots, "rate_hz": rate_hz, "processes": processes,
+        "offered_msg_s": round(offered_s), "accepted_msg_s": round(accepted_s),
+        "sustained": accepted_s >= 0.95 * robots * rate_hz,
+        "publisher_behind_s": max(r["behind_s"] for k, r in results if k == "publisher"),
+    }  # fmt: skip
+    if kind == "twin":
+        doc["robots_seen"] = sum(r["robots"] for r in twin)
+        for key in ("p50_added_ms", "p99_added_ms", "tick_p50_ms", "tick_p99_ms", "mb_per_robot"):
+            values = [r[key] for r in twin if r[key] is not None]
+            doc[key] = round(max(values), 3) if values else None
+        doc["thinned"] = sum(r["thinned"] for r in twin)
+        doc["states_dropped"] = sum(r["states_dropped"] for r in twin)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m twin_ext.bench fleet", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--quick", action="store_true", help="short runs of small fleets (tests)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each run incl. 2 s warm-up")
+    parser.add_argument("--robots", default="25,50,100", help="fleet sizes for one process (comma-separated)")
+    parser.add_argument("--rate", type=float, default=200.0, help="joint states per second per robot, Hz")
+    args = parser.parse_args(argv)
+    from ._telemetry import _Broker, _find_mosquitto
+
+    binary = _find_mosquitto()
+    if binary is None:
+        print("error: mosquitto is not installed: `apt-get install -y mosquitto`", file=sys.stderr)
+        return 2
+    sizes = [int(x) for x in args.robots.split(",") if x.strip()]
+    seconds = args.seconds
+    if args.quick:
+        sizes, seconds = [5], 4.0
+    started = time.perf_counter()
+    cost = _cost_breakdown(robots=5 if args.quick else 20, rate_hz=args.rate, seconds=1.5 if args.quick else 3.0)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="twin_ext_bench_fleet_") as tmp:
+        broker = _Broker(binary, Path(tmp), max_inflight=100, nodelay=True)
+        url = f"mqtt://127.0.0.1:{broker.port}"
+        try:
+            largest = max(sizes)
+            runs.append(_run("raw", url, largest, args.rate, seconds, 1))
+            for n in sizes:
+                runs.append(_run("twin", url, n, args.rate, seconds, 1))
+                if not args.json:
+                    print(f"  {n} robots x {args.rate:g} Hz, 1 process: done ({time.perf_counter() - started:.0f} s)",
+                          file=sys.stderr)  # fmt: skip
+            runs.append(_run("twin", url, largest, args.rate, seconds, 2))
+        finally:
+            broker.stop()
+    raw = runs[0]
+    one = [r for r in runs if r["kind"] == "twin" and r["processes"] == 1]
+    best = max((r for r in one if r["sustained"]), key=lambda r: r["robots"], default=None)
+    doc = {
+        "benchmark": "fleet",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_1min": os.getloadavg()[0]},
+        "goals": GOALS,
+        "anchor": {"what": "raw paho subscriber, counting only, same publishers", **raw},
+        "cpu_cost": cost,
+        "runs": runs,
+        "largest_sustained_1_process": None if best is None else {"robots": best["robots"], "rate_hz": best["rate_hz"]},
+        "ratio_accepted_vs_raw_paho": round(one[-1]["accepted_msg_s"] / max(raw["accepted_msg_s"], 1), 3),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(doc, indent=2) if args.json else _format(doc))
+    return 0
+
+
+def _format(doc: dict) -> str:
+    raw = doc["anchor"]
+    lines = [
+        f"fleet benchmark ({doc['machine']['cpus']} cpus, load {doc['machine']['load_1min']:.1f}; goals: "
+        f">= {GOALS['robots']} robots x {GOALS['rate_hz']:g} Hz per process, p99 added < {GOALS['p99_added_ms']} ms, "
+        f"< {GOALS['mb_per_robot']} MB/robot)",
+        f"anchor raw paho (count only): offered {raw['offered_msg_s']} msg/s, received {raw['accepted_msg_s']} msg/s",
+        "cpu cost (in-process, no network): {ingest_us_per_msg} µs/msg ingest, {estimate_ms_per_robot_tick} ms per robot "
+        "per tick (estimation at {display_rate_hz:g} Hz), {health_ms_per_robot_judgement} ms per health judgement -> "
+        "{robots_per_core_at_rate} robots per core at {rate_hz:g} Hz; estimation batched across robots (FleetKalman): "
+        "{batched_estimate_ms_per_robot_tick} ms per robot per tick ({batched_speedup}x) -> "
+        "{robots_per_core_with_batched_estimation} robots per core".format(**doc["cpu_cost"]),
+        f"{'robots':>6} {'Hz':>5} {'proc':>4} {'offered':>8} {'accepted':>8} {'sust.':>5} {'p50+ms':>7} {'p99+ms':>7} "
+        f"{'tick p99':>8} {'MB/robot':>8} {'thinned':>8}",
+    ]
+    for r in doc["runs"]:
+        if r["kind"] != "twin":
+            continue
+        lines.append(
+            f"{r['robots']:>6} {r['rate_hz']:>5g} {r['processes']:>4} {r['offered_msg_s']:>8} {r['accepted_msg_s']:>8} "
+            f"{'yes' if r['sustained'] else 'NO':>5} {r['p50_added_ms']!s:>7} {r['p99_added_ms']!s:>7} "
+            f"{r['tick_p99_ms']!s:>8} {r['mb_per_robot']!s:>8} {r['thinned']:>8}"
+        )
+    lines.append(f"largest sustained in 1 process: {doc['largest_sustained_1_process']}; "
+                 f"accepted / raw paho (largest, 1 process): {doc['ratio_accepted_vs_raw_paho']}")  # fmt: skip
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`FleetRobot`: one robot of a fleet — its own ingest, `LiveTwin` (estimator) and `HealthService`."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..health import HealthMonitor
+from ..live import HealthService, LiveTwin
+from ..telemetry import TelemetryIngest
+
+__all__ = ["FleetRobot"]
+
+
+class _MeasuredIngest(TelemetryIngest):
+    """A `TelemetryIngest` that remembers the arrival times of the samples the twin takes each tick, so the fleet
+    can measure receive -> state latency (twin clock, ns)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.taken_arrivals: list[int] = []
+
+    def poll_states(self):  # noqa: D102 - see TelemetryIngest.poll_states
+        batch = super().poll_states()
+        self.taken_arrivals = [r.arrival_ns for r in batch]
+        return batch
+
+
+class FleetRobot:
+    """The parts that mirror one robot inside a fleet process.
+
+    Args:
+        robot_id: the robot.
+        model: its `RobotModel`; ``model_note`` says where it came from (shown in the views).
+        config: the fleet's `TwinConfig` (telemetry, clock, estimator, twin and health settings apply per robot).
+        fuse_per_tick: most samples fused into the estimate per tick.
+        link: the shared `MqttLink` (health events and summaries are published on the robot's topics).
+        now_ns: the twin clock, int ns.
+    """
+
+    def __init__(
+        self,
+        robot_id: str,
+        model: Any,
+        config: Any,
+        *,
+        fuse_per_tick: int,
+        link: Any = None,
+        now_ns: Callable[[], int] = time.monotonic_ns,
+        model_note: str = "",
+    ) -> None:
+        self.robot_id = robot_id
+        self.model = model
+        self.model_note = model_note
+        telemetry = dataclasses.replace(config.telemetry, robot_id=robot_id, record_path="")
+        self.ingest = _MeasuredIngest(settings=telemetry, clock_settings=config.clock, model=model, now_ns=now_ns)
+        twin_settings = dataclasses.replace(
+            config.twin, watchdog_s=0.0, max_samples_per_tick=fuse_per_tick, serve_whatif=False
+        )
+        # The shared link is passed for commands only: the fleet starts and stops it, never this twin.
+        self.twin = LiveTwin(
+            model, self.ingest, link=link, estimator_settings=config.estimator, settings=twin_settings, now_ns=now_ns
+        )
+        self.health: HealthService | None = None
+        if config.health.enabled:
+            monitor = HealthMonitor(model, config.health, robot_id=robot_id)
+            self.health = HealthService(monitor, link=link, topics=self.ingest.topics, now_ns=now_ns)
+            self.twin.sample_listeners.append(self.health.on_sample)
+        self.error = ""  # the last failure of this robot's parts (they go on; the other robots never see it)
+        self.failures = 0
+        self.latencies_ns: deque[int] = deque(maxlen=4096)  # receive -> state of the samples of recent ticks
+        self.last_event: dict | None = None
+        self._last_event_obj: Any = None
+
+    def tick(self, now_ns: int) -> Any:
+        """Advance the estimate to ``now_ns`` (twin clock); returns the `TwinSnapshot` or None on a failure."""
+        try:
+            snapshot = self.twin.tick(now_ns)
+        except Exception as exc:  # noqa: BLE001 - one robot's failure must not stop the fleet's tick
+            self.failures += 1
+            self.error = f"tick failed: {exc!r}"
+            return None
+        if self.ingest.taken_arrivals:
+            done = time.monotonic_ns() if self.twin.realtime else now_ns
+            self.latencies_ns.extend(done - a for a in self.ingest.taken_arrivals)
+        return snapshot
+
+    def judge_health(self) -> list[dict]:
+        """Run the health monitor over the samples buffered since the last call; returns new events (dicts)."""
+        if self.health is None:
+            return []
+        try:
+            self.health.poll()
+        except Exception as exc:  # noqa: BLE001 - as above
+            self.failures += 1
+            self.error = f"health failed: {exc!r}"
+            return []
+        events = list(self.health.events)
+        new = []
+        if events and events[-1] is not self._last_event_obj:
+            for e in reversed(events):
+                if e is self._last_event_obj:
+                    break
+                new.append(e)
+            new.reverse()
+            self._last_event_obj = events[-1]
+            self.last_event = events[-1].to_dict()
+        return [e.to_dict() for e in new]
+
+    def wear(self) -> float:
+        """Largest identified friction / nominal over the monitored joints (NaN before it is identifiable)."""
+        if self.health is None:
+            return float("nan")
+        ratios = [f.ratio for f in self.health.monitor.friction() if f.identifiable]
+        return float(np.nanmax(ratios)) if ratios else float("nan")
+
+    def p99_latency_ms(self) -> float:
+        if not self.latencies_ns:
+            return float("nan")
+        return float(np.percentile(np.asarray(self.latencies_ns), 99) * 1e-6)

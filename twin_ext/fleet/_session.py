@@ -1,0 +1,278 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`FleetSession`: N robots in one process — one MQTT link, one tick loop, per-robot parts, shared history.
+
+Assembly: ``[broker]``, ``[telemetry]`` (prefix, sizes), ``[clock]``, ``[estimator]``, ``[twin]``, ``[health]`` apply
+to every robot; ``[fleet]`` says which robots (listed, or discovered from births), which USD per ``model_id``,
+and which shard; ``[history]`` where the history goes. Robots discovered at run time are built on a loader
+thread (loading a USD takes ~0.5 s), never on paho's network thread or in the tick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+from ..history import HistorySettings, HistoryWriter, open_store
+from ..live import SessionError, TwinConfig, load_config
+from ..robot import RobotModelError, load_robot
+from ..telemetry import EventKind, MqttLink, TelemetryError, Topics, decode_birth
+from ._robot import FleetRobot
+from ._router import FleetRouter
+from ._settings import FleetSettings
+from ._view import fleet_rows
+
+__all__ = ["FleetSession"]
+
+
+class FleetSession:
+    """A fleet twin.
+
+    Args:
+        config: the parsed `TwinConfig`; ``config.other`` carries ``[fleet]`` and ``[history]``.
+        fleet, history: override those sections.
+        base_dir: folder relative USD paths in ``[fleet] models`` resolve against (default: shipped files).
+        models: preloaded ``{USD path or model_id: RobotModel}`` (tests, benchmarks).
+        history_store: a store to write history to instead of the one ``[history]`` names.
+        now_ns: the twin clock, int ns.
+
+    Raises:
+        SessionError: bad ``[fleet]``/``[history]`` settings or a configured robot's USD.
+    """
+
+    def __init__(
+        self,
+        config: TwinConfig,
+        *,
+        fleet: FleetSettings | None = None,
+        history: HistorySettings | None = None,
+        base_dir: Path | None = None,
+        models: Mapping[str, Any] | None = None,
+        history_store: Any = None,
+        now_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        try:
+            self.fleet = fleet or FleetSettings.from_mapping(config.other.get("fleet"))
+            self.history_settings = history or HistorySettings.from_mapping(config.other.get("history"))
+        except ConfigError as exc:
+            raise SessionError(str(exc)) from None
+        self.config = config
+        self.base_dir = base_dir
+        self.now_ns = now_ns
+        self._models: dict[str, Any] = dict(models or {})
+        self._model_lock = threading.Lock()
+        broker = config.broker
+        if not broker.client_id:  # one stable client id per shard: two shards on one host must not share one
+            host = "".join(c for c in socket.gethostname() if c.isalnum() or c in "-_")[:24] or "host"
+            broker = dataclasses.replace(
+                broker, client_id=f"twin_ext-{host}-fleet-{self.fleet.shard_index}of{self.fleet.shard_count}"
+            )
+        self.router = FleetRouter(
+            prefix=config.telemetry.topic_prefix,
+            shard_count=self.fleet.shard_count,
+            shard_index=self.fleet.shard_index,
+            max_rate_hz=self.fleet.max_rate_hz,
+            on_new_robot=self._on_birth if self.fleet.discover else None,
+            now_ns=now_ns,
+        )
+        self.link = MqttLink(self.router, broker, now_ns=now_ns)
+        self.router.link = self.link
+        self.robots: dict[str, FleetRobot] = {}
+        self.refused: dict[str, str] = {}  # robot id -> why it is not mirrored (bad birth, unknown model, too many)
+        self.history: HistoryWriter | None = None
+        if history_store is not None or self.history_settings.enabled:
+            store = history_store or open_store(self.history_settings)
+            self.history = HistoryWriter(store, self.history_settings)
+        self._births: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=10_000)
+        self._loader: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.ticks = 0
+        self.tick_seconds: list[float] = []  # wall time of recent ticks, s (the views show the loop's load)
+        for robot_id in self.fleet.robots:
+            if self.router.mine(robot_id):
+                try:
+                    self._add_robot(robot_id, None)
+                except SessionError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    raise SessionError(f"[fleet] robot {robot_id!r}: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None, **kwargs: Any) -> FleetSession:
+        """A fleet session from a TOML config file (default config/twin.toml)."""
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            raise SessionError(str(exc)) from None
+        return cls(config, **kwargs)
+
+    # ---- robots -------------------------------------------------------------------------------------------------
+    def _model_for(self, model_id: str | None) -> tuple[Any, str]:
+        mapping = self.fleet.model_map()
+        if model_id is not None and model_id in mapping:
+            path, note = mapping[model_id], f"model {model_id!r} from [fleet] models"
+            if self.base_dir is not None and not Path(path).is_absolute():
+                path = str(self.base_dir / path)
+        else:
+            path = self.config.robot.resolved_usd(self.base_dir)
+            note = "[robot] usd" if model_id is None else f"model {model_id!r} is not in [fleet] models: [robot] usd"
+        with self._model_lock:
+            for key in (model_id, path):
+                if key is not None and key in self._models:
+                    return self._models[key], note
+            try:
+                model = load_robot(path, prim_path=self.config.robot.prim_path or None)
+            except RobotModelError as exc:
+                raise SessionError(f"robot model for {model_id or 'the fleet'}: {exc}") from None
+            self._models[path] = model
+            return model, note
+
+    def _add_robot(self, robot_id: str, birth: bytes | None) -> FleetRobot | None:
+        if len(self.robots) >= self.fleet.max_robots:
+            self.refused[robot_id] = f"more than [fleet] max_robots = {self.fleet.max_robots} robots"
+            self.router.forget_pending(robot_id)
+            return None
+        model_id = None
+        if birth is not None:
+            try:
+                model_id = decode_birth(birth).model_id
+            except TelemetryError as exc:
+                self.refused[robot_id] = f"its birth is not valid: {exc}"
+                self.router.forget_pending(robot_id)  # a valid birth later may still add it
+                return None
+        model, note = self._model_for(model_id)
+        robot = FleetRobot(robot_id, model, self.config, fuse_per_tick=self.fleet.fuse_per_tick, link=self.link,
+                           now_ns=self.now_ns, model_note=note)  # fmt: skip
+        if birth is not None:
+            robot.ingest.on_payload(Topics(robot_id, self.config.telemetry.topic_prefix).birth, birth, self.now_ns())
+        if self.router.link_connected:
+            robot.ingest.post_event(EventKind.CONNECTED, "connected (the fleet's link)")
+        with self._lock:
+            self.robots[robot_id] = robot
+        self.refused.pop(robot_id, None)
+        self.router.add(robot_id, robot.ingest)
+        return robot
+
+    def _on_birth(self, robot_id: str, payload: bytes) -> None:
+        """Network thread: a birth of a robot not yet mirrored; the loader thread builds it."""
+        try:
+            self._births.put_nowait((robot_id, payload))
+        except queue.Full:
+            self.router.forget_pending(robot_id)
+
+    def _load_loop(self) -> None:
+        while True:
+            item = self._births.get()
+            if item is None:
+                return
+            robot_id, payload = item
+            robot = self.robots.get(robot_id)
+            if robot is not None:  # built meanwhile from an earlier birth: its ingest judges this one
+                robot.ingest.on_payload(
+                    Topics(robot_id, self.config.telemetry.topic_prefix).birth, payload, self.now_ns()
+                )
+                continue
+            try:
+                self._add_robot(robot_id, payload)
+            except Exception as exc:  # noqa: BLE001 - one robot's bad model must not stop discovery
+                self.refused[robot_id] = str(exc)
+                self.router.forget_pending(robot_id)
+
+    def wait_for_robots(self, robot_ids, timeout_s: float) -> bool:
+        """Block until every id in ``robot_ids`` is mirrored (True) or ``timeout_s`` passed (False)."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if all(r in self.robots for r in robot_ids):
+                return True
+            time.sleep(0.02)
+        return all(r in self.robots for r in robot_ids)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect (in the background), start the loader and the history writer."""
+        if self._loader is None:
+            self._loader = threading.Thread(target=self._load_loop, name="twin_ext-fleet-loader", daemon=True)
+            self._loader.start()
+        if self.history is not None:
+            self.history.start()
+        self.link.start()
+
+    def stop(self) -> None:
+        """Stop ticking, the link, the loader and the history writer (writing what it holds)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        self.link.stop()
+        if self._loader is not None:
+            self._births.put(None)
+            self._loader.join(timeout=5.0)
+            self._loader = None
+        for robot in list(self.robots.values()):
+            robot.twin.stop()
+        if self.history is not None:
+            self.history.stop()
+
+    def run_in_background(self) -> None:
+        """Tick at ``[fleet] display_rate_hz`` on a daemon thread until `stop`."""
+        self.start()
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="twin_ext-fleet", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        period = 1.0 / self.fleet.display_rate_hz
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            self.tick()
+            next_tick += period
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_tick = time.monotonic()  # behind: no burst of catch-up ticks
+
+    # ---- the tick ----------------------------------------------------------------------------------------------
+    def tick(self, now_ns: int | None = None) -> None:
+        """Advance every robot to ``now_ns``; judge the health of this tick's share of robots; offer history."""
+        t0 = time.perf_counter()
+        now = self.now_ns() if now_ns is None else int(now_ns)
+        with self._lock:
+            robots = list(self.robots.values())
+        period = max(1, round(self.fleet.health_every_s * self.fleet.display_rate_hz))
+        slot = self.ticks % period
+        history = self.history
+        for i, robot in enumerate(robots):
+            snapshot = robot.tick(now)
+            if history is not None and snapshot is not None and robot.ingest.stats.accepted:
+                health = getattr(snapshot.health, "value", str(snapshot.health))
+                history.record_state(robot.robot_id, snapshot.q, snapshot.qd, snapshot.std_q, health)
+            if i % period == slot:  # staggered: each robot every health_every_s, spread over the ticks
+                for event in robot.judge_health():
+                    if history is not None:
+                        history.record_health_event(robot.robot_id, event)
+                if history is not None and robot.health is not None and robot.health.summary is not None:
+                    history.record_params(robot.robot_id, robot.health.summary.to_dict())
+        self.ticks += 1
+        self.tick_seconds.append(time.perf_counter() - t0)
+        del self.tick_seconds[:-300]
+
+    def send_command(self, robot_id: str, command: Any) -> None:
+        """Send a command to one robot (the ``[twin] commands_enabled`` gate applies) and log it in the history."""
+        self.robots[robot_id].twin.send_command(command)
+        if self.history is not None:
+            doc = command.to_dict() if hasattr(command, "to_dict") else {"command": repr(command)}
+            self.history.record_command(robot_id, doc)
+
+    def rows(self):
+        """`FleetRow` per robot (see `twin_ext.fleet.fleet_rows`)."""
+        return fleet_rows(self)

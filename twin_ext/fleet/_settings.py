@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``[fleet]``: which robots a fleet twin mirrors, with which models, in which shard, at what cost per robot."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import check_robot_id, section_from_mapping
+
+__all__ = ["FleetSettings"]
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """``[fleet]``: many robots in one twin process (docs/SETTINGS.md, docs/fleet.md)."""
+
+    robots: tuple[str, ...] = ()
+    """Robot ids mirrored from the start (those of this shard); more are discovered from births if ``discover``."""
+    discover: bool = True
+    """Add every robot whose ``birth`` arrives under ``<prefix>/+/birth`` (and belongs to this shard)."""
+    models: tuple[str, ...] = ()
+    """``"model_id=path/to/robot.usda"`` entries: the USD for each ``model_id`` a birth names; a model id not listed
+    (or a configured robot before its birth) uses ``[robot] usd``."""
+    max_robots: int = 1000
+    """Most robots one process mirrors; births beyond are refused and counted."""
+    shard_count: int = 1
+    """Processes the fleet is split over (each robot belongs to ``hash(robot_id) % shard_count``)."""
+    shard_index: int = 0
+    """This process's shard, ``0 .. shard_count-1``."""
+    display_rate_hz: float = 30.0
+    """Fleet ticks per second: every robot's estimate is advanced and offered to the views and history."""
+    fuse_per_tick: int = 1
+    """Most samples of one robot fused into its estimate per tick (the newest kept; the rest counted as thinned):
+    fusing costs ~0.1 ms per sample, so 200 Hz x 100 robots cannot all be fused on one core."""
+    health_every_s: float = 1.0
+    """How often each robot's health monitor judges its buffered samples (every sample is judged; robots are
+    staggered so the work spreads over ticks), s."""
+    max_rate_hz: float = 2000.0
+    """Messages per second one robot may send before the excess is dropped unread (counted as ``flood_dropped``),
+    so a flooding robot costs the others little; bursts up to 0.25 s of this rate pass."""
+    web_port: int = 0
+    """Port of the read-only fleet web page (`FleetWebServer`); 0 = no page."""
+    web_host: str = "127.0.0.1"
+    """Interface the web page binds to; anything but loopback exposes it (no authentication) to the network."""
+
+    def __post_init__(self) -> None:
+        for rid in self.robots:
+            check_robot_id(rid, key="[fleet] robots")
+        for entry in self.models:
+            model_id, sep, path = entry.partition("=")
+            if not sep or not model_id.strip() or not path.strip():
+                raise ValueError(f"models entry {entry!r} must be 'model_id=path/to/robot.usda'")
+        if self.shard_count < 1 or not (0 <= self.shard_index < self.shard_count):
+            raise ValueError(
+                f"shard_index must be in 0..shard_count-1 (shard_count={self.shard_count}), got {self.shard_index}"
+            )
+        if not (0 <= self.web_port <= 65535):
+            raise ValueError(f"web_port must be in 0..65535 (0 = no web page), got {self.web_port}")
+        if self.max_robots < 1 or self.fuse_per_tick < 1:
+            raise ValueError("max_robots and fuse_per_tick must be >= 1")
+        for name in ("display_rate_hz", "health_every_s", "max_rate_hz"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+
+    def model_map(self) -> dict[str, str]:
+        """``{model_id: USD path}`` from ``models``."""
+        return {k.strip(): v.strip() for k, _, v in (e.partition("=") for e in self.models)}
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> FleetSettings:
+        return section_from_mapping(cls, mapping, section="fleet")
