@@ -26,12 +26,15 @@ LAYERS = [
     ["twin_ext"],  # version, TwinExtError, lazy_exports: imports nothing of its own
     ["twin_ext._paths"],
     ["twin_ext.config"],
-    ["twin_ext.robot", "twin_ext.telemetry"],
-    ["twin_ext.estimation"],
+    ["twin_ext.robot", "twin_ext.telemetry", "twin_ext.collision"],
+    ["twin_ext.estimation", "twin_ext.ros2"],
     ["twin_ext.whatif", "twin_ext.stage", "twin_ext.health"],
-    ["twin_ext.sinks"],
+    ["twin_ext.sinks", "twin_ext.history"],
+    ["twin_ext.control"],  # pre-flight, leases, acks, audit of commands: uses whatif, below live
     ["twin_ext.live", "twin_ext.emulator"],
+    ["twin_ext.fleet"],  # many robots per process: composes live's per-robot parts
     ["twin_ext.runs"],
+    ["twin_ext.batch"],
     ["twin_ext.bench"],
     ["twin_ext.cli"],
     ["twin_ext.__main__"],

@@ -211,8 +211,8 @@ def test_a_stale_twin_refuses_commands_but_still_sends_stop(rig):
 def test_a_broker_restart_between_command_and_ack_ends_done_or_failed_never_executed_twice(rig):
     """The broker restarts (SIGTERM, persistence on) right after a move_to is sent: the command ends done or failed
     (the twin's timeouts), and the robot executed its id at most once (re-deliveries are answered, not obeyed)."""
-    rig.ready()
     rig.wait(lambda: False, 1.0)
+    rig.ready()  # right before sending: the pre-flight samples initial states from the velocity covariance
     q0 = rig.session.status().joints[0].estimated_q
     tracked = rig.twin.send_command(MoveTo(("joint1",), (q0 + 0.2,), 1.0))
     rig.broker.restart(down_s=0.3)

@@ -194,7 +194,9 @@ def test_impossible_values_are_refused_and_never_reach_the_estimator(live, panda
     assert after["estimator_resets"] == before["estimator_resets"]
     q = np.array([j["estimated_q"] for j in after["joints"]])
     std = np.array([j["std_q"] for j in after["joints"]])
-    assert np.all((q >= panda.lower) & (q <= panda.upper)) and np.all(std < 0.01), (q, std)  # before: std 3.1e5 rad
+    # Before the fix the 1e300 sample re-initialised the filter: std 3.1e5 rad. 0.05 rad is far below that and above
+    # what display-time prediction adds when a loaded machine delays ticks (up to ~0.023 rad seen in a full suite run).
+    assert np.all((q >= panda.lower) & (q <= panda.upper)) and np.all(std < 0.05), (q, std)
 
 
 def test_a_birth_for_another_robot_id_is_refused(live):

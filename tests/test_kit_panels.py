@@ -159,7 +159,7 @@ def test_the_telemetry_window_shows_the_view_model_and_its_buttons_act(panels, r
     assert view.connection in texts and view.drive in texts and str(view.health) in texts
     health = next(w for w in widgets if type(w).__name__ == "Label" and w.text == str(view.health))
     assert health.style == {"color": panels._GREEN}  # ok
-    assert any(w.text.startswith("out_of_order:") for w in widgets)
+    assert any(w.text.startswith("duplicate:") for w in widgets)
     bars = [w for w in widgets if type(w).__name__ == "ProgressBar"]
     assert len(bars) == len(view.joints) == 9 and all(0.0 <= b.model.value <= 1.0 for b in bars)
     assert [row["estimated"].text for row in window._joint_rows] == [r.estimated for r in view.joints]

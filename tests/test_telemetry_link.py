@@ -127,10 +127,14 @@ class Collector:
     def __init__(self, ingest: TelemetryIngest) -> None:
         self.ingest = ingest
         self.seqs: list[int] = []
+        self.in_order: list[int] = []  # those not flagged late (arrived after a newer one)
         self.events = []
 
     def drain(self) -> Collector:
-        self.seqs += [r.message.seq for r in self.ingest.poll_states()]
+        for r in self.ingest.poll_states():
+            self.seqs.append(r.message.seq)
+            if not r.late:
+                self.in_order.append(r.message.seq)
         self.events += self.ingest.poll_events()
         return self
 
@@ -168,8 +172,8 @@ def test_link_receives_birth_status_and_states(mosquitto_broker):
 
 def test_broker_restarts_mid_stream_lose_no_qos1_message(tmp_path):
     """Two broker restarts (SIGTERM, persistence on) during a 1 kHz QoS1 stream: the link reconnects and resubscribes,
-    and every sequence number reaches the ingest. Accepted samples stay in order; what the robot's client resends
-    out of order after reconnecting is counted as out_of_order/duplicate, never silently lost."""
+    and every sequence number reaches the ingest. What the robot's client resends out of order after reconnecting is
+    accepted flagged late (or counted as a duplicate), never silently lost; the rest stays in order."""
     require_mosquitto()
     with Mosquitto(tmp_path / "broker") as broker:
         spy = SeqSpy()
@@ -189,8 +193,11 @@ def test_broker_restarts_mid_stream_lose_no_qos1_message(tmp_path):
                 f"never reached the twin: {sorted(set(range(900)) - spy.seqs)[:20]}"
             )
             got.drain()
-            assert got.seqs == sorted(set(got.seqs)), "accepted samples are strictly in sequence order"
-            assert got.seqs[-1] == 899 and set(got.seqs) == spy.accepted
+            # What the robot's client resends after a reconnect may arrive after newer samples: it is handed on
+            # flagged late (the estimator fuses it at its own time); everything else stays in order.
+            assert got.in_order == sorted(set(got.in_order)), "samples not flagged late are in sequence order"
+            assert len(got.seqs) == len(set(got.seqs)), "no sample is accepted twice"
+            assert max(got.seqs) == 899 and set(got.seqs) == spy.accepted
             assert spy.accepted.isdisjoint(spy.late) and spy.accepted | spy.late == set(range(900))
             stats = ingest.stats
             assert stats.rejected == stats.duplicates + stats.out_of_order and stats.internal_errors == 0

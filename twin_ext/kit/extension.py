@@ -22,7 +22,7 @@ import omni.kit.app
 
 from .. import TwinExtError
 from ..live import TwinConfig
-from ..robot import RobotModel, load_robot
+from ..robot import RobotModel
 from .carb_settings import SETTINGS_ROOT, read_settings
 from .controller import KitTwinController
 from .settings import EXTRA_SECTIONS
@@ -81,7 +81,7 @@ class TwinExtension(omni.ext.IExt):
         # Report the robot even when the live twin is not started (autostart off, or a broken config).
         try:
             config = TwinConfig.from_mapping(read_settings(), extra_sections=EXTRA_SECTIONS)
-            self.robot = load_robot(config.robot.resolved_usd(self._ext_root), prim_path=config.robot.prim_path or None)
+            self.robot = config.robot.load_model(self._ext_root)
             _log(
                 "info",
                 f"robot {self.robot.name!r} loaded from {self.robot.source}: {self.robot.ndof} dofs, "
