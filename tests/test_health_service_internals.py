@@ -37,3 +37,17 @@ def test_a_flood_in_one_tick_is_thinned_to_the_bound_keeping_the_newest_and_coun
         service.on_sample(_message(model, stamps[-1] + (k + 1) * 1_000_000))
     service.poll()
     assert service.monitor.samples == 42 and service.thinned == 468
+
+
+def test_a_real_time_twin_also_bounds_judging_by_its_time_budget_and_an_offline_one_does_not():
+    """With 100 µs measured per sample and a 1 ms budget, a real-time service judges 10 samples of a 40-sample
+    tick; an offline one (virtual clock) judges all 32 of its count bound, whatever the machine's speed."""
+    model = load_robot(REPO / "usd/franka_panda/panda.usda")
+    settings = HealthSettings(max_samples_per_tick=32, tick_budget_ms=1.0)
+    for realtime, judged in ((True, 10), (False, 32)):
+        service = HealthService(HealthMonitor(model, settings), realtime=realtime)
+        service._cost_s = 1e-4  # internal: as if the monitor had measured 100 µs per sample
+        for k in range(40):
+            service.on_sample(_message(model, 1_000_000_000 + k * 1_000_000))
+        service.poll()
+        assert service.monitor.samples == judged and service.thinned == 40 - judged

@@ -70,7 +70,9 @@ class FleetRobot:
         self.health: HealthService | None = None
         if config.health.enabled:
             monitor = HealthMonitor(model, config.health, robot_id=robot_id)
-            self.health = HealthService(monitor, link=link, topics=self.ingest.topics, now_ns=now_ns)
+            self.health = HealthService(
+                monitor, link=link, topics=self.ingest.topics, now_ns=now_ns, realtime=self.twin.realtime
+            )
             self.twin.sample_listeners.append(self.health.on_sample)
         self.error = ""  # the last failure of this robot's parts (they go on; the other robots never see it)
         self.failures = 0

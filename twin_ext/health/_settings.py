@@ -73,6 +73,10 @@ class HealthSettings:
     an even spread, always with the newest, is judged and the rest counted as thinned, so health cannot stall
     the display. 32 per tick at 60 Hz is ~1.9 kHz judged in full; a thinned sample is a lost one to the
     observer."""
+    tick_budget_ms: float = 3.0
+    """Time the live twin's health service may spend judging per display tick in a real-time twin, ms (0 = no
+    time bound): from the measured cost per sample it judges fewer than ``max_samples_per_tick`` when the machine
+    is busy (a flood competes for the GIL), so the display keeps its rate. Offline runs are bounded by count only."""
 
     def __post_init__(self) -> None:
         positive = (
@@ -98,6 +102,8 @@ class HealthSettings:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.confirm_samples < 1:
             raise ValueError(f"confirm_samples must be >= 1, got {self.confirm_samples}")
+        if not (math.isfinite(self.tick_budget_ms) and self.tick_budget_ms >= 0):
+            raise ValueError(f"tick_budget_ms must be a finite number >= 0, got {self.tick_budget_ms!r}")
         if self.max_samples_per_tick < 1:
             raise ValueError(f"max_samples_per_tick must be >= 1, got {self.max_samples_per_tick}")
         if not 1.0 < self.wear_alarm_ratio < self.service_limit_ratio:

@@ -45,6 +45,9 @@ class HealthService:
         recorder: an `McapRecorder` to record events and summaries to (None: none).
         summary_every_s: least time between two retained summaries, s.
         now_ns: the twin clock, int ns.
+        realtime: the twin runs against the wall clock: each tick also stays within ``health.tick_budget_ms``
+            of judging (from the measured cost per sample). False (offline runs): bounded by count only, so
+            results do not depend on how busy the machine is.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class HealthService:
         recorder: Any = None,
         summary_every_s: float = 1.0,
         now_ns=time.monotonic_ns,
+        realtime: bool = False,
     ) -> None:
         self.monitor = monitor
         self.link = link
@@ -73,6 +77,8 @@ class HealthService:
         self._lock = threading.Lock()
         self.published = 0
         self.thinned = 0
+        self.realtime = realtime
+        self._cost_s: float | None = None  # smoothed wall time the monitor takes per sample, s
         """Samples not judged because a tick brought more than ``max_samples_per_tick`` (a flood)."""
         self._trace: list[tuple[int, np.ndarray]] = []  # (twin ns, external torque per monitored joint)
         self._friction_trace: list[tuple[int, np.ndarray]] = []  # (twin ns, friction / nominal per joint)
@@ -114,6 +120,9 @@ class HealthService:
         messages = sorted(self._pending, key=lambda m: m.stamp_ns)
         self._pending = []
         limit = self.monitor.settings.max_samples_per_tick
+        budget_s = self.monitor.settings.tick_budget_ms * 1e-3
+        if self.realtime and budget_s > 0 and self._cost_s:
+            limit = max(2, min(limit, int(budget_s / self._cost_s)))
         if len(messages) > limit:
             # A flood: judging every sample (~110 µs each) would stall the display loop; an even spread that
             # keeps the newest looks to the observer like telemetry loss, which it handles.
@@ -125,12 +134,15 @@ class HealthService:
             self._publish_summary(force=False)
             return
         try:
+            started = time.perf_counter()
             events = self.monitor.observe(
                 np.array([b[0] for b in batch]),
                 np.stack([b[1] for b in batch]),
                 np.stack([b[2] for b in batch]),
                 np.stack([b[3] for b in batch]),
             )
+            cost = (time.perf_counter() - started) / len(batch)
+            self._cost_s = cost if self._cost_s is None else 0.8 * self._cost_s + 0.2 * cost
         except Exception as exc:  # noqa: BLE001 - the twin must go on; say why health stopped
             self.error = f"the health monitor failed and stopped: {exc!r}"
             return

@@ -90,7 +90,12 @@ class TwinSession:
             except ValueError as exc:  # e.g. [health] joints that are not the robot's
                 raise SessionError(f"health: {exc}") from None
             self.health = HealthService(
-                monitor, link=self.link, topics=self.ingest.topics, recorder=self.ingest.recorder, now_ns=now_ns
+                monitor,
+                link=self.link,
+                topics=self.ingest.topics,
+                recorder=self.ingest.recorder,
+                now_ns=now_ns,
+                realtime=self.twin.realtime,
             )
             self.twin.sample_listeners.append(self.health.on_sample)
             self.twin.services.append(self.health)

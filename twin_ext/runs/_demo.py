@@ -273,6 +273,7 @@ def run_demo(args: argparse.Namespace) -> int:
         link=link,
         topics=ingest.topics,
         recorder=recorder,
+        realtime=twin.realtime,
     )
     twin.sample_listeners.append(health.on_sample)
     twin.services.append(health)
