@@ -75,8 +75,9 @@ class HealthSettings:
     observer."""
     tick_budget_ms: float = 3.0
     """Time the live twin's health service may spend judging per display tick in a real-time twin, ms (0 = no
-    time bound): from the measured cost per sample it judges fewer than ``max_samples_per_tick`` when the machine
-    is busy (a flood competes for the GIL), so the display keeps its rate. Offline runs are bounded by count only."""
+    time bound): from the measured cost per sample it judges fewer than ``max_samples_per_tick`` (but at least 16)
+    when the machine is busy (a flood competes for the GIL), so the display keeps its rate. Offline runs are bounded
+    by count only."""
 
     def __post_init__(self) -> None:
         positive = (

@@ -29,6 +29,9 @@ from ..health import HealthEvent, HealthMonitor, HealthSummary
 
 __all__ = ["HEALTH_EVENTS_TOPIC", "HEALTH_SUMMARY_TOPIC", "HealthService"]
 
+_MIN_JUDGED = 16
+"""The time budget never cuts a tick below this many samples (1 kHz at 60 Hz is judged in full)."""
+
 HEALTH_EVENTS_TOPIC = "twin/health_events"
 """MCAP channel of the health events (JSON, `HealthEvent.to_dict`)."""
 HEALTH_SUMMARY_TOPIC = "twin/health"
@@ -122,7 +125,7 @@ class HealthService:
         limit = self.monitor.settings.max_samples_per_tick
         budget_s = self.monitor.settings.tick_budget_ms * 1e-3
         if self.realtime and budget_s > 0 and self._cost_s:
-            limit = max(2, min(limit, int(budget_s / self._cost_s)))
+            limit = min(limit, max(_MIN_JUDGED, int(budget_s / self._cost_s)))
         if len(messages) > limit:
             # A flood: judging every sample (~110 µs each) would stall the display loop; an even spread that
             # keeps the newest looks to the observer like telemetry loss, which it handles.
@@ -141,8 +144,11 @@ class HealthService:
                 np.stack([b[2] for b in batch]),
                 np.stack([b[3] for b in batch]),
             )
-            cost = (time.perf_counter() - started) / len(batch)
-            self._cost_s = cost if self._cost_s is None else 0.8 * self._cost_s + 0.2 * cost
+            if len(batch) >= _MIN_JUDGED and self.monitor.samples > len(batch):
+                # Measured on full batches after the first (warm-up) call: on small ones the call's fixed cost
+                # would pass for a per-sample cost and starve a normal stream.
+                cost = (time.perf_counter() - started) / len(batch)
+                self._cost_s = cost if self._cost_s is None else 0.8 * self._cost_s + 0.2 * cost
         except Exception as exc:  # noqa: BLE001 - the twin must go on; say why health stopped
             self.error = f"the health monitor failed and stopped: {exc!r}"
             return
