@@ -24,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ._records import HISTORY_KINDS, HistoryRecord
+from ._records import HistoryRecord, check_kind
 from ._settings import HistoryError
 
 __all__ = ["ParquetStore"]
@@ -127,8 +127,7 @@ class ParquetStore:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Rows of ``kind`` (oldest first, at most ``limit``, the newest kept) in ``[since_ns, until_ns)``."""
-        if kind not in HISTORY_KINDS:
-            raise HistoryError(f"unknown history kind {kind!r}: use one of {list(HISTORY_KINDS)}")
+        check_kind(kind)
         pa, pq = _pa()
         files = []
         for day_dir in sorted((self.root / kind).glob("day=*")):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._records import HISTORY_KINDS, HistoryRecord
+from ._records import HISTORY_KINDS, HistoryRecord, check_kind
 from ._settings import HistoryError
 
 __all__ = ["PostgresStore"]
@@ -105,8 +105,7 @@ class PostgresStore:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Rows of ``kind`` (oldest first, at most ``limit``, the newest kept) in ``[since_ns, until_ns)``."""
-        if kind not in HISTORY_KINDS:
-            raise HistoryError(f"unknown history kind {kind!r}: use one of {list(HISTORY_KINDS)}")
+        check_kind(kind)
         where, params = [], []
         for clause, value in (("robot_id = %s", robot_id), ("t_ns >= %s", since_ns), ("t_ns < %s", until_ns)):
             if value is not None:

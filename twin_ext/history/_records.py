@@ -8,7 +8,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HISTORY_KINDS", "HistoryRecord"]
+from ._settings import HistoryError
+
+__all__ = ["HISTORY_KINDS", "HistoryRecord", "check_kind"]
 
 HISTORY_KINDS = ("state", "health", "params", "commands")
 """What the history keeps: ``state`` (estimated joint state, decimated), ``health`` (health events),
@@ -68,3 +70,9 @@ def _finite(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy scalars and arrays
         return _finite(value.tolist())
     return value
+
+
+def check_kind(kind: str) -> None:
+    """Raise `HistoryError` naming the valid kinds unless ``kind`` is one of `HISTORY_KINDS` (every store's query)."""
+    if kind not in HISTORY_KINDS:
+        raise HistoryError(f"unknown history kind {kind!r}: use one of {list(HISTORY_KINDS)}")
