@@ -33,7 +33,6 @@ and warm (cache filled).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import subprocess
@@ -362,30 +361,9 @@ def _profile(ours: dict, anchor: dict, nthread: int) -> dict:
 def _interactive(engine, requests: int, steps: int, dt: float) -> dict:
     import numpy as np
 
-    from ..robot import JointTrajectory
-    from ..whatif import Payload, Scenario, TrajectoryCommand, Variant
+    from ._whatif_clearance import interactive_scenario
 
-    traj = JointTrajectory.from_toml(PICK_PLACE)
-    grid = itertools.product([0.8, 1.0, 1.25, 1.5], [0.0, 1.0, 2.0, 3.0], [0.6, 0.8, 1.0, 1.2], [0.0, 0.01, 0.02, 0.05])
-    variants = [
-        Variant(
-            f"speed {s:g} load {m:g} kp {k:g} lat {lat * 1e3:g}ms",
-            speed_scale=s,
-            kp_scale=k,
-            latency=lat,
-            payloads=(Payload("hand", m, (0.0, 0.0, 0.16)),) if m else (),
-        )
-        for s, m, k, lat in grid
-    ]
-    scenario = Scenario(
-        "interactive",
-        TrajectoryCommand(traj),
-        variants=tuple(variants),
-        samples=1,
-        dt=dt,
-        duration=steps * dt,
-        record_every=0,
-    )
+    scenario = interactive_scenario(dt, steps)
     engine.run(scenario)  # warm
     wall, compute = [], []
     for _ in range(requests):
@@ -394,7 +372,7 @@ def _interactive(engine, requests: int, steps: int, dt: float) -> dict:
         compute.append(report.compute_seconds)
     statuses = [v.status for v in report.variants]
     return {
-        "variants": len(variants),
+        "variants": len(scenario.variants),
         "steps": report.steps,
         "requests": requests,
         "p50_ms": float(np.percentile(wall, 50) * 1e3),

@@ -25,7 +25,9 @@ GOAL_P95_MS = 250.0
 GOAL_COST_RATIO = 2.0
 
 
-def _scenario(dt: float, steps: int):
+def interactive_scenario(dt: float, steps: int):
+    """The interactive request both what-if benches time: 256 variants (speed x payload x kp x latency) of the
+    pick-and-place program, one sample each, ``steps`` steps of ``dt`` s, no recording."""
     from .._paths import default_program_file
     from ..robot import JointTrajectory
     from ..whatif import Payload, Scenario, TrajectoryCommand, Variant
@@ -60,7 +62,7 @@ def run_clearance_bench(*, requests: int = 20, dt: float = 0.001, steps: int = 1
     scene = WhatIfEngine(robot, settings=WhatIfSettings(memory_budget_mb=4096.0, scene=str(demo_scene_usd())))
     plain.wait_ready()
     startup = scene.wait_ready()
-    scenario = _scenario(dt, steps)
+    scenario = interactive_scenario(dt, steps)
     plain.run(scenario)  # warm both paths once
     report = scene.run(scenario)
     wall = {"plain": [], "clearance": []}
