@@ -1,17 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Clock drift and offset converge on the shipped impairment profiles, over many seeds.
+"""Clock drift and offset converge on every shipped impairment profile, over many seeds (offline, no broker).
 
 Oracle: the emulator's `RobotClock` (the true offset and drift) and `ImpairedChannel` (the true send and
-arrival times). The clock sync is fed what the ingest feeds it: (stamp, arrival) of the samples that are
-newest by sequence number when they arrive. "Offset error" is the error of the sample-time mapping minus the
-smallest latency the channel actually produced: one-way traffic cannot see that minimum (docs/telemetry.md,
-"Clock sync accuracy"), so it is not the estimator's error.
+arrival times; the profile's scripted pauses, restarts and clock jumps removed). The clock sync is fed what the
+ingest feeds it: (stamp, arrival) of the samples that are newest by sequence number when they arrive. "Offset
+error" is the error of the sample-time mapping at the newest sample minus the smallest latency the channel
+actually produced: one-way traffic cannot see that minimum (docs/telemetry.md, "Clock sync accuracy").
 
-Tolerances. The drift is the slope of the latency's lower envelope. The shipped profiles' gamma delays have
-no hard floor (their density vanishes like x^(k-1) at 0, k = (latency / jitter)^2), so envelope points scatter
-by about a millisecond and the slope over a window of T seconds cannot be known better than ~1 ms / T: tens of
-ppm after 30 s. The bounds below are the measured worst case over the seeds with ~30 % margin; the 1 kHz
-low-jitter profile, whose envelope is sharp, meets the 10 ppm goal.
+Tolerances. The shipped profiles' gamma delays have no hard floor (their density vanishes like x^(k-1) at 0,
+k = (latency / jitter)^2). For k > 2 no estimator can beat the Cramér-Rao bound of i.i.d. gamma delays,
+sd(drift) = theta * sqrt(k - 2) / (sqrt(N) * std(t)) with theta = jitter^2 / latency: after 10 s that is
+57 ppm on `standard` (N ~ 1900), 26 on `fast_tcp`, 75 / 186 / 152 on `reordering` / `harsh` / `wifi_pause`
+(fewer samples are newest by sequence number), and the bound falls like T^-1.5. FIFO delivery only loses
+information. So the issue's goal (< 10 ppm and < 1 ms after 10 s) is met where the information allows it
+(`tcp_1khz` after 30 s, and networks with a sharp minimum latency: the second test); elsewhere the bounds
+below are the measured median and worst case over the seeds with ~25 % margin (measured values in comments).
+The offset error follows the drift error: a slope off by d over the window moves the line at the newest
+sample by about d * T / 2.
 """
 
 from __future__ import annotations
@@ -25,45 +30,98 @@ from twin_ext.emulator import ImpairedChannel, ImpairmentProfile, RobotClock
 from twin_ext.telemetry import ClockSettings, ClockSync
 
 PROFILES = Path(__file__).resolve().parents[1] / "config" / "impairments"
-SEEDS = 8
+SEEDS = 24  # all of them checked after 10 s
+LONG_SEEDS = 6  # the first ones also run to 30 s
 
 
-def _clock_errors(profile: ImpairmentProfile, seed: int, seconds: float) -> tuple[float, float]:
-    """(|drift error| ppm, |offset error| ms) after ``seconds`` of the profile's stream (events removed)."""
+def _clock_errors(profile: ImpairmentProfile, seed: int, checkpoints_s: tuple[float, ...]) -> list[tuple[float, float]]:
+    """(|drift error| ppm, |offset error| ms) at each checkpoint (s of host time) of the profile's stream."""
     epoch = 1_000_000_000_000
     channel = ImpairedChannel(profile.replace(pauses=(), restarts=(), clock_jumps=()), seed=seed, epoch_ns=epoch)
     robot = RobotClock(offset_ns=round(profile.offset_ms * 1e6), drift=profile.drift_ppm * 1e-6, epoch_ns=epoch)
     period = 1e9 / profile.rate_hz
     arrivals = []
-    for k in range(int(seconds * profile.rate_hz)):
+    for k in range(int(max(checkpoints_s) * profile.rate_hz)):
         send = epoch + round(k * period)
         arrivals.extend((arrival, k, send) for arrival, copy in channel.submit(send) if not copy)
     arrivals.sort()
+    stamps = robot.to_robot_ns_array(np.array([send for _, _, send in arrivals], dtype=np.int64)).tolist()
     sync = ClockSync(settings=ClockSettings())
-    newest, min_latency, last_send = -1, np.inf, 0
-    for arrival, k, send in arrivals:
+    newest, min_latency, last = -1, np.inf, None
+    todo, errors = [epoch + round(t * 1e9) for t in checkpoints_s], []
+
+    def error() -> tuple[float, float]:
+        stamp, send = last
+        mapping = sync.to_twin_ns(stamp) - send
+        return abs(sync.drift * 1e6 - profile.drift_ppm), abs(mapping - min_latency) * 1e-6
+
+    for (arrival, k, send), stamp in zip(arrivals, stamps, strict=True):
+        if todo and arrival >= todo[0]:
+            errors.append(error())
+            todo.pop(0)
         if k <= newest:
             continue  # late by sequence number: the ingest hands it to the estimator, not to the clock sync
-        newest, last_send = k, send
-        sync.update(robot.to_robot_ns(send), arrival)
+        newest, last = k, (stamp, send)
+        sync.update(stamp, arrival)
         min_latency = min(min_latency, arrival - send)
-    mapping_error = sync.to_twin_ns(robot.to_robot_ns(last_send)) - last_send
-    return abs(sync.drift * 1e6 - profile.drift_ppm), abs(mapping_error - min_latency) * 1e-6
+    errors.extend(error() for _ in todo)
+    return errors
+
+
+def _errors_over_seeds(profile: ImpairmentProfile) -> tuple[np.ndarray, np.ndarray]:
+    """``[SEEDS, 2]`` errors after 10 s and ``[LONG_SEEDS, 2]`` after 30 s (drift ppm, offset ms)."""
+    at_10, at_30 = [], []
+    for seed in range(SEEDS):
+        errors = _clock_errors(profile, seed, (10.0, 30.0) if seed < LONG_SEEDS else (10.0,))
+        at_10.append(errors[0])
+        if seed < LONG_SEEDS:
+            at_30.append(errors[1])
+    return np.array(at_10), np.array(at_30)
+
+
+# name: (after 10 s: median drift ppm, worst drift ppm, worst offset ms; after 30 s: the same)
+BOUNDS = {
+    "none": (0.1, 0.1, 0.01, 0.1, 0.1, 0.01),
+    "standard": (80.0, 280.0, 2.2, 13.0, 25.0, 0.55),  # measured 61 / 223 / 1.75; 10 / 20 / 0.43
+    "standard_fifo": (80.0, 280.0, 2.2, 13.0, 25.0, 0.55),  # the same profile as standard
+    "reordering": (90.0, 220.0, 2.0, 25.0, 36.0, 0.85),  # 71 / 174 / 1.60; 19 / 29 / 0.66
+    "fast_tcp": (75.0, 170.0, 1.35, 21.0, 33.0, 0.7),  # 60 / 136 / 1.06; 16 / 26 / 0.56
+    "tcp_1khz": (16.0, 45.0, 0.35, 3.0, 10.0, 0.15),  # 12 / 35 / 0.25; 2.1 / 4.1 / 0.12
+    "harsh": (210.0, 760.0, 3.6, 90.0, 140.0, 3.2),  # 165 / 609 / 2.86; 70 / 109 / 2.55
+    "wifi_pause": (140.0, 420.0, 3.4, 50.0, 90.0, 2.0),  # 110 / 336 / 2.69; 39 / 70 / 1.58
+}
+
+
+def test_every_shipped_profile_has_convergence_bounds():
+    """Each config/impairments/*.toml is covered by the convergence test below (a new profile needs bounds)."""
+    assert sorted(p.stem for p in PROFILES.glob("*.toml")) == sorted(BOUNDS)
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDS))
+def test_drift_and_offset_converge_on_shipped_profiles(name):
+    """After 10 s and 30 s the drift error (ppm) and offset error (ms) are within the stated bounds for every seed."""
+    med_10, max_10, off_10, med_30, max_30, off_30 = BOUNDS[name]
+    at_10, at_30 = _errors_over_seeds(ImpairmentProfile.from_toml(PROFILES / f"{name}.toml"))
+    assert np.median(at_10[:, 0]) <= med_10 and at_10[:, 0].max() <= max_10, at_10[:, 0]
+    assert at_10[:, 1].max() <= off_10, at_10[:, 1]
+    assert np.median(at_30[:, 0]) <= med_30 and at_30[:, 0].max() <= max_30, at_30[:, 0]
+    assert at_30[:, 1].max() <= off_30, at_30[:, 1]
 
 
 @pytest.mark.parametrize(
-    ("name", "median_ppm", "max_ppm", "max_offset_ms"),
-    [
-        ("standard", 35.0, 100.0, 1.5),
-        ("reordering", 25.0, 45.0, 1.0),
-        ("fast_tcp", 25.0, 65.0, 1.0),
-        ("tcp_1khz", 6.0, 10.0, 0.5),
-    ],
+    ("rate_hz", "in_order", "median_ppm", "max_ppm"),
+    [(100.0, False, 10.0, 20.0), (100.0, True, 10.0, 35.0), (1000.0, False, 3.0, 10.0)],
 )
-def test_drift_and_offset_converge_after_30_s(name, median_ppm, max_ppm, max_offset_ms):
-    """After 30 s the drift error (ppm) and the offset error (ms) are within the stated bounds for every seed."""
-    profile = ImpairmentProfile.from_toml(PROFILES / f"{name}.toml")
-    errors = np.array([_clock_errors(profile, seed, 30.0) for seed in range(SEEDS)])
-    drift, offset = errors[:, 0], errors[:, 1]
-    assert np.median(drift) <= median_ppm and drift.max() <= max_ppm, drift
-    assert offset.max() <= max_offset_ms, offset
+def test_sharp_latency_floor_meets_the_10_ppm_1_ms_goal_after_10_s(rate_hz, in_order, median_ppm, max_ppm):
+    """With a sharp minimum latency (exponential jitter, mean 5 ms) the estimate picks a low quantile and meets the
+    goal after 10 s: median drift error < 10 ppm (every seed at 1 kHz), offset error < 1 ms for every seed.
+
+    Measured over the seeds (median / worst drift ppm, worst offset ms): 100 Hz independent 3.7 / 11.3 / 0.10,
+    100 Hz in order 3.1 / 25.2 / 0.17, 1 kHz independent 0.4 / 0.9 / 0.01. (A 10th-percentile line, fine for the
+    gamma profiles, would be off by 13-15 ppm median at 100 Hz: the test fails without the quantile choice.)
+    """
+    standard = ImpairmentProfile.from_toml(PROFILES / "standard.toml")
+    profile = standard.replace(rate_hz=rate_hz, latency_ms=5.0, jitter_ms=5.0, in_order=in_order)
+    errors = np.array([_clock_errors(profile, seed, (10.0,))[0] for seed in range(SEEDS)])
+    assert np.median(errors[:, 0]) <= median_ppm and errors[:, 0].max() <= max_ppm, errors[:, 0]
+    assert errors[:, 1].max() < 1.0, errors[:, 1]

@@ -169,3 +169,17 @@ def test_slow_first_samples_are_not_a_clock_jump():
     _feed(clock, stamp, arrival)
     assert clock.jumps == 0 and clock.samples == len(stamp)
     assert abs(clock.to_twin_ns(int(stamp[-1])) - int(t_ns[-1])) < 1_000_000
+
+
+def test_high_samples_around_a_pause_are_not_a_latency_step():
+    """Three slow samples before a 1.5 s publishing pause and three after it are no jump: the 1 s of
+    "every sample late" must be covered by samples (a pause restarts the run), not by the silence."""
+    t_ns, stamp, arrival = _stream(13, duration_s=8.0, rate_hz=100.0, drift=0.0)
+    arrival = arrival.copy()
+    arrival[397:400] += 50_000_000  # the last three before the pause: 50 ms slower than usual
+    arrival[550:553] += 50_000_000  # and the first three after it
+    keep = np.r_[0:400, 550 : len(stamp)]  # nothing published for 1.5 s
+    clock = ClockSync(min_latency_ms=10.0)
+    _feed(clock, stamp[keep], arrival[keep])
+    assert clock.jumps == 0, clock.last_jump
+    assert abs(clock.to_twin_ns(int(stamp[-1])) - int(t_ns[-1])) < 1_000_000
