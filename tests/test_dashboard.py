@@ -3,30 +3,52 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 
 import pytest
 from test_twin_offline import STANDARD
 
+from twin_ext.control import CommandAck, encode_ack
 from twin_ext.emulator import EmulatedRobot, ImpairmentProfile
-from twin_ext.live import LiveTwin
+from twin_ext.live import LiveTwin, TwinSettings
 from twin_ext.robot import default_robot_path, load_robot
 from twin_ext.runs import OfflineFeed, TerminalDashboard, VirtualClock, render_dashboard, status_line
-from twin_ext.telemetry import TelemetryIngest, TelemetrySettings
+from twin_ext.telemetry import Stop, TelemetryIngest, TelemetrySettings
 
 REORDERING = STANDARD.parent / "reordering.toml"
 
 
-def _status_after(profile: ImpairmentProfile, seconds: float):
+class _Link:
+    """A transport stand-in that records what the twin publishes."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> bool:
+        self.published.append((topic, payload))
+        return True
+
+
+def _twin_after(profile: ImpairmentProfile, seconds: float, **twin_kwargs):
     panda = load_robot(default_robot_path())
     sim = EmulatedRobot(profile=profile).simulate(seconds, seed=2)
     clock = VirtualClock(sim.start_ns)
     ingest = TelemetryIngest(settings=TelemetrySettings(robot_id=sim.settings.robot_id), model=panda, now_ns=clock)
-    twin = LiveTwin(panda, ingest, now_ns=clock)
+    twin = LiveTwin(panda, ingest, now_ns=clock, **twin_kwargs)
+    if twin.link is not None:
+        twin._link_connected = True  # the offline feed stands for the link's data
+        twin.estimator.set_link(connected=True)
     feed = OfflineFeed(sim.deliveries, ingest, clock)
     for t in range(sim.start_ns + 16_666_667, sim.end_ns, 16_666_667):
         feed.advance(t)
         twin.tick(t)
+    return panda, twin
+
+
+def _status_after(profile: ImpairmentProfile, seconds: float):
+    panda, twin = _twin_after(profile, seconds)
     return panda, twin.status()
 
 
@@ -104,3 +126,43 @@ def test_sensors_noisier_than_configured_are_named_on_the_dashboard(status):
     note = noisy.noise_note
     assert "estimator.sigma_q (2.0e-04)" in note and "joint" in note and "raise sigma_q" in note
     assert note in render_dashboard(noisy, model=panda)
+
+
+def test_the_dashboard_and_status_file_show_the_command_gate_and_the_last_commands_with_their_states():
+    """Commands disabled: the gate line says closed and why. Enabled with a link and a healthy twin: open; a stop
+    followed to done by the robot's acks is listed with its state on the dashboard, in the log line, in the
+    status document, and printed once in a log (again when a state changes)."""
+    panda, st = _status_after(ImpairmentProfile.from_toml(STANDARD), 2.0)
+    assert (st.command_gate, st.command_gate_reason) == ("closed", "[twin] commands_enabled = false")
+    assert "commands: closed ([twin] commands_enabled = false)" in render_dashboard(st, model=panda).splitlines()
+    assert status_line(st).endswith("| commands closed") and st.to_dict()["commands"]["gate"] == "closed"
+
+    link = _Link()
+    panda, twin = _twin_after(ImpairmentProfile.from_toml(STANDARD), 2.0, link=link,
+                              settings=TwinSettings(commands_enabled=True))  # fmt: skip
+    assert twin.gate_state() == ("open", "")
+    stop = twin.send_command(Stop(), requester="ops")
+    assert len(link.published) == 1
+    out = io.StringIO()
+    board = TerminalDashboard(panda, stream=out)
+    board.update(twin.status(), force=True)
+    for state in ("received", "started", "done"):
+        twin.commands.on_ack_payload(encode_ack(CommandAck(stop.id, state)))
+    twin.tick()
+    st = twin.status()
+    assert st.command_gate == "open" and st.command_gate_reason == ""
+    assert [(c["id"], c["type"], c["requester"], c["state"]) for c in st.commands] == [(stop.id, "Stop", "ops", "done")]
+    lines = render_dashboard(st, model=panda).splitlines()
+    assert lines[lines.index("commands: open") + 1] == f"  {stop.id} Stop by ops: done"
+    assert status_line(st).endswith("| commands open, last Stop done")
+    doc = json.loads(json.dumps(st.to_dict()))
+    assert doc["commands"]["gate"] == "open" and doc["commands"]["recent"][-1]["state"] == "done"
+    board.update(st, force=True)
+    board.update(st, force=True)
+    log = out.getvalue()
+    assert log.count(f"{stop.id} Stop by ops: sent") == 1 and log.count(f"{stop.id} Stop by ops: done") == 1
+
+    blocked = dataclasses.replace(
+        st, command_gate="blocked", command_gate_reason="the twin is stale: only stop is sent"
+    )
+    assert "commands: blocked (the twin is stale: only stop is sent)" in render_dashboard(blocked, model=panda)

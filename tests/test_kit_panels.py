@@ -17,6 +17,8 @@ from types import SimpleNamespace
 import pytest
 from test_kit_viewmodels import running  # noqa: F401  (fixture: a controller fed 4 s of telemetry)
 
+from twin_ext.control import CommandAck, CommandGate, ControlSettings, PreflightVerdict, encode_ack
+from twin_ext.kit.command_viewmodel import NO_PROPOSAL, CommandPanelViewModel
 from twin_ext.kit.viewmodels import TelemetryPanelViewModel, WhatIfPanelViewModel
 
 _open: list = []  # the container widgets being built (``with`` blocks)
@@ -147,6 +149,25 @@ def _button(widgets, title: str) -> _Widget:
     return next(w for w in widgets if type(w).__name__ == "Button" and w.text == title)
 
 
+class _GateTwin:
+    """The command side of a LiveTwin (gate_state, commands, send_command): a real CommandGate whose pre-flight
+    passes (the pre-flight itself is tested in test_control_preflight and test_kit_command_viewmodel)."""
+
+    def __init__(self, snapshot) -> None:
+        verdict = PreflightVerdict(True, simulated=True, whatif_status="pass", p_violation=0.0, samples=32)
+        preflight = SimpleNamespace(settings=ControlSettings(), check=lambda *args, **kwargs: verdict)
+        self.commands = CommandGate(preflight, now_ns=time.monotonic_ns)
+        self.snapshot, self.gate, self.sent = snapshot, "blocked", []
+
+    def gate_state(self):
+        return self.gate, "" if self.gate == "open" else "the twin is stale: only stop is sent"
+
+    def send_command(self, command, *, requester="local"):
+        clock = SimpleNamespace(ready=True, to_robot_ns=lambda t: t)
+        return self.commands.send(command, snapshot=self.snapshot, publish=lambda p: self.sent.append(p) or True,
+                                  clock=clock, requester=requester)  # fmt: skip
+
+
 def test_the_telemetry_window_shows_the_view_model_and_its_buttons_act(panels, running):  # noqa: F811
     """Every row of the telemetry view reaches a label (health coloured by level, rejects by reason, one table
     row per joint with a limit bar); Stop stops the twin and the labels follow on the next refresh."""
@@ -177,7 +198,8 @@ def test_the_whatif_window_reads_its_fields_runs_and_binds_the_ghost(panels, run
     """Typed fields reach the form; Run starts the what-if; refresh shows one coloured verdict row per variant;
     a variant's button shows its ghost, the slider scrubs it and Clear ghost hides it."""
     controller, _ = running
-    vm = WhatIfPanelViewModel(controller)
+    twin = _GateTwin(controller.latest_snapshot())
+    vm = WhatIfPanelViewModel(controller, commands=CommandPanelViewModel(lambda: twin, requester="panel"))
     window = panels.WhatIfWindow(vm)
     widgets = _shown(window)
     for key, value in (
@@ -210,4 +232,48 @@ def test_the_whatif_window_reads_its_fields_runs_and_binds_the_ghost(panels, run
     assert controller.ghost.visible and vm.ghost_time == pytest.approx(float(vm.ghost_times[-1]))
     _button(list(window.window.frame.walk()), "Clear ghost").kwargs["clicked_fn"]()
     assert not controller.ghost.visible
+    _send_to_robot(panels, window, twin)
     window.destroy()
+
+
+def _send_to_robot(panels, window, twin) -> None:
+    """The "Send to robot" section after a finished run: every label filled from the command view, Send enabled
+    only with the gate open and reaching the pre-flight and the robot, the acks and the last-commands rows following,
+    Stop robot sending a stop."""
+    commands = window.vm.commands
+    labels, buttons = window._command_labels, window._command_buttons
+    window.refresh()
+    view = commands.view()
+    assert commands.proposal is not None and labels["proposal"].text == view.proposal != NO_PROPOSAL
+    assert labels["gate"].text == view.gate_text and "stale" in view.gate_text
+    assert labels["gate"].style == {"color": panels._YELLOW} and labels["verdict"].text == labels["acks"].text == "—"
+    assert buttons["send"].enabled is False and buttons["stop"].enabled is True
+    buttons["send"].kwargs["clicked_fn"]()
+    assert twin.sent == [] and labels["verdict"].text == "—"  # blocked: nothing happened
+
+    twin.gate = "open"
+    window.refresh()
+    assert buttons["send"].enabled is True and labels["gate"].style == {"color": panels._GREEN}
+    buttons["send"].kwargs["clicked_fn"]()
+    assert labels["verdict"].text == "pre-flight running …" and buttons["send"].enabled is False
+    deadline = time.monotonic() + 10
+    while commands.tracked is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+        window.refresh()
+    tracked = commands.tracked
+    assert len(twin.sent) == 1 and labels["verdict"].text.startswith("accepted — pre-flight pass")
+    assert labels["verdict"].style == {"color": panels._GREEN} and labels["acks"].text == f"{tracked.id} sent"
+    for state in ("received", "started", "done"):
+        twin.commands.on_ack_payload(encode_ack(CommandAck(tracked.id, state)))
+        twin.commands.poll()
+    window.refresh()
+    assert labels["acks"].text == f"{tracked.id} sent -> received -> started -> done"
+    assert labels["acks"].style == {"color": panels._GREEN}
+    rows = window._command_table.children[1:]  # after the header
+    assert [[c.text for c in row.children] for row in rows] == [[tracked.id, "MoveTo", "panel", "done"]]
+
+    buttons["stop"].kwargs["clicked_fn"]()
+    assert len(twin.sent) == 2 and labels["verdict"].text == "stop sent"
+    window.refresh()
+    assert [row.children[1].text for row in window._command_table.children[1:]] == ["MoveTo", "Stop"]
+    commands.close()

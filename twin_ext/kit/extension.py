@@ -127,11 +127,18 @@ class TwinExtension(omni.ext.IExt):
             from omni.kit.menu.utils import MenuItemDescription, add_menu_items
         except ImportError:  # headless / bare Kit: no panels, the twin still runs
             return
+        from .command_viewmodel import CommandPanelViewModel
         from .panels import TelemetryWindow, WhatIfWindow
         from .viewmodels import TelemetryPanelViewModel, WhatIfPanelViewModel
 
-        self.telemetry_vm = TelemetryPanelViewModel(self.controller)
-        self.whatif_vm = WhatIfPanelViewModel(self.controller, scenarios_dir=self._ext_root / "config" / "scenarios")
+        controller = self.controller
+        self.telemetry_vm = TelemetryPanelViewModel(controller)
+        self.command_vm = CommandPanelViewModel(
+            lambda: controller.session.twin if controller.session is not None else None
+        )
+        self.whatif_vm = WhatIfPanelViewModel(
+            controller, scenarios_dir=self._ext_root / "config" / "scenarios", commands=self.command_vm
+        )
         self._telemetry_window = TelemetryWindow(self.telemetry_vm, visible=kit.open_windows)
         self._whatif_window = WhatIfWindow(self.whatif_vm, visible=kit.open_windows)
         self._windows = [self._telemetry_window, self._whatif_window]
@@ -199,6 +206,8 @@ class TwinExtension(omni.ext.IExt):
             for window in self._windows:
                 window.destroy()
             self._windows = []
+            if getattr(self, "command_vm", None) is not None:
+                self.command_vm.close()
             if self.controller is not None:
                 self.controller.stop()
                 self.controller = None
@@ -209,6 +218,6 @@ class TwinExtension(omni.ext.IExt):
             carb.log_error(f"[twin_ext] shutdown: {exc}")
         finally:
             self.robot = None
-            self.telemetry_vm = self.whatif_vm = None
+            self.telemetry_vm = self.whatif_vm = self.command_vm = None
             _instance = None
             gc.collect()

@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The omni.ui windows: thin bindings of widgets to `TelemetryPanelViewModel` and `WhatIfPanelViewModel`.
+"""The omni.ui windows: thin bindings of widgets to `TelemetryPanelViewModel`, `WhatIfPanelViewModel` and (the
+what-if window's "send to robot") `CommandPanelViewModel`.
 
 Written against omni.ui as Isaac Sim 6 / Kit 110 uses it (ui.Window, frame.set_build_fn, ui.VStack/HStack,
 ui.Label, ui.Button(clicked_fn=...), ui.FloatField/IntField/StringField with SimpleValueModels,
-ui.ComboBox, ui.CheckBox, ui.ProgressBar, ui.FloatSlider, ui.CollapsableFrame, ui.ScrollingFrame; colours
-are 0xAABBGGRR). omni.ui does not run on this machine: everything shown and every action lives in the
-view-models, which are tested; this module only copies values into widgets.
+ui.ComboBox, ui.CheckBox, ui.ProgressBar, ui.FloatSlider, ui.CollapsableFrame, ui.ScrollingFrame, a widget's
+``enabled``; colours are 0xAABBGGRR). omni.ui does not run on this machine: everything shown and every action
+lives in the view-models, which are tested; this module only copies values into widgets.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ __all__ = ["TelemetryWindow", "WhatIfWindow"]
 _GREEN, _YELLOW, _RED, _GREY = 0xFF4CAF50, 0xFF3BC4FF, 0xFF4040E0, 0xFFAAAAAA  # AABBGGRR
 _HEALTH_COLOR = {0: _GREEN, 1: _YELLOW, 2: _RED}
 _STATUS_COLOR = {"pass": _GREEN, "fail": _RED, "unknown": _YELLOW}
+_GATE_COLOR = {"open": _GREEN, "blocked": _YELLOW, "closed": _GREY}
+_VERDICT_COLOR = {"accepted": _GREEN, "refused": _RED}
+_ACK_COLOR = {"done": _GREEN, "rejected": _RED, "failed": _RED}
 
 
 class TelemetryWindow:
@@ -177,7 +181,8 @@ class TelemetryWindow:
 
 
 class WhatIfWindow:
-    """Pick or edit a scenario, Run, read the verdicts, scrub or clear the ghost."""
+    """Pick or edit a scenario, Run, read the verdicts, scrub or clear the ghost; with the view-model's ``commands``
+    (a `CommandPanelViewModel`): send the run's candidate command to the robot, stop it, follow the acks."""
 
     TITLE = "Twin What-If"
 
@@ -189,6 +194,10 @@ class WhatIfWindow:
         self._models: dict[str, Any] = {}
         self._status_label = None
         self._table = None
+        self._command_labels: dict[str, Any] = {}
+        self._command_buttons: dict[str, Any] = {}
+        self._command_table = None
+        self._command_rows: tuple = ()
         self.window.frame.set_build_fn(self._build)
 
     def _float(self, key: str, title: str, value: float) -> None:
@@ -250,7 +259,71 @@ class WhatIfWindow:
                     self._scrub = ui.FloatSlider(min=0.0, max=1.0)
                     self._scrub.model.add_value_changed_fn(lambda m: self.vm.set_scrub(m.get_value_as_float()))
                     ui.Button("Clear ghost", width=100, clicked_fn=self.vm.clear_ghost)
+                if self.vm.commands is not None:
+                    self._build_commands()
         self._fill_table()
+        self._fill_commands()
+
+    def _build_commands(self) -> None:
+        self._command_labels.clear()
+        self._command_rows = ()
+        with ui.CollapsableFrame("Send to robot", height=0):
+            with ui.VStack(spacing=2, height=0):
+                for key, title in (("gate", "Commands"), ("proposal", "Proposed"), ("verdict", "Pre-flight"),
+                                   ("acks", "Robot says")):  # fmt: skip
+                    with ui.HStack(height=20):
+                        ui.Label(title, width=100, style={"color": _GREY})
+                        self._command_labels[key] = ui.Label("—", word_wrap=True)
+                with ui.HStack(height=26, spacing=6):
+                    self._command_buttons["send"] = ui.Button(
+                        "Send to robot",
+                        clicked_fn=self._send,
+                        tooltip="pre-flight (bounds, health, simulation) then send; only while the gate is open",
+                    )
+                    self._command_buttons["stop"] = ui.Button("Stop robot", width=110, clicked_fn=self._stop_robot)
+                self._command_table = ui.VStack(spacing=2, height=0)
+
+    def _send(self) -> None:
+        self.vm.send_to_robot()
+        self._fill_commands()
+
+    def _stop_robot(self) -> None:
+        self.vm.commands.stop()
+        self._fill_commands()
+
+    def _fill_commands(self) -> None:
+        """Copy the command view (gate, proposal, verdict, acks, last commands) into the widgets."""
+        commands = self.vm.commands
+        if commands is None or not self._command_labels:
+            return
+        view = commands.view()
+        labels = self._command_labels
+        labels["gate"].text, labels["gate"].style = view.gate_text, {"color": _GATE_COLOR.get(view.gate, _GREY)}
+        labels["proposal"].text = view.proposal
+        labels["verdict"].text = view.verdict or "—"
+        labels["verdict"].style = {"color": _VERDICT_COLOR.get(view.verdict_level, _GREY)}
+        labels["acks"].text = view.acks or "—"
+        labels["acks"].style = {"color": _ACK_COLOR.get(view.pending_state, _GREY)}
+        self._command_buttons["send"].enabled = view.send_enabled
+        self._command_buttons["stop"].enabled = view.stop_enabled
+        if view.rows == self._command_rows or self._command_table is None:
+            return
+        self._command_rows = view.rows
+        self._command_table.clear()
+        with self._command_table:
+            if view.rows:
+                with ui.HStack(height=18):
+                    for text, width in (("command", 110), ("type", 110), ("asked by", 110), ("state", 0)):
+                        ui.Label(text, width=width, style={"color": _GREY})
+            for row in view.rows:
+                with ui.HStack(height=18):
+                    ui.Label(row.id, width=110)
+                    ui.Label(row.kind, width=110)
+                    ui.Label(row.requester, width=110)
+                    ui.Label(
+                        row.state + (f" ({row.reason})" if row.reason else ""),
+                        style={"color": _ACK_COLOR.get(row.state, _GREY)},
+                    )
 
     def _read_form(self) -> None:
         f = self.vm.form
@@ -313,11 +386,14 @@ class WhatIfWindow:
                     ui.Label(row.first_violation)
 
     def refresh(self, *, force: bool = False) -> None:
-        """Collect a finished run and update the status line and table."""
+        """Collect a finished run and update the status line and table; follow the commands (every refresh)."""
         changed = self.vm.poll()
         if self._status_label is not None and (changed or force):
             self._status_label.text = self.vm.message or self.vm.state
             self._fill_table()
+        if self.vm.commands is not None:
+            self.vm.commands.poll()
+            self._fill_commands()
 
     def destroy(self) -> None:
         self.window.destroy()

@@ -27,6 +27,7 @@ from ..whatif import (
     align_to_snapshot,
     load_scenario,
 )
+from .command_viewmodel import candidate_move_to
 
 __all__ = [
     "HealthRow",
@@ -279,6 +280,7 @@ class _Run:
     scenario: Any
     report: Any = None
     error: str | None = None
+    snapshot: Any = None
 
 
 class WhatIfPanelViewModel:
@@ -288,13 +290,16 @@ class WhatIfPanelViewModel:
     Args:
         controller: the `KitTwinController`.
         scenarios_dir: folder of preset scenario TOML files.
+        commands: the `CommandPanelViewModel` behind "send to robot" (None: the panel has no command controls).
+            When a run finishes, its candidate command becomes the proposal (`candidate_move_to`).
     """
 
     BASELINE = "as programmed"
     EDITED = "as edited"
 
-    def __init__(self, controller: Any, *, scenarios_dir: str | Path | None = None) -> None:
+    def __init__(self, controller: Any, *, scenarios_dir: str | Path | None = None, commands: Any = None) -> None:
         self.controller = controller
+        self.commands = commands
         self.scenarios_dir = Path(scenarios_dir) if scenarios_dir else default_scenarios_dir()
         self.form = WhatIfForm(preset=self.presets[0] if self.presets else "")
         self._run: _Run | None = None
@@ -404,7 +409,9 @@ class WhatIfPanelViewModel:
         except Exception as exc:  # noqa: BLE001 - shown in the panel, never raised into the UI
             self.state, self.message = "error", str(exc)
             return
-        self._run = _Run(future, scenario)
+        self._run = _Run(future, scenario, snapshot=snapshot)
+        if self.commands is not None:
+            self.commands.propose(None, note="what-if running: its command is proposed when it finishes")
         self.state, self.message, self.rows = (
             "running",
             f"running {len(scenario.variants)} variants x {self.form.samples} samples …",
@@ -420,8 +427,11 @@ class WhatIfPanelViewModel:
             report = run.future.result()
         except Exception as exc:  # noqa: BLE001
             self.state, self.message = "error", f"what-if failed: {exc}"
+            if self.commands is not None:
+                self.commands.propose(None, note="the what-if failed: nothing proposed")
             return True
         run.report = report
+        self._propose(run)
         self.rows = tuple(self._row(v) for v in report.variants)
         self.state = "done"
         self.message = (
@@ -430,6 +440,27 @@ class WhatIfPanelViewModel:
         )
         self.select_ghost(self.EDITED)
         return True
+
+    def _propose(self, run: _Run) -> None:
+        """Offer the finished run's candidate command to "send to robot" (or say why there is none)."""
+        if self.commands is None:
+            return
+        try:
+            move = candidate_move_to(
+                run.scenario,
+                run.snapshot,
+                speed_scale=float(self.form.speed_scale),
+                min_duration_s=self.commands.min_duration_s(),
+            )
+        except (WhatIfError, TypeError, ValueError) as exc:
+            self.commands.propose(None, note=f"nothing to send: {exc}")
+            return
+        self.commands.propose(move)
+
+    def send_to_robot(self) -> bool:
+        """Send the proposed command (pre-flight off the UI thread); False when not allowed now (see
+        `CommandView.send_enabled`) or the panel has no command controls."""
+        return self.commands.send() if self.commands is not None else False
 
     @property
     def report(self):

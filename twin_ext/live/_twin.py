@@ -37,6 +37,7 @@ from ..sinks import Sink
 __all__ = ["CommandGateClosed", "LiveTwin", "TwinSettings", "TwinStatus", "JointReading"]
 
 _EXPECTED_REJECTS = ("out_of_order", "duplicate")
+_STATUS_COMMANDS = 5  # the last commands a TwinStatus carries (dashboard, status file)
 
 
 class CommandGateClosed(CommandRefused):
@@ -151,6 +152,14 @@ class TwinStatus:
     """Whole-estimate resets (a robot restart confirmed by its data)."""
     fused_late: int = 0
     """Samples that arrived after a newer one (reordered by the network) and were fused at their own time."""
+    command_gate: str = "closed"
+    """The command channel (`LiveTwin.gate_state`): "open" (commands are pre-flighted and sent), "blocked" (only
+    stop is sent) or "closed" (no commands at all)."""
+    command_gate_reason: str = ""
+    """Why the gate is not open ("" when open), e.g. "the twin is stale: only stop is sent"."""
+    commands: tuple[Mapping[str, Any], ...] = ()
+    """The last commands sent, newest last (`TrackedCommand.to_dict`: id, type, requester, state, reason, detail,
+    sent_ns, lease_ns, justification)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The status as plain JSON-able values (no arrays but the per-joint rows): for status files and logs.
@@ -190,6 +199,11 @@ class TwinStatus:
             "seq_gaps": self.seq_gaps,
             "estimator_resets": self.estimator_resets,
             "fused_late": self.fused_late,
+            "commands": {
+                "gate": self.command_gate,
+                "reason": self.command_gate_reason,
+                "recent": [dict(c) for c in self.commands],
+            },
             "joints": [
                 {
                     "name": j.name,
@@ -582,6 +596,7 @@ class LiveTwin:
         health = snapshot.health
         if stalled and health is Health.OK:
             health = Health.STALE
+        gate, gate_reason = self.gate_state()
         return TwinStatus(
             t_ns=snapshot.t_ns,
             health=health,
@@ -614,6 +629,9 @@ class LiveTwin:
             seq_gaps=stats.seq_gaps,
             estimator_resets=self.estimator.stats.resets,
             fused_late=self.estimator.stats.fused_late,
+            command_gate=gate,
+            command_gate_reason=gate_reason,
+            commands=tuple(self.commands.tracker.recent(_STATUS_COMMANDS)),
         )
 
     def _noise_note(self) -> str:

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A terminal dashboard of the live twin: link, clock, estimator health and a per-joint table.
+"""A terminal dashboard of the live twin: link, clock, estimator health, the command gate with the last commands
+and a per-joint table.
 
 `render_dashboard` is a pure function of a `TwinStatus` (tested without a terminal); `TerminalDashboard`
 redraws it in place on a TTY, or prints a compact line every few seconds when output is a log/pipe.
@@ -14,6 +15,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ..control import command_lines
 from ..live import TwinStatus
 from ..robot import JointType
 
@@ -55,6 +57,7 @@ def render_dashboard(
         f"{'' if status.clock_ready else ' (clock sync converging)'}",
         f"estimator: fused late {status.fused_late}, too late {status.estimator_late}, gated {status.estimator_gated}"
         f" | display {status.display_rate_hz:5.1f} Hz" + (f"\n  {status.noise_note}" if status.noise_note else ""),
+        *_commands(status),
         "",
         f"{'joint':<15}{'measured':>11}{'estimated':>11}{'±1σ':>9}{'speed':>11}{'vmax':>8}  limits",
     ]
@@ -75,6 +78,11 @@ def render_dashboard(
         lines.append("")
         lines.extend(extra_lines)
     return "\n".join(lines)
+
+
+def _commands(status: TwinStatus) -> tuple[str, ...]:
+    """The command gate (open / blocked / closed, and why) and the last commands with their states."""
+    return command_lines((status.command_gate, status.command_gate_reason), list(status.commands))
 
 
 def health_lines(summary: Any) -> tuple[str, ...]:
@@ -108,10 +116,12 @@ def status_line(status: TwinStatus) -> str:
     # jitter), anything else is the robot sending what the schema does not allow.
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(status.rejected_by_reason.items(), key=lambda kv: -kv[1]))
     rejected = f"{status.rejected} ({reasons})" if reasons else f"{status.rejected}"
+    last = status.commands[-1] if status.commands else None
+    commands = f"commands {status.command_gate}" + (f", last {last['type']} {last['state']}" if last else "")
     return (
         f"[twin] {status.health.value} | {status.msg_rate_hz:.0f} msg/s | rejected {rejected} | "
         f"offset {status.clock_offset_ms:.1f} ms drift {status.clock_drift_ppm:.0f} ppm latency "
-        f"{status.latency_ms:.1f} ms | max |measured-estimated| {math.degrees(err):.2f}°"
+        f"{status.latency_ms:.1f} ms | max |measured-estimated| {math.degrees(err):.2f}° | {commands}"
     )
 
 
@@ -150,8 +160,9 @@ class TerminalDashboard:
         else:
             self.stream.write(status_line(status) + "\n")
             # In a log, print only the paragraphs that changed since the last update (a progress line changes
-            # every time; a what-if table is printed once, and whole again if anything in it changes).
-            paragraphs = _paragraphs(extra_lines)
+            # every time; a what-if table is printed once, and whole again if anything in it changes; the command
+            # gate with the last commands whenever the gate or a command's state changes).
+            paragraphs = _paragraphs((*_commands(status), *extra_lines))
             for paragraph in paragraphs:
                 if paragraph not in self._printed_extra:
                     self.stream.writelines(f"       {line}\n" for line in paragraph)

@@ -201,7 +201,6 @@ def _check_robot_matches_emulator(robot) -> str | None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ..control import command_lines
     from ..emulator import ImpairmentError, ImpairmentProfile
     from ..health import HealthMonitor, HealthSettings
     from ..live import HealthService, LiveTwin, RemoteWhatIf
@@ -323,7 +322,6 @@ def run_demo(args: argparse.Namespace) -> int:
                     extra_lines=(
                         f"t = {elapsed:5.1f} / {args.duration:.0f} s",
                         *health_lines(health.summary),
-                        *command_lines(twin.gate_state(), twin.commands.tracker.recent(3)),
                         *whatif_lines,
                     ),
                 )
