@@ -100,3 +100,32 @@ def test_ray_asked_for_at_an_address_nobody_serves_is_one_clear_error(tmp_path):
     )
     assert proc.returncode == 2 and "127.0.0.1:1" in proc.stderr and "fix:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_2000_variant_sweep_in_batches_on_the_two_node_ray_cluster_equals_the_whole_sweep_in_one_process(
+    tmp_path, two_node_cluster
+):
+    """config/suites/sweep.toml's 8 batches of 250 variants as tasks of 2 warm actors on the head and the second
+    node: the merged verdicts (every figure, by digest) equal one engine run over all 2000 variants here."""
+    from twin_ext.batch import load_suite, sweep_scenario, verdicts_digest
+    from twin_ext.robot import default_robot_path, load_robot
+    from twin_ext.whatif import WhatIfEngine, WhatIfSettings
+
+    suite = REPO / "config" / "suites" / "sweep.toml"
+    env = {**os.environ, **LOOPBACK}
+    proc = subprocess.run(
+        [sys.executable, "-m", "twin_ext", "batch", str(suite), "--out", str(tmp_path), "--quiet"]
+        + ["--ray", two_node_cluster, "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    (result,) = json.loads((tmp_path / "sweep" / "summary.json").read_text())["results"]
+    (job,) = load_suite(suite).jobs
+    with WhatIfEngine(load_robot(default_robot_path()), settings=WhatIfSettings(use_process_pool=False)) as engine:
+        whole = [v.to_dict() for v in engine.run(sweep_scenario(job.params)).variants]
+    assert result["metrics"]["batches"] == 8 and len(whole) == 2000
+    assert result["metrics"]["verdicts_sha256"] == verdicts_digest(whole)

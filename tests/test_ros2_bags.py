@@ -140,3 +140,30 @@ def test_a_bag_whose_joints_do_not_map_is_refused_naming_the_joints_and_the_fix(
     )
     assert mapped.returncode == 0, mapped.stderr[-2000:]
     assert "prefix 'panda_'" in mapped.stderr
+
+
+def test_the_joint_name_map_set_in_a_twin_config_file_maps_a_bag_in_replay_and_in_a_suite(tmp_path):
+    """``[telemetry] ros2_joint_map`` of a twin config (config/twin.toml's key) maps the bag's finger names in
+    ``replay --config`` and in a suite's ``[[replay]] config``; a malformed entry is refused naming the key."""
+    from twin_ext.batch import run_suite
+    from twin_ext.config import ConfigError
+    from twin_ext.telemetry import TelemetrySettings
+
+    arm = [f"panda_joint{i}" for i in range(1, 8)]
+    t = ROS_EPOCH_NS + np.arange(200, dtype=np.int64) * 1_000_000
+    bag = tmp_path / "arm_only.mcap"
+    write_joint_state_bag(bag, t, [*arm, "left", "right"], np.zeros((200, 9)), topic="/joint_states")
+    config = tmp_path / "twin.toml"
+    config.write_text('[telemetry]\nros2_joint_map = ["left=finger_joint1", "right=finger_joint2"]\n')
+    replay = [sys.executable, "-m", "twin_ext", "replay", str(bag), "--whatif", "none", "--out", str(tmp_path / "o")]
+    mapped = subprocess.run([*replay, "--config", str(config)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert mapped.returncode == 0, mapped.stderr[-2000:]
+    suite = tmp_path / "s.toml"
+    suite.write_text('name = "s"\n[[replay]]\nrecordings = ["arm_only.mcap"]\nconfig = "twin.toml"\n')
+    without = tmp_path / "w.toml"
+    without.write_text('name = "w"\n[[replay]]\nrecordings = ["arm_only.mcap"]\n')
+    assert run_suite(suite, out=tmp_path / "out")["passed"]
+    (refused,) = run_suite(without, out=tmp_path / "out")["results"]
+    assert refused["status"] == "error" and "finger_joint1" in refused["error"]
+    with pytest.raises(ConfigError, match=r"\[telemetry\] ros2_joint_map entry 'left'.*BAG=MODEL"):
+        TelemetrySettings.from_mapping({"ros2_joint_map": ["left"]})

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_batch_arguments", "run_batch", "run_suite"]
+__all__ = ["add_batch_arguments", "run_batch", "run_suite", "run_sweep"]
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,12 +112,22 @@ def run_suite(
     if max_jobs is not None:
         todo = todo[:max_jobs]
     robots = tuple(sorted({j["params"].get("robot", "") for j in jobs}))
-    needs_whatif = any(j["kind"] == "whatif" or j["params"].get("whatif", "none") != "none" for j in todo)
+    asks = [j for j in todo if j["kind"] in ("whatif", "sweep") or j["params"].get("whatif", "none") != "none"]
+    needs_whatif = bool(asks)
+    scenes = tuple(sorted({j["params"].get("scene", "") for j in asks})) or ("",)
     ran = 0
     t0 = time.perf_counter()
     with _Progress(progress, suite.name, len(jobs), len(results)) as bar:
         for result in run_jobs(
-            todo, workers=workers, ray=ray, robots=robots, whatif=needs_whatif, on_start=bar.started, hooks=hooks
+            todo,
+            workers=workers,
+            ray=ray,
+            robots=robots,
+            whatif=needs_whatif,
+            scenes=scenes,
+            on_start=bar.started,
+            on_batch=bar.batch,
+            hooks=hooks,
         ):
             ran += 1
             if result.get("key"):
@@ -145,6 +155,63 @@ def run_suite(
                 why = r.get("error") or "; ".join(f"{c['name']}: {c['detail']}" for c in r["checks"] if not c["ok"])
                 print(f"  {r['status'].upper():5} {r['name']}: {why}")
     return summary
+
+
+def run_sweep(
+    scenario: str | Path,
+    grid: dict[str, list[float]],
+    *,
+    batch: int | None = None,
+    samples: int | None = None,
+    seed: int | None = None,
+    duration: float | None = None,
+    payload_link: str = "hand",
+    payload_com: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    scene: str | Path = "",
+    checks: dict[str, Any] | None = None,
+    workers: int | None = None,
+    ray: str = "",
+) -> dict[str, Any]:
+    """A big what-if sweep outside a suite: the product of ``grid``'s lists as variants of ``scenario`` (a name
+    or file), split into batches of ``batch`` variants over ``workers`` processes or Ray actors (as a suite's
+    ``[[sweep]]``, docs/batch.md), merged in sweep order.
+
+    Args:
+        grid: ``{key: [values]}`` of `GRID_KEYS` (speed_scale, payload_kg (kg), latency (s), kp/kd/damping/friction
+            scales).
+        batch: variants per task (default 250). samples, seed, duration (s): override the scenario's.
+        scene: a USD file of obstacles: adds the collision and clearance verdicts.
+        checks: as a suite group's (e.g. ``{"max_fail_fraction": 0.5}``).
+
+    Returns:
+        The job's result (`run_job`): ``status``, ``checks``, ``metrics`` with ``verdict``, ``counts``,
+        ``variants`` (per variant: name, status, p_violation, closest approach) and ``verdicts_sha256`` (the
+        digest of every variant's full verdict: equal for any split and executor).
+
+    Raises:
+        SuiteError: a bad grid or parameter. BatchExecutorError: Ray asked for and not available.
+    """
+    from ._executors import run_jobs
+    from ._suite import _checks, _expand_sweep
+    from ._sweep import DEFAULT_BATCH
+
+    group: dict[str, Any] = {
+        "scenario": str(scenario),
+        "grid": grid,
+        "batch": batch or DEFAULT_BATCH,
+        "payload_link": payload_link,
+        "payload_com": list(payload_com),
+        "checks": dict(checks or {}),
+    }
+    for key, value in (("samples", samples), ("seed", seed), ("duration", duration), ("scene", str(scene))):
+        if value not in (None, ""):
+            group[key] = value
+    where = "run_sweep"
+    (job,) = _expand_sweep(group, _checks(group, where), [""], Path.cwd(), where)
+    params = job.params
+    scenes = (params.get("scene", ""),)
+    (result,) = run_jobs([{**job.to_dict(), "key": job.key}], workers=workers, ray=ray, scenes=scenes)
+    return result
 
 
 class _Progress:
@@ -194,6 +261,13 @@ class _Progress:
             self._progress.console.print(line)
         elif self._plain:
             print(line, file=sys.stderr)
+
+    def batch(self, name: str, done: int, total: int) -> None:
+        """A batch of sweep ``name`` came back (``done`` of ``total``)."""
+        if self._progress is not None:
+            self._progress.update(self._task, last=f"{name[:32]}: batch {done}/{total}")
+        elif self._plain:
+            print(f"  {name}: batch {done}/{total}", file=sys.stderr)
 
     def advance(self, result: dict[str, Any]) -> None:
         self.done += 1

@@ -3,8 +3,9 @@
 
 `run_job` never raises: a job that cannot run (a missing or foreign file, a bad scenario, a robot mismatch)
 returns status ``error`` with the reason, so one broken job is one failed test case, not a stopped suite.
-What-if engines are kept per robot in the process (`warm`): a pool worker or Ray actor compiles/loads its
-Warp kernels once, not per job.
+What-if engines are kept per robot and scene in the process (`warm`): a pool worker or Ray actor
+compiles/loads its Warp kernels once, not per job. A sweep job (thousands of variants) is split into batches of
+variants (`run_task`), which workers run on their warm engines; `finish_sweep` merges them and judges the job.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["evaluate_checks", "run_job", "warm"]
+__all__ = ["evaluate_checks", "finish_sweep", "run_job", "run_task", "sweep_scenario", "warm"]
 
 _ROBOTS: dict[str, Any] = {}
 _ENGINES: dict[str, Any] = {}
@@ -33,23 +34,37 @@ def _robot(path: str):
     return _ROBOTS[path]
 
 
-def _engine(path: str):
-    """This process's what-if engine for the robot (in-process Warp; the pool or Ray gives the parallelism)."""
+def _engine(path: str, scene: str = ""):
+    """This process's what-if engine for the robot and scene ("" = none; a USD file adds the collision and
+    clearance verdicts), in-process Warp: the pool or Ray gives the parallelism."""
     from ..whatif import WhatIfEngine, WhatIfSettings
 
-    if path not in _ENGINES:
-        _ENGINES[path] = WhatIfEngine(_robot(path), settings=WhatIfSettings(use_process_pool=False))
-    return _ENGINES[path]
+    key = (path, scene)
+    if key not in _ENGINES:
+        if scene and not Path(scene).is_file():
+            raise FileNotFoundError(
+                f"scene {scene!r} not found; fix: a USD file with collision prims (relative to the suite)"
+            )
+        settings = WhatIfSettings(use_process_pool=False, scene=scene)
+        _ENGINES[key] = WhatIfEngine(_robot(path), settings=settings)
+    return _ENGINES[key]
 
 
-def warm(robots: list[str] | tuple[str, ...] = ("",), whatif: bool = True) -> dict[str, float]:
-    """Load robots and (``whatif``) their what-if kernels into this process once; returns seconds per robot."""
+def warm(
+    robots: list[str] | tuple[str, ...] = ("",), whatif: bool = True, scenes: list[str] | tuple[str, ...] = ("",)
+) -> dict[str, float]:
+    """Load robots and (``whatif``) their what-if kernels, per scene of ``scenes``, into this process once;
+    returns seconds per robot."""
     seconds = {}
     for path in robots:
         t0 = time.perf_counter()
         _robot(path)
         if whatif:
-            _engine(path).wait_ready()
+            for scene in scenes:
+                try:
+                    _engine(path, scene).wait_ready()
+                except FileNotFoundError:  # the jobs that need it fail with the reason
+                    pass
         seconds[path or "default"] = time.perf_counter() - t0
     return seconds
 
@@ -133,6 +148,27 @@ def evaluate_checks(checks: dict[str, Any], metrics: dict[str, Any], notes: list
             add(name, False, f"no what-if verdict in this job ({metrics.get('whatif_error') or 'none asked'})")
         else:
             add(name, verdict == want, f"verdict {verdict} (expected {want})")
+    rows = metrics.get("variants")
+    if "max_fail_fraction" in checks:
+        bound = float(checks["max_fail_fraction"])
+        if not rows:
+            add(
+                "max_fail_fraction",
+                False,
+                f"no what-if verdicts in this job ({metrics.get('whatif_error') or 'none asked'})",
+            )
+        else:
+            failed = sum(r["status"] == "fail" for r in rows)
+            add(
+                "max_fail_fraction",
+                failed / len(rows) <= bound,
+                f"{failed} of {len(rows)} variants fail (limit {bound:g})",
+            )
+    for spec in checks.get("clearance", []):
+        if spec.get("scenario") and spec["scenario"] != scenario:
+            continue
+        for name, ok, detail in _clearance_checks(spec, metrics):
+            add(name, ok, detail)
     if "max_warnings" in checks:
         bound = int(checks["max_warnings"])
         add("max_warnings", len(notes) <= bound, f"{len(notes)} warnings (limit {bound})")
@@ -141,9 +177,78 @@ def evaluate_checks(checks: dict[str, Any], metrics: dict[str, Any], notes: list
     return out
 
 
+def _clearance_checks(spec: dict[str, Any], metrics: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """One ``[[checks.clearance]]`` entry against a job's what-if verdicts: ``[(name, ok, detail)]``."""
+    variant = spec.get("variant") or ""
+    label = f"clearance:{variant or 'every variant'}"
+    asked = [k for k in ("min_distance_m", "collision") if spec.get(k) is not None]
+    rows = metrics.get("variants")
+    if not rows:
+        why = f"no what-if verdict in this job ({metrics.get('whatif_error') or 'none asked'})"
+        return [(f"{label}:{k}", False, why) for k in asked]
+    if not metrics.get("scene"):
+        why = 'no scene in this job\'s what-if: set scene = "<USD file>" in the group (docs/batch.md)'
+        return [(f"{label}:{k}", False, why) for k in asked]
+    chosen = [r for r in rows if not variant or r["name"] == variant]
+    if not chosen:
+        names = [r["name"] for r in rows[:6]]
+        return [(f"{label}:{k}", False, f"no variant named {variant!r} (variants: {names}...)") for k in asked]
+    out = []
+    if spec.get("min_distance_m") is not None:
+        bound = float(spec["min_distance_m"])
+        closest = [r["closest"] for r in chosen if r.get("closest") and r["closest"].get("distance_m") is not None]
+        if not closest:
+            out.append((f"{label}:min_distance_m", False, "no clearance figure in the verdicts"))
+        else:
+            c = min(closest, key=lambda x: x["distance_m"])
+            where = f"{c['link']} to {c['obstacle'] or '?'} at {c['time']:.2f} s"
+            out.append(
+                (
+                    f"{label}:min_distance_m",
+                    c["distance_m"] >= bound,
+                    f"closest {c['distance_m']:.4f} m ({where}); at least {bound:g} m asked",
+                )
+            )
+    if spec.get("collision") is not None:
+        want = bool(spec["collision"])
+        link, obstacle = spec.get("link") or "", spec.get("obstacle") or ""
+        hits = [
+            r["name"]
+            for r in chosen
+            if r.get("collision")
+            and (not link or link in r["collision"]["links"])
+            and (not obstacle or obstacle in r["collision"]["obstacles"] or obstacle in r["collision"]["links"])
+        ]
+        what = "collision" + (f" of {link}" if link else "") + (f" with {obstacle}" if obstacle else "")
+        seen = sorted(
+            {
+                f"{lk}->{ob}"
+                for r in chosen
+                if r.get("collision")
+                for lk in r["collision"]["links"][:1]
+                for ob in r["collision"]["obstacles"] or ["?"]
+            }
+        )
+        detail = (f"a {what} predicted in {len(hits)} variant(s) {hits[:3]}" if hits else f"no {what} predicted") + (
+            f"; collisions seen: {seen[:4]}" if seen else ""
+        )
+        out.append((f"{label}:collision", bool(hits) == want, f"{detail} ({'expected' if want else 'forbidden'})"))
+    return out
+
+
 # ---- the twin over a stream of payloads ---------------------------------------------------------------------
 def _twin_over(
-    robot, payloads, *, robot_id: str, truth_at, whatif: str, whatif_at_s, samples: int, robot_path: str, hooks
+    robot,
+    payloads,
+    *,
+    robot_id: str,
+    truth_at,
+    whatif: str,
+    whatif_at_s,
+    samples: int,
+    robot_path: str,
+    hooks,
+    scene="",
 ):
     """Feed ``payloads`` ([(topic, bytes, arrival ns)]) into the real pipeline on a virtual clock, tick the twin
     at its display rate with the health monitor, ask a what-if once, and score against ``truth_at`` (a
@@ -203,7 +308,7 @@ def _twin_over(
         if on_tick is not None:
             on_tick()
         if whatif != "none" and "verdict" not in metrics and "whatif_error" not in metrics and t >= ask_at:
-            metrics.update(_ask(robot_path, snapshot, whatif, samples))
+            metrics.update(_ask(robot_path, snapshot, whatif, samples, scene))
     health.poll()
     status = twin.status()
     for sink in extra_sinks:
@@ -251,25 +356,30 @@ def _rms_rows(err: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(x) else round(float(x), 7) for x in rows]
 
 
-def _ask(robot_path: str, snapshot, scenario_path: str, samples: int) -> dict[str, Any]:
+def _ask(robot_path: str, snapshot, scenario_path: str, samples: int, scene: str = "") -> dict[str, Any]:
     from dataclasses import replace
 
     from ..whatif import align_to_snapshot, load_scenario
 
     try:
         scenario, _phase = align_to_snapshot(load_scenario(scenario_path), snapshot)
-        report = _engine(robot_path).run(replace(scenario, samples=samples), base=snapshot)
+        report = _engine(robot_path, scene).run(replace(scenario, samples=samples), base=snapshot)
     except Exception as exc:  # noqa: BLE001 - judged by the checks, shown in the report
         return {"whatif_error": f"{type(exc).__name__}: {exc}", "scenario": Path(scenario_path).stem}
-    return _verdict_metrics(report, scenario_path)
+    return _verdict_metrics([v.to_dict() for v in report.variants], scenario_path, scene)
 
 
-def _verdict_metrics(report, scenario_path: str) -> dict[str, Any]:
-    return {
-        "scenario": Path(scenario_path).stem,
-        "verdict": report.status,
-        "variants": [{"name": v.name, "status": v.status, "p_violation": v.p_violation} for v in report.variants],
-    }
+def _verdict_metrics(verdicts: list[dict[str, Any]], scenario_path: str, scene: str = "") -> dict[str, Any]:
+    """What a job keeps of a what-if: the scenario, the overall verdict (unknown > fail > pass, as
+    `WhatIfReport.status`) and `variant_rows`; ``scene`` when one was checked."""
+    from ._sweep import variant_rows
+
+    statuses = {v["status"] for v in verdicts}
+    verdict = "unknown" if "unknown" in statuses else "fail" if "fail" in statuses else "pass"
+    metrics = {"scenario": Path(scenario_path).stem, "verdict": verdict, "variants": variant_rows(verdicts)}
+    if scene:
+        metrics["scene"] = scene
+    return metrics
 
 
 # ---- the three kinds ----------------------------------------------------------------------------------------
@@ -305,6 +415,7 @@ def _run_replay(p: dict[str, Any], hooks: dict[str, Any]):
         samples=p["samples"],
         robot_path=p["robot"],
         hooks=hooks,
+        scene=p.get("scene", ""),
     )
     metrics["source"] = source.kind
     return metrics, list(source.warnings), series
@@ -345,6 +456,7 @@ def _run_emulate(p: dict[str, Any], hooks: dict[str, Any]):
         samples=p["samples"],
         robot_path=p["robot"],
         hooks=hooks,
+        scene=p.get("scene", ""),
     )
     metrics["fault_truth"] = [getattr(f, "name", "") for f in getattr(sim.faults, "faults", ())] if sim.faults else []
     return metrics, [], series
@@ -360,8 +472,128 @@ def _run_whatif(p: dict[str, Any], hooks: dict[str, Any]):
         scenario = replace(scenario, samples=int(p["samples"]))
     if p.get("seed") is not None:
         scenario = replace(scenario, seed=int(p["seed"]))
-    report = _engine(p["robot"]).run(scenario)
-    return _verdict_metrics(report, p["scenario"]), [], {}
+    scene = p.get("scene", "")
+    report = _engine(p["robot"], scene).run(scenario)
+    return _verdict_metrics([v.to_dict() for v in report.variants], p["scenario"], scene), [], {}
 
 
-_RUNNERS = {"replay": _run_replay, "emulate": _run_emulate, "whatif": _run_whatif}
+# ---- sweeps: thousands of variants in batches --------------------------------------------------------------
+def sweep_scenario(p: dict[str, Any]):
+    """The whole sweep of a sweep job's params as one `Scenario`: the scenario file's command, base state and
+    dt with every grid variant (`sweep_variants`), ``samples``/``seed``/``duration`` when given, and no
+    recorded trajectories (``record_every = 0``: the verdicts come from the kernel; a scene records what the
+    clearance check needs)."""
+    from ._sweep import sweep_variants
+
+    return _base_scenario(p).with_variants(sweep_variants(p))
+
+
+def _base_scenario(p: dict[str, Any]):
+    from dataclasses import replace
+
+    from ..whatif import load_scenario
+
+    changes: dict[str, Any] = {"record_every": 0}
+    for key in ("samples", "seed"):
+        if p.get(key) is not None:
+            changes[key] = int(p[key])
+    if p.get("duration") is not None:
+        changes["duration"] = float(p["duration"])
+    return replace(load_scenario(p["scenario"]), **changes)
+
+
+def _sweep_duration(p: dict[str, Any], scenario, engine) -> float:
+    """The simulated time of the whole sweep, s: fixed before splitting so that every batch runs as long as the
+    whole sweep would (its slowest variant), which keeps each variant's verdict independent of its batch."""
+    from ..whatif import Variant, plan_request
+
+    slowest = min(p["grid"].get("speed_scale", [1.0]))
+    one = scenario.with_variants([Variant("slowest", speed_scale=float(slowest))])
+    return plan_request(one, ndof=engine.robot.ndof, settings=engine.settings, uncertain=False).duration
+
+
+def _sweep_batch(p: dict[str, Any], index: int) -> dict[str, Any]:
+    """Batch ``index`` of a sweep on this process's warm engine: ``{"index", "variants": [VariantVerdict dicts]}``."""
+    from dataclasses import replace
+
+    from ._sweep import sweep_variants
+
+    engine = _engine(p["robot"], p.get("scene", ""))
+    base = _base_scenario(p)
+    size = int(p["batch"])
+    part = sweep_variants(p, index * size, (index + 1) * size)  # only this slice is built
+    if not part:
+        raise ValueError(f"sweep batch {index} is beyond the sweep's variants")
+    report = engine.run(replace(base, variants=tuple(part), duration=_sweep_duration(p, base, engine)))
+    return {"index": index, "variants": [v.to_dict() for v in report.variants]}
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """One task of a pool worker or Ray actor: a whole job (``{"job": ...}``: `run_job`) or one batch of a sweep
+    job (``{"job": ..., "batch": i}``: ``{"key", "index", "variants", "seconds"}`` or ``{"key", "index",
+    "error"}``). Never raises."""
+    job = task["job"]
+    if "batch" not in task:
+        return run_job(job)
+    t0 = time.perf_counter()
+    try:
+        part = _sweep_batch(job["params"], int(task["batch"]))
+    except Exception as exc:  # noqa: BLE001 - the sweep job fails with the reason
+        return {"key": job.get("key", ""), "index": task["batch"], "error": f"{type(exc).__name__}: {exc}"}
+    return {"key": job.get("key", ""), **part, "seconds": time.perf_counter() - t0}
+
+
+def finish_sweep(job: dict[str, Any], parts: list[dict[str, Any]], seconds: float = 0.0) -> dict[str, Any]:
+    """Merge a sweep job's batch results (`run_task`, any order) and judge the job: a `run_job` result."""
+    errors = [f"batch {p['index']}: {p['error']}" for p in parts if p.get("error")]
+    result: dict[str, Any] = {
+        "name": job["name"],
+        "kind": job["kind"],
+        "key": job.get("key", ""),
+        "checks": [],
+        "metrics": {},
+        "warnings": [],
+        "error": "",
+        "series": {},
+        "seconds": seconds or sum(p.get("seconds", 0.0) for p in parts),
+    }
+    try:
+        if errors:
+            raise RuntimeError("; ".join(errors[:3]) + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""))
+        result["metrics"] = _sweep_metrics(job["params"], parts)
+        result["checks"] = evaluate_checks(job["checks"], result["metrics"], [])
+        result["status"] = "pass" if all(c["ok"] for c in result["checks"]) else "fail"
+    except Exception as exc:  # noqa: BLE001 - a broken job is a failed test case with its reason
+        result["status"] = "error"
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+def _sweep_metrics(p: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    from ._sweep import batch_count, merge_verdicts, verdicts_digest
+
+    verdicts = merge_verdicts(parts, batch_count(p))
+    metrics = _verdict_metrics(verdicts, p["scenario"], p.get("scene", ""))
+    counts = {s: sum(v["status"] == s for v in verdicts) for s in ("pass", "fail", "unknown")}
+    metrics.update(
+        {
+            "sweep_variants": len(verdicts),
+            "batches": batch_count(p),
+            "batch": int(p["batch"]),
+            "counts": counts,
+            "fail_fraction": counts["fail"] / len(verdicts) if verdicts else None,
+            "verdicts_sha256": verdicts_digest(verdicts),
+        }
+    )
+    return metrics
+
+
+def _run_sweep(p: dict[str, Any], hooks: dict[str, Any]):
+    """A sweep in this process: its batches one after another, merged (pool and Ray run them in parallel)."""
+    from ._sweep import batch_count
+
+    parts = [_sweep_batch(p, i) for i in range(batch_count(p))]
+    return _sweep_metrics(p, parts), [], {}
+
+
+_RUNNERS = {"replay": _run_replay, "emulate": _run_emulate, "whatif": _run_whatif, "sweep": _run_sweep}

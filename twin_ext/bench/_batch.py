@@ -7,6 +7,10 @@ without its start-up). Jobs: emulated 4 s runs of the standard network, one seed
 Throughput is counted from the moment the workers are up (start-up, the Warp warm-up included, is printed
 separately). Per-task overhead: round trips of an empty call through the executor (Ray: an actor method via
 `ActorPool`; pool: a trivial function).
+
+Sweep (``--no-sweep`` skips it): config/suites/sweep.toml's 2000 what-if variants in 8 batches of 250, as
+variants/s on the same executors (anchor: the batches one after another in this process), with the digest of
+the merged verdicts compared across executors.
 """
 
 from __future__ import annotations
@@ -52,12 +56,25 @@ def _timed(jobs, **options) -> dict[str, float]:
     bad = [r["name"] for r in results if r["status"] != "pass"]
     if bad:
         raise RuntimeError(f"benchmark jobs did not pass: {bad}")
-    return {
+    metrics = [r["metrics"] for r in sorted(results, key=lambda r: r["name"])]
+    out = {
         "startup_s": ready[0] - t0,
         "jobs_per_s": len(jobs) / (t1 - ready[0]),
         "job_s_median": sorted(r["seconds"] for r in results)[len(results) // 2],
-        "metrics": json.dumps([r["metrics"]["twin_rms_mrad"] for r in sorted(results, key=lambda r: r["name"])]),
     }
+    if jobs[0]["kind"] == "sweep":
+        out["variants_per_s"] = sum(m["sweep_variants"] for m in metrics) / (t1 - ready[0])
+        out["metrics"] = json.dumps([m["verdicts_sha256"] for m in metrics])
+    else:
+        out["metrics"] = json.dumps([m["twin_rms_mrad"] for m in metrics])
+    return out
+
+
+def _sweep_jobs() -> list[dict[str, Any]]:
+    from .._paths import config_dir
+    from ..batch import load_suite
+
+    return [{**job.to_dict(), "key": job.key} for job in load_suite(config_dir() / "suites" / "sweep.toml").jobs]
 
 
 def _pool_overhead(calls: int) -> float:
@@ -99,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m twin_ext.bench batch", description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=8, help="emulated 4 s jobs per executor (default 8)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray executors")
+    p.add_argument("--no-sweep", action="store_true", help="skip the 2000-variant what-if sweep")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     jobs = _jobs(args.jobs)
@@ -106,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     doc["anchor_serial"] = _timed(jobs, workers=1, whatif=False)
     doc["pool_2"] = _timed(jobs, workers=2, whatif=False)
     doc["pool_task_overhead_ms"] = _pool_overhead(200) * 1e3
+    sweep = [] if args.no_sweep else _sweep_jobs()
+    if sweep:
+        doc["sweep_anchor_serial"] = _timed(sweep, workers=1)
+        doc["sweep_pool_2"] = _timed(sweep, workers=2)
     if not args.no_ray:
         try:
             import ray
@@ -118,12 +140,17 @@ def main(argv: list[str] | None = None) -> int:
                 doc["ray_1"] = _timed(jobs, workers=1, ray="auto", whatif=False)
                 doc["ray_2"] = _timed(jobs, workers=2, ray="auto", whatif=False)
                 doc["ray_task_overhead_ms"] = _ray_overhead(200) * 1e3
+                if sweep:
+                    doc["sweep_ray_2"] = _timed(sweep, workers=2, ray="auto")
             finally:
                 ray.shutdown()
     doc["load_after"] = os.getloadavg()[0]
     base = doc["anchor_serial"]["jobs_per_s"]
-    same = {k: v["metrics"] for k, v in doc.items() if isinstance(v, dict)}
+    same = {k: v["metrics"] for k, v in doc.items() if isinstance(v, dict) and not k.startswith("sweep")}
     doc["identical_results"] = len(set(same.values())) == 1
+    if sweep:
+        digests = {k: v["metrics"] for k, v in doc.items() if isinstance(v, dict) and k.startswith("sweep")}
+        doc["sweep_identical_results"] = len(set(digests.values())) == 1
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -147,4 +174,19 @@ def main(argv: list[str] | None = None) -> int:
     if "ray_task_overhead_ms" in doc:
         print(f", Ray actor call {doc['ray_task_overhead_ms']:.3f} ms", end="")
     print(f"\n  identical results on every executor: {doc['identical_results']}")
+    if sweep:
+        anchor = doc["sweep_anchor_serial"]["variants_per_s"]
+        print("sweep: config/suites/sweep.toml, 2000 what-if variants in 8 batches of 250")
+        for key, label in (
+            ("sweep_anchor_serial", "anchor: batches one after another"),
+            ("sweep_pool_2", "process pool, 2 workers"),
+            ("sweep_ray_2", "Ray, 2 actors"),
+        ):
+            if key in doc:
+                r = doc[key]
+                print(
+                    f"  {label:<36}{r['variants_per_s']:7.0f} variants/s  x{r['variants_per_s'] / anchor:4.2f} of the "
+                    f"anchor  (start-up {r['startup_s']:5.1f} s)"
+                )
+        print(f"  identical merged verdicts on every executor: {doc['sweep_identical_results']}")
     return 0

@@ -24,7 +24,9 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--robot", help="robot USD (default: the shipped Franka Panda)")
     parser.add_argument("--robot-id", default="", help="robot to follow (default: the first heard from)")
-    parser.add_argument("--config", help="a twin TOML config for the estimator/clock/twin sections")
+    parser.add_argument(
+        "--config", help="a twin TOML config for the estimator/clock/twin sections and [telemetry] ros2_joint_map"
+    )
     parser.add_argument(
         "--whatif", default="pick_place_payload", help="scenario asked during the replay (name or TOML; 'none' to skip)"
     )
@@ -72,7 +74,8 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        joint_map = parse_joint_map(args.joint_map)
+        # [telemetry] ros2_joint_map of --config, then --joint-map entries (they win for the same bag name)
+        joint_map = {**parse_joint_map(config.telemetry.ros2_joint_map), **parse_joint_map(args.joint_map)}
         source = load_recording(
             path, robot.dof_names, robot_id=args.robot_id, joint_map=joint_map, ros2_topic=args.ros2_topic
         )

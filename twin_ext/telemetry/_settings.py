@@ -171,9 +171,20 @@ class TelemetrySettings:
     """At most one ``rejected`` event per reason code per interval (counters count every one)."""
     record_path: str = ""
     """MCAP file to record every received payload to (accepted and rejected); empty: no recording."""
+    ros2_joint_map: tuple[str, ...] = ()
+    """ROS 2 bags: "BAG=MODEL" entries naming the model joint of a bag joint ("panda_joint1=joint1").
+    Read by ``replay --config`` and a suite's ``[[replay]] config``; ``--joint-map`` and a suite's ``joint_map``
+    win over an entry for the same bag name."""
 
     def __post_init__(self) -> None:
         s = "telemetry"
+        for entry in self.ros2_joint_map:
+            bag, sep, model = entry.partition("=") if isinstance(entry, str) else ("", "", "")
+            _require(
+                bool(sep and bag.strip() and model.strip()),
+                s,
+                f'ros2_joint_map entry {entry!r} must be a string BAG=MODEL, e.g. "panda_joint1=joint1"',
+            )
         check_robot_id(self.robot_id, key="[telemetry] robot_id", allow_empty=True)
         check_topic_prefix(self.topic_prefix, key="[telemetry] topic_prefix")
         _require(64 <= self.max_payload_bytes <= 16 * 2**20, s, "max_payload_bytes must be in [64, 16 MiB]")
