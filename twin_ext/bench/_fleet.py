@@ -2,6 +2,7 @@
 """Fleet benchmark: robots x rate one twin process sustains with estimation and health, against raw paho.
 
     python -m twin_ext.bench fleet [--json] [--quick] [--seconds S] [--robots 50,100] [--rate 200]
+                                   [--health-every S] [--per-robot-estimation]
 
 Set-up: its own Mosquitto on a free 127.0.0.1 port; emulated robots are `twin_ext.emulator.LightFleet`
 publishers (precomputed Panda trajectories with model-consistent efforts, binary codec, QoS 0) in separate
@@ -15,6 +16,11 @@ off, the shipped Panda for every robot, robots discovered from their births); af
 * ``mb_per_robot``: resident memory of the twin process with the robots minus before them, per robot, MB;
 * ``tick_p99_ms``: fleet tick time (all robots estimated, their share of health judged), ms.
 
+``cpu_cost`` (in-process, payloads fed to the router, no network): ingest per message; the estimation step per
+robot and tick as the session runs it (``[fleet] batched_estimation``) and robot by robot on the same payloads;
+health per judgement and samples per judgement. ``--per-robot-estimation`` runs the twins with batching off
+(A/B under the same load), ``--health-every`` sets their ``[fleet] health_every_s``.
+
 Anchor, same run, same publishers: a raw paho subscriber process that only counts (no decoding): the ceiling of
 a Python MQTT consumer on this machine. Scaling: the largest fleet with 1 and with 2 twin processes (2 shards).
 Goals (issue 15): >= 100 robots x 200 Hz per process, p99 added < 5 ms, < 5 MB per robot.
@@ -23,6 +29,7 @@ Goals (issue 15): >= 100 robots x 200 Hz per process, p99 added < 5 ms, < 5 MB p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -79,7 +86,9 @@ def _raw_subscriber(url: str, seconds: float, start_at, ready, out) -> None:
     out.put(("twin", {"accepted": count[0], "window_s": window[1] - window[0]}))
 
 
-def _twin(url: str, seconds: float, shard_count: int, shard_index: int, expected: int, start_at, ready, out) -> None:
+def _twin(
+    url: str, seconds: float, shard_count: int, shard_index: int, expected: int, start_at, ready, out, fleet_args=None
+) -> None:
     import dataclasses
 
     import numpy as np
@@ -91,7 +100,7 @@ def _twin(url: str, seconds: float, shard_count: int, shard_index: int, expected
     model = load_robot(default_robot_path())
     config = load_config()
     config = dataclasses.replace(config, broker=dataclasses.replace(config.broker, url=url))
-    fleet = FleetSettings(shard_count=shard_count, shard_index=shard_index)
+    fleet = FleetSettings(shard_count=shard_count, shard_index=shard_index, **(fleet_args or {}))
     session = FleetSession(config, fleet=fleet, models={"franka_panda": model})
     rss0 = _rss_mb()
     session.run_in_background()
@@ -132,9 +141,10 @@ def _twin(url: str, seconds: float, shard_count: int, shard_index: int, expected
     }))  # fmt: skip
 
 
-def _cost_breakdown(robots: int = 20, rate_hz: float = 200.0, seconds: float = 3.0) -> dict[str, Any]:
+def _cost_breakdown(robots: int = 20, rate_hz: float = 200.0, seconds: float = 3.0, fleet_args=None) -> dict[str, Any]:
     """CPU time of each stage, in this process and without a network (payloads fed straight to the router), so
-    the figures hold on a busy machine: per message (route + ingest), per robot per tick (estimation) and per
+    the figures hold on a busy machine: per message (route + ingest), per robot per tick (the estimation step,
+    batched across robots as the session runs it, and one robot after another on the same payloads) and per
     robot per health judgement; and the robots x rate one core could carry from them."""
 
     from ..emulator import LightFleet
@@ -144,90 +154,73 @@ def _cost_breakdown(robots: int = 20, rate_hz: float = 200.0, seconds: float = 3
 
     model = load_robot(default_robot_path())
     ids = [f"cost-{i:03d}" for i in range(robots)]
-    fleet = FleetSettings(robots=tuple(ids), max_rate_hz=1e9)
+    fleet = FleetSettings(robots=tuple(ids), max_rate_hz=1e9, **(fleet_args or {}))
     session = FleetSession(load_config(), fleet=fleet, models={"franka_panda": model})
+    single = FleetSession(
+        load_config(), fleet=dataclasses.replace(fleet, batched_estimation=False), models={"franka_panda": model}
+    )
     payloads = LightFleet(ids, model, "mqtt://127.0.0.1:1", rate_hz=rate_hz)
     tick_ns = int(1e9 / fleet.display_rate_hz)
     per_tick = rate_hz / fleet.display_rate_hz
-    ingest_s = estimate_s = health_s = 0.0
-    messages = robot_ticks = judged = 0
+    ingest_s = estimate_s = single_s = health_s = 0.0
+    messages = robot_ticks = judged = health_samples = 0
     base = time.monotonic_ns()
     k = 0
     ticks = int(seconds * fleet.display_rate_hz)
     for tick in range(ticks):
         now = base + tick * tick_ns
         due = int((tick + 1) * per_tick)
-        t0 = time.process_time()
-        for j in range(k, due):
-            stamp = now - tick_ns + int((j - k + 1) * tick_ns / max(due - k, 1))
-            for rid in ids:
-                session.router.on_payload(
-                    f"twin/v1/{rid}/joint_states", payloads.payload(rid, j, stamp, j), stamp + 10**6
-                )
-                messages += 1
-        ingest_s += time.process_time() - t0
+        for target in (session, single):
+            t0 = time.process_time()
+            for j in range(k, due):
+                stamp = now - tick_ns + int((j - k + 1) * tick_ns / max(due - k, 1))
+                for rid in ids:
+                    target.router.on_payload(
+                        f"twin/v1/{rid}/joint_states", payloads.payload(rid, j, stamp, j), stamp + 10**6
+                    )
+                    messages += target is session
+            if target is session:
+                ingest_s += time.process_time() - t0
         k = due
         t0 = time.process_time()
-        for robot in session.robots.values():
-            robot.tick(now + 2 * 10**6)
+        session.advance(now + 2 * 10**6)
         estimate_s += time.process_time() - t0
+        t0 = time.process_time()
+        single.advance(now + 2 * 10**6)
+        single_s += time.process_time() - t0
         robot_ticks += robots
         if tick % int(fleet.display_rate_hz * fleet.health_every_s) == 0 and tick:
+            before = sum(r.health.monitor.samples for r in session.robots.values() if r.health is not None)
             t0 = time.process_time()
             for robot in session.robots.values():
                 robot.judge_health()
             health_s += time.process_time() - t0
             judged += robots
-    batched_ms = _batched_estimate_ms(session, ids, tick_ns, base + ticks * tick_ns)
+            health_samples += sum(r.health.monitor.samples for r in session.robots.values() if r.health is not None)
+            health_samples -= before
     per_msg_us = ingest_s / max(messages, 1) * 1e6
     per_tick_ms = estimate_s / max(robot_ticks, 1) * 1e3
+    single_ms = single_s / max(robot_ticks, 1) * 1e3
     per_health_ms = health_s / max(judged, 1) * 1e3
     core_s_per_robot = rate_hz * per_msg_us * 1e-6 + fleet.display_rate_hz * per_tick_ms * 1e-3
     core_s_per_robot += per_health_ms * 1e-3 / fleet.health_every_s
     return {
         "robots": robots, "rate_hz": rate_hz, "display_rate_hz": fleet.display_rate_hz,
-        "ingest_us_per_msg": round(per_msg_us, 1), "estimate_ms_per_robot_tick": round(per_tick_ms, 3),
+        "ingest_us_per_msg": round(per_msg_us, 1), "estimate_ms_per_robot_tick": round(per_tick_ms, 4),
+        "per_robot_estimate_ms_per_robot_tick": round(single_ms, 4),
+        "batched_speedup": round(single_ms / max(per_tick_ms, 1e-9), 1),
+        "batched_samples": session.batched_samples, "batched_snapshots": session.batched_snapshots,
         "health_ms_per_robot_judgement": round(per_health_ms, 2),
-        "batched_estimate_ms_per_robot_tick": round(batched_ms, 4),
-        "batched_speedup": round(per_tick_ms / max(batched_ms, 1e-9), 1),
+        "health_samples_per_judgement": round(health_samples / max(judged, 1), 1),
+        "health_every_s": fleet.health_every_s,
         "core_share_per_robot": round(core_s_per_robot, 4),
         "robots_per_core_at_rate": round(1.0 / core_s_per_robot, 1),
-        "robots_per_core_with_batched_estimation": round(
-            1.0 / (core_s_per_robot - fleet.display_rate_hz * (per_tick_ms - batched_ms) * 1e-3), 1
-        ),
     }  # fmt: skip
 
 
-def _batched_estimate_ms(session: Any, ids: list[str], tick_ns: int, t_ns: int, ticks: int = 60) -> float:
-    """CPU ms per robot per tick of the same estimation step batched across the robots (`FleetKalman`): predict
-    each robot to its newest sample, fuse it, predict all to the display time — what `LiveTwin` does per robot."""
-    import numpy as np
-
-    from ..fleet import FleetKalman
-
-    est = session.config.estimator
-    robots = [session.robots[rid] for rid in ids]
-    joints = robots[0].model.ndof
-    kalman = FleetKalman(len(ids), joints, jerk_psd=est.jerk_psd, sigma_q=est.sigma_q, sigma_qd=est.sigma_qd,
-                         gate_chi2=est.gate_chi2)  # fmt: skip
-    latest = [r.ingest.latest.message for r in robots]
-    q = np.concatenate([np.asarray(m.position) for m in latest])
-    qd = np.concatenate([np.asarray(m.velocity) for m in latest])
-    kalman.initialize(np.ones(len(q), bool), q, qd)
-    filter_t = np.zeros(len(ids))
-    t0 = time.process_time()
-    for tick in range(ticks):
-        sample_t = (tick + 1) * tick_ns * 1e-9 - 0.004  # each robot's newest sample, 4 ms before the tick
-        q_tick = np.concatenate([np.asarray(r.ingest.latest.message.position) for r in robots])
-        kalman.predict_each(kalman.per_joint(sample_t - filter_t))
-        kalman.update(q_tick, qd)
-        filter_t[:] = sample_t
-        x, P = kalman.predicted_each(kalman.per_joint(np.full(len(ids), 0.004)))
-        _ = x[:, 0].reshape(len(ids), joints), np.sqrt(P[:, 0, 0]).reshape(len(ids), joints)
-    return (time.process_time() - t0) / (ticks * len(ids)) * 1e3
-
-
-def _run(kind: str, url: str, robots: int, rate_hz: float, seconds: float, processes: int) -> dict[str, Any]:
+def _run(
+    kind: str, url: str, robots: int, rate_hz: float, seconds: float, processes: int, fleet_args=None
+) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     start_at = ctx.Value("d", 0.0)  # time.monotonic() at which the publishers start (shared by the processes)
@@ -240,7 +233,9 @@ def _run(kind: str, url: str, robots: int, rate_hz: float, seconds: float, proce
             p = ctx.Process(target=_raw_subscriber, args=(url, seconds, start_at, ready, out), daemon=True)
         else:
             p = ctx.Process(
-                target=_twin, args=(url, seconds, processes, index, robots, start_at, ready, out), daemon=True
+                target=_twin,
+                args=(url, seconds, processes, index, robots, start_at, ready, out, fleet_args),
+                daemon=True,
             )
         p.start()
         twins.append(p)
@@ -287,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each run incl. 2 s warm-up")
     parser.add_argument("--robots", default="25,50,100", help="fleet sizes for one process (comma-separated)")
     parser.add_argument("--rate", type=float, default=200.0, help="joint states per second per robot, Hz")
+    parser.add_argument(
+        "--health-every", type=float, default=0.0, help="[fleet] health_every_s of the twins, s (0 = the default)"
+    )
+    parser.add_argument(
+        "--per-robot-estimation", action="store_true", help="[fleet] batched_estimation = false in the twins (A/B)"
+    )
     args = parser.parse_args(argv)
     from ._telemetry import _Broker, _find_mosquitto
 
@@ -299,7 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         sizes, seconds = [5], 4.0
     started = time.perf_counter()
-    cost = _cost_breakdown(robots=5 if args.quick else 20, rate_hz=args.rate, seconds=1.5 if args.quick else 3.0)
+    fleet_args: dict[str, Any] = {"health_every_s": args.health_every} if args.health_every else {}
+    if args.per_robot_estimation:
+        fleet_args["batched_estimation"] = False
+    cost = _cost_breakdown(
+        robots=5 if args.quick else 20, rate_hz=args.rate, seconds=1.5 if args.quick else 3.0, fleet_args=fleet_args
+    )
     runs = []
     with tempfile.TemporaryDirectory(prefix="twin_ext_bench_fleet_") as tmp:
         broker = _Broker(binary, Path(tmp), max_inflight=100, nodelay=True)
@@ -308,11 +314,11 @@ def main(argv: list[str] | None = None) -> int:
             largest = max(sizes)
             runs.append(_run("raw", url, largest, args.rate, seconds, 1))
             for n in sizes:
-                runs.append(_run("twin", url, n, args.rate, seconds, 1))
+                runs.append(_run("twin", url, n, args.rate, seconds, 1, fleet_args))
                 if not args.json:
                     print(f"  {n} robots x {args.rate:g} Hz, 1 process: done ({time.perf_counter() - started:.0f} s)",
                           file=sys.stderr)  # fmt: skip
-            runs.append(_run("twin", url, largest, args.rate, seconds, 2))
+            runs.append(_run("twin", url, largest, args.rate, seconds, 2, fleet_args))
         finally:
             broker.stop()
     raw = runs[0]
@@ -322,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "fleet",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_1min": os.getloadavg()[0]},
         "goals": GOALS,
+        "fleet_settings": fleet_args,
         "anchor": {"what": "raw paho subscriber, counting only, same publishers", **raw},
         "cpu_cost": cost,
         "runs": runs,
@@ -341,10 +348,14 @@ def _format(doc: dict) -> str:
         f"< {GOALS['mb_per_robot']} MB/robot)",
         f"anchor raw paho (count only): offered {raw['offered_msg_s']} msg/s, received {raw['accepted_msg_s']} msg/s",
         "cpu cost (in-process, no network): {ingest_us_per_msg} µs/msg ingest, {estimate_ms_per_robot_tick} ms per robot "
-        "per tick (estimation at {display_rate_hz:g} Hz), {health_ms_per_robot_judgement} ms per health judgement -> "
-        "{robots_per_core_at_rate} robots per core at {rate_hz:g} Hz; estimation batched across robots (FleetKalman): "
-        "{batched_estimate_ms_per_robot_tick} ms per robot per tick ({batched_speedup}x) -> "
-        "{robots_per_core_with_batched_estimation} robots per core".format(**doc["cpu_cost"]),
+        "per tick (estimation {mode} at {display_rate_hz:g} Hz; robot by robot: "
+        "{per_robot_estimate_ms_per_robot_tick} ms, {batched_speedup}x), {health_ms_per_robot_judgement} ms per health "
+        "judgement of {health_samples_per_judgement} samples (every {health_every_s:g} s) -> {robots_per_core_at_rate} robots per core at {rate_hz:g} Hz".format(
+            **doc["cpu_cost"],
+            mode="batched across robots"
+            if (doc.get("fleet_settings") or {}).get("batched_estimation", True)
+            else "robot by robot (--per-robot-estimation)",
+        ),
         f"{'robots':>6} {'Hz':>5} {'proc':>4} {'offered':>8} {'accepted':>8} {'sust.':>5} {'p50+ms':>7} {'p99+ms':>7} "
         f"{'tick p99':>8} {'MB/robot':>8} {'thinned':>8}",
     ]

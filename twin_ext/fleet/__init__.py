@@ -3,12 +3,14 @@
 
     session = FleetSession.from_file("config/twin.toml")   # [fleet] robots / models / shards, [history]
     session.start()                                         # one MQTT link for every robot of this shard
-    session.tick()                                          # every robot: estimate, health (staggered), history
+    session.tick()                                          # every robot: estimate (batched), health, history
     rows = session.rows()                                   # FleetRow per robot for the fleet views
 
 Each robot keeps its own telemetry ingest (clock sync, sequence, plausibility), `LiveTwin` (estimator) and
 `HealthService`, built from the same parts a single-robot `TwinSession` uses; what one robot sends (garbage,
-floods, clock jumps) reaches only its own parts. Design, sharding and the broker side for large fleets:
+floods, clock jumps) reaches only its own parts. The estimation step of a tick runs batched across the robots
+(``[fleet] batched_estimation``: one `FleetKalman` predict + update and one batched prediction to the display time;
+each robot's estimator keeps its own state and counters, every batched operation is per joint). Design, sharding and the broker side for large fleets:
 docs/fleet.md; settings ``[fleet]`` in docs/SETTINGS.md.
 """
 

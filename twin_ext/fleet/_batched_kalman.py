@@ -7,8 +7,11 @@ Here the joints of all robots are one array (``n = robots x joints``); each robo
 per-joint ``dt``, so one predict and one update serve the whole fleet. Same model, same Joseph-form update and
 gate as `JointKalmanFilter` (it is a subclass: `update` is inherited); only prediction takes ``dt: [n]``.
 
-Status: measured (``python -m twin_ext.bench fleet``: ``cpu_cost.batched_estimate_ms_per_robot_tick``) and tested
-against `JointKalmanFilter` robot by robot; the fleet session still uses the per-robot `LiveTwin` estimator.
+Used by `FleetSession` (``[fleet] batched_estimation``, the default) through `twin_ext.fleet._batched_estimation`:
+each tick gathers the robots' filters into one `FleetKalman`, fuses their newest samples and scatters the result
+back. Tested against `JointKalmanFilter` robot by robot (tests/test_fleet_batched_kalman.py) and, end to end,
+against per-robot estimators (tests/test_fleet_batched_estimation.py); cost in ``python -m twin_ext.bench fleet``
+(``cpu_cost.estimate_ms_per_robot_tick`` vs ``per_robot_estimate_ms_per_robot_tick``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import numpy as np
 from ..health import HealthMonitor
 from ..live import HealthService, LiveTwin
 from ..telemetry import TelemetryIngest
+from ._batched_estimation import BatchedEstimator
 
 __all__ = ["FleetRobot"]
 
@@ -32,6 +33,35 @@ class _MeasuredIngest(TelemetryIngest):
         return batch
 
 
+class _FleetTwin(LiveTwin):
+    """A `LiveTwin` whose tick can be split for the fleet's batched estimation: `drain` takes the tick's events and
+    samples (the estimator defers its common-path samples), the fleet fuses them across robots, then `tick` does
+    the rest (snapshot, services, commands) without draining again."""
+
+    _drained = False
+
+    def drain(self) -> None:
+        """The first part of a tick: events and samples (listeners, thinning, fusing or deferring)."""
+        self._drained = False
+        self.estimator.deferring = True
+        try:
+            self._drain_events()
+            self._drain_states()
+        finally:
+            self.estimator.deferring = False
+        self._drained = True
+
+    def _drain_events(self) -> None:
+        if not self._drained:
+            super()._drain_events()
+
+    def _drain_states(self) -> None:
+        if self._drained:
+            self._drained = False  # this tick's samples were taken by `drain`
+            return
+        super()._drain_states()
+
+
 class FleetRobot:
     """The parts that mirror one robot inside a fleet process.
 
@@ -42,6 +72,8 @@ class FleetRobot:
         fuse_per_tick: most samples fused into the estimate per tick.
         link: the shared `MqttLink` (health events and summaries are published on the robot's topics).
         now_ns: the twin clock, int ns.
+        batched: the estimator is a `BatchedEstimator` and the twin can split its tick (`drain`), so the fleet
+            fuses and predicts this robot together with the others (`FleetSession.advance`).
     """
 
     def __init__(
@@ -54,6 +86,7 @@ class FleetRobot:
         link: Any = None,
         now_ns: Callable[[], int] = time.monotonic_ns,
         model_note: str = "",
+        batched: bool = False,
     ) -> None:
         self.robot_id = robot_id
         self.model = model
@@ -64,9 +97,12 @@ class FleetRobot:
             config.twin, watchdog_s=0.0, max_samples_per_tick=fuse_per_tick, serve_whatif=False
         )
         # The shared link is passed for commands only: the fleet starts and stops it, never this twin.
-        self.twin = LiveTwin(
-            model, self.ingest, link=link, estimator_settings=config.estimator, settings=twin_settings, now_ns=now_ns
-        )
+        self.batched = bool(batched)
+        twin_cls, estimator = (_FleetTwin, BatchedEstimator(model, config.estimator)) if batched else (LiveTwin, None)
+        self.twin = twin_cls(
+            model, self.ingest, link=link, estimator=estimator, estimator_settings=config.estimator,
+            settings=twin_settings, now_ns=now_ns,
+        )  # fmt: skip
         self.health: HealthService | None = None
         if config.health.enabled:
             monitor = HealthMonitor(model, config.health, robot_id=robot_id)
@@ -79,6 +115,17 @@ class FleetRobot:
         self.latencies_ns: deque[int] = deque(maxlen=4096)  # receive -> state of the samples of recent ticks
         self.last_event: dict | None = None
         self._last_event_obj: Any = None
+
+    def drain(self) -> bool:
+        """Batched robots: take this tick's events and samples (common-path samples wait for the fleet's batched
+        fusion); False on a failure (the robot's `tick` then drains on its own)."""
+        try:
+            self.twin.drain()
+        except Exception as exc:  # noqa: BLE001 - one robot's failure must not stop the fleet's tick
+            self.failures += 1
+            self.error = f"tick failed: {exc!r}"
+            return False
+        return True
 
     def tick(self, now_ns: int) -> Any:
         """Advance the estimate to ``now_ns`` (twin clock); returns the `TwinSnapshot` or None on a failure."""

@@ -23,6 +23,7 @@ from ..history import HistorySettings, HistoryWriter, open_store
 from ..live import SessionError, TwinConfig, load_config
 from ..robot import RobotModelError, load_robot
 from ..telemetry import EventKind, MqttLink, TelemetryError, Topics, decode_birth
+from ._batched_estimation import fuse_deferred, prepare_snapshots
 from ._robot import FleetRobot
 from ._router import FleetRouter
 from ._settings import FleetSettings
@@ -95,6 +96,9 @@ class FleetSession:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.ticks = 0
+        self.batch_error = ""  # the last failure of a batched estimation step (the robots then fused on their own)
+        self.batched_samples = 0  # samples fused in batched steps across robots (the rest: each robot on its own)
+        self.batched_snapshots = 0  # snapshots predicted in batched steps
         self.tick_seconds: list[float] = []  # wall time of recent ticks, s (the views show the loop's load)
         for robot_id in self.fleet.robots:
             if self.router.mine(robot_id):
@@ -150,7 +154,7 @@ class FleetSession:
                 return None
         model, note = self._model_for(model_id)
         robot = FleetRobot(robot_id, model, self.config, fuse_per_tick=self.fleet.fuse_per_tick, link=self.link,
-                           now_ns=self.now_ns, model_note=note)  # fmt: skip
+                           now_ns=self.now_ns, model_note=note, batched=self.fleet.batched_estimation)  # fmt: skip
         if birth is not None:
             robot.ingest.on_payload(Topics(robot_id, self.config.telemetry.topic_prefix).birth, birth, self.now_ns())
         if self.router.link_connected:
@@ -242,17 +246,31 @@ class FleetSession:
                 next_tick = time.monotonic()  # behind: no burst of catch-up ticks
 
     # ---- the tick ----------------------------------------------------------------------------------------------
-    def tick(self, now_ns: int | None = None) -> None:
-        """Advance every robot to ``now_ns``; judge the health of this tick's share of robots; offer history."""
-        t0 = time.perf_counter()
+    def advance(self, now_ns: int | None = None) -> list[tuple[FleetRobot, Any]]:
+        """The estimation step of a tick: every robot's estimate advanced to ``now_ns`` (twin clock, int ns);
+        returns ``(robot, TwinSnapshot or None)`` per robot. With ``[fleet] batched_estimation`` the robots'
+        newest samples are fused and their snapshots predicted in batched steps across robots (`FleetKalman`);
+        otherwise each robot's `LiveTwin` ticks on its own. Same values either way (to rounding)."""
         now = self.now_ns() if now_ns is None else int(now_ns)
         with self._lock:
             robots = list(self.robots.values())
+        if self.fleet.batched_estimation:
+            estimators = [r.twin.estimator for r in robots if r.batched and r.drain()]
+            try:
+                self.batched_samples += fuse_deferred(estimators)
+                self.batched_snapshots += prepare_snapshots(estimators, now)
+            except Exception as exc:  # noqa: BLE001 - each robot then fuses and predicts on its own (in its tick)
+                self.batch_error = f"batched estimation failed: {exc!r}"
+        return [(robot, robot.tick(now)) for robot in robots]
+
+    def tick(self, now_ns: int | None = None) -> None:
+        """Advance every robot to ``now_ns``; judge the health of this tick's share of robots; offer history."""
+        t0 = time.perf_counter()
+        advanced = self.advance(now_ns)
         period = max(1, round(self.fleet.health_every_s * self.fleet.display_rate_hz))
         slot = self.ticks % period
         history = self.history
-        for i, robot in enumerate(robots):
-            snapshot = robot.tick(now)
+        for i, (robot, snapshot) in enumerate(advanced):
             if history is not None and snapshot is not None and robot.ingest.stats.accepted:
                 health = getattr(snapshot.health, "value", str(snapshot.health))
                 history.record_state(robot.robot_id, snapshot.q, snapshot.qd, snapshot.std_q, health)

@@ -1,0 +1,238 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The estimation step of a fleet tick, batched across robots: one `FleetKalman` predict + update for every
+robot's newest sample, one batched prediction to the display time for every robot's snapshot.
+
+Each robot keeps its own `TwinEstimator` (here `BatchedEstimator`, a subclass): its filter state, gate streaks,
+out-of-sequence history and counters stay per robot and remain the source of truth. A fleet tick runs in three
+steps (`FleetSession.advance`):
+
+1. every robot's `LiveTwin` drains its ingest; the estimator *defers* each sample on the common path (in order,
+   every joint, plausible, filter running, no gap beyond ``stale_after_s``) instead of fusing it at once; any
+   other sample (late, partial, first, after a gap, implausible, a second one this tick) goes through the
+   per-robot `TwinEstimator.observe` unchanged (a deferred sample is fused first, so the order is kept);
+2. `fuse_deferred`: the deferred samples' filters are gathered into one `FleetKalman` (``robots x joints`` rows),
+   predicted each by its own ``dt`` and updated at once, scattered back, and each robot does its own
+   bookkeeping (counters, gate streaks and resets, out-of-sequence history) exactly as `TwinEstimator` does;
+   `prepare_snapshots` predicts every running robot to the display time at once (constant acceleration,
+   bounded coasting, limits, covariance as `TwinEstimator.snapshot`);
+3. every robot's `LiveTwin` ticks as usual; its estimator returns the prepared snapshot.
+
+Same arithmetic per joint as the per-robot filter (every batched operation is per joint), so a robot's
+values cannot reach another robot's, and the results equal the per-robot estimator's to rounding
+(tests/test_fleet_batched_estimation.py: relative 1e-9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..estimation import ObserveResult, TwinEstimator, TwinSnapshot
+from ._batched_kalman import FleetKalman, _process_noise, _transitions
+
+__all__ = ["BatchedEstimator", "fuse_deferred", "prepare_snapshots"]
+
+
+class BatchedEstimator(TwinEstimator):
+    """A `TwinEstimator` whose common-path samples a fleet fuses batched across robots (see the module docstring).
+
+    Outside a fleet's drain step (``deferring`` False) it behaves exactly as `TwinEstimator`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deferring = False
+        """Set by the fleet while the robot's twin drains its ingest: common-path samples wait for `fuse_deferred`."""
+        self.deferred: tuple[np.ndarray, np.ndarray | None, int, int] | None = None
+        """The waiting sample: (q ``[ndof]`` rad|m, qd ``[ndof]`` rad/s|m/s or None, sample ns, arrival ns)."""
+        self._prepared: TwinSnapshot | None = None
+
+    # ---- deferring ----------------------------------------------------------------------------------------
+    def observe(self, names: Sequence[str], position, velocity, *, sample_ns: int, arrival_ns: int) -> str:
+        """As `TwinEstimator.observe`; while ``deferring``, a common-path sample waits for the fleet's batch."""
+        self._prepared = None
+        if self.deferring:
+            self.flush()  # one deferred sample per robot and batch: an earlier one is fused first (order kept)
+            idx, full = self._indices(names)  # raises ValueError for names that are not the model's
+            s = self.settings
+            t_filter = self._t_filter
+            if full and t_filter is not None and sample_ns >= t_filter and self.filter.initialized.all():
+                if (sample_ns - t_filter) * 1e-9 <= s.stale_after_s:
+                    q = np.asarray(position, dtype=np.float64)
+                    qd = None if velocity is None else np.asarray(velocity, dtype=np.float64)
+                    if self._plausible(idx, q, qd):
+                        self.deferred = (q, qd if s.use_velocity else None, int(sample_ns), int(arrival_ns))
+                        return ObserveResult.FUSED
+        return super().observe(names, position, velocity, sample_ns=sample_ns, arrival_ns=arrival_ns)
+
+    def flush(self) -> None:
+        """Fuse the deferred sample on its own (the per-robot path), if there is one."""
+        if self.deferred is None:
+            return
+        q, qd, sample_ns, arrival_ns = self.deferred
+        self.deferred = None
+        super().observe(self.model.dof_names, q, qd, sample_ns=sample_ns, arrival_ns=arrival_ns)
+
+    def _commit(self, q: np.ndarray, qd: np.ndarray | None, sample_ns: int, arrival_ns: int, gated: np.ndarray) -> None:
+        """The bookkeeping of `TwinEstimator.observe`/`_fuse` after a batched predict + update of every joint
+        (``gated: [ndof]`` bool from the update); the filter's x, P, r are already this robot's rows."""
+        s = self.settings
+        self._last_arrival = arrival_ns if self._last_arrival is None else max(self._last_arrival, arrival_ns)
+        self._t_filter = sample_ns
+        self.stats.fused += 1
+        if gated.any():
+            streak = self._gate_streak
+            streak[~gated] = 0
+            streak[gated] += 1
+            for j in np.flatnonzero(gated):
+                self.stats.gated[self.model.dof_names[j]] += 1
+            stuck = streak >= s.gate_reset_after
+            if stuck.any():
+                self.filter.initialize(stuck, q, qd)
+                streak[stuck] = 0
+                self.stats.joint_resets += int(stuck.sum())
+        elif self._streaking:
+            self._gate_streak[:] = 0
+        self._streaking = bool(self._gate_streak.any())
+        if self._max_lag_ns > 0:
+            self._history.append(sample_ns, q, qd, self._all_joints, self._filter_state())
+
+    # ---- snapshots ------------------------------------------------------------------------------------------
+    def snapshot(self, t_ns: int, *, target: np.ndarray | None = None) -> TwinSnapshot:
+        """As `TwinEstimator.snapshot`; returns the fleet's prepared snapshot when it is for ``t_ns``."""
+        prepared, self._prepared = self._prepared, None
+        if self.deferred is not None:  # the batch step did not run for this robot: fuse its sample on its own
+            self.flush()
+            prepared = None
+        if prepared is not None and prepared.t_ns == t_ns and target is None:
+            return prepared
+        return super().snapshot(t_ns, target=target)
+
+    def set_link(self, *, connected: bool | None = None, robot_online: bool | None = None) -> None:  # noqa: D102
+        self._prepared = None  # the prepared snapshot's health may change
+        super().set_link(connected=connected, robot_online=robot_online)
+
+    def reset(self, *, count: bool = True) -> None:  # noqa: D102 - see TwinEstimator.reset
+        self.deferred = None
+        self._prepared = None
+        super().reset(count=count)
+
+
+def _groups(estimators: Iterable[BatchedEstimator], key) -> dict[Any, list[BatchedEstimator]]:
+    groups: dict[Any, list[BatchedEstimator]] = {}
+    for e in estimators:
+        groups.setdefault(key(e), []).append(e)
+    return groups
+
+
+def fuse_deferred(estimators: Iterable[BatchedEstimator]) -> int:
+    """Fuse every deferred sample of ``estimators`` in batched predict + update steps (one per model, settings
+    and velocity-or-not group); returns how many samples were fused. A robot without one is left as it is."""
+    waiting = [e for e in estimators if e.deferred is not None]
+    fused = 0
+    for group in _groups(waiting, lambda e: (e.model.ndof, id(e.settings), e.deferred[1] is None)).values():
+        s = group[0].settings
+        n = group[0].model.ndof
+        kf = FleetKalman(len(group), n, jerk_psd=s.jerk_psd, sigma_q=s.sigma_q, sigma_qd=s.sigma_qd,
+                         gate_chi2=s.gate_chi2, noise_adapt_rate=s.noise_adapt_rate)  # fmt: skip
+        kf.x = np.concatenate([e.filter.x for e in group])
+        kf.P = np.concatenate([e.filter.P for e in group])
+        kf.r = np.concatenate([e.filter.r for e in group])
+        kf.r_floor = np.concatenate([e.filter.r_floor for e in group])
+        kf.jerk_psd = np.concatenate([e.filter.jerk_psd for e in group])
+        kf.initialized[:] = True
+        samples = [e.deferred for e in group]
+        dt = np.array([(d[2] - e._t_filter) * 1e-9 for e, d in zip(group, samples, strict=True)])
+        kf.predict_each(kf.per_joint(dt))
+        q = np.concatenate([d[0] for d in samples])
+        qd = None if samples[0][1] is None else np.concatenate([d[1] for d in samples])
+        gated = kf.update(q, qd)
+        for r, (e, (rq, rqd, sample_ns, arrival_ns)) in enumerate(zip(group, samples, strict=True)):
+            rows = slice(r * n, (r + 1) * n)
+            e.deferred = None  # cleared only now: if the batch failed, each robot fuses its sample on its own
+            e.filter.x, e.filter.P, e.filter.r = kf.x[rows], kf.P[rows], kf.r[rows]
+            e._commit(rq, rqd, sample_ns, arrival_ns, gated[rows])
+        fused += len(group)
+    return fused
+
+
+def prepare_snapshots(estimators: Iterable[BatchedEstimator], t_ns: int) -> int:
+    """Predict every running estimator of ``estimators`` to twin time ``t_ns`` at once and keep the result as
+    its next `snapshot(t_ns)`; returns how many were prepared. Same values as `TwinEstimator.snapshot`."""
+    running = [e for e in estimators if e._t_filter is not None and e.deferred is None]
+    done = 0
+    for group in _groups(running, lambda e: (id(e.model), id(e.settings))).values():
+        _prepare_group(group, int(t_ns))
+        done += len(group)
+    return done
+
+
+def _prepare_group(group: list[BatchedEstimator], t_ns: int) -> None:
+    """`TwinEstimator.snapshot` for robots of one model and one settings object, batched (``R`` robots, ``n``
+    joints each): the constant-acceleration prediction over each robot's horizon, the bounded coasting of
+    `TwinEstimator._coasted`, the covariance, the joint limits."""
+    model, s = group[0].model, group[0].settings
+    R, n = len(group), model.ndof
+    X = np.concatenate([e.filter.x for e in group])  # [R*n, 3]
+    P = np.concatenate([e.filter.P for e in group])  # [R*n, 3, 3]
+    jerk = np.concatenate([e.filter.jerk_psd for e in group])
+    horizon = np.maximum(0.0, np.array([(t_ns - e._t_filter) * 1e-9 for e in group]))  # [R] s
+    cap = s.max_extrapolation_s
+    free = np.minimum(horizon, min(s.coast_after_s, cap))
+    h = np.repeat(horizon, n)
+    f = _transitions(h)
+    x_ca = (f @ X[:, :, None])[:, :, 0]
+    P = f @ P @ f.transpose(0, 2, 1) + _process_noise(h, jerk)
+    x = (_transitions(np.repeat(free, n)) @ X[:, :, None])[:, :, 0]
+    coast = np.repeat(np.minimum(horizon, cap) - free, n)
+    coasting = coast > 0.0
+    if coasting.any():
+        tau = s.coast_time_constant_s
+        v = x[coasting, 1].copy()
+        if tau > 0.0:
+            decay = np.exp(-coast[coasting] / tau)
+            x[coasting, 0] += v * tau * (1.0 - decay)
+            x[coasting, 1] = v * decay
+            x[coasting, 2] = -x[coasting, 1] / tau
+        else:
+            x[coasting, 1:] = 0.0
+    held = np.repeat(horizon > cap, n)
+    x[held, 1:] = 0.0
+    P[:, 0, 0] += (x_ca[:, 0] - x[:, 0]) ** 2
+    P[:, 1, 1] += (x_ca[:, 1] - x[:, 1]) ** 2
+    x = x.reshape(R, n, 3)
+    P = P.reshape(R, n, 3, 3)
+    cov = np.zeros((R, 2 * n, 2 * n))
+    j = np.arange(n)
+    cov[:, j, j] = P[:, :, 0, 0]
+    cov[:, n + j, n + j] = P[:, :, 1, 1]
+    cov[:, j, n + j] = cov[:, n + j, j] = P[:, :, 0, 1]
+    sigma_t = s.time_sigma_s
+    if sigma_t > 0:
+        shift = np.concatenate([x[:, :, 1], x[:, :, 2]], axis=1)  # [R, 2n]
+        cov += (shift[:, :, None] * shift[:, None, :]) * sigma_t**2
+    for r, e in enumerate(group):
+        uninit = ~e.filter.initialized
+        if np.any(uninit):
+            x[r, uninit, 0] = model.clip_to_limits(np.array(model.drive_target))[uninit]
+            k = np.flatnonzero(uninit)
+            c = cov[r]
+            c[k, :] = c[:, k] = c[n + k, :] = c[:, n + k] = 0.0
+            c[k, k] = c[n + k, n + k] = 1e6
+    above, below = x[:, :, 0] > model.upper, x[:, :, 0] < model.lower
+    x[:, :, 0] = np.clip(x[:, :, 0], model.lower, model.upper)
+    outward = (above & (x[:, :, 1] > 0)) | (below & (x[:, :, 1] < 0))
+    x[outward, 1:] = 0.0
+    for r, e in enumerate(group):
+        e._prepared = TwinSnapshot(
+            t_ns=t_ns,
+            q=x[r, :, 0].copy(),
+            qd=x[r, :, 1].copy(),
+            qdd=x[r, :, 2].copy(),
+            covariance=cov[r],
+            health=e.health(t_ns),
+            model=model,
+            target=None,
+            age_s=(t_ns - e._last_arrival) * 1e-9,
+        )
