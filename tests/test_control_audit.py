@@ -52,7 +52,7 @@ def _write_session(path: Path, panda, *, seconds: float = 3.0) -> None:
         now_ns=lambda: now[0],
     )
     n = panda.ndof
-    snap = TwinSnapshot(0, np.zeros(n), np.zeros(n), np.zeros(n), np.eye(2 * n) * 1e-8, Health.OK, panda)
+    snap = TwinSnapshot(0, np.zeros(n), np.zeros(n), np.zeros(n), np.eye(2 * n) * 1e-8, Health.OK, panda, age_s=0.01)
     clock = SimpleNamespace(ready=True, to_robot_ns=lambda t: t)
     move = gate.send(MoveTo(("joint1",), (0.1,), 1.0), snapshot=snap, publish=lambda p: True, clock=clock,
                      requester="operator-a")  # fmt: skip

@@ -103,6 +103,22 @@ def test_a_move_faster_than_the_speed_bound_is_refused_with_the_duration_that_wo
     assert preflight.check(_move(panda, target=distance, duration=need), _snapshot(panda)).allowed
 
 
+def test_a_move_to_during_a_telemetry_gap_is_refused_as_state_not_simulated(panda, preflight):
+    """Health still ok but the newest sample 0.2 s old (> max_state_age_s 0.1) with the grown velocity spread: refused
+    'state' naming the age and the widest joint, and the engine is not asked; a speed override is still allowed, and
+    the same move from a fresh snapshot is simulated and passes."""
+    n = panda.ndof
+    spread = np.eye(2 * n) * 1e-8
+    spread[n + 7, n + 7] = 1.5**2  # a finger's velocity std after a gap, m/s
+    gap = TwinSnapshot(0, _snapshot(panda).q, np.zeros(n), np.zeros(n), spread, Health.OK, panda, age_s=0.2)
+    verdict = preflight.check(_move(panda), gap)
+    assert (verdict.allowed, verdict.check) == (False, "state"), verdict
+    assert "200 ms" in verdict.message and panda.dof_names[7] in verdict.message and "max_state_age_s" in verdict.fix
+    assert preflight.evaluate.calls == 0
+    assert preflight.check(SpeedOverride(0.5), gap).allowed
+    assert preflight.check(_move(panda), _snapshot(panda)).allowed and preflight.evaluate.calls == 1
+
+
 @pytest.mark.parametrize("health", [Health.STALE, Health.LOST])
 def test_a_command_while_the_twin_is_not_ok_is_refused_but_stop_is_always_allowed(panda, preflight, health):
     """A stale or lost twin refuses move_to and speed override ('health'); stop passes with no snapshot at all and

@@ -44,7 +44,7 @@ class _Twin:
     def __init__(self, panda, gate="open", snapshot=None):
         n = panda.ndof
         self.snapshot = snapshot or TwinSnapshot(0, np.zeros(n), np.zeros(n), np.zeros(n), np.eye(2 * n) * 1e-8,
-                                                 Health.OK, panda)  # fmt: skip
+                                                 Health.OK, panda, age_s=0.01)  # fmt: skip
         self.commands = CommandGate(Preflight(panda, ControlSettings(), evaluate=_pass), audit=CommandLog(),
                                     now_ns=time.monotonic_ns)  # fmt: skip
         self.gate = gate

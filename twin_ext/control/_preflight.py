@@ -10,7 +10,9 @@ Order of the checks (the first that fails names itself in `CommandRefused.check`
 3. ``joints`` exist; ``limits``: move_to targets lie inside the limits by ``position_margin_*``; ``duration``
    within ``[min_duration_s, max_duration_s]``; ``speed``: the move's peak speed (minimum-jerk) at most
    ``max_speed_fraction`` of each joint's velocity limit; ``speed_override`` at most ``max_speed_override``.
-4. ``simulation`` (move_to): the what-if engine runs the move from the current snapshot, initial states drawn
+4. ``state`` (move_to): the newest sample is at most ``max_state_age_s`` old (in a gap the velocity spread grows
+   while health is still ok, and the simulation would test that spread rather than the move).
+5. ``simulation`` (move_to): the what-if engine runs the move from the current snapshot, initial states drawn
    from its covariance; refused when P(violation) > ``max_violation_probability`` or the verdict is unknown.
 
 Resume and speed override are bounded but not simulated: the twin knows the robot's joints, not its program.
@@ -246,6 +248,20 @@ class Preflight:
                     f"above {s.max_speed_fraction:g} x its limit {limit:.3g}/s",
                     f"use duration_s >= {math.ceil(need * 100) / 100:g}",
                 )
+        if not snapshot.age_s <= s.max_state_age_s:
+            # In a gap the velocity spread grows by the motion model while health is still ok; a simulation drawn
+            # from it would fail on that spread (often a slow joint's speed limit at t = 0), not on the move.
+            n = snapshot.model.ndof
+            qd_std = np.sqrt(np.clip(np.diag(snapshot.covariance)[n : 2 * n], 0.0, None))
+            worst = int(np.argmax(qd_std))
+            return _refuse(
+                "state",
+                f"the twin's newest sample is {snapshot.age_s * 1e3:.0f} ms old (velocity std up to "
+                f"{qd_std[worst]:.3g}/s on {snapshot.model.dof_names[worst]}), so the simulation would test the "
+                "estimate's spread rather than the move",
+                f"send again once telemetry is fresh (newest sample <= [control] max_state_age_s = "
+                f"{s.max_state_age_s:g} s)",
+            )
         if self.evaluate is None:
             return _refuse(
                 "simulation",

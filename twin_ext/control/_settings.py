@@ -35,6 +35,10 @@ class ControlSettings:
     """Longest move_to accepted, s."""
     max_speed_override: float = 1.0
     """Largest speed override the twin sends (dimensionless)."""
+    max_state_age_s: float = 0.1
+    """A move_to is refused (check ``state``) while the twin's newest sample is older than this, s: in a gap the
+    velocity spread grows by the motion model (to ~1.5 rad/s std after 0.24 s, while health is still ``ok``), and a
+    simulation drawn from that spread fails on it rather than on the move."""
     require_clock_sync: bool = True
     """Refuse leased commands while the clock sync is not ready (a lease in the robot's clock needs it)."""
     lease_margin_s: float = 1.0
@@ -59,7 +63,7 @@ class ControlSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("min_duration_s", "max_duration_s", "ack_timeout_s", "max_speed_override"):
+        for name in ("min_duration_s", "max_duration_s", "ack_timeout_s", "max_speed_override", "max_state_age_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
