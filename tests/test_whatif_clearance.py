@@ -379,3 +379,35 @@ def test_a_missing_scene_or_a_bad_part_size_is_refused_naming_the_setting(panda)
         Payload("hand", 1.0, size=(0.1, -0.1, 0.1))
     with pytest.raises(ValueError, match="allowed_collisions"):
         WhatIfSettings(allowed_collisions=(("link5",),))
+
+
+def test_clearance_checked_in_the_worker_pool_equals_the_in_process_check(panda):
+    """With the worker pool each worker checks the worlds it rolled out (chunks of worlds over two processes); the
+    distances, nearest obstacles and verdicts equal exactly those of the in-process check of the same request (a
+    scene with boxes and a mesh, 18 variants, a sized part on half of them, one colliding)."""
+    from twin_ext.collision import load_scene
+
+    cell = load_scene("usd/scenes/pick_place_cell.usda", exclude=("/panda",))
+    mesh, _ = _collider("mesh", np.random.default_rng(5), near=(0.5, 0.25, 0.3))
+    scene = SceneColliders((*cell.colliders, mesh), source=cell.source)
+    bar = Payload("hand", 1.0, com=(0.0, 0.0, 0.095), size=(0.30, 0.03, 0.02))
+    variants = tuple(  # 18 worlds: 8 chunks of 2-3 worlds over the two workers
+        Variant(f"speed {s:g} kp {k:g} part {p}", speed_scale=s, kp_scale=k, payloads=(bar,) if p else ())
+        for p in (True, False)
+        for s in (1.0, 1.25, 0.8)
+        for k in (1.0, 0.8, 1.2)
+    )
+    scenario = Scenario(
+        "split", TrajectoryCommand(JointTrajectory.from_toml(PICK_PLACE), start=4.2), variants=variants, duration=1.5
+    )
+    reports = [
+        WhatIfEngine(panda, settings=WhatIfSettings(use_process_pool=pool, workers=2), scene=scene).run(scenario)
+        for pool in (True, False)
+    ]
+    pooled, local = (r.clearance for r in reports)
+    assert pooled.distance.shape == (18, 150, panda.nlink)
+    np.testing.assert_array_equal(pooled.distance, local.distance)
+    np.testing.assert_array_equal(pooled.obstacle, local.obstacle)
+    assert [v.to_dict() for v in reports[0].variants] == [v.to_dict() for v in reports[1].variants]
+    assert reports[0].variants[0].by_kind["collision"].samples == 1  # the long part hits the fixture
+    assert reports[0].variants[-1].by_kind["collision"].samples == 0

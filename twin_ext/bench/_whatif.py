@@ -2,7 +2,7 @@
 """What-if benchmark: our Warp engine against a like-for-like ``mujoco.rollout`` on three arms, in one run.
 
     python -m twin_ext.bench whatif [--json] [--worlds 1024] [--steps 1000] [--repeats 3] [--robots panda,ur5e,kinova_gen3]
-                                    [--no-cold] [--quick]
+                                    [--no-cold] [--quick] [--clearance-only]
 
 Throughput, per robot: the Franka Panda (9 dof, the shipped pick-and-place program), the UR5e (6 dof) and the
 Kinova Gen3 (7 dof; both a smooth sine move around home). Ours reads the shipped USD (``usd/<robot>/``), MuJoCo
@@ -86,6 +86,11 @@ def _parse(argv):
     p.add_argument("--requests", type=int, default=20, help="warm interactive requests timed (default 20)")
     p.add_argument("--no-cold", action="store_true", help="skip the cold-start measurement (it compiles, ~15 s)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, not a measurement)")
+    p.add_argument(
+        "--clearance-only",
+        action="store_true",
+        help="only the interactive request with and without clearance (its own anchor; --requests applies)",
+    )
     names = ",".join(r.name for r in bench_robots())
     p.add_argument("--robots", default=names, help=f"comma-separated robots to time (default {names})")
     args = p.parse_args(argv)
@@ -400,6 +405,12 @@ def _start_up(cache: str | None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.clearance_only:
+        from ._whatif_clearance import clearance_text, run_clearance_bench
+
+        section = run_clearance_bench(requests=args.requests, steps=100 if args.quick else 1000)
+        print(json.dumps({"interactive_clearance": section}, indent=2) if args.json else clearance_text(section))
+        return 0
     from ..robot import load_robot
     from ..whatif import WhatIfEngine, WhatIfSettings
 

@@ -6,9 +6,11 @@
 
 One batched kernel over the recorded states (one thread per world and record, the least invasive choice: the
 rollout kernel is untouched, and the check costs one pass over states already recorded; the measurement is in
-docs/whatif.md "Clearance"). Per state the thread computes the link poses (forward kinematics of the model's
-joint frames), moves the link spheres into the world and takes, for each link, the smallest signed distance to
-any scene collider (exact signed distance functions for boxes, spheres, capsules and cylinders; ``wp.Mesh``
+docs/whatif.md "Clearance"). With the what-if worker pool each worker runs it on the worlds it has just rolled
+out (`ClearanceKernel`, built from the checker's NumPy `ClearanceChecker.spec`), so both cores share it; the
+states are independent, so the split changes no result. Per state the thread computes the link poses (forward
+kinematics of the model's joint frames), moves the link spheres into the world and takes, for each link, the
+smallest signed distance to any scene collider (exact signed distance functions for boxes, spheres, capsules and cylinders; ``wp.Mesh``
 closest-point queries with its BVH and winding-number sign for meshes) and to the spheres of every link it is
 paired with. Bounding spheres per link and per collider skip work that cannot beat the current minimum.
 Distances are float32 (sub-micrometre at arm scale); beyond ``cutoff`` they are reported as ``cutoff``.
@@ -19,7 +21,9 @@ by at most the link's `RobotSpheres.excess`.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +31,7 @@ import numpy as np
 from ..robot import JointType, RobotModel, invert_transform
 from ._kernels import init_warp
 
-__all__ = ["CUTOFF_M", "HORIZON_M", "SELF_CUTOFF_M", "Clearance", "ClearanceChecker"]
+__all__ = ["CUTOFF_M", "HORIZON_M", "SELF_CUTOFF_M", "Clearance", "ClearanceChecker", "ClearanceKernel"]
 
 CUTOFF_M = 1.0
 """Distances to the scene are exact up to this, m; farther ones are reported as this value."""
@@ -184,6 +188,9 @@ def _build_kernel():
         part_radius: wp.array(dtype=wp.float32),
         # Scratch:
         pose: wp.array2d(dtype=wp.transform),
+        bound_w: wp.array2d(dtype=wp.vec3),
+        cap_p_w: wp.array2d(dtype=wp.vec3),
+        cap_q_w: wp.array2d(dtype=wp.vec3),
         # Data out:
         dist_out: wp.array2d(dtype=wp.float32),
         which_out: wp.array2d(dtype=wp.int32),
@@ -202,12 +209,16 @@ def _build_kernel():
             if p >= 0:
                 x = wp.transform_multiply(pose[s, p], x)
             pose[s, i] = x
+            # each link's bounding sphere centre and capsule in the world once per state, not once per pair
+            bound_w[s, i] = wp.transform_point(x, bound_centre[i])
+            cap_p_w[s, i] = wp.transform_point(x, cap_p[i])
+            cap_q_w[s, i] = wp.transform_point(x, cap_q[i])
             dist_out[s, i] = cutoff
             which_out[s, i] = -1
         for i in range(nlink):
             if scene_link[i] == 0:
                 continue
-            bc = wp.transform_point(pose[s, i], bound_centre[i])
+            bc = bound_w[s, i]
             best = cutoff
             who = int(-1)  # noqa: UP018 - a dynamic variable for Warp
             for j in range(ncol):
@@ -250,16 +261,9 @@ def _build_kernel():
             a = pair_a[n]
             b = pair_b[n]
             limit = wp.min(wp.max(dist_out[s, a], dist_out[s, b]), self_cutoff)
-            ca = wp.transform_point(pose[s, a], bound_centre[a])
-            cb = wp.transform_point(pose[s, b], bound_centre[b])
-            if wp.length(ca - cb) - bound_radius[a] - bound_radius[b] >= limit:
+            if wp.length(bound_w[s, a] - bound_w[s, b]) - bound_radius[a] - bound_radius[b] >= limit:
                 continue
-            low = segment_distance(
-                wp.transform_point(pose[s, a], cap_p[a]),
-                wp.transform_point(pose[s, a], cap_q[a]),
-                wp.transform_point(pose[s, b], cap_p[b]),
-                wp.transform_point(pose[s, b], cap_q[b]),
-            )
+            low = segment_distance(cap_p_w[s, a], cap_q_w[s, a], cap_p_w[s, b], cap_q_w[s, b])
             if low - cap_r[a] - cap_r[b] >= limit:  # bounding capsules apart: so are the spheres
                 continue
             best = limit
@@ -270,8 +274,15 @@ def _build_kernel():
                 # a sphere of a that cannot come nearer than the best so far to b's bounding capsule is skipped
                 if segment_distance(pa, pa, cap_p[b], cap_q[b]) - sphere_radius[ka] - cap_r[b] >= best:
                     continue
+                ra = sphere_radius[ka]
                 for kb in range(sphere_start[b], sphere_start[b + 1]):
-                    d = wp.length(pa - sphere_centre[kb]) - sphere_radius[ka] - sphere_radius[kb]
+                    diff = pa - sphere_centre[kb]
+                    # no square root for a pair that cannot beat the best (squared test, with a margin far above
+                    # float32 round-off at arm scale: it never drops the pair that gives the minimum)
+                    reach = best + ra + sphere_radius[kb] + 1.0e-5
+                    if reach > 0.0 and wp.dot(diff, diff) >= reach * reach:
+                        continue
+                    d = wp.length(diff) - ra - sphere_radius[kb]
                     best = wp.min(best, d)
             if best < limit and best < dist_out[s, a]:
                 dist_out[s, a] = best
@@ -314,6 +325,7 @@ class Clearance:
     min_clearance: float
     excess: np.ndarray
     compute_seconds: float = 0.0
+    """s, the kernel's time (summed over the worker processes when the pool checked the states)."""
     scene: str = ""
     """The scene's USD file ("" without a file)."""
 
@@ -420,6 +432,133 @@ def _bounding_capsules(centres: np.ndarray, radii: np.ndarray, start: np.ndarray
     return p, q, r
 
 
+_MODEL_ARGS = (
+    ("link_parent", "i32"),
+    ("link_dof", "i32"),
+    ("link_kind", "i32"),
+    ("link_axis", "vec3"),
+    ("parent_frame", "transform"),
+    ("child_inv", "transform"),
+    ("sphere_start", "i32"),
+    ("sphere_centre", "vec3"),
+    ("sphere_radius", "f32"),
+    ("bound_centre", "vec3"),
+    ("bound_radius", "f32"),
+    ("cap_p", "vec3"),
+    ("cap_q", "vec3"),
+    ("cap_r", "f32"),
+    ("scene_link", "i32"),
+    ("col_kind", "i32"),
+    ("col_inv", "transform"),
+    ("col_size", "vec3"),
+    ("col_mesh", "mesh"),
+    ("col_centre", "vec3"),
+    ("col_radius", "f32"),
+    ("pair_a", "i32"),
+    ("pair_b", "i32"),
+)
+"""The kernel's model arguments in order, with their Warp types (``mesh``: ``wp.uint64`` ids of `wp.Mesh` es)."""
+
+
+class ClearanceKernel:
+    """One checker's model as Warp arrays on one device, and the kernel launch over a batch of states.
+
+    Built from `ClearanceChecker.spec` (plain NumPy, picklable), so the what-if worker processes run the very
+    launch the calling process runs: each thread is one state and independent of the others, so any split of
+    the states gives bit-identical distances.
+
+    Args:
+        spec: ``{"arrays": {name: ndarray}, "meshes": [(points [n, 3] m, triangles [m, 3]) | None per collider],
+            "cutoff", "self_cutoff", "horizon" m, "nlink", "ndof"}``.
+        device: Warp device.
+    """
+
+    def __init__(self, spec: dict, device: str = "cpu") -> None:
+        wp = init_warp()
+        self.device = device
+        self.nlink, self.ndof = int(spec["nlink"]), int(spec["ndof"])
+        self.cutoff, self.self_cutoff, self.horizon = (
+            float(spec["cutoff"]),
+            float(spec["self_cutoff"]),
+            float(spec["horizon"]),
+        )
+        self._meshes = []
+        ids = []
+        for m in spec["meshes"]:
+            if m is None:
+                ids.append(0)
+                continue
+            points, triangles = m
+            mesh = wp.Mesh(
+                points=wp.array(np.asarray(points, dtype=np.float32), dtype=wp.vec3, device=device),
+                indices=wp.array(np.asarray(triangles, dtype=np.int32).reshape(-1), dtype=wp.int32, device=device),
+                support_winding_number=True,
+            )
+            self._meshes.append(mesh)  # keep alive: the kernel holds only its id
+            ids.append(mesh.id)
+        types = {"i32": wp.int32, "f32": wp.float32, "vec3": wp.vec3, "transform": wp.transform}
+        self._model = []
+        for name, kind in _MODEL_ARGS:
+            if kind == "mesh":
+                self._model.append(wp.array(np.array(ids, dtype=np.uint64), dtype=wp.uint64, device=device))
+            else:
+                host = np.ascontiguousarray(spec["arrays"][name], dtype=np.int32 if kind == "i32" else np.float32)
+                self._model.append(wp.array(host, dtype=types[kind], device=device))
+        self._pose = None
+
+    def launch(self, q: np.ndarray, nrecord: int, world_variant: np.ndarray, parts, dist_out, which_out) -> None:
+        """Distances at the states ``q`` (``[nstate, ndof]`` rad|m, world-major: ``nstate = nworld * nrecord``).
+
+        Args:
+            world_variant: ``[nworld]`` int, the variant of each world (indexes ``parts``).
+            parts: `ClearanceChecker.part_arrays` (the variants' carried parts).
+            dist_out: ``[nstate, nlink]`` float32 m, written. which_out: ``[nstate, nlink]`` int32, written.
+        """
+        wp = init_warp()
+        nstate = int(q.shape[0])
+        if nstate == 0:
+            return
+        cpu = str(self.device).startswith("cpu")
+        if self._pose is None or self._pose.shape[0] < nstate:  # scratch: link poses, bounds and capsules
+            size = (max(nstate, 1024), self.nlink)
+            self._pose = wp.empty(size, dtype=wp.transform, device=self.device)
+            self._world = [wp.empty(size, dtype=wp.vec3, device=self.device) for _ in range(3)]
+
+        def out(a, dtype):
+            if cpu and a.flags.c_contiguous:  # written in place (shared memory in a worker)
+                return wp.array(a, dtype=dtype, copy=False, device=self.device)
+            return wp.empty(a.shape, dtype=dtype, device=self.device)
+
+        d_out, w_out = out(dist_out, wp.float32), out(which_out, wp.int32)
+        p_start, p_link, p_centre, p_radius = parts
+        wp.launch(
+            get_clearance_kernel(),
+            dim=nstate,
+            inputs=[
+                *self._model,
+                self.cutoff,
+                self.self_cutoff,
+                self.horizon,
+                int(nrecord),
+                wp.array(np.ascontiguousarray(q, dtype=np.float32), dtype=wp.float32, device=self.device),
+                wp.array(np.ascontiguousarray(world_variant, dtype=np.int32), dtype=wp.int32, device=self.device),
+                wp.array(np.ascontiguousarray(p_start, dtype=np.int32), dtype=wp.int32, device=self.device),
+                wp.array(np.ascontiguousarray(p_link, dtype=np.int32), dtype=wp.int32, device=self.device),
+                wp.array(np.asarray(p_centre, dtype=np.float32).reshape(-1, 3), dtype=wp.vec3, device=self.device),
+                wp.array(np.ascontiguousarray(p_radius, dtype=np.float32), dtype=wp.float32, device=self.device),
+                self._pose,
+                *self._world,
+                d_out,
+                w_out,
+            ],
+            device=self.device,
+        )
+        if not (cpu and dist_out.flags.c_contiguous):
+            dist_out[...] = d_out.numpy()
+        if not (cpu and which_out.flags.c_contiguous):
+            which_out[...] = w_out.numpy()
+
+
 class ClearanceChecker:
     """Robot sphere sets and scene colliders as Warp arrays, and the batched clearance kernel over states.
 
@@ -428,10 +567,12 @@ class ClearanceChecker:
         scene: `twin_ext.collision.SceneColliders` (None: self collision only).
         min_clearance: m, the ``clearance`` threshold reported with results.
         device: Warp device.
+
+    Attributes:
+        spec: the model as plain NumPy (see `ClearanceKernel`), for worker processes; ``key`` names it (a digest).
     """
 
     def __init__(self, robot: RobotModel, spheres, scene=None, *, min_clearance: float = 0.01, device: str = "cpu"):
-        wp = init_warp()
         self.robot, self.spheres, self.scene = robot, spheres, scene
         self.min_clearance = float(min_clearance)
         self.self_cutoff = float(max(SELF_CUTOFF_M, 2.0 * self.min_clearance))
@@ -444,9 +585,9 @@ class ClearanceChecker:
         pf = np.asarray(robot.joint_parent_frame, dtype=np.float64)
         ci = invert_transform(np.asarray(robot.joint_child_frame, dtype=np.float64))
 
-        def transforms(x: np.ndarray):
-            arr = np.concatenate([x[:, :3, 3], _matrix_to_xyzw(x[:, :3, :3])], axis=1).astype(np.float32)
-            return wp.array(arr, dtype=wp.transform, device=device)
+        def transforms(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, dtype=np.float64).reshape(-1, 4, 4)
+            return np.concatenate([x[:, :3, 3], _matrix_to_xyzw(x[:, :3, :3])], axis=1).astype(np.float32)
 
         order = np.argsort(spheres.sphere_link, kind="stable")
         link_of = np.asarray(spheres.sphere_link)[order]
@@ -462,61 +603,70 @@ class ClearanceChecker:
                 br[i] = float((np.linalg.norm(c - bc[i], axis=1) + r).max())
         cap_p, cap_q, cap_r = _bounding_capsules(centres, radii, start)
         colliders = scene.colliders if scene is not None else ()
-        self._meshes = []
-        c_kind, c_inv, c_size, c_mesh, c_centre, c_radius = [], [], [], [], [], []
+        meshes = []
+        c_kind, c_inv, c_size, c_centre, c_radius = [], [], [], [], []
         for col in colliders:
             c_kind.append(_KIND[col.kind])
             c_inv.append(invert_transform(col.pose))
             c_size.append(col.size)
-            if col.kind == "mesh":
-                mesh = wp.Mesh(
-                    points=wp.array(col.points.astype(np.float32), dtype=wp.vec3, device=device),
-                    indices=wp.array(col.triangles.astype(np.int32).reshape(-1), dtype=wp.int32, device=device),
-                    support_winding_number=True,
-                )
-                self._meshes.append(mesh)  # keep alive: the kernel holds only its id
-                c_mesh.append(mesh.id)
-            else:
-                c_mesh.append(0)
+            meshes.append(
+                (np.asarray(col.points, np.float32), np.asarray(col.triangles, np.int32))
+                if col.kind == "mesh"
+                else None
+            )
             cen, rad = col.bounding_sphere()
             c_centre.append(cen)
             c_radius.append(rad)
         ncol = len(colliders)
 
-        def f32(x, dtype, shape):
-            return wp.array(np.asarray(x, dtype=np.float32).reshape(shape), dtype=dtype, device=device)
+        def f32(x, shape):
+            return np.asarray(x, dtype=np.float32).reshape(shape)
 
         def i32(x):
-            return wp.array(np.asarray(x, dtype=np.int32).reshape(-1), dtype=wp.int32, device=device)
+            return np.asarray(x, dtype=np.int32).reshape(-1)
 
-        self._model = dict(
+        arrays = dict(
             link_parent=i32(robot.link_parent),
             link_dof=i32(np.maximum(robot.link_dof, 0)),
             link_kind=i32(kind),
-            link_axis=f32(robot.joint_axis, wp.vec3, (n, 3)),
+            link_axis=f32(robot.joint_axis, (n, 3)),
             parent_frame=transforms(pf),
             child_inv=transforms(ci),
             sphere_start=i32(start),
-            sphere_centre=f32(centres, wp.vec3, (-1, 3)),
-            sphere_radius=f32(radii, wp.float32, (-1,)),
-            bound_centre=f32(bc, wp.vec3, (n, 3)),
-            bound_radius=f32(br, wp.float32, (n,)),
-            cap_p=f32(cap_p, wp.vec3, (n, 3)),
-            cap_q=f32(cap_q, wp.vec3, (n, 3)),
-            cap_r=f32(cap_r, wp.float32, (n,)),
+            sphere_centre=f32(centres, (-1, 3)),
+            sphere_radius=f32(radii, (-1,)),
+            bound_centre=f32(bc, (n, 3)),
+            bound_radius=f32(br, (n,)),
+            cap_p=f32(cap_p, (n, 3)),
+            cap_q=f32(cap_q, (n, 3)),
+            cap_r=f32(cap_r, (n,)),
             scene_link=i32(np.asarray(spheres.scene_links, dtype=np.int32) if ncol else np.zeros(n)),
             col_kind=i32(c_kind),
             col_inv=transforms(np.array(c_inv).reshape(-1, 4, 4)),
-            col_size=f32(np.array(c_size).reshape(-1, 3), wp.vec3, (-1, 3)),
-            col_mesh=wp.array(np.array(c_mesh, dtype=np.uint64), dtype=wp.uint64, device=device),
-            col_centre=f32(np.array(c_centre).reshape(-1, 3), wp.vec3, (-1, 3)),
-            col_radius=f32(c_radius, wp.float32, (-1,)),
+            col_size=f32(np.array(c_size).reshape(-1, 3), (-1, 3)),
+            col_centre=f32(np.array(c_centre).reshape(-1, 3), (-1, 3)),
+            col_radius=f32(c_radius, (-1,)),
             pair_a=i32(spheres.self_pairs[:, 0]),
             pair_b=i32(spheres.self_pairs[:, 1]),
         )
+        self.spec = {
+            "arrays": arrays,
+            "meshes": meshes,
+            "cutoff": float(CUTOFF_M),
+            "self_cutoff": self.self_cutoff,
+            "horizon": self.horizon,
+            "nlink": n,
+            "ndof": robot.ndof,
+        }
+        digest = hashlib.sha1(repr((self.spec["cutoff"], self.self_cutoff, self.horizon, n, robot.ndof)).encode())
+        for name in sorted(arrays):
+            digest.update(name.encode() + arrays[name].tobytes())
+        for m in meshes:
+            digest.update(b"-" if m is None else m[0].tobytes() + m[1].tobytes())
+        self.key = f"clearance-{digest.hexdigest()[:16]}"
+        self._kernel = ClearanceKernel(self.spec, device)
         self.obstacles = tuple(c.path for c in colliders) + tuple(robot.link_paths)
         self._nsphere = len(radii)
-        self._scratch: dict[int, tuple] = {}
         self._part_fits: dict[tuple, tuple] = {}
         # load (on a cold cache: compile, ~5-10 s) the kernel now, not in the first request
         self.evaluate(np.zeros((1, 1, robot.ndof)))
@@ -527,54 +677,33 @@ class ClearanceChecker:
         ``variants`` (`Variant` s) with ``world_variant`` (``[nworld]`` int) add each variant's payloads that have
         a ``size`` as boxes (fitted with spheres) on their links.
         """
-        import time
-
-        wp = init_warp()
         q = np.asarray(q)
         if q.ndim != 3 or q.shape[2] != self.robot.ndof:
             raise ValueError(f"q must be [nworld, nrecord, {self.robot.ndof}], got {q.shape}")
         nworld, nrec, _ = q.shape
-        nstate = nworld * nrec
         n = self.robot.nlink
         t0 = time.perf_counter()
         wv = np.zeros(nworld, dtype=np.int32) if world_variant is None else np.asarray(world_variant, np.int32)
-        parts = self._part_arrays(variants, max(int(wv.max(initial=0)) + 1, len(variants)))
-        dist = np.empty((nstate, n), dtype=np.float32)
-        which = np.empty((nstate, n), dtype=np.int32)
-        if nstate:
-            q_in = wp.array(np.ascontiguousarray(q.reshape(nstate, -1), dtype=np.float32), device=self.device)
-            pose = self._scratch_for(nstate)
-            d_out = wp.empty((nstate, n), dtype=wp.float32, device=self.device)
-            w_out = wp.empty((nstate, n), dtype=wp.int32, device=self.device)
-            wp.launch(
-                get_clearance_kernel(),
-                dim=nstate,
-                inputs=[
-                    *self._model.values(),
-                    float(CUTOFF_M),
-                    self.self_cutoff,
-                    self.horizon,
-                    int(nrec),
-                    q_in,
-                    wp.array(wv, dtype=wp.int32, device=self.device),
-                    *parts,
-                    pose,
-                    d_out,
-                    w_out,
-                ],
-                device=self.device,
-            )
-            dist, which = d_out.numpy(), w_out.numpy()
+        parts = self.part_arrays(variants, max(int(wv.max(initial=0)) + 1, len(variants)))
+        dist = np.empty((nworld, nrec, n), dtype=np.float32)
+        which = np.empty((nworld, nrec, n), dtype=np.int32)
+        self._kernel.launch(q.reshape(nworld * nrec, -1), nrec, wv, parts, dist.reshape(-1, n), which.reshape(-1, n))
+        return self.result(dist, which, t, compute_seconds=time.perf_counter() - t0)
+
+    def result(self, distance: np.ndarray, obstacle: np.ndarray, t=None, *, compute_seconds: float = 0.0) -> Clearance:
+        """A `Clearance` of kernel outputs ``distance`` / ``obstacle`` (``[nworld, nrecord, nlink]``, m / int)
+        computed elsewhere (the what-if workers), at times ``t`` (``[nrecord]`` s; None: record indices)."""
+        nrec = distance.shape[1]
         times = np.asarray(t, dtype=np.float64) if t is not None else np.arange(nrec, dtype=np.float64)
         return Clearance(
             t=times,
             link_names=self.robot.link_names,
             obstacles=self.obstacles,
-            distance=dist.reshape(nworld, nrec, n),
-            obstacle=which.reshape(nworld, nrec, n),
+            distance=distance,
+            obstacle=obstacle,
             min_clearance=self.min_clearance,
             excess=np.asarray(self.spheres.excess),
-            compute_seconds=time.perf_counter() - t0,
+            compute_seconds=compute_seconds,
             scene=str(self.scene.source) if self.scene is not None else "",
         )
 
@@ -618,9 +747,10 @@ class ClearanceChecker:
             self._part_fits[key] = fit_spheres(box_triangles(np.asarray(key) / 2), count)
         return self._part_fits[key]
 
-    def _part_arrays(self, variants, nvariant: int):
-        """Warp arrays of the variants' sized payloads: per variant a range of spheres on their links."""
-        wp = init_warp()
+    def part_arrays(self, variants, nvariant: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The variants' sized payloads as spheres on their links: ``(start [nvariant + 1] int, link [npart] int,
+        centre [npart, 3] m in the link frame, radius [npart] m)``; variant ``v``'s spheres are
+        ``start[v]:start[v + 1]``."""
         start, link, centre, radius = [0], [], [], []
         for v in range(nvariant):
             for p in getattr(variants[v], "payloads", ()) if v < len(variants) else ():
@@ -634,17 +764,8 @@ class ClearanceChecker:
         cen = np.concatenate(centre) if centre else np.zeros((0, 3))
         rad = np.concatenate(radius) if radius else np.zeros(0)
         return (
-            wp.array(np.asarray(start, dtype=np.int32), dtype=wp.int32, device=self.device),
-            wp.array(np.asarray(link, dtype=np.int32), dtype=wp.int32, device=self.device),
-            wp.array(cen.astype(np.float32).reshape(-1, 3), dtype=wp.vec3, device=self.device),
-            wp.array(rad.astype(np.float32), dtype=wp.float32, device=self.device),
+            np.asarray(start, dtype=np.int32),
+            np.asarray(link, dtype=np.int32),
+            cen.astype(np.float32).reshape(-1, 3),
+            rad.astype(np.float32),
         )
-
-    def _scratch_for(self, nstate: int):
-        wp = init_warp()
-        cached = self._scratch.get(0)
-        if cached is None or cached[0] < nstate:
-            size = max(nstate, 1024)
-            cached = (size, wp.empty((size, self.robot.nlink), dtype=wp.transform, device=self.device))
-            self._scratch[0] = cached
-        return cached[1]

@@ -215,7 +215,9 @@ class WhatIfEngine:
                 workers = 0
             t_geom = time.perf_counter()
             if self.has_clearance:
-                self.clearance_checker()  # fit (or load the cached) sphere sets and build the scene's Warp arrays
+                checker = self.clearance_checker()  # fit (or load the cached) sphere sets, build the Warp arrays
+                if self._pool is not None:  # the workers check the states they roll out: load it there too
+                    self._pool.prepare_clearance(checker.key, checker.spec, timeout=max(s.timeout_s, 600.0))
             self._startup = {
                 "seconds": time.perf_counter() - self._t_created,
                 "kernel_seconds": kernel_seconds,
@@ -641,7 +643,14 @@ class WhatIfEngine:
         joint_limits: bool | None = None,
         progress: Callable[[float], None] | None = None,
         cancel: threading.Event | None = None,
+        clearance_variants: Sequence[Variant] | None = None,
     ):
+        """Launch a checked request -> `Rollout` (`Dynamics` in evaluate mode).
+
+        With ``clearance_variants`` (the request's variants, indexed by ``world_set``) -> ``(Rollout, Clearance |
+        None)``: the recorded states' clearance against this engine's scene (None without a scene or records),
+        computed by each worker on the worlds it rolled out (in-process without a pool; same results).
+        """
         s = self.settings
         precision = s.precision
         fdt = np.float64 if precision == "float64" else np.float32
@@ -679,6 +688,16 @@ class WhatIfEngine:
         )
         recorded = ("out_q", "out_qd", "out_tau")
         rec_specs = {name: specs.pop(name) for name in recorded}
+        checker = self.clearance_checker() if clearance_variants is not None and nrec > 0 and not evaluate else None
+        pooled_clearance = None
+        if checker is not None and self._pool is not None:
+            nlink = self.robot.nlink
+            rec_specs["clear_dist"] = ((nworld, nrec, nlink), np.dtype(np.float32).str)
+            rec_specs["clear_which"] = ((nworld, nrec, nlink), i)
+            parts = checker.part_arrays(
+                clearance_variants, max(int(world_set.max(initial=0)) + 1, len(clearance_variants))
+            )
+            pooled_clearance = {"key": checker.key, "spec": checker.spec, "parts": parts}
         layout, nbytes = plan_layout(specs)
         rec_layout, rec_bytes = plan_layout(rec_specs)
         self._check_budget(nbytes + rec_bytes, nworld, nb, nrec, precision)
@@ -732,6 +751,12 @@ class WhatIfEngine:
             arrays["max_track"][...] = 0.0
             for name in ("min_pos_margin", "min_vel_margin", "min_eff_margin"):
                 arrays[name][...] = np.finfo(fdt).max
+            if pooled_clearance is not None:  # chunks a cancel leaves out report "nothing in reach"
+                from ._clearance import CUTOFF_M
+
+                rec_arrays["clear_dist"][...] = CUTOFF_M
+                rec_arrays["clear_which"][...] = -1
+            infos: list[dict] = []
             t0 = time.perf_counter()
             try:
                 if self._pool is not None:
@@ -746,6 +771,8 @@ class WhatIfEngine:
                         timeout=s.timeout_s,
                         progress=progress,
                         cancel=cancel,
+                        clearance=pooled_clearance,
+                        infos=infos,
                     )
                 else:
                     assert self._executor is not None, "this engine was closed"
@@ -774,7 +801,16 @@ class WhatIfEngine:
             del arrays
         if evaluate:
             return Dynamics(qdd=out["eval_qdd"], mass_matrix=out["eval_mass"], bias=out["eval_bias"])
-        return self._make_rollout(out, target_q, dt, steps, record_every, nrec, seconds, completed)
+        clear = (out.pop("clear_dist"), out.pop("clear_which")) if pooled_clearance is not None else None
+        rollout = self._make_rollout(out, target_q, dt, steps, record_every, nrec, seconds, completed)
+        if clearance_variants is None:
+            return rollout
+        if checker is None:
+            return rollout, None
+        if clear is not None:
+            cpu_seconds = sum(x.get("clearance_seconds", 0.0) for x in infos)
+            return rollout, checker.result(*clear, rollout.t, compute_seconds=cpu_seconds)
+        return rollout, checker.evaluate(rollout.q, rollout.t, world_variant=world_set, variants=clearance_variants)
 
     def _check_budget(self, nbytes: int, nworld: int, nb: int, nrec: int, precision: str) -> None:
         total = nbytes + nworld * scratch_bytes_per_world(nb, precision)

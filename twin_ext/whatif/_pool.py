@@ -109,6 +109,7 @@ class _Worker:
         self.ready = False
         self.startup_seconds = float("nan")
         self.models: set[tuple[str, str]] = set()
+        self.clearance: set[str] = set()
         self.arenas: set[str] = set()
 
     def send(self, msg) -> None:
@@ -231,6 +232,19 @@ class WorkerPool:
     def alive(self) -> bool:
         return bool(self._workers) and all(w.proc.poll() is None for w in self._workers)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the live workers have used so far, s; NaN where ``/proc`` is missing. For
+        benchmarks: the difference over a request is its cost in core-seconds, whatever else loads the machine."""
+        total = 0.0
+        try:
+            tick = os.sysconf("SC_CLK_TCK")
+            for worker in self._workers:
+                fields = Path(f"/proc/{worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, AttributeError, IndexError):
+            return float("nan")
+        return total
+
     def prepare(
         self,
         key: str,
@@ -256,6 +270,26 @@ class WorkerPool:
                     reply = self._receive(worker, deadline, "kernel preparation")
                     if reply[0] != "prepared":
                         raise WorkerError(f"what-if worker {worker.index} could not load the kernels: {reply[1]}")
+            return time.perf_counter() - t0
+
+    def prepare_clearance(self, key: str, spec: Mapping, timeout: float = 600.0) -> float:
+        """Give every worker the scene clearance model ``key`` (a `ClearanceChecker.spec`) and load its kernel, so
+        that requests can check clearance in the workers (`run`'s ``clearance``); returns wall seconds."""
+        with self._lock:
+            t0 = time.perf_counter()
+            self.wait_ready(timeout)
+            deadline = time.monotonic() + timeout
+            for group in (self._workers[:1], self._workers[1:]):  # as `prepare`: never compile twice at once
+                waiting = [w for w in group if key not in w.clearance]
+                for worker in waiting:
+                    worker.send(("clearance", key, dict(spec), True))
+                for worker in waiting:
+                    reply = self._receive(worker, deadline, "clearance kernel preparation")
+                    if reply[0] != "prepared":
+                        raise WorkerError(
+                            f"what-if worker {worker.index} could not load the clearance kernel: {reply[1]}"
+                        )
+                    worker.clearance.add(key)
             return time.perf_counter() - t0
 
     def _ensure_model(self, worker: _Worker, key: str, precision: str, model_arrays: Mapping[str, np.ndarray]) -> None:
@@ -324,6 +358,8 @@ class WorkerPool:
         timeout: float,
         progress: Callable[[float], None] | None = None,
         cancel: threading.Event | None = None,
+        clearance: Mapping | None = None,
+        infos: list[dict] | None = None,
     ) -> bool:
         """Run a request laid out in `arena` over the workers.
 
@@ -331,6 +367,9 @@ class WorkerPool:
         so a worker slowed down by other load on the machine does not hold the whole request back.
         ``extra`` = ``(path, layout)`` of a second arena holding more of the request's arrays (the recorded
         outputs, which go to the caller without a copy).
+        ``clearance`` = ``{"key", "spec", "parts"}``: each worker also checks the clearance of the chunks it rolled
+        out (``clear_dist`` / ``clear_which`` in the arenas; ``parts``: `ClearanceChecker.part_arrays`).
+        ``infos``: a list that receives each chunk's report (``seconds``, ``clearance_seconds``, ...).
 
         Returns:
             False if ``cancel`` was set before the end (results are then partial).
@@ -354,6 +393,7 @@ class WorkerPool:
                 "control": self._control.path,
                 "control_size": 1 + _CONTROL_SLOTS,
                 "extra": {"path": extra[0], "layout": dict(extra[1])} if extra else None,
+                "clearance": {"key": clearance["key"], "parts": clearance["parts"]} if clearance else None,
             }
 
             def dispatch(worker: _Worker) -> None:
@@ -363,6 +403,9 @@ class WorkerPool:
             pending: dict[Connection, _Worker] = {}
             for worker in self._workers[:nchunk]:
                 self._ensure_model(worker, key, options.precision, model_arrays)
+                if clearance and clearance["key"] not in worker.clearance:  # e.g. fresh workers after a restart
+                    worker.send(("clearance", clearance["key"], dict(clearance["spec"]), False))
+                    worker.clearance.add(clearance["key"])
                 worker.arenas.add(self._arena.path)
                 if extra:
                     worker.arenas.add(extra[0])
@@ -392,8 +435,11 @@ class WorkerPool:
                     if reply[0] == "error":
                         errors.append(f"worker {worker.index}: {reply[1]}")
                         queue.clear()
-                    elif not reply[1].get("completed", True):
-                        completed = False
+                    else:
+                        if not reply[1].get("completed", True):
+                            completed = False
+                        if infos is not None:
+                            infos.append(dict(reply[1]))
                     if queue:
                         dispatch(worker)
                         pending[conn] = worker

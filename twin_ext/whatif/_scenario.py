@@ -601,7 +601,8 @@ def run_scenario(
     t_wait = time.perf_counter()
     engine.wait_ready()  # the request's time excludes waiting for the engine's start-up
     t_start += time.perf_counter() - t_wait
-    rollout = engine._execute(
+    # with a scene, the recorded states' clearance comes back with the rollout (the workers check what they rolled out)
+    result = engine._execute(
         sets,
         world_variant,
         stream_of_variant[world_variant],
@@ -615,7 +616,9 @@ def run_scenario(
         mode=kernels.MODE_ROLLOUT,
         progress=progress,
         cancel=cancel,
+        clearance_variants=scenario.variants if engine.has_clearance else None,
     )
+    rollout, clearance = result if engine.has_clearance else (result, None)
     trusted = base_state.health == "ok"
     age = (
         f" (last measurement {base_state.age_s:.2f} s ago)"
@@ -642,11 +645,6 @@ def run_scenario(
                     )
         all_warnings.append(warnings)
         all_outside.append(outside[speeds.index(variant.speed_scale)])
-    clearance = (
-        engine.check_clearance(rollout, world_variant=world_variant, variants=scenario.variants)
-        if engine.has_clearance
-        else None
-    )
     verdicts = variant_verdicts(
         rollout,
         np.arange(nworld).reshape(nvar, samples),

@@ -9,8 +9,12 @@ for its lifetime and serves messages from the parent in order:
 * ``("model", key, precision, arrays)``: keep a robot's arrays (no reply);
 * ``("prepare", key, precision, specialized)`` -> ``("prepared", info)``: load or compile that robot's
   rollout kernel (the specialised one is compiled once per tree shape);
+* ``("clearance", key, spec, reply)``: keep a scene clearance model (`ClearanceKernel` of a
+  `ClearanceChecker.spec`) and load its kernel; replies ``("prepared", info)`` when ``reply``;
 * ``("run", job)`` -> ``("done", info)`` | ``("error", text)``: run a world range of a request whose
-  arrays live in shared memory (``job["arena"]``), writing results in place;
+  arrays live in shared memory (``job["arena"]``), writing results in place; with ``job["clearance"]``
+  then the clearance of that range's recorded states (``out_q``, variants ``world_set``) into ``clear_dist`` /
+  ``clear_which`` (``info["clearance_seconds"]``);
 * ``("close",)``: exit.
 
 Progress (steps done) and the cancel flag live in a small shared control block (``job["control"]``).
@@ -30,6 +34,7 @@ def _serve(conn_in, conn_out) -> None:
 
     executor = Executor("cpu")
     arenas: dict[str, object] = {}
+    clearance_models: dict[str, object] = {}
 
     def attach(path: str):
         arena = arenas.get(path)
@@ -57,6 +62,19 @@ def _serve(conn_in, conn_out) -> None:
             elif kind == "model":
                 _, key, precision, arrays = msg
                 executor.set_model(key, precision, arrays)
+            elif kind == "clearance":
+                _, key, spec, reply = msg
+                t0 = time.perf_counter()
+                if clearance_models.get(key) is None or isinstance(clearance_models[key], str):  # none, or failed
+                    try:
+                        clearance_models[key] = _clearance_model(spec)
+                    except Exception:
+                        if reply:
+                            raise
+                        # no one waits for this message: the failure is the reply to the request that needs it
+                        clearance_models[key] = traceback.format_exc()
+                if reply:
+                    conn_out.send(("prepared", {"seconds": time.perf_counter() - t0}))
             elif kind == "prepare":
                 _, key, precision, specialized = msg
                 conn_out.send(("prepared", {"seconds": executor.prepare(key, precision, specialized)}))
@@ -88,12 +106,51 @@ def _serve(conn_in, conn_out) -> None:
                     progress=progress,
                     cancelled=lambda: bool(ctl[0]),  # noqa: B023
                 )
+                info = {"seconds": time.perf_counter() - t0, "completed": completed}
+                if job.get("clearance"):
+                    t1 = time.perf_counter()
+                    _check_clearance(clearance_models[job["clearance"]["key"]], job, arrays)
+                    info["clearance_seconds"] = time.perf_counter() - t1
                 del arrays, ctl  # drop views before the parent may replace the arena
-                conn_out.send(("done", {"seconds": time.perf_counter() - t0, "completed": completed}))
+                conn_out.send(("done", info))
             else:
                 conn_out.send(("error", f"unknown message {kind!r}"))
         except Exception:  # report, keep serving: one bad request must not kill the warm worker
             conn_out.send(("error", traceback.format_exc()))
+
+
+def _clearance_model(spec):
+    """A `ClearanceKernel` of ``spec`` with its kernel loaded (one state: compiled on a cold cache)."""
+    import numpy as np
+
+    from ._clearance import ClearanceKernel
+
+    model = ClearanceKernel(spec, "cpu")
+    empty = (np.zeros(2, np.int32), np.zeros(0, np.int32), np.zeros((0, 3), np.float32), np.zeros(0, np.float32))
+    n = model.nlink
+    model.launch(
+        np.zeros((1, model.ndof)),
+        1,
+        np.zeros(1, np.int32),
+        empty,
+        np.empty((1, n), np.float32),
+        np.empty((1, n), np.int32),
+    )
+    return model
+
+
+def _check_clearance(model, job, arrays) -> None:
+    """Clearance of worlds ``[w0, w1)`` of a request: their recorded ``out_q`` into ``clear_dist`` / ``clear_which``."""
+    if isinstance(model, str):
+        raise RuntimeError(f"the clearance model could not be built in this worker:\n{model}")
+    w0, w1 = job["w0"], job["w1"]
+    q = arrays["out_q"][w0:w1]
+    nworld, nrec, ndof = q.shape
+    if nworld * nrec == 0:
+        return
+    dist = arrays["clear_dist"][w0:w1].reshape(nworld * nrec, -1)  # views: contiguous world ranges
+    which = arrays["clear_which"][w0:w1].reshape(nworld * nrec, -1)
+    model.launch(q.reshape(-1, ndof), nrec, arrays["world_set"][w0:w1], job["clearance"]["parts"], dist, which)
 
 
 def main(argv: list[str] | None = None) -> int:
