@@ -175,8 +175,8 @@ class Scenario:
         object.__setattr__(self, "variants", tuple(self.variants))
         if not self.variants:
             raise WhatIfError(f"scenario {self.name!r} has no variants; add at least one [[variant]]")
-        names = [v.name for v in self.variants]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        seen: set[str] = set()
+        dup = sorted({v.name for v in self.variants if v.name in seen or seen.add(v.name)})  # linear: sweeps are big
         if dup:
             raise WhatIfError(f"scenario {self.name!r}: variant names must be unique; repeated: {dup}")
         if not isinstance(self.command, (TrajectoryCommand, TargetStream)):
