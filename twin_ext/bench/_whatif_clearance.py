@@ -60,7 +60,6 @@ def run_clearance_bench(*, requests: int = 20, dt: float = 0.001, steps: int = 1
     from .._paths import default_robot_usd, demo_scene_usd
     from ..robot import load_robot
     from ..whatif import WhatIfEngine, WhatIfSettings
-    from ..whatif._pool import shared_pool
 
     robot = load_robot(default_robot_usd())
     plain = WhatIfEngine(robot, settings=WhatIfSettings(memory_budget_mb=4096.0))
@@ -73,12 +72,11 @@ def run_clearance_bench(*, requests: int = 20, dt: float = 0.001, steps: int = 1
     report = scene.run(scenario)
     wall = {"plain": [], "clearance": []}
     cpu = {"plain": [], "clearance": []}  # core-seconds per request: this process + the workers
-    pool = shared_pool(WhatIfSettings().worker_count())
 
     def timed(engine, name):
-        c0, w0 = time.process_time(), pool.cpu_seconds()
+        c0, w0 = time.process_time(), engine.worker_cpu_seconds()
         out = engine.run(scenario)
-        cpu[name].append(time.process_time() - c0 + pool.cpu_seconds() - w0)
+        cpu[name].append(time.process_time() - c0 + engine.worker_cpu_seconds() - w0)
         wall[name].append(out.total_seconds)
         return out
 

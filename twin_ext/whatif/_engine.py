@@ -230,6 +230,12 @@ class WhatIfEngine:
         finally:
             self._ready.set()
 
+    def worker_cpu_seconds(self) -> float:
+        """CPU time (user + system) this engine's worker processes have used so far, s (0.0 without a pool; NaN
+        where ``/proc`` is missing). The difference over a request is its cost in core-seconds whatever else loads
+        the machine (benchmarks)."""
+        return 0.0 if self._pool is None else self._pool.cpu_seconds()
+
     def wait_ready(self, timeout: float | None = None) -> dict[str, float | int]:
         """Block until this robot's kernels are loaded (compiled on a cold cache) in every worker.
 
