@@ -100,3 +100,24 @@ def test_a_failing_batch_step_leaves_every_robot_fusing_on_its_own(panda, monkey
             np.testing.assert_allclose(x.covariance, y.covariance, rtol=1e-9, atol=1e-12)
     assert "injected" in a.batch_error and a.batched_samples == 0
     assert all(a.robots[rid].twin.estimator.stats.fused == b.robots[rid].twin.estimator.stats.fused > 30 for rid in ids)
+
+
+def test_a_robot_bridging_a_gap_with_its_reference_takes_the_per_robot_snapshot(panda):
+    """In a gap beyond coast_after_s a robot with reference channels is not prepared by the batch (its reference
+    would be ignored there): its snapshot equals a plain `TwinEstimator`'s; a robot without one is still batched."""
+    settings = EstimatorSettings()
+    batched = [BatchedEstimator(panda, settings) for _ in range(2)]
+    single = TwinEstimator(panda, settings)
+    n = panda.ndof
+    t0 = 10**12
+    for step in range(60):
+        t_ns = t0 + step * 5_000_000
+        q = 0.3 * np.sin(1.3 * t_ns * 1e-9 + np.arange(n)) * (np.arange(n) < 7)
+        qd = 0.39 * np.cos(1.3 * t_ns * 1e-9 + np.arange(n)) * (np.arange(n) < 7)
+        for est in (*batched, single):
+            est.observe(panda.dof_names, q, qd, sample_ns=t_ns, arrival_ns=t_ns)
+        for est in (batched[0], single):
+            est.observe_reference(panda.dof_names, q, qd, sample_ns=t_ns)
+    shown = t_ns + 600_000_000  # 0.6 s into a gap
+    assert prepare_snapshots(batched, shown) == 1
+    np.testing.assert_allclose(batched[0].snapshot(shown).q, single.snapshot(shown).q, rtol=0, atol=1e-12)

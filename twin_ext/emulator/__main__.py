@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="obey the command topic (speed override, stop, resume, move_to); off by default",
     )
+    p.add_argument(
+        "--publish-reference",
+        action="store_true",
+        help="also send the controller's targets as reference_position/_velocity in joint states (docs/telemetry.md)",
+    )
     p.add_argument("--seed", type=int, help="impairment seed (default: the profile's seed)")
     p.add_argument(
         "--program",
@@ -122,6 +127,7 @@ def _run(args: argparse.Namespace, log: logging.Logger, stop: _SignalStop) -> in
         "qos": args.qos,
         "program": args.program,
         "accept_commands": True if args.accept_commands else None,
+        "publish_reference": True if args.publish_reference else None,
     }
     settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
     profile = ImpairmentProfile.from_toml(args.impairments) if args.impairments else ImpairmentProfile()

@@ -343,13 +343,25 @@ class _Engine:
             self.on_truth(self.n, t, robot_t, q, qd, tau, q_d, qd_d)
         if self.n == self.sample_step:
             if self.online:
-                self._sample(t, robot_t, q, qd, tau)
+                self._sample(t, robot_t, q, qd, tau, q_d, qd_d)
             self.k += 1
             self.sample_step = max(self.n + 1, round(self.k / (self.profile.rate_hz * self.dt)))
         self.n += 1
 
-    def _sample(self, t: int, robot_t: int, q: np.ndarray, qd: np.ndarray, tau: np.ndarray) -> None:
+    def _sample(
+        self,
+        t: int,
+        robot_t: int,
+        q: np.ndarray,
+        qd: np.ndarray,
+        tau: np.ndarray,
+        q_d: np.ndarray | None = None,
+        qd_d: np.ndarray | None = None,
+    ) -> None:
+        """Publish the sample of step time ``t``: measured ``q``/``qd``/``tau`` ``[ndof]`` and, with
+        ``publish_reference``, the controller's targets ``q_d``/``qd_d`` ``[ndof]`` of the same step (rad|m, rad/s|m/s)."""
         s = self.settings
+        reference = s.publish_reference and q_d is not None
         qm, qdm, taum = self.noise.apply(q, qd, tau)
         if self.faults is not None:
             qm, taum = self.faults.on_sample(t, self.seq, self.boot_index, qm, taum)
@@ -361,6 +373,8 @@ class _Engine:
             position=qm,
             velocity=qdm if s.publish_velocity else None,
             effort=taum if s.publish_effort else None,
+            reference_position=q_d if reference else None,
+            reference_velocity=qd_d if reference else None,
         )
         payload = self.encode(msg)
         fates = self.channel.submit(t)

@@ -45,6 +45,7 @@ class EmulatorSettings:
     velocity_feedforward: bool = True
     publish_velocity: bool = True
     publish_effort: bool = True
+    publish_reference: bool = False
     truth_rate_hz: float = 1000.0
 
     def __post_init__(self) -> None:

@@ -15,6 +15,12 @@ bit for bit, as if the samples had arrived in order. An older measurement is dro
 (``stats.late``, "too late"). The filter's time is always the newest sample time, so the displayed state
 never moves backwards in time.
 
+Gaps. Beyond ``coast_after_s`` past the newest measurement the display stops trusting the constant-acceleration
+model. Joints whose robot sends its controller's reference (`observe_reference`) follow that reference,
+extrapolated with its own velocity and acceleration and then bounded (`extrapolate_reference`), through the
+robot model's drives (`tracking_error`, linearised PD); the others coast with the bounded decaying-velocity
+predictor (`_coasted`).
+
 Limits. Displayed positions are projected onto the joint limits (a hard stop is a constraint the
 constant-acceleration model does not know; without it a joint that stops at a limit is shown beyond it).
 
@@ -34,6 +40,7 @@ import numpy as np
 
 from ..robot import RobotModel
 from ._kalman import JointKalmanFilter
+from ._reference import ReferenceTrack, extrapolate_reference, tracking_error
 from ._settings import EstimatorSettings
 from ._snapshot import Health, TwinSnapshot
 
@@ -104,6 +111,11 @@ class TwinEstimator:
         self._plausible_lo = np.where(np.isfinite(lower), lower - span, -_MAX_POSITION)
         self._plausible_hi = np.where(np.isfinite(upper), upper + span, _MAX_POSITION)
         self._max_lag_ns = int(round(self.settings.max_lag_ms * 1e6))
+        kp = np.asarray(model.kp, dtype=np.float64)
+        # [n] bool: joints with known drive gains (the others track a reference with coast_time_constant_s)
+        self._driven = np.asarray(model.has_drive, dtype=bool) & (kp > 0)
+        self._dynamics = None  # RigidBodyDynamics, made on the first gap with a reference
+        self._inertia_cache: tuple[int, np.ndarray] | None = None
         self.reset(count=False)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -126,6 +138,8 @@ class TwinEstimator:
         self._t_filter: int | None = None
         self._last_arrival: int | None = None
         self._history = _FusionHistory(self._max_lag_ns)
+        self._reference = ReferenceTrack(self.model.ndof)
+        self._inertia_cache = None
         self._gate_streak = np.zeros(self.model.ndof, dtype=np.int64)
         self._streaking = False
         previous = getattr(self, "stats", None)
@@ -232,6 +246,40 @@ class TwinEstimator:
             self._history.append(sample_ns, q, qd, measured, self._filter_state())
         return result
 
+    def observe_reference(
+        self, names: Sequence[str], position: np.ndarray, velocity: np.ndarray | None, *, sample_ns: int
+    ) -> bool:
+        """Take the robot controller's reference sent with a measurement (``reference_position`` /
+        ``reference_velocity`` of the joint-state message); through a gap the joints follow it (`_tracked`).
+
+        Args:
+            names: ``[k]`` joint names (as in `observe`).
+            position: ``[k]`` reference position, rad | m.
+            velocity: ``[k]`` reference velocity, rad/s | m/s, or None (then the difference of the last two
+                references).
+            sample_ns: twin-clock time the reference belongs to (the message's sample time), ns.
+
+        Returns:
+            True if it was taken; False if ``use_reference`` is off or a value is not finite (nothing changes).
+            A reference older than the joint's newest one is ignored.
+
+        Raises:
+            ValueError: names that are not joints of the model.
+        """
+        if not self.settings.use_reference:
+            return False
+        idx, _ = self._indices(names)
+        position = np.asarray(position, dtype=np.float64)
+        if velocity is not None:
+            velocity = np.asarray(velocity, dtype=np.float64)
+        if position.shape != idx.shape or not np.isfinite(position).all():
+            return False
+        if velocity is not None and (velocity.shape != idx.shape or not np.isfinite(velocity).all()):
+            return False
+        max_diff_ns = int(self.settings.coast_after_s * 1e9)
+        self._reference.update(idx, position, velocity, int(sample_ns), max_diff_ns)
+        return True
+
     # ---- fusion and out-of-sequence re-filtering ---------------------------------------------------------
     def _fuse(self, sample_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray, *, count: bool) -> str:
         """Predict to ``sample_ns`` and update with one measurement (``q``/``qd``: ``[n]``, ``measured``: ``[n]``
@@ -311,7 +359,8 @@ class TwinEstimator:
         Beyond it the acceleration is dropped and the velocity decays towards hold with time constant
         ``coast_time_constant_s``, so over a gap the displayed position moves at most ``|qd| * tau`` further
         than the constant-acceleration prediction at ``coast_after_s`` (a quadratic extrapolated through a
-        400 ms gap can be off by hundreds of mrad). Beyond ``max_extrapolation_s`` the state holds.
+        400 ms gap can be off by hundreds of mrad). Beyond ``max_extrapolation_s`` the state holds. Joints with
+        a recent reference (`observe_reference`) follow it instead of coasting (`_tracked`).
         """
         s = self.settings
         kf = self.filter
@@ -319,6 +368,9 @@ class TwinEstimator:
         free = min(horizon_s, s.coast_after_s, cap)
         x, _ = kf.predicted(free, covariance_dt=0.0)
         coast = min(horizon_s, cap) - free
+        tracked = None
+        if coast > 0.0 and self._reference.any:
+            tracked = self._tracked(x, free, coast)
         if coast > 0.0:
             tau = s.coast_time_constant_s
             v = x[:, 1].copy()
@@ -329,9 +381,73 @@ class TwinEstimator:
                 x[:, 2] = -x[:, 1] / tau
             else:
                 x[:, 1:] = 0.0
+        if tracked is not None:
+            mask, xt = tracked
+            x[mask] = xt[mask]
         if horizon_s > cap:
             x[:, 1:] = 0.0  # held beyond the extrapolation cap: the displayed state does not move
         return x
+
+    def _tracked(self, x_free: np.ndarray, free_s: float, coast_s: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Joints with a usable reference, and ``[n, 3]`` their state ``coast_s`` after ``x_free`` (the
+        constant-acceleration prediction ``free_s`` past the newest measurement) following the extrapolated
+        reference: through the model's drives where its gains are known, else with the tracking error decaying
+        at ``coast_time_constant_s``. None when no joint has a reference within ``coast_after_s`` of the newest
+        measurement."""
+        s = self.settings
+        ref = self._reference
+        t0 = self._t_filter
+        mask = ref.usable(t0, int(s.coast_after_s * 1e9))
+        if not mask.any():
+            return None
+        start_ns = t0 + int(round(free_s * 1e9))
+        tau = s.coast_time_constant_s
+        # [n] s from each joint's last reference to the start of the coast (0 for joints without one)
+        since = (start_ns - np.where(mask, ref.t_ns, start_ns)) * 1e-9
+        ca, rd, rdd = s.reference_coast_after_s, ref.velocity, ref.acceleration
+        r_start = extrapolate_reference(ref.position, rd, rdd, since, ca_s=ca, tau_s=tau)
+        r_end = extrapolate_reference(ref.position, rd, rdd, since + coast_s, ca_s=ca, tau_s=tau)
+        x0 = np.array(x_free)
+        e0, ed0 = x0[:, 0] - r_start[:, 0], x0[:, 1] - r_start[:, 1]
+        # The tracking error at the start of the coast (the filter's state vs the reference) dies out: through the
+        # model's drives where their gains are known ("drive"), else with coast_time_constant_s ("track").
+        decay = np.exp(-coast_s / tau) if tau > 0.0 else 0.0
+        err = np.stack([e0 * decay, ed0 * decay, -(ed0 * decay) / tau if tau > 0.0 else np.zeros_like(e0)], axis=1)
+        driven = mask & self._driven
+        if s.reference_model == "drive" and driven.any():
+            model = self.model
+            drive = tracking_error(
+                e0,
+                ed0,
+                coast_s,
+                kp=np.where(self._driven, model.kp, 1.0),
+                kd=np.asarray(model.kd, dtype=np.float64),
+                inertia=self._inertia(start_ns, x0[:, 0]),
+            )
+            err[driven] = drive[driven]
+        out = r_end + err
+        return mask, out
+
+    def _inertia(self, key: int, q: np.ndarray) -> np.ndarray:
+        """``[n]`` effective joint inertias (mass-matrix diagonal with armature) at ``q`` rad|m, kg·m² | kg, kept per
+        gap (``key``); the armature alone (or 1) if the model's dynamics cannot be built."""
+        cached = self._inertia_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        model = self.model
+        armature = np.asarray(model.armature, dtype=np.float64)
+        fallback = np.where(armature > 0, armature, 1.0)
+        try:
+            if self._dynamics is None:
+                from ..robot import RigidBodyDynamics
+
+                self._dynamics = RigidBodyDynamics(model)
+            m = np.diag(self._dynamics.mass_matrix(np.where(np.isfinite(q), q, 0.0))).copy()
+            m = np.where(np.isfinite(m) & (m > 0), m, fallback)
+        except Exception:  # noqa: BLE001 - a model without usable inertias: the armature is the best we know
+            m = fallback
+        self._inertia_cache = (key, m)
+        return m
 
     def _plausible(self, idx: np.ndarray, position: np.ndarray, velocity: np.ndarray | None) -> bool:
         """Finite values, and positions within one joint range (or 1e6 rad|m for unlimited joints) of the limits."""
@@ -348,6 +464,14 @@ class TwinEstimator:
         learned = np.sqrt(kf.r[:, 0])
         noisy = np.flatnonzero(kf.initialized & (learned > factor * np.sqrt(kf.r_floor[:, 0])))
         return {self.model.dof_names[j]: float(learned[j]) for j in noisy[np.argsort(-learned[noisy])]}
+
+    def bridges_with_reference(self, t_ns: int) -> bool:
+        """Whether `snapshot` at twin time ``t_ns`` bridges a gap with the robot's reference (some joint has a
+        reference and ``t_ns`` is more than ``coast_after_s`` past the newest measurement)."""
+        t_filter = self._t_filter
+        if t_filter is None or not self._reference.any or (t_ns - t_filter) * 1e-9 <= self.settings.coast_after_s:
+            return False
+        return bool(self._reference.usable(t_filter, int(self.settings.coast_after_s * 1e9)).any())
 
     @property
     def filter_time_ns(self) -> int | None:

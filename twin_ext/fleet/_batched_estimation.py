@@ -160,7 +160,12 @@ def fuse_deferred(estimators: Iterable[BatchedEstimator]) -> int:
 def prepare_snapshots(estimators: Iterable[BatchedEstimator], t_ns: int) -> int:
     """Predict every running estimator of ``estimators`` to twin time ``t_ns`` at once and keep the result as
     its next `snapshot(t_ns)`; returns how many were prepared. Same values as `TwinEstimator.snapshot`."""
-    running = [e for e in estimators if e._t_filter is not None and e.deferred is None]
+    # A robot bridging a gap with its reference (TwinEstimator._tracked) takes the per-robot snapshot.
+    running = [
+        e
+        for e in estimators
+        if e._t_filter is not None and e.deferred is None and not e.bridges_with_reference(int(t_ns))
+    ]
     done = 0
     for group in _groups(running, lambda e: (id(e.model), id(e.settings))).values():
         _prepare_group(group, int(t_ns))

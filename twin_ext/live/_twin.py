@@ -498,6 +498,10 @@ class LiveTwin:
                 self.estimator.observe(
                     msg.names, msg.position, msg.velocity, sample_ns=sample_ns, arrival_ns=received.arrival_ns
                 )
+                if msg.reference_position is not None:  # the controller's reference: bridges gaps (docs/telemetry.md)
+                    self.estimator.observe_reference(
+                        msg.names, msg.reference_position, msg.reference_velocity, sample_ns=sample_ns
+                    )
             except ValueError as exc:  # names that are not the model's joints
                 self._error(str(exc))
                 continue

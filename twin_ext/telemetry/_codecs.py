@@ -56,11 +56,14 @@ BINARY_MAGIC = b"TWJS"
 _HEADER = struct.Struct("<4sBBHIqBH")
 _FLAG_VELOCITY = 0x01
 _FLAG_EFFORT = 0x02
-_KNOWN_FLAGS = _FLAG_VELOCITY | _FLAG_EFFORT
+_FLAG_REFERENCE_POSITION = 0x04
+_FLAG_REFERENCE_VELOCITY = 0x08
+_KNOWN_FLAGS = _FLAG_VELOCITY | _FLAG_EFFORT | _FLAG_REFERENCE_POSITION | _FLAG_REFERENCE_VELOCITY
+_ARRAY_FIELDS = ("velocity", "effort", "reference_position", "reference_velocity")  # flag bit k -> field k
 _F64 = np.dtype("<f8")
 
 _STATE_REQUIRED = ("version", "robot_id", "seq", "stamp_ns", "name", "position")
-_STATE_FIELDS = frozenset(_STATE_REQUIRED + ("velocity", "effort"))
+_STATE_FIELDS = frozenset(_STATE_REQUIRED + _ARRAY_FIELDS)
 _BIRTH_FIELDS = frozenset(("version", "robot_id", "model_id", "joint_names", "rate_hz", "boot_id", "codec"))
 _STATUS_REQUIRED = ("version", "robot_id", "state")
 _STATUS_FIELDS = frozenset(_STATUS_REQUIRED + ("boot_id",))
@@ -79,8 +82,9 @@ def encode_json(msg: JointState) -> bytes:
     """Encode ``msg`` as one UTF-8 JSON object (sensor_msgs/JointState field names).
 
     Layout: ``{"version": 1, "robot_id": str, "seq": uint32, "stamp_ns": int64, "name": [str],
-    "position": [float], "velocity": [float], "effort": [float]}``; velocity/effort are omitted
-    when None. Floats use Python's shortest round-trip repr, so decoding gives the same float64s.
+    "position": [float], "velocity": [float], "effort": [float], "reference_position": [float],
+    "reference_velocity": [float]}``; the optional arrays are omitted when None (so a message without the
+    reference channels is encoded exactly as before they existed). Floats use Python's shortest round-trip repr, so decoding gives the same float64s.
     """
     obj: dict[str, Any] = {
         "version": SCHEMA_VERSION,
@@ -94,6 +98,10 @@ def encode_json(msg: JointState) -> bytes:
         obj["velocity"] = msg.velocity.tolist()
     if msg.effort is not None:
         obj["effort"] = msg.effort.tolist()
+    if msg.reference_position is not None:
+        obj["reference_position"] = msg.reference_position.tolist()
+    if msg.reference_velocity is not None:
+        obj["reference_velocity"] = msg.reference_velocity.tolist()
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
@@ -121,16 +129,16 @@ def encode_binary(msg: JointState) -> bytes:
 
     ``magic "TWJS" | version u8 | flags u8 | n u16 | seq u32 | stamp_ns i64 | id_len u8 |
     names_len u16 | robot_id | names table (n x [len u8, utf-8]) | position f64[n] |
-    velocity f64[n] if flag 0x01 | effort f64[n] if flag 0x02``, all little-endian.
+    velocity f64[n] if flag 0x01 | effort f64[n] if flag 0x02 | reference_position f64[n] if flag 0x04 |
+    reference_velocity f64[n] if flag 0x08``, all little-endian.
     """
     flags = 0
     arrays = [msg.position]
-    if msg.velocity is not None:
-        flags |= _FLAG_VELOCITY
-        arrays.append(msg.velocity)
-    if msg.effort is not None:
-        flags |= _FLAG_EFFORT
-        arrays.append(msg.effort)
+    for bit, field in enumerate(_ARRAY_FIELDS):
+        values = getattr(msg, field)
+        if values is not None:
+            flags |= 1 << bit
+            arrays.append(values)
     rid = msg.robot_id.encode("ascii")
     table = _names_table(msg.names)
     if len(table) > 0xFFFF:
@@ -328,7 +336,15 @@ def _decode_json_state(payload: bytes) -> JointState:
     velocity = None if velocity is None or velocity == [] else _as_vector(velocity, n, "velocity")
     effort = obj.get("effort")
     effort = None if effort is None or effort == [] else _as_vector(effort, n, "effort")
-    return _trusted_joint_state(robot_id, seq, stamp_ns, names, position, velocity, effort)
+    if "reference_position" not in obj and "reference_velocity" not in obj:
+        return _trusted_joint_state(robot_id, seq, stamp_ns, names, position, velocity, effort)
+    ref_q = obj.get("reference_position")
+    ref_q = None if ref_q is None or ref_q == [] else _as_vector(ref_q, n, "reference_position")
+    ref_qd = obj.get("reference_velocity")
+    ref_qd = None if ref_qd is None or ref_qd == [] else _as_vector(ref_qd, n, "reference_velocity")
+    if ref_qd is not None and ref_q is None:
+        raise _reject(RejectReason.MISSING_FIELD, "reference_velocity needs reference_position (send both or neither)")
+    return _trusted_joint_state(robot_id, seq, stamp_ns, names, position, velocity, effort, ref_q, ref_qd)
 
 
 def _decode_binary_names(table: bytes, n: int) -> tuple[str, ...]:
@@ -370,7 +386,11 @@ def _decode_binary_state(payload: bytes) -> JointState:
         raise _reject(RejectReason.BAD_LENGTH, "binary message has zero joints")
     if n > MAX_JOINTS:
         raise _reject(RejectReason.TOO_MANY_JOINTS, f"binary message has {n} joints, more than MAX_JOINTS={MAX_JOINTS}")
-    narrays = 1 + (flags & 1) + ((flags >> 1) & 1)
+    if flags & _FLAG_REFERENCE_VELOCITY and not flags & _FLAG_REFERENCE_POSITION:
+        raise _reject(
+            RejectReason.MALFORMED_BINARY, "flag 0x08 (reference_velocity) needs flag 0x04 (reference_position)"
+        )
+    narrays = 1 + flags.bit_count()
     expected = _HEADER.size + id_len + table_len + 8 * n * narrays
     if size != expected:
         raise _reject(
@@ -397,7 +417,8 @@ def _decode_binary_state(payload: bytes) -> JointState:
     data = np.frombuffer(payload, dtype=_F64, count=n * narrays, offset=pos)
     if not np.isfinite(data).all():
         i = int(np.flatnonzero(~np.isfinite(data))[0])
-        field = ("position", "velocity" if flags & 1 else "effort", "effort")[i // n]
+        present = ("position",) + tuple(f for bit, f in enumerate(_ARRAY_FIELDS) if flags & (1 << bit))
+        field = present[i // n]
         raise _reject(RejectReason.NON_FINITE, f"{field}[{i % n}] is {data[i]!r}; values must be finite")
     position = data[:n]
     velocity = effort = None
@@ -407,7 +428,12 @@ def _decode_binary_state(payload: bytes) -> JointState:
         k += n
     if flags & _FLAG_EFFORT:
         effort = data[k : k + n]
-    return _trusted_joint_state(robot_id, seq, stamp_ns, names, position, velocity, effort)
+        k += n
+    if not flags & _FLAG_REFERENCE_POSITION:
+        return _trusted_joint_state(robot_id, seq, stamp_ns, names, position, velocity, effort)
+    ref_q = data[k : k + n]
+    ref_qd = data[k + n : k + 2 * n] if flags & _FLAG_REFERENCE_VELOCITY else None
+    return _trusted_joint_state(robot_id, seq, stamp_ns, names, position, velocity, effort, ref_q, ref_qd)
 
 
 def decode(payload: bytes, *, model: Any = None, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> JointState:
@@ -450,6 +476,8 @@ def decode(payload: bytes, *, model: Any = None, max_bytes: int = DEFAULT_MAX_PA
                 _reordered(msg.position, order),
                 _reordered(msg.velocity, order),
                 _reordered(msg.effort, order),
+                _reordered(msg.reference_position, order),
+                _reordered(msg.reference_velocity, order),
             )
     return msg
 

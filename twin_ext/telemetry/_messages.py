@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Telemetry messages, schema version 1: `JointState`, `Birth`, `Status`.
 
+A joint state may carry the optional reference channels (``reference_position`` / ``reference_velocity``:
+what the robot's controller tracks); messages without them are the original v1 messages, unchanged.
+
 A message object is always valid: the constructors check every field and raise `TelemetryError`
 with a `RejectReason`, so whatever holds a `JointState` can trust it (finite float64 arrays of the
 right length, unique names, in-range integers). Arrays are read-only so messages can be shared
@@ -158,6 +161,10 @@ class JointState:
         position: ``[n]`` float64, rad (revolute) | m (prismatic), read-only.
         velocity: ``[n]`` float64, rad/s | m/s, read-only; or None if not measured.
         effort: ``[n]`` float64, N·m | N, read-only; or None if not measured.
+        reference_position: ``[n]`` float64, rad | m, read-only: the position the robot's controller is
+            tracking at ``stamp_ns`` (ROS 2 ``JointTrajectoryControllerState.reference``); or None.
+        reference_velocity: ``[n]`` float64, rad/s | m/s, read-only: the velocity of that reference; or None.
+            Only together with ``reference_position``.
 
     Raises:
         TelemetryError: a field is invalid (the reason code says which rule it broke).
@@ -170,6 +177,8 @@ class JointState:
     position: np.ndarray
     velocity: np.ndarray | None = None
     effort: np.ndarray | None = None
+    reference_position: np.ndarray | None = None
+    reference_velocity: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         check_robot_id(self.robot_id)
@@ -183,6 +192,14 @@ class JointState:
             object.__setattr__(self, "velocity", _as_vector(self.velocity, n, "velocity"))
         if self.effort is not None:
             object.__setattr__(self, "effort", _as_vector(self.effort, n, "effort"))
+        if self.reference_position is not None:
+            object.__setattr__(self, "reference_position", _as_vector(self.reference_position, n, "reference_position"))
+        if self.reference_velocity is not None:
+            if self.reference_position is None:
+                raise _reject(
+                    RejectReason.MISSING_FIELD, "reference_velocity needs reference_position (send both or neither)"
+                )
+            object.__setattr__(self, "reference_velocity", _as_vector(self.reference_velocity, n, "reference_velocity"))
 
     @property
     def ndof(self) -> int:
@@ -200,6 +217,8 @@ class JointState:
             and np.array_equal(self.position, other.position)
             and _optional_equal(self.velocity, other.velocity)
             and _optional_equal(self.effort, other.effort)
+            and _optional_equal(self.reference_position, other.reference_position)
+            and _optional_equal(self.reference_velocity, other.reference_velocity)
         )
 
     __hash__ = None  # type: ignore[assignment]  # holds arrays: not hashable
@@ -208,7 +227,9 @@ class JointState:
         return (
             f"JointState(robot_id={self.robot_id!r}, seq={self.seq}, stamp_ns={self.stamp_ns}, "
             f"n={len(self.names)}, velocity={'yes' if self.velocity is not None else 'no'}, "
-            f"effort={'yes' if self.effort is not None else 'no'})"
+            f"effort={'yes' if self.effort is not None else 'no'}"
+            + (", reference=yes" if self.reference_position is not None else "")
+            + ")"
         )
 
 
@@ -218,7 +239,9 @@ def _optional_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return np.array_equal(a, b)
 
 
-def _trusted_joint_state(robot_id, seq, stamp_ns, names, position, velocity, effort) -> JointState:
+def _trusted_joint_state(
+    robot_id, seq, stamp_ns, names, position, velocity, effort, reference_position=None, reference_velocity=None
+) -> JointState:
     """Build a `JointState` from fields the codec has already validated (skips the re-checks)."""
     msg = object.__new__(JointState)
     set_ = object.__setattr__
@@ -229,6 +252,8 @@ def _trusted_joint_state(robot_id, seq, stamp_ns, names, position, velocity, eff
     set_(msg, "position", position)
     set_(msg, "velocity", velocity)
     set_(msg, "effort", effort)
+    set_(msg, "reference_position", reference_position)
+    set_(msg, "reference_velocity", reference_velocity)
     return msg
 
 

@@ -54,6 +54,8 @@ JOINT_STATE_SCHEMA = {
         "position": {**_NUMBER_ARRAY, "description": "rad | m"},
         "velocity": {**_NUMBER_ARRAY, "description": "rad/s | m/s"},
         "effort": {**_NUMBER_ARRAY, "description": "N·m | N"},
+        "reference_position": {**_NUMBER_ARRAY, "description": "rad | m, what the robot's controller tracks"},
+        "reference_velocity": {**_NUMBER_ARRAY, "description": "rad/s | m/s, what the robot's controller tracks"},
     },
     "required": ["version", "robot_id", "seq", "stamp_ns", "name", "position"],
     "additionalProperties": False,
