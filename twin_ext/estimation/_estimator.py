@@ -208,7 +208,7 @@ class TwinEstimator:
         position = np.asarray(position, dtype=np.float64)
         if velocity is not None:
             velocity = np.asarray(velocity, dtype=np.float64)
-        if not self._plausible(idx, position, velocity):
+        if not self._plausible(idx, position, velocity, full):
             # Never let an impossible value (1e300 rad, NaN) into the filter: it would re-initialise joints with
             # an absurd covariance. The ingest refuses such samples first (out_of_limits); this is the backstop.
             self.stats.implausible += 1
@@ -296,9 +296,9 @@ class TwinEstimator:
         self._t_filter = sample_ns
         if count:
             self.stats.fused += 1
-        fresh = measured & ~self.filter.initialized
-        any_fresh = fresh.any()
-        if any_fresh:
+        initialized = self.filter.initialized
+        fresh = None if initialized.all() else measured & ~initialized
+        if fresh is not None and fresh.any():
             self.filter.initialize(fresh, q, qd)
             update = measured & ~fresh
             if not update.any():
@@ -320,9 +320,10 @@ class TwinEstimator:
                 streak[stuck] = 0
                 if count:
                     self.stats.joint_resets += int(stuck.sum())
+            self._streaking = bool(streak.any())
         elif self._streaking:
             self._gate_streak[update] = 0
-        self._streaking = bool(self._gate_streak.any())
+            self._streaking = bool(self._gate_streak.any())
         return ObserveResult.FUSED
 
     def _filter_state(self) -> tuple[np.ndarray, ...]:
@@ -350,7 +351,7 @@ class TwinEstimator:
         history.append(sample_ns, q, qd, measured, self._filter_state())
         for t, tq, tqd, tmeasured in tail:
             self._fuse(t, tq, tqd, tmeasured, count=False)
-            history.append(t, tq, tqd, tmeasured, self._filter_state())
+            history.append(t, tq, tqd, tmeasured, self._filter_state(), owned=True)
 
     def _coasted(self, horizon_s: float) -> np.ndarray:
         """``[n, 3]`` displayed (q, qd, qdd) ``horizon_s`` beyond the newest measurement: the bounded predictor.
@@ -449,12 +450,18 @@ class TwinEstimator:
         self._inertia_cache = (key, m)
         return m
 
-    def _plausible(self, idx: np.ndarray, position: np.ndarray, velocity: np.ndarray | None) -> bool:
-        """Finite values, and positions within one joint range (or 1e6 rad|m for unlimited joints) of the limits."""
-        lo, hi = self._plausible_lo[idx], self._plausible_hi[idx]
-        if not (position.shape == idx.shape and bool(np.all((position >= lo) & (position <= hi)))):
+    def _plausible(
+        self, idx: np.ndarray, position: np.ndarray, velocity: np.ndarray | None, full: bool = False
+    ) -> bool:
+        """Finite values, and positions within one joint range (or 1e6 rad|m for unlimited joints) of the limits
+        (``full``: ``idx`` is every joint in model order)."""
+        if full:
+            lo, hi = self._plausible_lo, self._plausible_hi
+        else:
+            lo, hi = self._plausible_lo[idx], self._plausible_hi[idx]
+        if not (position.shape == idx.shape and bool(((position >= lo) & (position <= hi)).all())):
             return False  # also False for NaN (comparisons with NaN are False)
-        return velocity is None or bool(np.all(np.abs(velocity) <= _MAX_SPEED))
+        return velocity is None or bool((np.abs(velocity) <= _MAX_SPEED).all())
 
     # ---- reading ---------------------------------------------------------------------------------------
     def noisier_than_configured(self, factor: float = 2.0) -> dict[str, float]:
@@ -566,11 +573,17 @@ class _FusionHistory:
         self.states: list[tuple[np.ndarray, ...]] = []
         """``[m]`` filter states right after each measurement (see `TwinEstimator._filter_state`)."""
 
-    def append(self, t_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray, state) -> None:
+    def append(
+        self, t_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray, state, *, owned: bool = False
+    ) -> None:
+        """Add a fused measurement (``q``, ``qd``: ``[n]``, copied unless ``owned``: already the history's own,
+        taken back by `cut_after`) and the filter ``state`` after it; prune to the window."""
         if self.lag_ns <= 0:
             return
         self.times.append(t_ns)
-        self.measurements.append((np.array(q), None if qd is None else np.array(qd), measured))
+        if not owned:
+            q, qd = np.array(q), None if qd is None else np.array(qd)
+        self.measurements.append((q, qd, measured))
         self.states.append(state)
         horizon = t_ns - self.lag_ns
         times = self.times
