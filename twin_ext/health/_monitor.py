@@ -48,8 +48,9 @@ _FIT_HALF = 3  # samples on each side of the centred velocity fit (7 in all)
 _SHARES = {"observer": 0.6, "identification": 0.2, "sensors": 0.2}  # false-alarm budget per detector family
 _CHECK_EVERY_S = 1.0  # slow checks (friction, bias) at most this often
 _IDENTIFY_HZ = 100.0  # identification updates per second, at most
-_IDENTIFY_BATCH_S = 0.1
-_CERTAIN = 40.0  # "sigmas" of a deterministic check (saturation, a frozen or jumping encoder): confidence 1  # identification runs on batches of this much sample time
+_IDENTIFY_BATCH_S = 0.1  # identification runs on batches of this much sample time
+_MAX_STEPS = 3.0  # the observer integrates over at most this many regular sample spacings (a longer gap restarts it)
+_CERTAIN = 40.0  # "sigmas" of a deterministic check (saturation, a frozen or jumping encoder): confidence 1
 
 
 @dataclass(frozen=True)
@@ -328,9 +329,10 @@ class HealthMonitor:
         bias = np.where(self._trusted, self.identifier.rls.theta[10 + 3 * np.arange(len(j)) + 2], 0.0)
         tau_corrected = tau.copy()
         tau_corrected[:, j] -= bias  # the observer judges the efforts the sensors should have read
-        r_all = self.observer.update(t_s, q, qd, tau_corrected)
+        r_all = self.observer.update(t_s, q, qd, tau_corrected, regular_step=self._dt, max_step=_MAX_STEPS * self._dt)
+        u_all, inflation = self.observer.quadrature_error, self.observer.noise_inflation
         for i in range(len(t_s)):
-            new += self._observer_step(float(t_s[i]), r_all[i, j], qd[i, j])
+            new += self._observer_step(float(t_s[i]), r_all[i, j], qd[i, j], u_all[i, j], float(inflation[i]))
             new += self._saturation_step(float(t_s[i]), tau[i, j])
         new += self._identification(t_s, q, qd, tau)
         self._power_and_cycles(t_s, q[:, j], qd[:, j], tau[:, j])
@@ -355,10 +357,15 @@ class HealthMonitor:
         coulomb = np.maximum(self.model.friction[j] + identified, 0.0)
         return coulomb * (1.0 - np.abs(np.tanh(qd / self.settings.friction_smoothing)))
 
-    def _observer_step(self, t: float, r: np.ndarray, qd: np.ndarray) -> list[HealthEvent]:
+    def _observer_step(
+        self, t: float, r: np.ndarray, qd: np.ndarray, unseen: np.ndarray, inflation: float = 1.0
+    ) -> list[HealthEvent]:
+        """One sample of the observer's output ``r [J]`` (N·m) at speeds ``qd [J]`` (rad/s), with ``unseen [J]``
+        (N·m) the bound on r's error from a long step (lost samples: the effort between them was not seen) and
+        ``inflation`` the factor on r's noise variance just after the observer restarted."""
         s = self.settings
         spread = self.observer_spread.std()
-        sigma = np.sqrt(spread**2 + self._static_friction(qd) ** 2)
+        sigma = np.sqrt(inflation * spread**2 + self._static_friction(qd) ** 2 + unseen**2)
         z = r / sigma
         self._last_r = r
         h = self._z_observer
@@ -369,7 +376,10 @@ class HealthMonitor:
         if ep is None:
             weight = 1.0 - math.exp(-self._dt / s.noise_window_s)
             # near rest r holds static friction, normalised separately (`_static_friction`)
-            self.observer_spread.update(r, weight=weight, mask=np.abs(qd) >= s.min_speed)
+            # and after a long step r holds what the samples did not show, not noise
+            self.observer_spread.update(
+                r, weight=weight, mask=(np.abs(qd) >= s.min_speed) & (unseen < spread) & (inflation < 1.1)
+            )
             if warm and np.any(self._over_run >= s.confirm_samples):
                 joints = set(np.flatnonzero(over).tolist())
                 self._episode = _Episode(onset=t, joints=joints, peak=r.copy(), peak_z=float(np.abs(z).max()))
