@@ -87,7 +87,7 @@ def test_a_real_world_shaped_bag_replays_with_clear_warnings_and_its_export_trac
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "['base_rail_joint', 'gripper_led'] are not in the robot model: ignored" in proc.stderr
-    assert "controller-state messages on /arm_controller/controller_state skipped" in proc.stderr
+    assert "controller-state messages on /arm_controller/controller_state give reference channels" in proc.stderr
     assert "Traceback" not in proc.stderr
     rows = _read_bag(export, "/twin/joint_states")
     assert len(rows) > 100 and list(rows[0][1].name) == list(PANDA)
@@ -167,3 +167,19 @@ def test_the_joint_name_map_set_in_a_twin_config_file_maps_a_bag_in_replay_and_i
     assert refused["status"] == "error" and "finger_joint1" in refused["error"]
     with pytest.raises(ConfigError, match=r"\[telemetry\] ros2_joint_map entry 'left'.*BAG=MODEL"):
         TelemetrySettings.from_mapping({"ros2_joint_map": ["left"]})
+
+
+def test_a_controller_state_topic_gives_each_joint_state_the_newest_reference_before_it(tmp_path):
+    """control_msgs JointTrajectoryControllerState at 100 Hz beside 1 kHz joint states: every joint state carries
+    reference_position = the newest controller reference stamped at or before it (mapped by joint name, whatever
+    the joint states' order), no reference velocity when the controller sends none, and the warning counts them."""
+    bag = tmp_path / "robot.mcap"
+    _, names, q = write_real_world_bag(bag, duration_s=1.0)
+    states = read_joint_state_bag(bag, PANDA)
+    messages = [decode(payload) for _, payload, _ in states.payloads[1:]]
+    assert len(messages) == len(q) and all(m.reference_position is not None for m in messages)
+    assert all(m.reference_velocity is None for m in messages)
+    for i, m in enumerate(messages):
+        expected = q[10 * (i // 10)]  # the bag's controller publishes every 10th sample, at that sample's stamp
+        assert [m.reference_position[m.names.index(n)] for n in names] == pytest.approx(expected, abs=1e-12), i
+    assert any(f"{len(q)} of {len(q)} joint states carry one" in w for w in states.warnings), states.warnings

@@ -4,8 +4,11 @@
 Each JointState becomes one of our joint-state messages (JSON codec) on ``twin/v1/<robot_id>/joint_states``,
 delivered at the bag's log time (when rosbag2 received it) and stamped with its ``header.stamp`` (when the robot
 sampled it); a birth announcing the mapped joints comes first. Controller states
-(``control_msgs/msg/JointTrajectoryControllerState`` and the like) are counted and skipped: our telemetry
-schema has no reference channels yet, so there is nothing to put them in.
+(``control_msgs/msg/JointTrajectoryControllerState``: its ``reference`` point, or ``desired`` in older
+control_msgs) give the joint states their reference channels (``reference_position`` /
+``reference_velocity``, docs/telemetry.md): each joint state carries the newest reference stamped at or before
+it and at most `REFERENCE_MAX_AGE_NS` older, when every one of its joints has one. Other controller-state types
+are counted and skipped.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ CONTROLLER_STATE_TYPES = (
     "trajectory_msgs/msg/JointTrajectoryPoint",
     "trajectory_msgs/msg/JointTrajectory",
 )
+REFERENCE_TYPES = ("control_msgs/msg/JointTrajectoryControllerState", "control_msgs/JointTrajectoryControllerState")
+REFERENCE_MAX_AGE_NS = 100_000_000
+"""A controller reference older than this (0.1 s) before a joint state's stamp is not attached to it, ns."""
 
 
 @dataclass
@@ -68,22 +74,93 @@ def is_ros2_bag(path: str | Path) -> bool:
     return any(s.encoding in ("ros2msg", "ros2idl") for s in summary.schemas.values())
 
 
-def _joint_state_topics(path: Path) -> tuple[dict[str, int], dict[str, int]]:
-    """``({JointState topic: count}, {controller-state topic: count})`` from the bag's summary."""
+def _joint_state_topics(path: Path) -> tuple[dict[str, int], dict[str, int], set[str]]:
+    """``({JointState topic: count}, {controller-state topic: count}, {topics whose type has a reference})``
+    from the bag's summary."""
     from mcap.reader import make_reader
 
     with open(path, "rb") as stream:
         summary = make_reader(stream).get_summary()
-    joint, controller = {}, {}
+    joint, controller, with_reference = {}, {}, set()
     counts = summary.statistics.channel_message_counts if summary and summary.statistics else {}
     for cid, channel in (summary.channels if summary else {}).items():
         schema = summary.schemas.get(channel.schema_id)
         name = schema.name if schema else ""
         if name in JOINT_STATE_TYPES:
             joint[channel.topic] = counts.get(cid, 0)
-        elif name in CONTROLLER_STATE_TYPES:
+        elif name in CONTROLLER_STATE_TYPES or name in REFERENCE_TYPES:
             controller[channel.topic] = counts.get(cid, 0)
-    return joint, controller
+            if name in REFERENCE_TYPES:
+                with_reference.add(channel.topic)
+    return joint, controller, with_reference
+
+
+@dataclass
+class _References:
+    """The reference points of one controller-state topic, in stamp order."""
+
+    stamps: list[int] = field(default_factory=list)
+    names: list[tuple[str, ...]] = field(default_factory=list)
+    positions: list[np.ndarray] = field(default_factory=list)
+    velocities: list[np.ndarray | None] = field(default_factory=list)
+    cursor: int = -1
+
+    def newest_at(self, stamp: int) -> int:
+        """Index of the newest reference stamped at or before ``stamp`` (stamps only grow between calls), or -1."""
+        while self.cursor + 1 < len(self.stamps) and self.stamps[self.cursor + 1] <= stamp:
+            self.cursor += 1
+        return self.cursor
+
+
+def _read_references(path: Path, topic: str, open_reader) -> _References:
+    """The ``reference`` (or older control_msgs' ``desired``) points of ``topic``, sorted by header stamp; points
+    whose positions do not match their joint names (or are non-finite) are left out."""
+    refs = _References()
+    rows = []
+    with open(path, "rb") as stream:
+        reader = open_reader(stream)
+        for _, _, message, ros in reader.iter_decoded_messages(topics=[topic], log_time_order=True):
+            point = getattr(ros, "reference", None) or getattr(ros, "desired", None)
+            if point is None:
+                continue
+            names = tuple(ros.joint_names)
+            position = np.asarray(point.positions, dtype=np.float64)
+            if position.shape != (len(names),) or not np.isfinite(position).all():
+                continue
+            velocity = np.asarray(point.velocities, dtype=np.float64)
+            velocity = velocity if velocity.shape == position.shape and np.isfinite(velocity).all() else None
+            stamp = int(ros.header.stamp.sec) * 1_000_000_000 + int(ros.header.stamp.nanosec)
+            rows.append((stamp or int(message.log_time), names, position, velocity))
+    for stamp, names, position, velocity in sorted(rows, key=lambda r: r[0]):
+        refs.stamps.append(stamp)
+        refs.names.append(names)
+        refs.positions.append(position)
+        refs.velocities.append(velocity)
+    return refs
+
+
+def _reference_for(
+    stamp: int, names: tuple[str, ...], model_of: Mapping[str, str], sources: list[_References]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(reference_position [n], reference_velocity [n] | None)`` for a joint state of model joints ``names``
+    stamped ``stamp`` from the newest fresh point of each controller topic, or ``(None, None)`` when a joint has
+    none. ``model_of`` maps a controller's joint name onto the model's."""
+    position = np.full(len(names), np.nan)
+    velocity = np.full(len(names), np.nan)
+    index = {n: i for i, n in enumerate(names)}
+    for refs in sources:
+        k = refs.newest_at(stamp)
+        if k < 0 or stamp - refs.stamps[k] > REFERENCE_MAX_AGE_NS:
+            continue
+        v = refs.velocities[k]
+        for j, name in enumerate(refs.names[k]):
+            i = index.get(model_of.get(name, name), -1)
+            if i >= 0:
+                position[i] = refs.positions[k][j]
+                velocity[i] = v[j] if v is not None else np.nan
+    if not np.isfinite(position).all():
+        return None, None
+    return position, (velocity if np.isfinite(velocity).all() else None)
 
 
 def read_joint_state_bag(
@@ -119,7 +196,7 @@ def read_joint_state_bag(
         ) from None
 
     path = Path(path)
-    joint_topics, controller_topics = _joint_state_topics(path)
+    joint_topics, controller_topics, reference_topics = _joint_state_topics(path)
     if topic:
         if topic not in joint_topics:
             raise Ros2BagError(
@@ -141,10 +218,17 @@ def read_joint_state_bag(
         )
     warnings = []
     for ctrl_topic, count in sorted(controller_topics.items()):
-        warnings.append(
-            f"{count} controller-state messages on {ctrl_topic} skipped: the twin's telemetry schema has no "
-            "reference channels yet"
-        )
+        if ctrl_topic not in reference_topics:
+            warnings.append(
+                f"{count} controller-state messages on {ctrl_topic} skipped: only "
+                f"{REFERENCE_TYPES[0]} gives reference channels"
+            )
+
+    def open_reader(stream):
+        return make_reader(stream, decoder_factories=[DecoderFactory()])
+
+    sources = [_read_references(path, t, open_reader) for t in sorted(reference_topics)]
+    with_reference = 0
     topics = Topics(robot_id)
     payloads: list[tuple[str, bytes, int]] = []
     mapping: dict[str, str] | None = None
@@ -173,7 +257,11 @@ def read_joint_state_bag(
             position = np.asarray(ros.position, dtype=np.float64)[columns]
             velocity = _channel(ros.velocity, columns, len(bag_names), repaired, "no_velocity")
             effort = _channel(ros.effort, columns, len(bag_names), repaired, "no_effort")
-            msg = JointState(robot_id, len(stamps) % (1 << 32), stamp, names, position, velocity, effort)
+            ref_position, ref_velocity = _reference_for(stamp, names, mapping, sources) if sources else (None, None)
+            with_reference += ref_position is not None
+            msg = JointState(
+                robot_id, len(stamps) % (1 << 32), stamp, names, position, velocity, effort, ref_position, ref_velocity
+            )
             if not payloads:
                 payloads.append((topics.birth, b"", int(message.log_time)))  # filled in below, once the rate is known
             payloads.append((topics.joint_states, encode_json(msg), int(message.log_time)))
@@ -191,6 +279,13 @@ def read_joint_state_bag(
     for key, what in (("no_velocity", "velocity"), ("no_effort", "effort")):
         if repaired[key] and repaired[key] < len(stamps):
             warnings.append(f"{repaired[key]} of {len(stamps)} messages had no usable {what} (empty or non-finite)")
+    if sources:
+        topics_used = ", ".join(sorted(reference_topics))
+        warnings.append(
+            f"{sum(controller_topics[t] for t in reference_topics)} controller-state messages on {topics_used} give "
+            f"reference channels: {with_reference} of {len(stamps)} joint states carry one (a joint state gets one "
+            f"when every joint has a reference at most {REFERENCE_MAX_AGE_NS / 1e6:g} ms older than its stamp)"
+        )
     if repaired["renamed"]:
         warnings.append(f"the joint names of {topic} changed {repaired['renamed']} times mid-bag")
     return Ros2JointStates(payloads, topic, len(stamps), rate_hz, dict(mapping or {}), warnings)
