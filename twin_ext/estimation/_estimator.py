@@ -305,7 +305,14 @@ class TwinEstimator:
                 return ObserveResult.INITIALIZED
         else:
             update = measured
-        gated = self.filter.update(q, qd, mask=update)
+        self._track_gates(self.filter.update(q, qd, mask=update), update, q, qd, count=count)
+        return ObserveResult.FUSED
+
+    def _track_gates(
+        self, gated: np.ndarray, update: np.ndarray, q: np.ndarray, qd: np.ndarray | None, *, count: bool
+    ) -> None:
+        """Gate streaks after an update of the joints ``update`` (``gated``, ``update``: ``[n]`` bool; ``q``/``qd``:
+        ``[n]`` the measurement): a joint gated ``gate_reset_after`` times in a row restarts from the data."""
         if gated.any():
             streak = self._gate_streak
             streak[update & ~gated] = 0
@@ -313,7 +320,7 @@ class TwinEstimator:
             if count:
                 for j in np.flatnonzero(gated):
                     self.stats.gated[self.model.dof_names[j]] += 1
-            stuck = streak >= s.gate_reset_after
+            stuck = streak >= self.settings.gate_reset_after
             if stuck.any():
                 # Persistently rejected: the robot really is elsewhere. Restart those joints from the data.
                 self.filter.initialize(stuck, q, qd)
@@ -324,7 +331,6 @@ class TwinEstimator:
         elif self._streaking:
             self._gate_streak[update] = 0
             self._streaking = bool(self._gate_streak.any())
-        return ObserveResult.FUSED
 
     def _filter_state(self) -> tuple[np.ndarray, ...]:
         """A copy of everything `_fuse` changes (the filter's x, P, r, initialized and the gate streaks)."""

@@ -77,24 +77,10 @@ class BatchedEstimator(TwinEstimator):
     def _commit(self, q: np.ndarray, qd: np.ndarray | None, sample_ns: int, arrival_ns: int, gated: np.ndarray) -> None:
         """The bookkeeping of `TwinEstimator.observe`/`_fuse` after a batched predict + update of every joint
         (``gated: [ndof]`` bool from the update); the filter's x, P, r are already this robot's rows."""
-        s = self.settings
         self._last_arrival = arrival_ns if self._last_arrival is None else max(self._last_arrival, arrival_ns)
         self._t_filter = sample_ns
         self.stats.fused += 1
-        if gated.any():
-            streak = self._gate_streak
-            streak[~gated] = 0
-            streak[gated] += 1
-            for j in np.flatnonzero(gated):
-                self.stats.gated[self.model.dof_names[j]] += 1
-            stuck = streak >= s.gate_reset_after
-            if stuck.any():
-                self.filter.initialize(stuck, q, qd)
-                streak[stuck] = 0
-                self.stats.joint_resets += int(stuck.sum())
-        elif self._streaking:
-            self._gate_streak[:] = 0
-        self._streaking = bool(self._gate_streak.any())
+        self._track_gates(gated, self._all_joints, q, qd, count=True)
         if self._max_lag_ns > 0:
             self._history.append(sample_ns, q, qd, self._all_joints, self._filter_state())
 
