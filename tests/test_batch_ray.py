@@ -54,7 +54,7 @@ def two_node_cluster():
         cluster.shutdown()
 
 
-def _batch(suite: Path, out: Path, *args):
+def _batch(suite: Path, out: Path, *args, name: str = "scale"):
     env = {**os.environ, **LOOPBACK, "TWIN_EXT_CACHE_DIR": os.environ.get("TWIN_EXT_CACHE_DIR", "")}
     proc = subprocess.run(
         [sys.executable, "-m", "twin_ext", "batch", str(suite), "--out", str(out), "--quiet", *args],
@@ -65,7 +65,7 @@ def _batch(suite: Path, out: Path, *args):
         env=env,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return json.loads((out / "scale" / "summary.json").read_text())
+    return json.loads((out / name / "summary.json").read_text())
 
 
 def _results(summary):
@@ -112,18 +112,7 @@ def test_a_2000_variant_sweep_in_batches_on_the_two_node_ray_cluster_equals_the_
     from twin_ext.whatif import WhatIfEngine, WhatIfSettings
 
     suite = REPO / "config" / "suites" / "sweep.toml"
-    env = {**os.environ, **LOOPBACK}
-    proc = subprocess.run(
-        [sys.executable, "-m", "twin_ext", "batch", str(suite), "--out", str(tmp_path), "--quiet"]
-        + ["--ray", two_node_cluster, "--workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    (result,) = json.loads((tmp_path / "sweep" / "summary.json").read_text())["results"]
+    (result,) = _batch(suite, tmp_path, "--ray", two_node_cluster, "--workers", "2", name="sweep")["results"]
     (job,) = load_suite(suite).jobs
     with WhatIfEngine(load_robot(default_robot_path()), settings=WhatIfSettings(use_process_pool=False)) as engine:
         whole = [v.to_dict() for v in engine.run(sweep_scenario(job.params)).variants]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,14 @@ def run_job(job: dict[str, Any], hooks: dict[str, Any] | None = None) -> dict[st
         errors over the joints (rad) for the job page's plot, when the run has the plant's truth.
     """
     t0 = time.perf_counter()
+    result = _judged(job, lambda: _RUNNERS[job["kind"]](job["params"], hooks or {}))
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _judged(job: dict[str, Any], produce: Callable[[], tuple[dict, list, dict]]) -> dict[str, Any]:
+    """A `run_job` result (without ``seconds``) from ``produce() -> (metrics, notes, series)`` and the job's checks;
+    an exception is the job's ``error`` status with its reason, never raised."""
     result: dict[str, Any] = {
         "name": job["name"],
         "kind": job["kind"],
@@ -93,7 +102,7 @@ def run_job(job: dict[str, Any], hooks: dict[str, Any] | None = None) -> dict[st
         "series": {},
     }
     try:
-        metrics, notes, series = _RUNNERS[job["kind"]](job["params"], hooks or {})
+        metrics, notes, series = produce()
         result["metrics"], result["warnings"], result["series"] = metrics, notes, series
         result["checks"] = evaluate_checks(job["checks"], metrics, notes)
         result["status"] = "pass" if all(c["ok"] for c in result["checks"]) else "fail"
@@ -101,7 +110,6 @@ def run_job(job: dict[str, Any], hooks: dict[str, Any] | None = None) -> dict[st
         result["status"] = "error"
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc(limit=8)
-    result["seconds"] = time.perf_counter() - t0
     return result
 
 
@@ -546,26 +554,14 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 def finish_sweep(job: dict[str, Any], parts: list[dict[str, Any]], seconds: float = 0.0) -> dict[str, Any]:
     """Merge a sweep job's batch results (`run_task`, any order) and judge the job: a `run_job` result."""
     errors = [f"batch {p['index']}: {p['error']}" for p in parts if p.get("error")]
-    result: dict[str, Any] = {
-        "name": job["name"],
-        "kind": job["kind"],
-        "key": job.get("key", ""),
-        "checks": [],
-        "metrics": {},
-        "warnings": [],
-        "error": "",
-        "series": {},
-        "seconds": seconds or sum(p.get("seconds", 0.0) for p in parts),
-    }
-    try:
+
+    def merged() -> tuple[dict, list, dict]:
         if errors:
             raise RuntimeError("; ".join(errors[:3]) + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""))
-        result["metrics"] = _sweep_metrics(job["params"], parts)
-        result["checks"] = evaluate_checks(job["checks"], result["metrics"], [])
-        result["status"] = "pass" if all(c["ok"] for c in result["checks"]) else "fail"
-    except Exception as exc:  # noqa: BLE001 - a broken job is a failed test case with its reason
-        result["status"] = "error"
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        return _sweep_metrics(job["params"], parts), [], {}
+
+    result = _judged(job, merged)
+    result["seconds"] = seconds or sum(p.get("seconds", 0.0) for p in parts)
     return result
 
 
