@@ -89,8 +89,9 @@ def test_every_profile_key_is_documented_in_settings_md():
         (dict(rate_hz=0.0), r"rate_hz must be in \(0, 10000\]"),
         (dict(burst=0.5), "burst is the mean length of a loss run"),
         (dict(loss=0.6, burst=1.0), "impossible for a two-state chain"),
-        (dict(jitter_ms=5.0), "gamma jitter needs latency_ms > 0"),
-        (dict(latency_ms=5.0, jitter_ms=5.0, jitter_distribution="uniform"), "would go below 0 ms"),
+        (dict(jitter_ms=5.0), "gamma jitter needs latency_ms > latency_floor_ms"),
+        (dict(latency_ms=5.0, jitter_ms=5.0, jitter_distribution="uniform"), "would go below the floor"),
+        (dict(latency_ms=5.0, latency_floor_ms=6.0), "cannot exceed the mean delay latency_ms"),
         (dict(jitter_distribution="cauchy"), "jitter_distribution must be one of"),
         (dict(in_order=True, reorder=0.1), "reorder has no effect with in_order"),
         (dict(latency_ms="20"), "latency_ms must be a number"),
@@ -168,19 +169,25 @@ def test_independent_loss_when_burst_is_zero():
 
 # ---- latency ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("distribution", "latency", "jitter"),
-    [("gamma", 20.0, 10.0), ("normal", 30.0, 10.0), ("uniform", 20.0, 5.0)],
+    ("distribution", "latency", "jitter", "floor"),
+    [("gamma", 20.0, 10.0, 0.0), ("gamma", 20.0, 10.0, 10.0), ("normal", 30.0, 10.0, 0.0), ("uniform", 20.0, 5.0, 0.0)],
 )
-def test_latency_mean_and_std_match_the_profile(distribution, latency, jitter):
-    """One-way delays have mean latency_ms and std jitter_ms: mean within 5 SE (jitter/sqrt(n)); std within
-    5 SE of a sample std (sigma * sqrt((kurtosis - 1) / 4n), kurtosis 4.5 for gamma k=4, 3 normal, 1.8 uniform)."""
-    profile = ImpairmentProfile(latency_ms=latency, jitter_ms=jitter, jitter_distribution=distribution)
+def test_latency_mean_and_std_match_the_profile(distribution, latency, jitter, floor):
+    """One-way delays have mean latency_ms and std jitter_ms and never undercut latency_floor_ms: mean within 5 SE
+    (jitter/sqrt(n)); std within 5 SE of a sample std (sigma * sqrt((kurtosis - 1) / 4n), kurtosis 3 + 6/k for gamma
+    of shape k = ((latency - floor)/jitter)^2: 4.5 for k = 4, 9 for the exponential k = 1; 3 normal, 1.8 uniform);
+    with a floor, the fastest 0.1 % of delays lie within 0.02 ms of it (exponential: 0.001 * 10 ms)."""
+    profile = ImpairmentProfile(
+        latency_ms=latency, latency_floor_ms=floor, jitter_ms=jitter, jitter_distribution=distribution
+    )
     n = 100_000
     _, send, fates = _run(profile, n=n)
     idx, arr = _first_arrivals(send, fates)
     delay_ms = (arr - send[idx]) / 1e6
-    assert delay_ms.min() >= 0.0
-    kurtosis = {"gamma": 3 + 6 / (latency / jitter) ** 2, "normal": 3.0, "uniform": 1.8}[distribution]
+    assert delay_ms.min() >= floor
+    if floor > 0.0:
+        assert np.quantile(delay_ms, 0.001) < floor + 0.02
+    kurtosis = {"gamma": 3 + 6 / ((latency - floor) / jitter) ** 2, "normal": 3.0, "uniform": 1.8}[distribution]
     assert abs(delay_ms.mean() - latency) < 5 * jitter / math.sqrt(n)
     assert abs(delay_ms.std() - jitter) < 5 * jitter * math.sqrt((kurtosis - 1) / (4 * n))
     if distribution == "uniform":

@@ -83,12 +83,14 @@ def test_telemetry_view_before_start_and_with_a_broken_config():
 
 
 def test_telemetry_view_shows_link_clock_health_rejects_and_a_joint_table(running):
-    """The panel's rows: rates, clock offset near the profile's 250 ms, health ok, 9 joints in ° and mm,
-    fingers flagged near their limits, rejected payloads by reason."""
-    controller, _ = running
+    """The panel's rows: rates, clock offset near the profile's -250 ms plus its 10 ms latency floor (one-way traffic
+    measures offset + minimum latency), health ok, 9 joints in ° and mm, fingers flagged near their limits, rejected
+    payloads by reason."""
+    controller, sim = running
     view = TelemetryPanelViewModel(controller).view()
     assert view.running and view.health_level == 0 and view.health.startswith("ok")
-    assert view.clock_offset.endswith(" ms") and abs(float(view.clock_offset.split()[0]) + 250) < 5
+    expected_ms = -sim.profile.offset_ms + sim.profile.latency_floor_ms
+    assert view.clock_offset.endswith(" ms") and abs(float(view.clock_offset.split()[0]) - expected_ms) < 2
     assert len(view.joints) == 9 and view.joints[0].estimated.endswith("°") and view.joints[8].estimated.endswith(" mm")
     assert dict(view.rejects).get("duplicate", 0) > 0 and "out_of_order" not in dict(view.rejects)
     assert "fused late" in view.estimator

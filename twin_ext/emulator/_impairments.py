@@ -26,9 +26,11 @@ length of a run of consecutive losses is ``burst`` samples. (Independent losses 
 ``1 / (1 - loss)``; a larger ``burst`` is burstier.) The chain starts in Good.
 
 Latency model. Every delivered copy gets an independent one-way delay with mean ``latency_ms`` and
-standard deviation ``jitter_ms``: ``gamma`` (default; positive and right-skewed like queueing delay,
-shape ``(latency/jitter)^2``), ``normal`` (clipped at 0 ms; for jitter <= latency/2 this shifts the
-mean by < 0.5 %), or ``uniform`` (``latency +- sqrt(3) * jitter``). Independent delays larger than the
+standard deviation ``jitter_ms``: the path's minimum ``latency_floor_ms`` (default 0) plus a queueing delay of
+mean ``latency_ms - latency_floor_ms`` drawn from ``gamma`` (default; positive and right-skewed, shape
+``((latency - floor)/jitter)^2``; shape 1, the independent-delay profiles' choice, is exponential: the fastest messages
+cluster at the floor as on real paths), ``normal`` (clipped at the floor; for jitter <= (latency - floor)/2
+this shifts the mean by < 0.5 %), or ``uniform`` (``latency +- sqrt(3) * jitter``). Independent delays larger than the
 sample period reorder messages, as on a multi-path or UDP link; ``in_order = true`` instead delivers in
 send order (``arrival_k = max(arrival_k, arrival_{k-1})``), as one TCP connection does: jitter then
 bunches messages instead of reordering them. ``reorder`` adds ``reorder_ms`` to that fraction of
@@ -114,6 +116,7 @@ class ImpairmentProfile:
     description: str = ""
     rate_hz: float = 200.0
     latency_ms: float = 0.0
+    latency_floor_ms: float = 0.0
     jitter_ms: float = 0.0
     jitter_distribution: str = "gamma"
     loss: float = 0.0
@@ -198,6 +201,8 @@ class ImpairmentProfile:
             elif f.name == "faults":
                 if value.is_empty:
                     continue  # a profile without faults maps (and records) as it always did
+            elif f.name == "latency_floor_ms" and value == 0.0:
+                continue  # so does a profile without a latency floor
                 value = value.to_mapping()
             out[f.name] = value
         return out
@@ -309,16 +314,19 @@ def _uniform(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _delay_draw(profile: ImpairmentProfile) -> Callable[[np.random.Generator, int], np.ndarray]:
-    mean, std = profile.latency_ms, profile.jitter_ms
+    """Delays in ms: ``latency_floor_ms`` plus a queueing part of mean ``latency_ms - latency_floor_ms`` and
+    standard deviation ``jitter_ms`` (so ``latency_ms`` and ``jitter_ms`` stay the delay's mean and std)."""
+    floor, std = profile.latency_floor_ms, profile.jitter_ms
+    mean = profile.latency_ms - floor
     if std == 0.0:
-        return lambda rng, n: np.full(n, mean)
+        return lambda rng, n: np.full(n, profile.latency_ms)
     if profile.jitter_distribution == "gamma":
         shape, scale = (mean / std) ** 2, std * std / mean
-        return lambda rng, n: rng.gamma(shape, scale, n)
+        return lambda rng, n: floor + rng.gamma(shape, scale, n)
     if profile.jitter_distribution == "normal":
-        return lambda rng, n: np.maximum(rng.normal(mean, std, n), 0.0)
+        return lambda rng, n: floor + np.maximum(rng.normal(mean, std, n), 0.0)
     half = math.sqrt(3.0) * std
-    return lambda rng, n: rng.uniform(mean - half, mean + half, n)
+    return lambda rng, n: floor + rng.uniform(mean - half, mean + half, n)
 
 
 # ---- the channel -----------------------------------------------------------------------------
@@ -500,7 +508,15 @@ def _check_profile(p: ImpairmentProfile) -> None:
     rate = finite("rate_hz")
     if not 0.0 < rate <= 10_000.0:
         raise ImpairmentError(f"rate_hz must be in (0, 10000] Hz, got {rate:g}")
-    for key in ("latency_ms", "jitter_ms", "reorder_ms", "position_noise", "velocity_noise", "effort_noise"):
+    for key in (
+        "latency_ms",
+        "latency_floor_ms",
+        "jitter_ms",
+        "reorder_ms",
+        "position_noise",
+        "velocity_noise",
+        "effort_noise",
+    ):
         if finite(key) < 0.0:
             raise ImpairmentError(f"{key} must be >= 0, got {getattr(p, key):g}")
     for key in ("offset_ms", "drift_ppm"):
@@ -515,16 +531,23 @@ def _check_profile(p: ImpairmentProfile) -> None:
         raise ImpairmentError(
             f"jitter_distribution must be one of {list(JITTER_DISTRIBUTIONS)}, got {p.jitter_distribution!r}"
         )
+    if p.latency_floor_ms > p.latency_ms:
+        raise ImpairmentError(
+            f"latency_floor_ms ({p.latency_floor_ms:g}) is the minimum delay and cannot exceed the mean delay "
+            f"latency_ms ({p.latency_ms:g}); lower the floor or raise latency_ms"
+        )
+    queueing = p.latency_ms - p.latency_floor_ms  # ms, mean delay above the floor
     if p.jitter_ms > 0.0:
-        if p.jitter_distribution == "gamma" and p.latency_ms <= 0.0:
+        if p.jitter_distribution == "gamma" and queueing <= 0.0:
             raise ImpairmentError(
-                "gamma jitter needs latency_ms > 0 (it is the mean delay); set latency_ms or use "
-                'jitter_distribution = "normal"'
+                "gamma jitter needs latency_ms > latency_floor_ms (their difference is the mean queueing delay); "
+                'raise latency_ms, lower latency_floor_ms or use jitter_distribution = "normal"'
             )
-        if p.jitter_distribution == "uniform" and p.latency_ms < math.sqrt(3.0) * p.jitter_ms:
+        if p.jitter_distribution == "uniform" and queueing < math.sqrt(3.0) * p.jitter_ms:
             raise ImpairmentError(
-                f"uniform jitter spans latency_ms +- sqrt(3)*jitter_ms and would go below 0 ms: need "
-                f"latency_ms >= {math.sqrt(3.0) * p.jitter_ms:.3g} for jitter_ms = {p.jitter_ms:g}"
+                f"uniform jitter spans latency_ms +- sqrt(3)*jitter_ms and would go below the floor "
+                f"(latency_floor_ms = {p.latency_floor_ms:g}): need latency_ms >= "
+                f"{p.latency_floor_ms + math.sqrt(3.0) * p.jitter_ms:.3g} for jitter_ms = {p.jitter_ms:g}"
             )
     burst = finite("burst")
     if burst != 0.0 and burst < 1.0:

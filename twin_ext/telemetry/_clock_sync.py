@@ -17,17 +17,15 @@ Method.
    ``_REFIT_NS`` (0.5 s) of robot time. Any quantile line is parallel to the envelope for a stationary
    delay process (FIFO bunching included); which quantile is chosen per fit from the data (`_QUANTILES`,
    0.2-10 %): the one whose slope has the smallest estimated variance ``tau (1 - tau) / f(q_tau)^2``.
-   A network with a sharp minimum latency picks the lowest (it then converges like the envelope: 0.4 ppm
-   after 10 s at 1 kHz, 4 ppm at 100 Hz with exponential jitter); the shipped gamma delays, whose density
-   vanishes like x^(k-1) at the floor (k = (latency / jitter)^2), pick ~10 %, so the fit does not rest on
-   the few lowest points, which scatter by milliseconds. Median / worst |drift error| after 10 s over 32
-   seeds of the shipped profiles: 12-160 / 35-610 ppm (Theil-Sen of 200 ms block minima, before:
-   17-126 / 68-520 over 40; the hull segment at the window's centre of Moon, Skelly & Towsley 1999:
-   80-900). That is near the information limit: for i.i.d. gamma delays with k > 2 the Cramér-Rao bound
-   is ``sd(drift) = theta * sqrt(k - 2) / (sqrt(N) * std(t))``, 57 ppm for `standard` after 10 s
-   (N ~ 1900 samples, theta = jitter^2 / latency), 26 for `fast_tcp`, 75-190 for the reordering
-   profiles; FIFO delivery only loses information. The offset is the tightest line of that slope under
-   every sample, updated with each sample.
+   Gamma delays whose density vanishes like x^(k-1) at their floor (k = (latency / jitter)^2) pick ~10 %, so
+   the fit does not rest on the few lowest points, which scatter by milliseconds; that is near the
+   information limit, the Cramér-Rao bound ``sd(drift) = theta * sqrt(k - 2) / (sqrt(N) * std(t))`` (57 ppm
+   after 10 s for 20 +- 10 ms at 200 Hz, theta = jitter^2 / latency). A SHARP floor (the estimated variance
+   falls towards the lowest quantile: `_choose_quantile`) takes the envelope itself: the lower-hull segment of
+   the block minima spanning the window's mean stamp (the linear-programming line of Moon, Skelly & Towsley
+   1999), which converges like 1 / (N T): median drift error after 10 s 2 ppm at 100 Hz, 0.2 ppm at 1 kHz
+   with exponential delays; 1.8-11 ppm on the shipped floor + exponential profiles. The offset is the tightest line of that slope
+   under every sample, updated with each sample.
 3. Short histories: until ``drift_min_span_s`` of robot time is available the slope is not
    trusted (a 2 s span gives ±200 ppm of noise); the line keeps the previous drift estimate
    (0 at first start) and takes the tightest offset under every sample. Ignoring a 100 ppm drift
@@ -55,6 +53,7 @@ relative to the twin clock minus one (+50e-6: the robot clock gains 50 µs per s
 from __future__ import annotations
 
 import copy
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -102,16 +101,26 @@ _FIT_TOL = 2e-8
 
 _GOLDEN = 0.5 * (5.0**0.5 - 1.0)
 
+_SHARP_EXPONENT = 0.5
+"""The quantile slope's estimated variance must fall at least like ``tau^0.5`` towards the bottom for the delays
+to count as having a sharp floor (`_choose_quantile`); exponential queueing above a floor gives ``tau^1``, the
+shipped floorless gamma profiles ``tau^-0.2`` to ``tau^-0.7``."""
 
-def _choose_quantile(e: np.ndarray, n_total: int) -> float:
+
+def _choose_quantile(e: np.ndarray, n_total: int) -> tuple[float, bool]:
     """The quantile of `_QUANTILES` whose regression slope has the smallest asymptotic variance for residuals
-    ``e`` (``[n]`` float, ns, detrended by the previous slope; the lowest ``n`` of ``n_total``).
+    ``e`` (``[n]`` float, ns, detrended by the previous slope; the lowest ``n`` of ``n_total``), and whether the
+    delays have a sharp floor.
 
     A quantile-regression slope's variance is proportional to ``tau (1 - tau) / f(q_tau)^2`` (``f``: the
     density of the residuals at their ``tau`` quantile); ``1 / f`` is estimated by the spread of the
     ``tau / 2`` and ``3 tau / 2`` quantiles, each resting on at least 4 samples. A sharp floor (a fixed minimum
-    latency: ``f`` is large at the bottom) picks the lowest quantile, which converges like the envelope; a
-    delay density that vanishes at the floor (gamma-like) picks a higher one.
+    latency: ``f`` is large at the bottom) picks the lowest quantile; a delay density that vanishes at the
+    floor (gamma-like) picks a higher one.
+
+    Sharp floor: over the lowest three usable quantiles that variance falls at least like ``tau^0.5`` towards
+    the bottom (``f`` roughly constant there gives ``tau^1``; a gamma density of shape ``k`` gives
+    ``tau^(2/k - 1)``, rising for ``k > 2``). Then the lower envelope itself (``tau -> 0``) is the best line.
     """
     n = len(e)
     pairs = [
@@ -120,15 +129,39 @@ def _choose_quantile(e: np.ndarray, n_total: int) -> float:
         if 0.5 * t * n_total >= 4 and 1.5 * t * n_total < n
     ]
     if not pairs:
-        return _QUANTILES[-1]
+        return _QUANTILES[-1], False
     part = np.partition(e, sorted({i for _, lo, hi in pairs for i in (lo, hi)}))
-    best, choice = np.inf, _QUANTILES[-1]
+    costs = []
     for t, lo, hi in pairs:
         spread = (part[hi] - part[lo]) / t
-        cost = t * (1.0 - t) * spread * spread
-        if cost < best:
-            best, choice = cost, t
-    return choice
+        costs.append(t * (1.0 - t) * spread * spread)
+    choice = pairs[int(np.argmin(costs))][0]
+    low = costs[:3]
+    sharp = (
+        len(low) >= 2
+        and low[0] > 0.0
+        and math.log(low[-1] / low[0]) > _SHARP_EXPONENT * math.log(pairs[len(low) - 1][0] / pairs[0][0])
+    )
+    return choice, sharp
+
+
+def _envelope_slope(x: np.ndarray, y: np.ndarray, x_mean: float) -> float | None:
+    """Slope of the lower envelope line of Moon, Skelly & Towsley (1999): the line under every point ``(x, y)``
+    (``[n]`` float ns, ``x`` ascending: the block minima) that is highest at ``x_mean`` (ns, the mean stamp of
+    all samples) -- the segment of the lower convex hull that spans ``x_mean``. None if no segment does."""
+    hull: list[int] = []
+    for i in range(len(x)):
+        while len(hull) >= 2:
+            i1, i2 = hull[-2], hull[-1]
+            if (y[i2] - y[i1]) * (x[i] - x[i1]) >= (y[i] - y[i1]) * (x[i2] - x[i1]):
+                hull.pop()  # i2 lies on or above the chord i1 -> i: not on the lower hull
+            else:
+                break
+        hull.append(i)
+    for i1, i2 in zip(hull, hull[1:], strict=False):
+        if x[i1] <= x_mean <= x[i2] and x[i2] > x[i1]:
+            return float((y[i2] - y[i1]) / (x[i2] - x[i1]))
+    return None
 
 
 def _quantile_slope(
@@ -371,7 +404,16 @@ class ClockSync:
         limit = self._max_slope
         prev = self._fit_slope
         lo, hi = (-limit, limit) if prev is None else (max(-limit, prev - 2e-4), min(limit, prev + 2e-4))
-        tau = _choose_quantile(y - (self._slope_prior if prev is None else prev) * x, n + n_above)
+        tau, sharp = _choose_quantile(y - (self._slope_prior if prev is None else prev) * x, n + n_above)
+        if sharp:
+            # A sharp floor: the envelope line converges faster than any quantile line above it.
+            bx = np.fromiter((float(blk[1] - self._x0) for blk in blocks), dtype=np.float64, count=len(blocks))
+            by = np.fromiter((float(blk[2] - self._r0) for blk in blocks), dtype=np.float64, count=len(blocks))
+            b = _envelope_slope(bx, by, (float(x.sum()) + sx_above) / (n + n_above))
+            if b is not None and abs(b) < limit - 2 * _FIT_TOL:
+                self._fit_slope = self._slope_prior = b
+                self._rest(b)
+                return
         b = _quantile_slope(x, y, n_above, sx_above, lo, hi, tau)
         if prev is not None and (b - lo < 2 * _FIT_TOL < lo + limit or hi - b < 2 * _FIT_TOL < limit - hi):
             b = _quantile_slope(x, y, n_above, sx_above, -limit, limit, tau)  # the minimum is outside the bracket
