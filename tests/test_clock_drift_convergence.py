@@ -35,8 +35,11 @@ SEEDS = 24  # all of them checked after 10 s
 LONG_SEEDS = 6  # the first ones also run to 30 s
 
 
-def _clock_errors(profile: ImpairmentProfile, seed: int, checkpoints_s: tuple[float, ...]) -> list[tuple[float, float]]:
-    """(|drift error| ppm, |offset error| ms) at each checkpoint (s of host time) of the profile's stream."""
+def _clock_errors(
+    profile: ImpairmentProfile, seed: int, checkpoints_s: tuple[float, ...]
+) -> list[tuple[float, float, float]]:
+    """(|drift error| ppm, |offset error| ms, the drift's estimated standard error ppm) at each checkpoint (s of host
+    time) of the profile's stream."""
     epoch = 1_000_000_000_000
     channel = ImpairedChannel(profile.replace(pauses=(), restarts=(), clock_jumps=()), seed=seed, epoch_ns=epoch)
     robot = RobotClock(offset_ns=round(profile.offset_ms * 1e6), drift=profile.drift_ppm * 1e-6, epoch_ns=epoch)
@@ -51,10 +54,10 @@ def _clock_errors(profile: ImpairmentProfile, seed: int, checkpoints_s: tuple[fl
     newest, min_latency, last = -1, np.inf, None
     todo, errors = [epoch + round(t * 1e9) for t in checkpoints_s], []
 
-    def error() -> tuple[float, float]:
+    def error() -> tuple[float, float, float]:
         stamp, send = last
         mapping = sync.to_twin_ns(stamp) - send
-        return abs(sync.drift * 1e6 - profile.drift_ppm), abs(mapping - min_latency) * 1e-6
+        return abs(sync.drift * 1e6 - profile.drift_ppm), abs(mapping - min_latency) * 1e-6, sync.drift_sd * 1e6
 
     for (arrival, k, send), stamp in zip(arrivals, stamps, strict=True):
         if todo and arrival >= todo[0]:
@@ -144,3 +147,20 @@ def test_floorless_gamma_delays_converge_near_the_information_limit(name):
     errors = np.array([_clock_errors(profile, seed, (10.0,))[0] for seed in range(SEEDS)])
     assert np.median(errors[:, 0]) <= med_10 and errors[:, 0].max() <= max_10, errors[:, 0]
     assert errors[:, 1].max() <= off_10, errors[:, 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "floor"),
+    [(n, None) for n in ("standard", "fast_tcp", "tcp_1khz", "reordering", "wifi_pause", "harsh")] + [("harsh", 0.0)],
+)
+def test_the_drift_standard_error_covers_the_actual_error(name, floor):
+    """The reported drift standard error is honest after 10 s: over 24 seeds at least 90 % of the drift errors are
+    within 3 standard errors and the errors are not all far inside one (median |error| / sd above 0.1, i.e. the
+    figure is not inflated tenfold). Measured: within 3 sd 96-100 %, median ratio 0.29-1.32."""
+    profile = ImpairmentProfile.from_toml(PROFILES / f"{name}.toml")
+    if floor is not None:
+        profile = profile.replace(latency_floor_ms=floor)
+    errors = np.array([_clock_errors(profile, seed, (10.0,))[0] for seed in range(SEEDS)])
+    ratio = errors[:, 0] / errors[:, 2]
+    assert np.all(np.isfinite(errors[:, 2])) and np.mean(ratio <= 3.0) >= 0.9, ratio
+    assert np.median(ratio) > 0.1, ratio

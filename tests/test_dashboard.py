@@ -70,6 +70,9 @@ def test_the_dashboard_shows_every_joint_health_clock_and_rejection_reasons(stat
     assert st.rejected > 0 and f"duplicate {st.rejected_by_reason['duplicate']}" in text
     assert "out_of_order" not in text and st.fused_late > 0 and f"fused late {st.fused_late}," in text
     assert "clock offset" in text and "-2" in lines[3]  # the robot clock runs 250 ms behind the twin's
+    assert "drift pending" in lines[3]  # 3 s < drift_min_span_s: the shown drift would only be the 0 ppm prior
+    fitted = dataclasses.replace(st, clock_drift_ppm=48.4, clock_drift_sd_ppm=12.2)
+    assert "drift +48 ± 12 ppm" in render_dashboard(fitted, model=panda).splitlines()[3]
     rows = {name: next(line for line in lines if line.startswith(name)) for name in panda.dof_names}
     assert all("|" in row and ("●" in row or "!" in row) for row in rows.values())
     assert "°" in rows["joint1"] and "mm" in rows["finger_joint1"]

@@ -140,6 +140,8 @@ class TwinStatus:
     noise_note: str = ""
     """Joints whose sensors the estimator found noisier than configured (learned vs configured position
     sigma), or "" when every joint is within 2x of ``estimator.sigma_q``."""
+    clock_drift_sd_ppm: float = math.nan
+    """Standard error of ``clock_drift_ppm`` (ppm; inf until the drift is first fitted, NaN without a clock line)."""
     health_reason: str = ""
     """Why health is not what the estimate says (e.g. the display loop stopped ticking), or ""."""
     states_dropped: int = 0
@@ -184,6 +186,7 @@ class TwinStatus:
             "clock_ready": self.clock_ready,
             "clock_offset_ms": num(self.clock_offset_ms),
             "clock_drift_ppm": num(self.clock_drift_ppm),
+            "clock_drift_sd_ppm": num(self.clock_drift_sd_ppm),
             "latency_ms": num(self.latency_ms),
             "clock_jumps": self.clock_jumps,
             "restarts": self.restarts,
@@ -618,6 +621,7 @@ class LiveTwin:
             clock_ready=ready,
             clock_offset_ms=clock.offset_ns * 1e-6 if has_line else math.nan,
             clock_drift_ppm=clock.drift * 1e6 if has_line else math.nan,
+            clock_drift_sd_ppm=clock.drift_sd * 1e6 if has_line else math.nan,
             latency_ms=clock.latency_ns * 1e-6 if has_line else math.nan,
             clock_jumps=stats.clock_jumps,
             restarts=stats.restarts,
