@@ -7,17 +7,16 @@ ingest feeds it: (stamp, arrival) of the samples that are newest by sequence num
 error" is the error of the sample-time mapping at the newest sample minus the smallest latency the channel
 actually produced: one-way traffic cannot see that minimum (docs/telemetry.md, "Clock sync accuracy").
 
-Tolerances. The profiles with independent delays (`reordering`, `harsh`, `wifi_pause`) model a path's delay as a
-floor (propagation, switching, broker forwarding) plus exponential queueing, so the fastest messages cluster at
-the floor; the drift is then the slope of the lower envelope (Moon, Skelly & Towsley's line), which converges like
-1 / (N T), and the issue's goal (< 10 ppm, < 1 ms after 10 s) is met in the median, the offset for every seed.
-The in-order (one TCP connection) profiles keep gamma delays without a floor (an exponential tail there holds
-back many more messages: p99 delay 65 vs 54 ms on `standard`). Their density vanishes like x^(k-1) at 0,
-k = (latency / jitter)^2, and for k > 2 no estimator beats the Cramér-Rao bound of i.i.d. gamma delays,
-sd(drift) = theta * sqrt(k - 2) / (sqrt(N) * std(t)), theta = jitter^2 / latency: after 10 s 57 ppm on `standard`
-(N ~ 1900), 26 on `fast_tcp`; FIFO delivery only loses information. The bounds below are the measured median and
-worst case over the seeds with ~25 % margin (measured values in comments). The offset error follows the drift
-error: a slope off by d over the window moves the line at the newest sample by about d * T / 2.
+Tolerances. The shipped profiles' gamma delays have no floor (their density vanishes like x^(k-1) at 0,
+k = (latency / jitter)^2). For k > 2 no estimator beats the Cramér-Rao bound of i.i.d. gamma delays,
+sd(drift) = theta * sqrt(k - 2) / (sqrt(N) * std(t)) with theta = jitter^2 / latency: after 10 s that is 57 ppm on
+`standard` (N ~ 1900), 26 on `fast_tcp`, 75 / 186 / 152 on `reordering` / `harsh` / `wifi_pause` (fewer samples
+are newest by sequence number), and the bound falls like T^-1.5; FIFO delivery only loses information. There the
+bounds are the measured median and worst case over the seeds with ~25 % margin (measured values in comments).
+With a latency floor (`latency_floor_ms`: the fastest messages cluster at the path's minimum delay) the drift is
+the lower envelope's slope (Moon, Skelly & Towsley's line), which converges like 1 / (N T), and the issue's goal
+(< 10 ppm, < 1 ms after 10 s) is met in the median, the offset for every seed (the last tests). The offset error
+follows the drift error: a slope off by d over the window moves the line at the newest sample by about d * T / 2.
 """
 
 from __future__ import annotations
@@ -88,11 +87,11 @@ BOUNDS = {
     "none": (0.1, 0.1, 0.01, 0.1, 0.1, 0.01),
     "standard": (80.0, 280.0, 2.2, 13.0, 25.0, 0.55),  # measured 61 / 223 / 1.75; 10 / 20 / 0.43
     "standard_fifo": (80.0, 280.0, 2.2, 13.0, 25.0, 0.55),  # the same profile as standard
-    "reordering": (2.5, 13.0, 0.08, 0.3, 1.0, 0.02),  # 1.8 / 10.4 / 0.06; 0.2 / 0.7 / 0.00
+    "reordering": (90.0, 245.0, 2.0, 26.0, 30.0, 0.85),  # 71 / 195 / 1.60; 21 / 24 / 0.66
     "fast_tcp": (75.0, 170.0, 1.35, 21.0, 33.0, 0.7),  # 60 / 136 / 1.06; 16 / 26 / 0.56
     "tcp_1khz": (16.0, 45.0, 0.35, 3.0, 10.0, 0.15),  # 12 / 35 / 0.25; 2.1 / 4.1 / 0.12
-    "harsh": (14.0, 50.0, 0.35, 1.5, 5.0, 0.12),  # 10.9 / 38.7 / 0.25; 1.1 / 4.0 / 0.09
-    "wifi_pause": (4.5, 37.0, 0.2, 0.9, 2.5, 0.04),  # 3.6 / 29.5 / 0.16; 0.7 / 2.0 / 0.03
+    "harsh": (165.0, 600.0, 3.3, 90.0, 140.0, 3.2),  # 129 / 480 / 2.57; 70 / 109 / 2.55
+    "wifi_pause": (140.0, 420.0, 3.4, 50.0, 90.0, 2.0),  # 110 / 336 / 2.69; 39 / 70 / 1.58
 }
 
 
@@ -131,19 +130,22 @@ def test_sharp_latency_floor_meets_the_10_ppm_1_ms_goal_after_10_s(rate_hz, in_o
     assert errors[:, 1].max() < 1.0, errors[:, 1]
 
 
-# name: (after 10 s: median drift ppm, worst drift ppm, worst offset ms; measured, Cramér-Rao sd), floor removed
-FLOORLESS_BOUNDS = {
-    "reordering": (90.0, 245.0, 2.0),  # 71 / 195 / 1.60 (75)
-    "harsh": (165.0, 600.0, 3.3),  # 129 / 480 / 2.57 (186)
+# name: (after 10 s: median drift ppm, worst drift ppm, worst offset ms), with latency_floor_ms = latency - jitter
+FLOOR_BOUNDS = {
+    "reordering": (2.5, 13.0, 0.08),  # measured 1.8 / 10.4 / 0.06 (floorless 71 / 195 / 1.60)
+    "harsh": (14.0, 50.0, 0.35),  # 10.9 / 38.7 / 0.25 (129 / 480 / 2.57)
+    "wifi_pause": (4.5, 37.0, 0.2),  # 3.6 / 29.5 / 0.16 (110 / 336 / 2.69)
 }
 
 
-@pytest.mark.parametrize("name", sorted(FLOORLESS_BOUNDS))
-def test_floorless_gamma_delays_converge_near_the_information_limit(name):
-    """The independent-delay profiles without their floor (gamma delays of shape 4 and 2.6: a low-quantile line, not
-    the envelope, is chosen) stay within the stated bounds after 10 s: about the Cramér-Rao figure in the median."""
-    med_10, max_10, off_10 = FLOORLESS_BOUNDS[name]
-    profile = ImpairmentProfile.from_toml(PROFILES / f"{name}.toml").replace(latency_floor_ms=0.0)
+@pytest.mark.parametrize("name", sorted(FLOOR_BOUNDS))
+def test_a_latency_floor_lets_the_drift_meet_the_goal_in_the_median(name):
+    """The independent-delay profiles with a floor of latency - jitter (exponential queueing above it: the fastest
+    messages cluster at the floor) meet < 10 ppm in the median and < 1 ms for every seed after 10 s, within the
+    stated bounds; the envelope line, not a quantile line, is chosen."""
+    med_10, max_10, off_10 = FLOOR_BOUNDS[name]
+    profile = ImpairmentProfile.from_toml(PROFILES / f"{name}.toml")
+    profile = profile.replace(latency_floor_ms=profile.latency_ms - profile.jitter_ms)
     errors = np.array([_clock_errors(profile, seed, (10.0,))[0] for seed in range(SEEDS)])
     assert np.median(errors[:, 0]) <= med_10 and errors[:, 0].max() <= max_10, errors[:, 0]
     assert errors[:, 1].max() <= off_10, errors[:, 1]
@@ -151,12 +153,12 @@ def test_floorless_gamma_delays_converge_near_the_information_limit(name):
 
 @pytest.mark.parametrize(
     ("name", "floor"),
-    [(n, None) for n in ("standard", "fast_tcp", "tcp_1khz", "reordering", "wifi_pause", "harsh")] + [("harsh", 0.0)],
+    [(n, None) for n in ("standard", "fast_tcp", "tcp_1khz", "reordering", "wifi_pause", "harsh")] + [("harsh", 15.0)],
 )
 def test_the_drift_standard_error_covers_the_actual_error(name, floor):
     """The reported drift standard error is honest after 10 s: over 24 seeds at least 90 % of the drift errors are
     within 3 standard errors and the errors are not all far inside one (median |error| / sd above 0.1, i.e. the
-    figure is not inflated tenfold). Measured: within 3 sd 96-100 %, median ratio 0.29-1.32."""
+    figure is not inflated tenfold). Measured: within 3 sd 96-100 %, median ratio 0.37-1.32."""
     profile = ImpairmentProfile.from_toml(PROFILES / f"{name}.toml")
     if floor is not None:
         profile = profile.replace(latency_floor_ms=floor)

@@ -83,7 +83,7 @@ def test_telemetry_view_before_start_and_with_a_broken_config():
 
 
 def test_telemetry_view_shows_link_clock_health_rejects_and_a_joint_table(running):
-    """The panel's rows: rates, clock offset near the profile's -250 ms plus its 10 ms latency floor (one-way traffic
+    """The panel's rows: rates, clock offset near the profile's -250 ms plus its latency floor (one-way traffic
     measures offset + minimum latency), health ok, 9 joints in ° and mm, fingers flagged near their limits, rejected
     payloads by reason."""
     controller, sim = running

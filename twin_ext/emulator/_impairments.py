@@ -28,7 +28,7 @@ length of a run of consecutive losses is ``burst`` samples. (Independent losses 
 Latency model. Every delivered copy gets an independent one-way delay with mean ``latency_ms`` and
 standard deviation ``jitter_ms``: the path's minimum ``latency_floor_ms`` (default 0) plus a queueing delay of
 mean ``latency_ms - latency_floor_ms`` drawn from ``gamma`` (default; positive and right-skewed, shape
-``((latency - floor)/jitter)^2``; shape 1, the independent-delay profiles' choice, is exponential: the fastest messages
+``((latency - floor)/jitter)^2``; shape 1 (floor = latency - jitter) is exponential: the fastest messages
 cluster at the floor as on real paths), ``normal`` (clipped at the floor; for jitter <= (latency - floor)/2
 this shifts the mean by < 0.5 %), or ``uniform`` (``latency +- sqrt(3) * jitter``). Independent delays larger than the
 sample period reorder messages, as on a multi-path or UDP link; ``in_order = true`` instead delivers in

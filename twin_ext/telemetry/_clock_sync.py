@@ -24,7 +24,7 @@ Method.
    falls towards the lowest quantile: `_choose_quantile`) takes the envelope itself: the lower-hull segment of
    the block minima spanning the window's mean stamp (the linear-programming line of Moon, Skelly & Towsley
    1999), which converges like 1 / (N T): median drift error after 10 s 2 ppm at 100 Hz, 0.2 ppm at 1 kHz
-   with exponential delays; 1.8-11 ppm on the shipped floor + exponential profiles. The offset is the tightest line of that slope
+   with exponential delays; 1.8-11 ppm on the independent-delay profiles given a floor of latency - jitter. The offset is the tightest line of that slope
    under every sample, updated with each sample.
 3. Short histories: until ``drift_min_span_s`` of robot time is available the slope is not
    trusted (a 2 s span gives ±200 ppm of noise); the line keeps the previous drift estimate
