@@ -279,6 +279,7 @@ class LiveTwin:
         self._tick_times: deque[int] = deque(maxlen=120)
         self._latest: TwinSnapshot | None = None
         self._lock = threading.Lock()
+        self._tick_lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -384,7 +385,14 @@ class LiveTwin:
 
     # ---- the tick ------------------------------------------------------------------------------------
     def tick(self, now_ns: int | None = None) -> TwinSnapshot:
-        """One display step at twin time ``now_ns`` (default: the twin clock). Returns the new snapshot."""
+        """One display step at twin time ``now_ns`` (default: the twin clock). Returns the new snapshot.
+
+        Serialised (a re-entrant lock): `status` may tick from a view thread before the display loop's first
+        snapshot, and two ticks at once would drain and fuse the same samples concurrently."""
+        with self._tick_lock:
+            return self._tick(now_ns)
+
+    def _tick(self, now_ns: int | None) -> TwinSnapshot:
         now = self.now_ns() if now_ns is None else int(now_ns)
         self._drain_events()
         self._drain_states()
