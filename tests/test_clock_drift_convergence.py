@@ -21,6 +21,8 @@ follows the drift error: a slope off by d over the window moves the line at the 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +37,14 @@ LONG_SEEDS = 6  # the first ones also run to 30 s
 
 
 def _clock_errors(
-    profile: ImpairmentProfile, seed: int, checkpoints_s: tuple[float, ...]
+    profile: ImpairmentProfile,
+    seed: int,
+    checkpoints_s: tuple[float, ...],
+    wander_ms: Callable[[float], float] | None = None,
+    settings: ClockSettings | None = None,
 ) -> list[tuple[float, float, float]]:
     """(|drift error| ppm, |offset error| ms, the drift's estimated standard error ppm) at each checkpoint (s of host
-    time) of the profile's stream."""
+    time) of the profile's stream; ``wander_ms(t_s)`` adds a time-varying delay (ms) to every arrival."""
     epoch = 1_000_000_000_000
     channel = ImpairedChannel(profile.replace(pauses=(), restarts=(), clock_jumps=()), seed=seed, epoch_ns=epoch)
     robot = RobotClock(offset_ns=round(profile.offset_ms * 1e6), drift=profile.drift_ppm * 1e-6, epoch_ns=epoch)
@@ -46,10 +52,11 @@ def _clock_errors(
     arrivals = []
     for k in range(int(max(checkpoints_s) * profile.rate_hz)):
         send = epoch + round(k * period)
-        arrivals.extend((arrival, k, send) for arrival, copy in channel.submit(send) if not copy)
+        extra = 0 if wander_ms is None else round(wander_ms(k * period * 1e-9) * 1e6)
+        arrivals.extend((arrival + extra, k, send) for arrival, copy in channel.submit(send) if not copy)
     arrivals.sort()
     stamps = robot.to_robot_ns_array(np.array([send for _, _, send in arrivals], dtype=np.int64)).tolist()
-    sync = ClockSync(settings=ClockSettings())
+    sync = ClockSync(settings=settings or ClockSettings())
     newest, min_latency, last = -1, np.inf, None
     todo, errors = [epoch + round(t * 1e9) for t in checkpoints_s], []
 
@@ -85,13 +92,13 @@ def _errors_over_seeds(profile: ImpairmentProfile) -> tuple[np.ndarray, np.ndarr
 # name: (after 10 s: median drift ppm, worst drift ppm, worst offset ms; after 30 s: the same)
 BOUNDS = {
     "none": (0.1, 0.1, 0.01, 0.1, 0.1, 0.01),
-    "standard": (80.0, 280.0, 2.2, 13.0, 25.0, 0.55),  # measured 61 / 223 / 1.75; 10 / 20 / 0.43
-    "standard_fifo": (80.0, 280.0, 2.2, 13.0, 25.0, 0.55),  # the same profile as standard
-    "reordering": (90.0, 245.0, 2.0, 26.0, 30.0, 0.85),  # 71 / 195 / 1.60; 21 / 24 / 0.66
-    "fast_tcp": (75.0, 170.0, 1.35, 21.0, 33.0, 0.7),  # 60 / 136 / 1.06; 16 / 26 / 0.56
-    "tcp_1khz": (16.0, 45.0, 0.35, 3.0, 10.0, 0.15),  # 12 / 35 / 0.25; 2.1 / 4.1 / 0.12
-    "harsh": (165.0, 600.0, 3.3, 90.0, 140.0, 3.2),  # 129 / 480 / 2.57; 70 / 109 / 2.55
-    "wifi_pause": (140.0, 420.0, 3.4, 50.0, 90.0, 2.0),  # 110 / 336 / 2.69; 39 / 70 / 1.58
+    "standard": (57.0, 220.0, 1.75, 13.0, 25.0, 0.55),  # measured 45 / 177 / 1.39; 10 / 20 / 0.44
+    "standard_fifo": (57.0, 220.0, 1.75, 13.0, 25.0, 0.55),  # the same profile as standard
+    "reordering": (78.0, 230.0, 1.65, 26.5, 29.5, 0.8),  # 62 / 183 / 1.31; 21 / 23 / 0.64
+    "fast_tcp": (62.0, 165.0, 1.25, 21.0, 33.0, 0.7),  # 49 / 132 / 1.00; 16 / 26 / 0.55
+    "tcp_1khz": (16.0, 45.0, 0.35, 3.0, 10.0, 0.17),  # 12 / 35 / 0.26; 2.1 / 4.3 / 0.13
+    "harsh": (190.0, 340.0, 2.7, 75.0, 127.0, 3.3),  # 153 / 269 / 2.11; 60 / 101 / 2.66
+    "wifi_pause": (120.0, 320.0, 2.6, 48.0, 89.0, 1.85),  # 96 / 256 / 2.07; 38 / 71 / 1.47
 }
 
 
@@ -119,8 +126,8 @@ def test_sharp_latency_floor_meets_the_10_ppm_1_ms_goal_after_10_s(rate_hz, in_o
     """With a sharp minimum latency (exponential delays, mean 5 ms) the envelope line meets the goal after 10 s for
     every seed: drift error < 10 ppm, offset error < 1 ms.
 
-    Measured over the seeds (median / worst drift ppm, worst offset ms): 100 Hz independent 2.0 / 6.6 / 0.03,
-    100 Hz in order 2.0 / 9.5 / 0.04, 1 kHz independent 0.2 / 1.5 / 0.01. (The lowest quantile line alone, before
+    Measured over the seeds (median / worst drift ppm, worst offset ms): 100 Hz independent 2.0 / 6.5 / 0.04,
+    100 Hz in order 1.9 / 9.5 / 0.04, 1 kHz independent 0.2 / 1.5 / 0.01. (The lowest quantile line alone, before
     the envelope was used for sharp floors, gave 3.7 / 11.3, 3.1 / 25.2 and 0.4 / 0.9 ppm.)
     """
     standard = ImpairmentProfile.from_toml(PROFILES / "standard.toml")
@@ -132,17 +139,18 @@ def test_sharp_latency_floor_meets_the_10_ppm_1_ms_goal_after_10_s(rate_hz, in_o
 
 # name: (after 10 s: median drift ppm, worst drift ppm, worst offset ms), with latency_floor_ms = latency - jitter
 FLOOR_BOUNDS = {
-    "reordering": (2.5, 13.0, 0.08),  # measured 1.8 / 10.4 / 0.06 (floorless 71 / 195 / 1.60)
-    "harsh": (14.0, 50.0, 0.35),  # 10.9 / 38.7 / 0.25 (129 / 480 / 2.57)
-    "wifi_pause": (4.5, 37.0, 0.2),  # 3.6 / 29.5 / 0.16 (110 / 336 / 2.69)
+    "reordering": (2.5, 13.0, 0.08),  # measured 1.4 / 10.5 / 0.06 (floorless 62 / 183 / 1.31)
+    "harsh": (17.5, 75.0, 0.52),  # 13.9 / 59.7 / 0.41 (153 / 269 / 2.11)
+    "wifi_pause": (4.5, 37.0, 0.2),  # 3.7 / 29.8 / 0.16 (96 / 256 / 2.07)
 }
 
 
 @pytest.mark.parametrize("name", sorted(FLOOR_BOUNDS))
-def test_a_latency_floor_lets_the_drift_meet_the_goal_in_the_median(name):
+def test_a_latency_floor_lets_the_drift_converge_like_the_envelope(name):
     """The independent-delay profiles with a floor of latency - jitter (exponential queueing above it: the fastest
-    messages cluster at the floor) meet < 10 ppm in the median and < 1 ms for every seed after 10 s, within the
-    stated bounds; the envelope line, not a quantile line, is chosen."""
+    messages cluster at the floor) are within the stated bounds after 10 s: < 1 ms for every seed, < 10 ppm in the
+    median on `reordering` and `wifi_pause` (`harsh`, 100 Hz with 10 % loss and a -200 ppm clock: 13.9); the
+    envelope line, not a quantile line, is chosen."""
     med_10, max_10, off_10 = FLOOR_BOUNDS[name]
     profile = ImpairmentProfile.from_toml(PROFILES / f"{name}.toml")
     profile = profile.replace(latency_floor_ms=profile.latency_ms - profile.jitter_ms)
@@ -166,3 +174,22 @@ def test_the_drift_standard_error_covers_the_actual_error(name, floor):
     ratio = errors[:, 0] / errors[:, 2]
     assert np.all(np.isfinite(errors[:, 2])) and np.mean(ratio <= 3.0) >= 0.9, ratio
     assert np.median(ratio) > 0.1, ratio
+
+
+def test_a_wandering_latency_floor_is_weighed_against_the_drift_prior():
+    """A latency floor that wanders by +-4 ms over 15 s (a loaded host, a changing path) looks like drift to the
+    envelope. After 10 s on `standard` the wander shows as slope uncertainty and the prior (drift_prior_ppm = 200)
+    keeps the drift error's median below 60 ppm; taking every fit as it is (drift_prior_ppm = 0) gives ~700 ppm and
+    a 6.7 ms offset error. Measured over 12 seeds: 34 / 610 ppm, 0.45 ms with the prior; 711 / 830 ppm, 6.74 ms
+    without."""
+
+    def wander(t_s):
+        return 4.0 * math.sin(2.0 * math.pi * t_s / 15.0)
+
+    profile = ImpairmentProfile.from_toml(PROFILES / "standard.toml")
+    runs = {}
+    for prior in (200.0, 0.0):
+        settings = ClockSettings(drift_prior_ppm=prior)
+        runs[prior] = np.array([_clock_errors(profile, seed, (10.0,), wander, settings)[0] for seed in range(12)])
+    assert np.median(runs[200.0][:, 0]) < 60.0 and runs[200.0][:, 1].max() < 1.0, runs[200.0]
+    assert np.median(runs[0.0][:, 0]) > 5 * np.median(runs[200.0][:, 0]), runs[0.0]

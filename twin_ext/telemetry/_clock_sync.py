@@ -24,7 +24,9 @@ Method.
    falls towards the lowest quantile: `_choose_quantile`) takes the envelope itself: the lower-hull segment of
    the block minima spanning the window's mean stamp (the linear-programming line of Moon, Skelly & Towsley
    1999), which converges like 1 / (N T): median drift error after 10 s 2 ppm at 100 Hz, 0.2 ppm at 1 kHz
-   with exponential delays; 1.8-11 ppm on the independent-delay profiles given a floor of latency - jitter. The offset is the tightest line of that slope
+   with exponential delays; 1.8-11 ppm on the independent-delay profiles given a floor of latency - jitter.
+   Each fit is weighed against a prior (``drift_prior_ppm``; after a restart the last estimate) by inverse
+   variance; its standard error grows when the floor wanders within the window (`_wander_slope_sd`). The offset is the tightest line of that slope
    under every sample, updated with each sample.
 3. Short histories: until ``drift_min_span_s`` of robot time is available the slope is not
    trusted (a 2 s span gives ±200 ppm of noise); the line keeps the previous drift estimate
@@ -167,6 +169,34 @@ def _envelope_slope(x: np.ndarray, y: np.ndarray, x_mean: float) -> float | None
     return None
 
 
+def _wander_slope_sd(blocks, e: np.ndarray, tau: float, cost: float, span: float) -> float:
+    """Slope uncertainty (dimensionless) from a latency floor that wanders within the window (a loaded host, a
+    path that changes): the ``tau`` quantile of the detrended residuals ``e`` (``[n]`` float ns, the kept samples
+    in block order) in the window's first, middle and last thirds (by sample count) should lie on a line; a
+    middle that bows by more than its noise (each quantile's variance ``cost / (N / 3)``, ``cost`` in ns^2 from
+    `_choose_quantile`) means the fitted slope cannot be trusted by more than that bow over a third of ``span``
+    (ns). 0 when the floor is steady (the usual case) or the window is too short to tell."""
+    if not (math.isfinite(cost) and span > 0.0) or len(blocks) < 6:
+        return 0.0
+    totals = np.fromiter((len(blk[3]) + blk[4] for blk in blocks), dtype=np.int64, count=len(blocks))
+    kept = np.fromiter((len(blk[3]) for blk in blocks), dtype=np.int64, count=len(blocks))
+    edges = np.searchsorted(np.cumsum(totals), [totals.sum() / 3.0, 2.0 * totals.sum() / 3.0])
+    starts = np.concatenate(([0], np.cumsum(kept)))
+    bounds = [0, int(edges[0]) + 1, int(edges[1]) + 1, len(blocks)]
+    quantiles = []
+    for g in range(3):
+        a, b = bounds[g], bounds[g + 1]
+        part = e[starts[a] : starts[b]]
+        k = int(tau * totals[a:b].sum())
+        if b <= a or k >= len(part):
+            return 0.0
+        quantiles.append(float(np.partition(part, k)[k]))
+    bow = quantiles[1] - 0.5 * (quantiles[0] + quantiles[2])
+    noise = 1.5 * cost / (totals.sum() / 3.0)  # variance of the bow: 1 + 1/4 + 1/4 times one quantile's
+    excess = bow * bow - 4.0 * noise  # beyond two standard deviations of noise
+    return math.sqrt(excess) / (span / 3.0) if excess > 0.0 else 0.0
+
+
 def _quantile_slope(
     x: np.ndarray, y: np.ndarray, n_above: int, sx_above: float, lo: float, hi: float, tau: float
 ) -> float:
@@ -226,6 +256,7 @@ class ClockSync:
         jump_confirm_s: float = 1.0,
         max_drift_ppm: float = 1000.0,
         max_future_ms: float = 1000.0,
+        drift_prior_ppm: float = 200.0,
     ) -> None:
         if settings is not None:
             window_s, block_ms, min_latency_ms = settings.window_s, settings.block_ms, settings.min_latency_ms
@@ -237,6 +268,7 @@ class ClockSync:
             jump_threshold_ms, jump_confirm_samples = settings.jump_threshold_ms, settings.jump_confirm_samples
             jump_confirm_s, max_drift_ppm = settings.jump_confirm_s, settings.max_drift_ppm
             max_future_ms = settings.max_future_ms
+            drift_prior_ppm = settings.drift_prior_ppm
         if not (window_s > 0 and block_ms > 0 and block_ms * 1e-3 < window_s):
             raise ValueError(f"clock window_s ({window_s}) and block_ms ({block_ms}) must be > 0 with block < window")
         if min_latency_ms < 0 or jump_threshold_ms <= 0 or jump_confirm_samples < 1 or ready_samples < 1:
@@ -256,6 +288,8 @@ class ClockSync:
         self._future_ns = max(int(max_future_ms * 1e6), self._jump_ns)
         self._slope_prior = 0.0
         self._slope_sd = math.inf  # standard error of _slope_prior (dimensionless)
+        self._prior_sd = float(drift_prior_ppm) * 1e-6 if drift_prior_ppm > 0 else math.inf
+        self._prior = (0.0, self._prior_sd)  # (mean, sd) of the slope before this (re)start's data
         self.jumps = 0
         """Number of re-initialisations caused by clock steps or latency steps."""
         self.last_jump: str = ""
@@ -270,6 +304,8 @@ class ClockSync:
         if not keep_drift:
             self._slope_prior = 0.0
             self._slope_sd = math.inf
+        # The oscillator outlives a restart: its last estimate is this start's prior (or the general one).
+        self._prior = (self._slope_prior, min(self._slope_sd, self._prior_sd))
         # Blocks in robot-time order: [block index, lowest stamp_ns, lowest residual_ns, kept [(residual_ns,
         # stamp_ns), ...] (the _KEEP lowest), count of the others, sum of their (stamp_ns - x0) as float].
         self._blocks: deque[list] = deque()
@@ -415,23 +451,35 @@ class ClockSync:
         # for a sharp floor the envelope line does better than this, so it stays an upper figure there.
         span = float(blocks[-1][1] - blocks[0][1])
         sd = math.sqrt(cost * 12.0 / (n + n_above)) / span if span > 0.0 else math.inf
+        b = None
         if sharp:
             # A sharp floor: the envelope line converges faster than any quantile line above it.
             bx = np.fromiter((float(blk[1] - self._x0) for blk in blocks), dtype=np.float64, count=len(blocks))
             by = np.fromiter((float(blk[2] - self._r0) for blk in blocks), dtype=np.float64, count=len(blocks))
             b = _envelope_slope(bx, by, (float(x.sum()) + sx_above) / (n + n_above))
-            if b is not None and abs(b) < limit - 2 * _FIT_TOL:
-                self._fit_slope = self._slope_prior = b
-                self._slope_sd = sd
-                self._rest(b)
-                return
-        b = _quantile_slope(x, y, n_above, sx_above, lo, hi, tau)
-        if prev is not None and (b - lo < 2 * _FIT_TOL < lo + limit or hi - b < 2 * _FIT_TOL < limit - hi):
-            b = _quantile_slope(x, y, n_above, sx_above, -limit, limit, tau)  # the minimum is outside the bracket
+        if b is None:
+            b = _quantile_slope(x, y, n_above, sx_above, lo, hi, tau)
+            if prev is not None and (b - lo < 2 * _FIT_TOL < lo + limit or hi - b < 2 * _FIT_TOL < limit - hi):
+                b = _quantile_slope(x, y, n_above, sx_above, -limit, limit, tau)  # the minimum is outside the bracket
         if abs(b) < limit - 2 * _FIT_TOL:
-            self._fit_slope = self._slope_prior = b
-            self._slope_sd = sd
+            self._fit_slope = b  # the data's own slope: the next fit's bracket
+            sd = math.hypot(sd, _wander_slope_sd(blocks, y - b * x, tau, cost, span))
+            self._slope_prior, self._slope_sd = self._with_prior(b, sd)
         self._rest(self._slope_prior)
+
+    def _with_prior(self, slope: float, sd: float) -> tuple[float, float]:
+        """The fitted ``slope`` (dimensionless, standard error ``sd``) combined with the prior of this (re)start
+        (`_prior`: mean, sd), by inverse-variance weighting: a short or wandering history moves the drift little,
+        a long steady one decides it alone."""
+        mean0, sd0 = self._prior
+        if not math.isfinite(sd0) or sd0 <= 0.0:
+            return slope, sd
+        if not math.isfinite(sd):
+            return mean0, sd0
+        if sd <= 0.0:
+            return slope, sd  # exact data (no jitter at all)
+        w, w0 = 1.0 / (sd * sd), 1.0 / (sd0 * sd0)
+        return (w * slope + w0 * mean0) / (w + w0), 1.0 / math.sqrt(w + w0)
 
     def _jump(self, stamp_ns: int, arrival_ns: int, why: str) -> None:
         self.jumps += 1

@@ -235,6 +235,10 @@ class ClockSettings:
     estimate's own business (queueing during warm-up can make a lower envelope tens of ms too high)."""
     max_drift_ppm: float = 1000.0
     """Envelope slopes beyond this are treated as a bad fit, not as drift."""
+    drift_prior_ppm: float = 200.0
+    """Standard deviation of the robot clock's drift before any data (quartz oscillators are within tens of
+    ppm): a fit from a short or wandering history is weighted against it, a long steady one decides alone.
+    0 = no prior (every fit taken as it is)."""
 
     def __post_init__(self) -> None:
         s = "clock"
@@ -254,6 +258,7 @@ class ClockSettings:
             "need jump_threshold_ms > 0, jump_confirm_samples >= 1, jump_confirm_s >= 0",
         )
         _require(self.max_drift_ppm > 0, s, "max_drift_ppm must be > 0")
+        _require(self.drift_prior_ppm >= 0, s, "drift_prior_ppm must be >= 0 (0: no prior)")
         _require(self.max_future_ms >= self.jump_threshold_ms, s, "max_future_ms must be >= jump_threshold_ms")
 
     @classmethod
