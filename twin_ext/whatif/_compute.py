@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _kernel_args as kernel_args
 from . import _kernels as kernels
+from ._lanes import worlds_per_thread
 
 __all__ = ["MODEL_ARRAYS", "REQUEST_ARRAYS", "WORLD_ARRAYS", "Executor", "RunOptions"]
 
@@ -55,6 +56,7 @@ class RunOptions:
     chunk_steps: int
     eff_min_steps: int = 1
     specialized: bool = True
+    simd_worlds: int = 1  # worlds per thread of the specialised float64 CPU kernel (`lanes`); 1: scalar
 
 
 def scratch_bytes_per_world(nb: int, precision: str) -> int:
@@ -78,6 +80,9 @@ class Executor:
         self._models: dict[tuple[str, str], dict[str, object]] = {}
         self._shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._scratch: dict[tuple[str, int], tuple[int, dict[str, object]]] = {}
+
+    def _is_cpu(self) -> bool:
+        return str(self.device).startswith("cpu")
 
     def warm_up(self, precision: str) -> float:
         """Load (or compile) the kernel for ``precision`` and run it once; returns seconds taken."""
@@ -121,15 +126,20 @@ class Executor:
             from ._specialized import get_specialized_kernel
 
             parent, joint_type = self._shapes[key]
+            if options.simd_worlds > 1 and options.precision == "float64" and self._is_cpu():
+                from ._lanes import get_lanes_kernel
+
+                return get_lanes_kernel(parent, joint_type, options.simd_worlds)
             return get_specialized_kernel(parent, joint_type, options.precision)
         return kernels.get_kernels(options.precision)
 
-    def prepare(self, key: str, precision: str, specialized: bool) -> float:
+    def prepare(self, key: str, precision: str, specialized: bool, simd_worlds: int = 1) -> float:
         """Load (compile on a cold cache) the kernels ``key``'s rollouts need; returns seconds taken."""
         t0 = time.perf_counter()
         options = RunOptions(
-            precision, kernels.MODE_ROLLOUT, 1e-3, 1, 0, False, 0.01, 50.0, True, False, 1, specialized
-        )
+            precision, kernels.MODE_ROLLOUT, 1e-3, 1, 0, False, 0.01, 50.0, True, False, 1, 1, specialized,
+            simd_worlds,
+        )  # fmt: skip
         self.kernel_for(key, options)
         if specialized:
             # a one-world, one-step launch loads the compiled module now rather than on the first request
@@ -193,6 +203,7 @@ class Executor:
         req = {name: wrap(name) for name in REQUEST_ARRAYS}
         record_every = options.record_every if arrays["out_q"].shape[1] > 0 else 0
         fixed = {**model, **req, **self._get_scratch(wp, options.precision, n, nb)}
+        lanes = worlds_per_thread(kernel)  # worlds one thread advances (SIMD kernels: several)
         done = 0
         chunk = max(1, options.chunk_steps) if options.mode == kernels.MODE_ROLLOUT else 1
         while done < options.steps:
@@ -211,7 +222,7 @@ class Executor:
                 "eff_min_steps": max(1, int(options.eff_min_steps)),
             }
             inputs = kernel_args.launch_inputs({**fixed, **launch_options})
-            wp.launch(kernel, dim=n, inputs=inputs, device=self.device)
+            wp.launch(kernel, dim=-(-n // lanes), inputs=inputs, device=self.device)
             wp.synchronize_device(self.device)
             done = end
             if progress is not None:

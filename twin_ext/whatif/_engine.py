@@ -204,14 +204,15 @@ class WhatIfEngine:
             t0 = time.perf_counter()
             if self._pool is not None:
                 kernel_seconds = self._pool.prepare(
-                    self.model_key, self._model_arrays, s.precision, s.specialize, timeout=max(s.timeout_s, 600.0)
-                )
+                    self.model_key, self._model_arrays, s.precision, s.specialize, timeout=max(s.timeout_s, 600.0),
+                    simd_worlds=s.simd_worlds,
+                )  # fmt: skip
                 workers = self._pool.nworkers
             else:
                 assert self._executor is not None
                 if not self._executor.has_model(self.model_key, s.precision):
                     self._executor.set_model(self.model_key, s.precision, self._model_arrays)
-                kernel_seconds = self._executor.prepare(self.model_key, s.precision, s.specialize)
+                kernel_seconds = self._executor.prepare(self.model_key, s.precision, s.specialize, s.simd_worlds)
                 workers = 0
             t_geom = time.perf_counter()
             if self.has_clearance:
@@ -722,6 +723,7 @@ class WhatIfEngine:
             implicit_saturated=s.implicit_saturated_damping,
             chunk_steps=s.chunk_steps,
             specialized=s.specialize,
+            simd_worlds=s.simd_worlds,
             eff_min_steps=max(1, math.ceil(s.effort_saturation_min_s / dt - 1e-9)),
         )
         self.wait_ready()
@@ -732,8 +734,9 @@ class WhatIfEngine:
 
                 self._pool = shared_pool(self._pool.nworkers, python=self.settings.worker_python, precisions=())
                 self._pool.prepare(
-                    self.model_key, self._model_arrays, precision, s.specialize, timeout=max(s.timeout_s, 600.0)
-                )
+                    self.model_key, self._model_arrays, precision, s.specialize, timeout=max(s.timeout_s, 600.0),
+                    simd_worlds=s.simd_worlds,
+                )  # fmt: skip
             if self._pool is not None:
                 arrays = self._pool.arena(nbytes).views(layout)
                 rec_arena = self._pool.recording_arena(rec_bytes)  # the caller gets these arrays without a copy

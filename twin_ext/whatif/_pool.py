@@ -252,6 +252,7 @@ class WorkerPool:
         precision: str,
         specialized: bool,
         timeout: float = 600.0,
+        simd_worlds: int = 1,
     ) -> float:
         """Give every worker the robot ``key`` and load its rollout kernel; returns wall seconds.
 
@@ -265,7 +266,7 @@ class WorkerPool:
             for group in (self._workers[:1], self._workers[1:]):
                 for worker in group:
                     self._ensure_model(worker, key, precision, model_arrays)
-                    worker.send(("prepare", key, precision, bool(specialized)))
+                    worker.send(("prepare", key, precision, bool(specialized), int(simd_worlds)))
                 for worker in group:
                     reply = self._receive(worker, deadline, "kernel preparation")
                     if reply[0] != "prepared":

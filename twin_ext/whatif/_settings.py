@@ -34,6 +34,10 @@ class WhatIfSettings:
     specialize: bool = True
     """Roll out with a kernel generated for the robot's tree shape (~1.4x faster; compiled once per shape and
     precision into the kernel cache, ~10 s for the Panda); false: the generic kernel."""
+    simd_worlds: int = 8
+    """Worlds one CPU thread advances at once in SIMD vectors, with ``specialize`` and float64 on CPU (~2.7x faster
+    than one world per thread; 1, 2, 4, 8 or 16; 1: the scalar specialised kernel). Any x86-64 CPU runs it
+    (``-march=native`` picks AVX-512, AVX2 or SSE2); results equal the scalar kernel's to rounding."""
     memory_budget_mb: float = 2048.0
     """Largest memory one request may use (inputs, recorded outputs, scratch), MiB; checked before launch."""
     timeout_s: float = 300.0
@@ -114,6 +118,8 @@ class WhatIfSettings:
             raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {self.precision!r}")
         if self.joint_limits not in _LIMIT_MODES:
             raise ValueError(f"joint_limits must be one of {list(_LIMIT_MODES)}, got {self.joint_limits!r}")
+        if self.simd_worlds not in (1, 2, 4, 8, 16):
+            raise ValueError(f"simd_worlds must be 1, 2, 4, 8 or 16, got {self.simd_worlds!r}")
         for name in (
             "memory_budget_mb",
             "timeout_s",

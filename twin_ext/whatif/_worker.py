@@ -7,8 +7,8 @@ for its lifetime and serves messages from the parent in order:
 * ``("warm", precisions)`` -> ``("ready", info)``: initialise Warp and load (or compile) the generic kernel
   of each precision listed;
 * ``("model", key, precision, arrays)``: keep a robot's arrays (no reply);
-* ``("prepare", key, precision, specialized)`` -> ``("prepared", info)``: load or compile that robot's
-  rollout kernel (the specialised one is compiled once per tree shape);
+* ``("prepare", key, precision, specialized, simd_worlds)`` -> ``("prepared", info)``: load or compile that
+  robot's rollout kernel (the specialised one is compiled once per tree shape and worlds per thread);
 * ``("clearance", key, spec, reply)``: keep a scene clearance model (`ClearanceKernel` of a
   `ClearanceChecker.spec`) and load its kernel; replies ``("prepared", info)`` when ``reply``;
 * ``("run", job)`` -> ``("done", info)`` | ``("error", text)``: run a world range of a request whose
@@ -76,8 +76,9 @@ def _serve(conn_in, conn_out) -> None:
                 if reply:
                     conn_out.send(("prepared", {"seconds": time.perf_counter() - t0}))
             elif kind == "prepare":
-                _, key, precision, specialized = msg
-                conn_out.send(("prepared", {"seconds": executor.prepare(key, precision, specialized)}))
+                _, key, precision, specialized, simd_worlds = msg
+                seconds = executor.prepare(key, precision, specialized, simd_worlds)
+                conn_out.send(("prepared", {"seconds": seconds}))
             elif kind == "forget":
                 # the parent replaced an arena: release our mapping of the old one
                 arena = arenas.pop(msg[1], None)
