@@ -49,7 +49,7 @@ def test_a_dead_worker_is_replaced_and_a_death_during_a_request_is_reported():
 
     robot = _robot("panda")
     pooled = WhatIfEngine(robot, settings=WhatIfSettings(workers=2, chunk_steps=50))
-    pool = shared_pool(2)
+    pool = shared_pool(2, nice=WhatIfSettings().worker_nice)  # the pool the engine uses
     targets = np.tile(PANDA_HOME, (100, 1))
     reference = pooled.rollout(PANDA_HOME, None, targets, dt=2e-3)
     os.kill(pool._workers[0].proc.pid, signal.SIGKILL)
@@ -103,6 +103,18 @@ def test_results_stay_valid_while_later_requests_reuse_the_memory_of_dropped_one
         del other
         gc.collect()
     np.testing.assert_array_equal(kept.q, snapshot)
-    pool = shared_pool(2)
+    pool = shared_pool(2, nice=WhatIfSettings().worker_nice)  # the pool the engine uses
     free = [entry for entry in pool._recordings if all(ref() is None for ref in entry[1])]
     assert len(pool._recordings) <= 3 and len(free) <= 1
+
+
+def test_pool_workers_run_at_the_configured_lower_priority():
+    """`worker_nice` = 7: every worker process of the engine's pool runs 7 niceness steps below this process (so
+    rollouts yield the cores to the twin's network and display threads)."""
+    if not hasattr(os, "getpriority"):
+        pytest.skip("no POSIX priorities on this OS")
+    pooled = WhatIfEngine(_robot("panda"), settings=WhatIfSettings(workers=1, worker_nice=7))
+    pooled.rollout(PANDA_HOME, None, np.tile(PANDA_HOME, (10, 1)), dt=2e-3)
+    pool = shared_pool(1, nice=7)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert [os.getpriority(os.PRIO_PROCESS, w.proc.pid) for w in pool._workers] == [min(own + 7, 19)]

@@ -189,7 +189,9 @@ class WhatIfEngine:
         if nworkers > 0:
             from ._pool import shared_pool
 
-            self._pool = shared_pool(nworkers, python=self.settings.worker_python, precisions=())
+            self._pool = shared_pool(
+                nworkers, python=self.settings.worker_python, precisions=(), nice=self.settings.worker_nice
+            )
         else:
             self._executor = Executor(self.device)
         if self.settings.warmup:
@@ -732,7 +734,12 @@ class WhatIfEngine:
                 # someone shut the shared workers down (shutdown_workers): start fresh ones
                 from ._pool import shared_pool
 
-                self._pool = shared_pool(self._pool.nworkers, python=self.settings.worker_python, precisions=())
+                self._pool = shared_pool(
+                    self._pool.nworkers,
+                    python=self.settings.worker_python,
+                    precisions=(),
+                    nice=self.settings.worker_nice,
+                )
                 self._pool.prepare(
                     self.model_key, self._model_arrays, precision, s.specialize, timeout=max(s.timeout_s, 600.0),
                     simd_worlds=s.simd_worlds,

@@ -33,6 +33,7 @@ from ._compute import RunOptions
 from ._errors import WorkerError
 from ._kernels import cache_dir
 from ._shared import Arena, remove_stale_arenas
+from ._worker import NICE_ENV
 
 __all__ = ["StartupReport", "WorkerPool", "shared_pool", "shutdown_workers"]
 
@@ -74,12 +75,13 @@ def default_python() -> str:
 
 
 class _Worker:
-    def __init__(self, index: int, python: str, log_path: Path) -> None:
+    def __init__(self, index: int, python: str, log_path: Path, nice: int = 0) -> None:
         self.index = index
         self.log_path = log_path
         r_in, w_in = os.pipe()
         r_out, w_out = os.pipe()
         env = dict(os.environ)
+        env[NICE_ENV] = str(int(nice))  # the worker lowers its own priority (`_worker.main`)
         # the worker sees what this process sees: twin_ext itself and every import path (inside Kit, warp and
         # numpy come from extension folders that are on sys.path but not in any site-packages)
         package_parent = str(package_import_root())
@@ -155,10 +157,13 @@ class WorkerPool:
         precisions: kernels to load at start-up (``"float64"``, ``"float32"``).
     """
 
-    def __init__(self, nworkers: int, *, python: str = "", precisions: tuple[str, ...] = ("float64",)) -> None:
+    def __init__(
+        self, nworkers: int, *, python: str = "", precisions: tuple[str, ...] = ("float64",), nice: int = 0
+    ) -> None:
         if nworkers < 1:
             raise ValueError(f"nworkers must be >= 1, got {nworkers}")
         self.nworkers = int(nworkers)
+        self.nice = int(nice)
         self.python = python or default_python()
         self.precisions = tuple(precisions)
         self._lock = threading.RLock()
@@ -182,7 +187,7 @@ class WorkerPool:
             remove_stale_arenas()
             logs = cache_dir().parent / "logs"
             for i in range(self.nworkers):
-                worker = _Worker(i, self.python, logs / f"whatif-worker-{i}.log")
+                worker = _Worker(i, self.python, logs / f"whatif-worker-{i}.log", self.nice)
                 worker.send(("warm", self.precisions))
                 self._workers.append(worker)
             if self._control is None:
@@ -491,16 +496,18 @@ _pools: dict[tuple[str, int], WorkerPool] = {}
 _pools_lock = threading.Lock()
 
 
-def shared_pool(nworkers: int, *, python: str = "", precisions: tuple[str, ...] = ("float64",)) -> WorkerPool:
-    """The process-wide pool for this interpreter and worker count (started on first use).
+def shared_pool(
+    nworkers: int, *, python: str = "", precisions: tuple[str, ...] = ("float64",), nice: int = 0
+) -> WorkerPool:
+    """The process-wide pool for this interpreter, worker count and niceness (started on first use).
 
     ``precisions`` are the kernels loaded at start-up by a new pool; others load on first use.
     """
-    key = (python or default_python(), int(nworkers))
+    key = (python or default_python(), int(nworkers), int(nice))
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None or pool.closed:
-            pool = WorkerPool(nworkers, python=python, precisions=precisions)
+            pool = WorkerPool(nworkers, python=python, precisions=precisions, nice=nice)
             _pools[key] = pool
     pool.start()
     return pool

@@ -29,6 +29,10 @@ class WhatIfSettings:
     worker_python: str = ""
     """Interpreter for worker processes; "" = ``sys.executable``, or the embedded interpreter's ``python3`` when
     ``sys.executable`` is an application (Kit)."""
+    worker_nice: int = 10
+    """POSIX niceness added to the worker processes (0-19; 0 = the twin's own priority; ignored where the OS has
+    none): rollouts yield the cores to the twin's network and display threads and to a robot emulator on the same
+    machine, so a what-if does not delay telemetry. An idle machine runs them as fast as before."""
     warmup: bool = True
     """Start the workers and load/compile the kernels in the background when an engine is created."""
     specialize: bool = True
@@ -118,6 +122,14 @@ class WhatIfSettings:
             raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {self.precision!r}")
         if self.joint_limits not in _LIMIT_MODES:
             raise ValueError(f"joint_limits must be one of {list(_LIMIT_MODES)}, got {self.joint_limits!r}")
+        if (
+            isinstance(self.worker_nice, bool)
+            or not isinstance(self.worker_nice, int)
+            or not 0 <= self.worker_nice <= 19
+        ):
+            raise ValueError(
+                f"worker_nice must be an integer in 0..19 (0: the twin's priority), got {self.worker_nice!r}"
+            )
         if self.simd_worlds not in (1, 2, 4, 8, 16):
             raise ValueError(f"simd_worlds must be 1, 2, 4, 8 or 16, got {self.simd_worlds!r}")
         for name in (

@@ -27,6 +27,9 @@ import sys
 import time
 import traceback
 
+NICE_ENV = "TWIN_EXT_WORKER_NICE"
+"""Environment variable through which `WorkerPool` passes ``[whatif] worker_nice`` to its workers."""
+
 
 def _serve(conn_in, conn_out) -> None:
     from ._compute import Executor, RunOptions
@@ -154,6 +157,19 @@ def _check_clearance(model, job, arrays) -> None:
     model.launch(q.reshape(-1, ndof), nrec, arrays["world_set"][w0:w1], job["clearance"]["parts"], dist, which)
 
 
+def _lower_priority(nice: str) -> None:
+    """Add ``nice`` (a decimal string, 0-19) to this process's niceness: rollouts yield the cores to the twin."""
+    try:
+        step = int(nice)
+    except ValueError:
+        return
+    if step > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(step)
+        except OSError:  # a sandbox that forbids it: run at the twin's priority
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     from multiprocessing.connection import Connection
 
@@ -161,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m twin_ext.whatif.worker <fd_in> <fd_out> (started by WorkerPool)", file=sys.stderr)
         return 2
+    _lower_priority(os.environ.get(NICE_ENV, "0"))
     conn_in = Connection(int(args[0]), writable=False)
     conn_out = Connection(int(args[1]), readable=False)
     try:
