@@ -94,7 +94,7 @@ class FleetRobot:
         telemetry = dataclasses.replace(config.telemetry, robot_id=robot_id, record_path="")
         self.ingest = _MeasuredIngest(settings=telemetry, clock_settings=config.clock, model=model, now_ns=now_ns)
         twin_settings = dataclasses.replace(
-            config.twin, watchdog_s=0.0, max_samples_per_tick=fuse_per_tick, serve_whatif=False
+            config.twin, watchdog_s=0.0, max_samples_per_tick=fuse_per_tick, max_burst_samples=0, serve_whatif=False
         )
         # The shared link is passed for commands only: the fleet starts and stops it, never this twin.
         self.batched = bool(batched)

@@ -69,6 +69,11 @@ class TwinSettings:
     """Most telemetry samples fused per display tick; under a flood the tick fuses this many, evenly spread over
     what arrived (always the newest), and counts the rest as ``thinned``: the display keeps its rate (fusing one
     sample costs ~80 µs). 32 per tick at 60 Hz is ~1.9 kHz of telemetry fused in full."""
+    max_burst_samples: int = 256
+    """Samples a tick may fuse beyond ``max_samples_per_tick`` out of the capacity earlier ticks left unused (a
+    token bucket of this size, refilled by ``max_samples_per_tick`` per tick): a stalled link's released backlog
+    (120 samples after 0.6 s at 200 Hz) is fused in full, a sustained flood is thinned to ``max_samples_per_tick``
+    once the bucket is empty (after a few ticks). 0 = no bursts."""
     fuse_budget_ms: float = 4.0
     """Time one tick may spend fusing samples (a quarter of a 60 Hz tick); beyond it the remaining samples but the
     newest are thinned (counted). Only a flood on a busy machine reaches it: 32 samples take ~2.7 ms alone."""
@@ -84,6 +89,8 @@ class TwinSettings:
             raise ValueError(f"rate_window_s must be > 0, got {self.rate_window_s}")
         if self.max_samples_per_tick < 1:
             raise ValueError(f"max_samples_per_tick must be >= 1, got {self.max_samples_per_tick}")
+        if self.max_burst_samples < 0:
+            raise ValueError(f"max_burst_samples must be >= 0 (0: no bursts), got {self.max_burst_samples}")
         if not (math.isfinite(self.fuse_budget_ms) and self.fuse_budget_ms > 0):
             raise ValueError(f"fuse_budget_ms must be a finite number > 0 ms, got {self.fuse_budget_ms}")
         if not (math.isfinite(self.watchdog_s) and self.watchdog_s >= 0):
@@ -285,6 +292,7 @@ class LiveTwin:
         self._thread: threading.Thread | None = None
         self._started = False
         self._thinned = 0
+        self._fuse_tokens = float(self.settings.max_samples_per_tick + self.settings.max_burst_samples)
         self._last_tick_wall: float | None = None  # time.monotonic() of the last tick
         self._regular_ticks = 0  # consecutive ticks at least twice per watchdog_s: the watchdog is armed at 10
         self._stalled_reason = ""  # set by the watchdog while the display loop does not tick
@@ -472,9 +480,13 @@ class LiveTwin:
                     break
         if any(getattr(received, "late", False) for received in batch):
             # Reordered samples: fuse this tick's batch in source order, so only samples older than what earlier
-            # ticks fused need the estimator's re-filtering (each one re-fuses the newer samples after it).
+            # ticks fused need the estimator's re-filtering (done once for them all, from the earliest).
             batch = sorted(batch, key=lambda received: received.message.stamp_ns)
-        limit = self.settings.max_samples_per_tick
+        # Token bucket: unused capacity of earlier ticks lets a one-off backlog through; a flood drains it.
+        per_tick = self.settings.max_samples_per_tick
+        self._fuse_tokens = min(self._fuse_tokens + per_tick, per_tick + self.settings.max_burst_samples)
+        limit = max(per_tick, int(self._fuse_tokens))
+        self._fuse_tokens -= min(len(batch), limit)
         if len(batch) > limit:
             # A flood: fuse an even spread of what arrived, always the newest (fusing costs ~80 µs per sample;
             # fusing all would stall the display). The rate window still counts every sample.
