@@ -81,4 +81,7 @@ def test_the_first_sample_after_a_long_gap_restarts_the_joints_from_it(panda):
     est.observe(panda.dof_names, q_new, qd_new, sample_ns=2 * NS, arrival_ns=2 * NS)
     snap = est.snapshot(2 * NS)
     np.testing.assert_allclose(snap.q, q_new, atol=1e-9)
-    np.testing.assert_allclose(snap.qd, qd_new, atol=1e-9)
+    np.testing.assert_allclose(est.filter.x[:, 1], qd_new, atol=1e-9)
+    # The display scales a joint's velocity by how clearly it moves (estimator.stillness_sigma): qd² / (qd² + (5 σ)²)
+    # with σ = sigma_qd = 3e-3 rad/s just after the restart, >= 0.995 for these speeds (>= 0.23 rad/s).
+    np.testing.assert_allclose(snap.qd, qd_new, rtol=5e-3)

@@ -95,3 +95,69 @@ def test_history_stays_bounded_by_the_lag_window(panda):
     for k in range(len(t)):
         est.observe(names, q[k], qd[k], sample_ns=int(t[k] * NS), arrival_ns=int((t[k] + 0.02) * NS))
     assert len(est._history.times) <= 50e-3 * 200 + 2
+
+
+def _counting_updates(est: TwinEstimator) -> list[int]:
+    """Count the filter updates ``est`` runs (a list holding the count, so the caller sees it change)."""
+    calls = [0]
+    update = est._kf.update
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return update(*args, **kwargs)
+
+    est._kf.update = counted
+    return calls
+
+
+def test_a_ticks_late_samples_are_refiltered_once_and_equal_one_at_a_time_bit_for_bit(panda):
+    """Late samples waiting to be re-filtered together (as one 60 Hz tick's) give bit-identical estimates,
+    snapshots and counters to re-filtering after each one and to in-order delivery, with fewer filter updates."""
+    names = panda.dof_names
+    t, q, qd = _stream(panda.ndof, rate_hz=1000.0, seconds=1.5)
+    arrival = _arrivals(t, seed=2)
+    arrival[0] = t[0]  # the first sample comes first: every later one has a history entry to re-filter from
+    tick = np.floor(arrival * 60.0)
+    order = np.lexsort((t, tick))  # each tick's arrivals in stamp order, as LiveTwin fuses them
+    numpy = EstimatorSettings(kalman_backend="numpy")  # counts JointKalmanFilter.update calls: the NumPy path
+    together, one_at_a_time, in_order = (TwinEstimator(panda, numpy) for _ in range(3))
+    updates_together, updates_each = _counting_updates(together), _counting_updates(one_at_a_time)
+    for j, k in enumerate(order):
+        kw = {"sample_ns": int(t[k] * NS), "arrival_ns": int(arrival[k] * NS)}
+        assert together.observe(names, q[k], qd[k], **kw) == one_at_a_time.observe(names, q[k], qd[k], **kw)
+        one_at_a_time.filter  # noqa: B018 - reading the filter re-filters now: the per-sample path
+        if j + 1 == len(order) or tick[order[j + 1]] != tick[k]:  # end of a tick: the display reads both
+            now = int((tick[k] + 1) / 60.0 * NS)
+            a, b = together.snapshot(now), one_at_a_time.snapshot(now)
+            np.testing.assert_array_equal(a.q, b.q)
+            np.testing.assert_array_equal(a.covariance, b.covariance)
+    for k in range(len(t)):
+        in_order.observe(names, q[k], qd[k], sample_ns=int(t[k] * NS), arrival_ns=int(arrival[k] * NS))
+    assert together.stats.fused_late > 0.2 * len(t)  # the test really reorders
+    assert together.stats == one_at_a_time.stats and together.stats.fused == in_order.stats.fused == len(t)
+    for est in (one_at_a_time, in_order):
+        for name in ("x", "P", "r", "initialized"):
+            np.testing.assert_array_equal(getattr(together.filter, name), getattr(est.filter, name))
+    assert updates_together[0] < 0.7 * updates_each[0], (updates_together, updates_each)
+
+
+def test_a_snapshot_between_late_samples_sees_every_sample_observed(panda):
+    """A read after a late sample (snapshot, filter) fuses what waits: it equals in-order delivery of the samples
+    observed so far, to floating-point identity."""
+    names = panda.dof_names
+    t, q, qd = _stream(panda.ndof, seconds=0.5)
+    est, ref = TwinEstimator(panda), TwinEstimator(panda)
+    newest = len(t) - 1
+    for k in range(newest - 5):
+        est.observe(names, q[k], qd[k], sample_ns=int(t[k] * NS), arrival_ns=int(t[k] * NS))
+    est.observe(names, q[newest], qd[newest], sample_ns=int(t[newest] * NS), arrival_ns=int(t[newest] * NS))
+    for k in (newest - 3, newest - 5):  # two late ones, the second older than the first
+        result = est.observe(names, q[k], qd[k], sample_ns=int(t[k] * NS), arrival_ns=int(t[newest] * NS))
+        assert result == ObserveResult.FUSED_LATE
+    for k in sorted([*range(newest - 5), newest - 5, newest - 3, newest]):
+        ref.observe(names, q[k], qd[k], sample_ns=int(t[k] * NS), arrival_ns=int(t[k] * NS))
+    now = int((t[newest] + 0.02) * NS)
+    a, b = est.snapshot(now), ref.snapshot(now)
+    np.testing.assert_array_equal(a.q, b.q)
+    np.testing.assert_array_equal(a.covariance, b.covariance)
+    assert est.filter_time_ns == ref.filter_time_ns == int(t[newest] * NS)

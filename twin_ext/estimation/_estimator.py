@@ -10,8 +10,10 @@ Out-of-sequence measurements. A measurement older than the newest fused one (reo
 at most ``max_lag_ms`` older is fused at its own sample time: the estimator keeps a short history of its
 fused measurements with the filter state after each (`_FusionHistory`, ``max_lag_ms`` of twin time), goes
 back to the state just before the late one, fuses it and re-fuses the newer ones ("reprocessing", the
-exact solution to out-of-sequence measurements; counted in ``stats.fused_late``). The result is the same,
-bit for bit, as if the samples had arrived in order. An older measurement is dropped and counted
+exact solution to out-of-sequence measurements; counted in ``stats.fused_late``). The re-filtering is deferred
+until the estimate is next needed (the next in-order measurement, `snapshot`, `filter`), so the late samples of
+one display tick or drained batch cost one re-filter from the earliest of them, not one each. The result is the
+same, bit for bit, as if the samples had arrived in order. An older measurement is dropped and counted
 (``stats.late``, "too late"). The filter's time is always the newest sample time, so the displayed state
 never moves backwards in time.
 
@@ -40,11 +42,12 @@ import numpy as np
 
 from ..robot import RobotModel
 from ._kalman import JointKalmanFilter
+from ._kalman_kernel import FLAG_FRESH, FLAG_GATED, FLAG_RESET, CompiledFusion, build_kalman_kernel, ready
 from ._reference import ReferenceTrack, extrapolate_reference, tracking_error
 from ._settings import EstimatorSettings
 from ._snapshot import Health, TwinSnapshot
 
-__all__ = ["EstimatorStats", "TwinEstimator", "ObserveResult"]
+__all__ = ["EstimatorStats", "TwinEstimator", "ObserveResult", "shown_prediction"]
 
 
 class ObserveResult:
@@ -116,6 +119,13 @@ class TwinEstimator:
         self._driven = np.asarray(model.has_drive, dtype=bool) & (kp > 0)
         self._dynamics = None  # RigidBodyDynamics, made on the first gap with a reference
         self._inertia_cache: tuple[int, np.ndarray] | None = None
+        self._stale_from: int | None = None
+        self._compiled: CompiledFusion | None = None  # the Warp fusion kernel's buffers, once it is built
+        if self.settings.kalman_backend == "warp":
+            # Built once per process in a background thread (warm kernel cache ~0.3 s, cold ~1.9 s on the 2-core
+            # VM). Wait a little so a warm cache gives this estimator the kernel from its first sample;
+            # otherwise the NumPy path fuses until the kernel is ready: nobody waits for the compiler.
+            build_kalman_kernel(_KERNEL_WAIT_S)
         self.reset(count=False)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -127,7 +137,7 @@ class TwinEstimator:
         s = self.settings
         if getattr(self, "_t_filter", None) is not None:
             self._held_q = np.array(self.filter.x[:, 0])
-        self.filter = JointKalmanFilter(
+        self._kf = JointKalmanFilter(
             self.model.ndof,
             jerk_psd=s.jerk_psd,
             sigma_q=s.sigma_q,
@@ -138,6 +148,7 @@ class TwinEstimator:
         self._t_filter: int | None = None
         self._last_arrival: int | None = None
         self._history = _FusionHistory(self._max_lag_ns)
+        self._stale_from = None  # history index from which the entries' filter states wait for `_refilter`
         self._reference = ReferenceTrack(self.model.ndof)
         self._inertia_cache = None
         self._gate_streak = np.zeros(self.model.ndof, dtype=np.int64)
@@ -148,6 +159,13 @@ class TwinEstimator:
             self.stats.resets = previous.resets + (1 if count else 0)
             for name in ("fused", "fused_late", "late", "implausible"):
                 setattr(self.stats, name, getattr(previous, name))
+
+    @property
+    def filter(self) -> JointKalmanFilter:
+        """The per-joint Kalman filter, with every observed measurement fused (late ones are re-filtered first)."""
+        if self._stale_from is not None:
+            self._refilter()
+        return self._kf
 
     def set_link(self, *, connected: bool | None = None, robot_online: bool | None = None) -> None:
         """Tell the estimator about the link (broker connection) and the robot's LWT status."""
@@ -233,7 +251,8 @@ class TwinEstimator:
             history = self._history
             if lag <= self._max_lag_ns and history.times and history.times[0] <= sample_ns:
                 self._last_arrival = max(self._last_arrival, arrival_ns)
-                self._fuse_late(sample_ns, q, qd, measured)
+                self._insert_late(sample_ns, q, qd, measured)
+                self.stats.fused += 1
                 self.stats.fused_late += 1
                 return ObserveResult.FUSED_LATE
             if lag > s.late_tolerance_s * 1e9:
@@ -241,6 +260,15 @@ class TwinEstimator:
                 return ObserveResult.LATE
             sample_ns = t_filter  # clock-sync wobble with no history to re-filter: fuse at the filter's time
         self._last_arrival = arrival_ns if self._last_arrival is None else max(self._last_arrival, arrival_ns)
+        if self._stale_from is not None:
+            self._refilter()
+        self.stats.fused += 1
+        compiled = self._compiled_fusion() if qd is not None and full else None
+        if compiled is not None and self._common_step(sample_ns):
+            state, result = self._fuse_run(compiled, [sample_ns], [q], [qd], [True])[0]
+            if self._max_lag_ns > 0:
+                self._history.append(sample_ns, q, qd, measured, state)
+            return result
         result = self._fuse(sample_ns, q, qd, measured, count=True)
         if self._max_lag_ns > 0:
             self._history.append(sample_ns, q, qd, measured, self._filter_state())
@@ -283,29 +311,30 @@ class TwinEstimator:
     # ---- fusion and out-of-sequence re-filtering ---------------------------------------------------------
     def _fuse(self, sample_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray, *, count: bool) -> str:
         """Predict to ``sample_ns`` and update with one measurement (``q``/``qd``: ``[n]``, ``measured``: ``[n]``
-        bool). ``count`` is False while re-filtering samples already counted once."""
+        bool). ``count`` is False while re-filtering samples whose gate outcomes were already counted once (the
+        caller counts ``stats.fused``)."""
         s = self.settings
+        kf = self._kf
         if self._t_filter is not None:
             dt = (sample_ns - self._t_filter) * 1e-9
             if dt > s.stale_after_s:
                 # After a gap the constant-acceleration model's prediction across it means nothing (its q and qd
                 # are off by a quadratic in the gap): start the joints again from this measurement.
-                self.filter.initialized[:] = False
+                kf.initialized[:] = False
             else:
-                self.filter.predict(dt)
+                kf.predict(dt)
         self._t_filter = sample_ns
-        if count:
-            self.stats.fused += 1
-        initialized = self.filter.initialized
+        initialized = kf.initialized
         fresh = None if initialized.all() else measured & ~initialized
         if fresh is not None and fresh.any():
-            self.filter.initialize(fresh, q, qd)
+            kf.initialize(fresh, q, qd)
             update = measured & ~fresh
             if not update.any():
                 return ObserveResult.INITIALIZED
         else:
             update = measured
-        self._track_gates(self.filter.update(q, qd, mask=update), update, q, qd, count=count)
+        every = update is self._all_joints  # the common case: no mask to check
+        self._track_gates(kf.update(q, qd, mask=None if every else update), update, q, qd, count=count)
         return ObserveResult.FUSED
 
     def _track_gates(
@@ -323,7 +352,7 @@ class TwinEstimator:
             stuck = streak >= self.settings.gate_reset_after
             if stuck.any():
                 # Persistently rejected: the robot really is elsewhere. Restart those joints from the data.
-                self.filter.initialize(stuck, q, qd)
+                self._kf.initialize(stuck, q, qd)
                 streak[stuck] = 0
                 if count:
                     self.stats.joint_resets += int(stuck.sum())
@@ -334,30 +363,99 @@ class TwinEstimator:
 
     def _filter_state(self) -> tuple[np.ndarray, ...]:
         """A copy of everything `_fuse` changes (the filter's x, P, r, initialized and the gate streaks)."""
-        kf = self.filter
+        kf = self._kf
         return (kf.x.copy(), kf.P.copy(), kf.r.copy(), kf.initialized.copy(), self._gate_streak.copy())
 
     def _restore(self, t_ns: int, state: tuple[np.ndarray, ...]) -> None:
-        kf = self.filter
+        kf = self._kf
         x, P, r, initialized, streak = state
         kf.x, kf.P, kf.r, kf.initialized = x.copy(), P.copy(), r.copy(), initialized.copy()
         self._gate_streak = streak.copy()
         self._streaking = bool(streak.any())
         self._t_filter = t_ns
 
-    def _fuse_late(self, sample_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray) -> None:
-        """Fuse a measurement older than the filter exactly at its own time: go back to the filter state right
-        after the newest measurement not later than it, fuse it, then fuse the newer measurements again.
-        The result equals in-order delivery of the same samples (bit for bit: the same operations run)."""
+    def _insert_late(self, sample_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray) -> None:
+        """Put a measurement older than the filter into the history at its own time, after the newest entry not later
+        than it; `_refilter` fuses it and re-fuses the newer entries when the estimate is next needed, so several
+        late measurements (a display tick's, a drained batch's) cost one re-filter from the earliest."""
+        k = self._history.insert(sample_ns, q, qd, measured)
+        self._stale_from = k if self._stale_from is None else min(self._stale_from, k)
+
+    def _refilter(self) -> None:
+        """Go back to the filter state after the newest entry before the first late one, and fuse every entry from
+        there in time order (late ones for the first time, their gate outcomes counted; the others again). The
+        result equals in-order delivery of the same samples (bit for bit: the same operations run in the same
+        order on the same state)."""
         history = self._history
-        k = bisect.bisect_right(history.times, sample_ns) - 1
-        tail = history.cut_after(k)
-        self._restore(history.times[k], history.states[k])
-        self._fuse(sample_ns, q, qd, measured, count=True)
-        history.append(sample_ns, q, qd, measured, self._filter_state())
-        for t, tq, tqd, tmeasured in tail:
-            self._fuse(t, tq, tqd, tmeasured, count=False)
-            history.append(t, tq, tqd, tmeasured, self._filter_state(), owned=True)
+        k, self._stale_from = self._stale_from, None
+        times, measurements, states, pending = history.times, history.measurements, history.states, history.pending
+        self._restore(times[k - 1], states[k - 1])
+        compiled = self._compiled_fusion()
+        i, end = k, len(times)
+        while i < end:
+            if compiled is not None:  # the longest run of full measurements from i: one kernel call
+                j, t_prev = i, self._t_filter
+                while j < end and measurements[j][1] is not None and measurements[j][2] is self._all_joints:
+                    if t_prev is not None and (times[j] - t_prev) * 1e-9 > self.settings.stale_after_s:
+                        break
+                    t_prev = times[j]
+                    j += 1
+                if j > i:
+                    run = self._fuse_run(
+                        compiled,
+                        times[i:j],
+                        [measurements[e][0] for e in range(i, j)],
+                        [measurements[e][1] for e in range(i, j)],
+                        pending[i:j],
+                    )
+                    for e, (state, _) in enumerate(run, start=i):
+                        states[e] = state
+                        pending[e] = False
+                    i = j
+                    continue
+            tq, tqd, tmeasured = measurements[i]
+            self._fuse(times[i], tq, tqd, tmeasured, count=pending[i])
+            states[i] = self._filter_state()
+            pending[i] = False
+            i += 1
+        history.prune()
+
+    def _compiled_fusion(self) -> CompiledFusion | None:
+        """The Warp fusion kernel's buffers when ``kalman_backend = "warp"`` and the kernel is built, else None."""
+        if self._compiled is None and self.settings.kalman_backend == "warp" and ready():
+            self._compiled = CompiledFusion(self.model.ndof)
+        return self._compiled
+
+    def _common_step(self, sample_ns: int) -> bool:
+        """Whether the step to ``sample_ns`` is one the kernel takes (not across a gap, which restarts the joints)."""
+        t = self._t_filter
+        return t is None or (sample_ns - t) * 1e-9 <= self.settings.stale_after_s
+
+    def _fuse_run(self, compiled: CompiledFusion, times, qs, qds, counts) -> list[tuple[tuple[np.ndarray, ...], str]]:
+        """`_fuse` of full measurements at ``times`` (ns, ascending, none across a gap; ``qs``/``qds``: ``[n]`` each)
+        in one kernel call; ``counts`` says whose gate outcomes are counted. Returns per measurement the filter state
+        after it (as `_filter_state`) and its `ObserveResult`."""
+        t_prev = self._t_filter
+        dts = np.empty(len(times))
+        for e, t in enumerate(times):
+            dts[e] = 0.0 if t_prev is None else (t - t_prev) * 1e-9
+            t_prev = t
+        x, P, r, initialized, streaks, flags = compiled.run(
+            self._kf, self._gate_streak, dts, qs, qds, reset_after=self.settings.gate_reset_after
+        )
+        self._t_filter = times[-1]
+        self._streaking = bool(self._gate_streak.any())
+        names = self.model.dof_names
+        results = [ObserveResult.FUSED] * len(times)
+        for e in np.flatnonzero(flags.any(axis=1)):  # the few measurements with a gated or a new joint
+            row = flags[e]
+            if (row & FLAG_FRESH).all():
+                results[e] = ObserveResult.INITIALIZED
+            if counts[e]:
+                for j in np.flatnonzero(row & FLAG_GATED):
+                    self.stats.gated[names[j]] += 1
+                self.stats.joint_resets += int(np.count_nonzero(row & FLAG_RESET))
+        return [((x[e], P[e], r[e], initialized[e], streaks[e]), results[e]) for e in range(len(times))]
 
     def _coasted(self, horizon_s: float) -> np.ndarray:
         """``[n, 3]`` displayed (q, qd, qdd) ``horizon_s`` beyond the newest measurement: the bounded predictor.
@@ -370,10 +468,10 @@ class TwinEstimator:
         a recent reference (`observe_reference`) follow it instead of coasting (`_tracked`).
         """
         s = self.settings
-        kf = self.filter
+        kf = self._kf
         cap = s.max_extrapolation_s
         free = min(horizon_s, s.coast_after_s, cap)
-        x, _ = kf.predicted(free, covariance_dt=0.0)
+        x = shown_prediction(kf.x, kf.P, free, s.stillness_sigma)
         coast = min(horizon_s, cap) - free
         tracked = None
         if coast > 0.0 and self._reference.any:
@@ -520,7 +618,7 @@ class TwinEstimator:
                 age_s=float("inf"),
             )
         horizon = max(0.0, (t_ns - self._t_filter) * 1e-9)
-        x_ca, P = self.filter.predicted(horizon)
+        x_ca, P = self.filter.predicted(horizon)  # `filter` fuses late measurements still waiting
         x = self._coasted(horizon)
         # The covariance is the constant-acceleration model's over the whole horizon (it grows like t^5 with the
         # jerk PSD), widened by how far the displayed state is from that model's mean: both are possible.
@@ -537,7 +635,7 @@ class TwinEstimator:
         if sigma_t > 0:
             shift = np.concatenate([x[:, 1], x[:, 2]])
             cov += np.outer(shift, shift) * sigma_t**2
-        uninit = ~self.filter.initialized
+        uninit = ~self._kf.initialized
         if np.any(uninit):
             x[uninit, 0] = model.clip_to_limits(np.array(model.drive_target))[uninit]
             k = np.flatnonzero(uninit)  # never measured: position and velocity unknown
@@ -562,6 +660,49 @@ class TwinEstimator:
         )
 
 
+def shown_prediction(x: np.ndarray, P: np.ndarray, horizon_s, stillness_sigma: float) -> np.ndarray:
+    """``[m, 3]`` displayed (q, qd, qdd) ``horizon_s`` (s, scalar or ``[m]``, >= 0) ahead of filter states ``x: [m, 3]``
+    (rad|m, rad/s|m/s, rad/s²|m/s²) with covariances ``P: [m, 3, 3]``: the constant-acceleration prediction, with
+    corrections for what a robot does and the model does not know (``stillness_sigma`` > 0; 0 = the plain
+    prediction):
+
+    * rest: each joint's predicted motion is scaled by `motion_weight`, so a joint whose velocity estimate is noise
+      is shown still instead of following the noise of its acceleration estimate;
+    * noisy acceleration: the acceleration is shrunk by its own signal-to-noise ratio, ``qdd² / (qdd² + P_qdd)``
+      (the Wiener factor): the estimate's noise (~1 rad/s² at 100-200 Hz) is 6-13 mrad over a 100-150 ms loss gap,
+      while a real acceleration of several rad/s² is kept;
+    * stops: a decelerating joint (velocity and acceleration of opposite signs) comes to rest where its velocity
+      reaches zero instead of reversing (a constant deceleration extrapolated through the end of a move runs
+      backwards: 30 mrad after 0.25 s for a joint braking at 2 rad/s²).
+    """
+    x = np.array(x, dtype=np.float64)
+    if stillness_sigma > 0.0:
+        a2 = x[:, 2] * x[:, 2]
+        x[:, 2] *= a2 / (a2 + np.maximum(P[:, 2, 2], 0.0) + 1e-300)
+        x[:, 1:] *= motion_weight(x[:, 1], P[:, 1, 1], stillness_sigma)[:, None]
+    q, v, a = x[:, 0], x[:, 1], x[:, 2]
+    h = np.broadcast_to(np.asarray(horizon_s, dtype=np.float64), q.shape)
+    braking = (v * a < 0.0) if stillness_sigma > 0.0 else np.zeros(q.shape, dtype=bool)
+    stop = np.full(q.shape, np.inf)
+    stop[braking] = -v[braking] / a[braking]  # s until the velocity reaches zero
+    stopped = stop < h
+    h = np.minimum(h, stop)
+    out = np.empty_like(x)
+    out[:, 0] = q + v * h + 0.5 * a * h * h
+    out[:, 1] = np.where(stopped, 0.0, v + a * h)
+    out[:, 2] = np.where(stopped, 0.0, a)
+    return out
+
+
+def motion_weight(qd: np.ndarray, var_qd: np.ndarray, sigma: float) -> np.ndarray:
+    """``[n]`` in [0, 1): how clearly each joint moves, ``qd² / (qd² + sigma² var_qd)`` for its estimated velocity
+    ``qd: [n]`` rad/s | m/s and that estimate's variance ``var_qd: [n]`` (rad/s)² | (m/s)². The display scales a
+    joint's predicted motion by it (``estimator.stillness_sigma``): a joint at rest, whose velocity estimate is
+    noise, is shown still instead of extrapolating the noise of its acceleration estimate."""
+    v2 = qd * qd
+    return v2 / (v2 + sigma * sigma * np.maximum(var_qd, 0.0) + 1e-300)
+
+
 class _FusionHistory:
     """The fused measurements of the last ``lag_ns`` of twin time, each with the filter state right after it.
 
@@ -576,34 +717,46 @@ class _FusionHistory:
         """``[m]`` sample times, ns, ascending."""
         self.measurements: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
         """``[m]`` (q ``[n]``, qd ``[n]`` or None, measured ``[n]`` bool) as fused."""
-        self.states: list[tuple[np.ndarray, ...]] = []
-        """``[m]`` filter states right after each measurement (see `TwinEstimator._filter_state`)."""
+        self.states: list[tuple[np.ndarray, ...] | None] = []
+        """``[m]`` filter states right after each measurement (see `TwinEstimator._filter_state`); None for an
+        inserted late one until `TwinEstimator._refilter` fuses it (the entries after it are stale until then)."""
+        self.pending: list[bool] = []
+        """``[m]`` True for an inserted late measurement not fused yet."""
 
-    def append(
-        self, t_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray, state, *, owned: bool = False
-    ) -> None:
-        """Add a fused measurement (``q``, ``qd``: ``[n]``, copied unless ``owned``: already the history's own,
-        taken back by `cut_after`) and the filter ``state`` after it; prune to the window."""
+    def append(self, t_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray, state) -> None:
+        """Add the newest fused measurement (``q``, ``qd``: ``[n]``, copied) and the filter ``state`` after it; prune
+        to the window."""
         if self.lag_ns <= 0:
             return
         self.times.append(t_ns)
-        if not owned:
-            q, qd = np.array(q), None if qd is None else np.array(qd)
+        q, qd = np.array(q), None if qd is None else np.array(qd)
         self.measurements.append((q, qd, measured))
         self.states.append(state)
-        horizon = t_ns - self.lag_ns
+        self.pending.append(False)
+        self.prune()
+
+    def prune(self) -> None:
+        """Drop the entries older than ``lag_ns`` before the newest but one (the base), and the oldest beyond
+        ``_MAX_ENTRIES``. Only while no entry waits for re-filtering."""
         times = self.times
+        horizon = times[-1] - self.lag_ns
         drop = bisect.bisect_left(times, horizon) - 1  # keep the newest entry before the horizon as the base
         drop = max(drop, len(times) - _MAX_ENTRIES)
         if drop > 0:
-            del times[:drop], self.measurements[:drop], self.states[:drop]
+            del times[:drop], self.measurements[:drop], self.states[:drop], self.pending[:drop]
 
-    def cut_after(self, k: int) -> list[tuple[int, np.ndarray, np.ndarray | None, np.ndarray]]:
-        """Remove and return the entries after index ``k`` as (t_ns, q, qd, measured), oldest first."""
-        tail = [(t, *m) for t, m in zip(self.times[k + 1 :], self.measurements[k + 1 :], strict=True)]
-        del self.times[k + 1 :], self.measurements[k + 1 :], self.states[k + 1 :]
-        return tail
+    def insert(self, t_ns: int, q: np.ndarray, qd: np.ndarray | None, measured: np.ndarray) -> int:
+        """Insert a late measurement (copied) after the newest entry not later than ``t_ns`` (there must be one), with
+        no filter state yet; returns its index. Nothing is pruned until the re-filter (`prune`)."""
+        k = bisect.bisect_right(self.times, t_ns)
+        self.times.insert(k, t_ns)
+        self.measurements.insert(k, (np.array(q), None if qd is None else np.array(qd), measured))
+        self.states.insert(k, None)
+        self.pending.insert(k, True)
+        return k
 
 
+_KERNEL_WAIT_S = 2.0
+"""Longest wait at construction for the Warp fusion kernel (``kalman_backend = "warp"``), s; then NumPy until ready."""
 _MAX_ENTRIES = 2048
 """Most history entries kept (250 ms at 8 kHz); beyond it the oldest go first (late samples then count as too late)."""

@@ -21,6 +21,7 @@ _EXPORTS = {
     "VirtualClock": "._fidelity",
     "error_stats": "._fidelity",
     "evaluate_fidelity": "._fidelity",
+    "fusable_samples": "._fidelity",
     "TerminalDashboard": "._dashboard",
     "render_dashboard": "._dashboard",
     "health_lines": "._dashboard",

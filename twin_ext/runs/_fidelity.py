@@ -17,6 +17,7 @@ production code paths; only time is virtual, which makes the result exactly repr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 from ..estimation import EstimatorSettings
 from ..robot import RobotModel
 
-__all__ = ["FidelityResult", "OfflineFeed", "VirtualClock", "evaluate_fidelity", "error_stats"]
+__all__ = ["FidelityResult", "OfflineFeed", "VirtualClock", "evaluate_fidelity", "error_stats", "fusable_samples"]
 
 
 class VirtualClock:
@@ -98,7 +99,14 @@ class FidelityResult:
     worst_window_s: float = float("nan")
     """Start of that window, s from the start of the run."""
     fused_fraction: float = float("nan")
-    """Samples the estimator fused / distinct samples delivered (duplicates counted once)."""
+    """Samples the estimator fused / distinct samples delivered within the lag window (duplicates counted once;
+    see `fusable_samples`)."""
+    delivered: int = 0
+    """Distinct joint-state samples delivered to the twin by the last display tick (duplicates counted once)."""
+    beyond_lag: int = 0
+    """Of those, samples that arrived more than ``estimator.max_lag_ms`` (in true sample time) behind the newest
+    sample delivered before them: older than the lag window, dropped by design (e.g. a stalled link's backlog
+    released in random order)."""
     fused_late: int = 0
     """Samples fused at their own time after a newer one had arrived (out-of-sequence fusion)."""
     too_late: int = 0
@@ -165,6 +173,7 @@ def evaluate_fidelity(
     order = {name: i for i, name in enumerate(model.dof_names)}
     code = {"ok": 0, "stale": 1, "lost": 2}
     naive = {"hold": np.full(n, np.nan), "newest": np.full(n, np.nan), "newest_stamp": None}
+    stamps: list[int] = []  # source stamps of the joint-state deliveries, in arrival order
 
     def baselines(d) -> None:
         if d.kind != "joint_states":
@@ -175,6 +184,7 @@ def evaluate_fidelity(
             if name in order:
                 q[order[name]] = msg.position[j]
         naive["hold"] = q
+        stamps.append(msg.stamp_ns)
         if naive["newest_stamp"] is None or msg.stamp_ns > naive["newest_stamp"]:
             naive["newest_stamp"], naive["newest"] = msg.stamp_ns, q
 
@@ -193,9 +203,9 @@ def evaluate_fidelity(
     status = twin.status()
     worst, worst_at = _worst_window(ticks, sim.start_ns, scored, twin_q - truth_q, hold - truth_q)
     est = twin.estimator.stats
-    # Distinct samples delivered by the last display tick (later ones could not have been fused yet).
-    arrived = sim.samples.first_arrival_ns
-    delivered = int(np.count_nonzero((sim.samples.copies > 0) & (arrived >= 0) & (arrived <= ticks[-1])))
+    # Distinct samples delivered by the last display tick (later ones could not have been fused yet), and of those
+    # the ones within the lag window (the goal's denominator).
+    delivered, within = fusable_samples(sim.samples, stamps, twin.estimator.settings.max_lag_ms)
     offset_error, drift_error = _clock_errors(sim, ingest)
     return FidelityResult(
         twin=error_stats(twin_q[scored] - truth_q[scored]),
@@ -228,12 +238,42 @@ def evaluate_fidelity(
         },
         worst_window_ratio=worst,
         worst_window_s=worst_at,
-        fused_fraction=est.fused / delivered if delivered else float("nan"),
+        # Clipped at 1: a sample at the window's edge may be fused although the truth puts it just beyond.
+        fused_fraction=min(1.0, est.fused / within) if within else float("nan"),
+        delivered=delivered,
+        beyond_lag=delivered - within,
         fused_late=est.fused_late,
         too_late=est.late,
         offset_error_ms=offset_error,
         drift_error_ppm=drift_error,
     )
+
+
+def fusable_samples(samples: Any, stamps: Sequence[int], max_lag_ms: float) -> tuple[int, int]:
+    """(distinct samples delivered, of them within the lag window) for joint-state deliveries with source stamps
+    ``stamps`` (ns, in arrival order), against the emulator's `SampleLog` ``samples`` (ground truth).
+
+    Counted from what was delivered, not from the log's delivery counts (a sample in flight when the robot's
+    telemetry restarts is logged as delivered but never arrives). A sample is within the lag window when its true
+    sample time is at most ``max_lag_ms`` older than the newest sample of the same boot delivered before it; older
+    ones are dropped by design (``too_late``) and are not in the goal's denominator."""
+    row_of = {int(stamp): k for k, stamp in enumerate(samples.stamp_ns)}
+    lag_ns = int(round(max_lag_ms * 1e6))
+    seen: set[int] = set()
+    newest: dict[int, int] = {}  # boot -> newest true sample time delivered so far, ns
+    delivered = within = 0
+    for stamp in stamps:
+        row = row_of.get(int(stamp))
+        if row is None or row in seen:
+            continue  # not one of the robot's samples, or a duplicate
+        seen.add(row)
+        delivered += 1
+        boot, host = int(samples.boot[row]), int(samples.host_ns[row])
+        front = newest.get(boot)
+        if front is None or host >= front - lag_ns:
+            within += 1
+        newest[boot] = host if front is None else max(front, host)
+    return delivered, within
 
 
 def _worst_window(ticks, start_ns, scored, twin_err, hold_err, window_s: float = 1.0) -> tuple[float, float]:
