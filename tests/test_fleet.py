@@ -38,15 +38,19 @@ def _publish(fleet: LightFleet, duration_s: float) -> tuple[threading.Thread, li
     return thread, out
 
 
-def test_fleet_discovers_robots_and_a_misbehaving_robot_never_disturbs_the_others(mosquitto_broker, panda, tmp_path):
+@pytest.mark.parametrize("fusion_rate_hz", [0.0, 500.0], ids=["fused-at-tick", "fused-on-arrival"])
+def test_fleet_discovers_robots_and_a_misbehaving_robot_never_disturbs_the_others(
+    mosquitto_broker, panda, tmp_path, fusion_rate_hz
+):
     """Six robots over one connection: garbage, a flood and a clock jump stay with their robot; the good ones are
-    followed sample for sample (>= 95 % accepted, no rejections) and their estimates match their telemetry."""
+    followed sample for sample (>= 95 % accepted, no rejections) and their estimates match their telemetry — fused
+    at the display tick and fused on arrival (then every good robot has a committed fused state)."""
     from twin_ext.history import ParquetStore
 
     good = ["good-1", "good-2", "good-3"]
     bad = {"bad-garbage": "garbage", "bad-flood": "flood", "bad-clock": "clock_jump"}
     store = ParquetStore(tmp_path / "history")
-    session = FleetSession(_config(mosquitto_broker.url), fleet=FleetSettings(max_rate_hz=500.0),
+    session = FleetSession(_config(mosquitto_broker.url), fleet=FleetSettings(max_rate_hz=500.0, fusion_rate_hz=fusion_rate_hz),
                            models={"franka_panda": panda}, history_store=store)  # fmt: skip
     session.run_in_background()
     assert session.link.wait_connected(10)
@@ -57,6 +61,7 @@ def test_fleet_discovers_robots_and_a_misbehaving_robot_never_disturbs_the_other
     time.sleep(3.0)  # while they publish (4 s in all)
     rows = {r.robot_id: r for r in session.rows()}
     errors = {rid: (session.robots[rid].twin.latest_snapshot.q, session.robots[rid].ingest.latest) for rid in good}
+    fused = {rid: session.robots[rid].fused for rid in good}
     thread.join(30)
     time.sleep(0.3)  # the last samples reach the twin and one tick takes them
     stats = {rid: session.robots[rid].ingest.stats for rid in session.robots}
@@ -74,6 +79,9 @@ def test_fleet_discovers_robots_and_a_misbehaving_robot_never_disturbs_the_other
         # at most 1.3 rad/s here, so they agree within 0.1 rad; a stalled or disturbed estimator is off by far more
         # (the trajectory spans ~1.6 rad).
         assert np.max(np.abs(q - np.asarray(latest.message.position))) < 0.1
+        if fusion_rate_hz:  # the committed state right after a recent sample: on that sample's telemetry
+            assert fused[rid] is not None and session.fusion_steps > 0
+            assert np.max(np.abs(fused[rid].q - np.asarray(latest.message.position))) < 0.1
     assert stats["bad-garbage"].rejected > 0.3 * published
     assert session.router.flood_dropped.get("bad-flood", 0) > 0
     assert stats["bad-clock"].clock_jumps >= 1 or stats["bad-clock"].rejected > 0

@@ -5,6 +5,7 @@ per-robot `TwinEstimator` gives on the same samples."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -25,10 +26,11 @@ def panda():
     return load_robot(default_robot_path())
 
 
-def _session(panda, batched: bool, clock: list[int]) -> FleetSession:
+def _session(panda, batched: bool, clock: list[int], fusion_rate_hz: float = 0.0) -> FleetSession:
     config = load_config()
     config = dataclasses.replace(config, health=dataclasses.replace(config.health, enabled=False))
-    fleet = FleetSettings(robots=ROBOTS, max_rate_hz=1e9, fuse_per_tick=3, batched_estimation=batched)
+    fleet = FleetSettings(robots=ROBOTS, max_rate_hz=1e9, fuse_per_tick=3, batched_estimation=batched,
+                          fusion_rate_hz=fusion_rate_hz)  # fmt: skip
     return FleetSession(config, fleet=fleet, models={"franka_panda": panda}, now_ns=lambda: clock[0])
 
 
@@ -98,3 +100,96 @@ def test_batched_fleet_estimate_equals_the_per_robot_estimators_on_the_same_samp
     assert stats["step"][0].joint_resets >= 1
     assert stats["reorder"][0].fused_late > 10
     assert stats["burst"][0].fused == 360 and batched.robots["burst"].twin._thinned > 0  # 3 of 9 per tick
+
+
+def test_fusion_on_arrival_equals_the_per_robot_estimators_and_commits_each_sample_at_its_step(panda):
+    """The same 7 robots with a fusion step (`fuse_arrivals`) after every third payload and the display tick at 30 Hz:
+    the batched and the per-robot session agree within relative 1e-9 on every robot's committed state after every
+    step (`FleetRobot.fused`: x, P, time, read-only) and on every tick's snapshot and counter; each committed state
+    is at the estimator's newest fused sample; every recorded receive -> state latency is under a display period and
+    most samples are committed by a step, not the tick (virtual clock); more samples are fused than the ticks take."""
+    t0 = 10**12
+    clocks = ([t0], [t0])
+    batched, single = _session(panda, True, clocks[0], 500.0), _session(panda, False, clocks[1], 500.0)
+    tick_ns = 33_333_333
+    steps = 0
+    for tick in range(120):
+        now = t0 + tick * tick_ns
+        payloads = sorted(_samples(panda, tick, t0, 3, tick_ns), key=lambda p: p[2])
+        for k, (rid, payload, arrival) in enumerate(payloads):
+            for session, clock in ((batched, clocks[0]), (single, clocks[1])):
+                clock[0] = arrival
+                session.router.on_payload(f"twin/v1/{rid}/joint_states", payload, arrival)
+            if k % 3 == 2 and arrival < now + 5_000_000:
+                step_ns = arrival + 200_000
+                fused = [s.fuse_arrivals(step_ns) for s in (batched, single)]
+                assert fused[0] == fused[1] > 0
+                steps += 1
+                for rid in ROBOTS:
+                    fa, fb = batched.robots[rid].fused, single.robots[rid].fused
+                    assert (fa is None) == (fb is None), (tick, rid)
+                    if fa is None:
+                        continue
+                    assert fa.t_ns == fb.t_ns and fa.arrival_ns == fb.arrival_ns, (tick, rid)
+                    np.testing.assert_allclose(fa.x, fb.x, rtol=RTOL, atol=ATOL, err_msg=f"{rid} x step {steps}")
+                    np.testing.assert_allclose(fa.P, fb.P, rtol=RTOL, atol=ATOL, err_msg=f"{rid} P step {steps}")
+                    assert not fa.x.flags.writeable and not fa.P.flags.writeable
+                    est = batched.robots[rid].twin.estimator
+                    assert fa.t_ns == est.filter_time_ns  # the newest fused sample's time, committed at once
+        for clock in clocks:
+            clock[0] = now + 5_000_000
+        a, b = dict(batched.advance(now + 5_000_000)), dict(single.advance(now + 5_000_000))
+        for rid in ROBOTS:
+            sa, sb = a[batched.robots[rid]], b[single.robots[rid]]
+            assert sa.health == sb.health and sa.age_s == pytest.approx(sb.age_s, rel=RTOL), (tick, rid)
+            for name in ("q", "qd", "qdd", "covariance"):
+                np.testing.assert_allclose(getattr(sa, name), getattr(sb, name), rtol=RTOL, atol=ATOL,
+                                           err_msg=f"{rid} {name} tick {tick}")  # fmt: skip
+    assert steps > 500 and batched.fusion_steps == single.fusion_steps == steps
+    assert batched.batch_error == "" and batched.batched_samples > 0.9 * batched.fusion_steps
+    for rid in ROBOTS:
+        sa, sb = batched.robots[rid].twin.estimator.stats, single.robots[rid].twin.estimator.stats
+        assert dataclasses.asdict(sa) == dataclasses.asdict(sb), rid
+        lat = np.asarray(batched.robots[rid].latencies_ns)
+        assert lat.size and (lat >= 0).all() and lat.max() < tick_ns, rid
+    # Committed by the steps, not by the 30 Hz tick: with ticks only, calm samples wait 2-30 ms (median ~16 ms).
+    assert np.percentile(np.asarray(batched.robots["calm-1"].latencies_ns), 50) < 12_000_000
+    # More samples fused than the ticks alone take (fuse_per_tick = 3 of the burst robot's 9 per tick: 360).
+    assert batched.robots["burst"].twin.estimator.stats.fused > 3 * 120
+
+
+def test_a_running_fleet_commits_samples_between_display_ticks(panda, mosquitto_broker):
+    """A running session ticking every 5 s: payloads routed as the network thread routes them are in the robots'
+    committed state (`FleetRobot.fused`, newest arrival) without a display tick, by the fusion thread."""
+    config = load_config()
+    config = dataclasses.replace(config, broker=dataclasses.replace(config.broker, url=mosquitto_broker.url),
+                                 health=dataclasses.replace(config.health, enabled=False))  # fmt: skip
+    fleet = FleetSettings(robots=ROBOTS[:2], max_rate_hz=1e9, display_rate_hz=0.2, fusion_rate_hz=500.0)
+    session = FleetSession(config, fleet=fleet, models={"franka_panda": panda})
+    session.run_in_background()
+    try:
+        time.sleep(0.2)  # the first tick (at start) is behind us
+        ticks = session.ticks
+        base = time.monotonic_ns()
+
+        def route(rid: str, k: int) -> None:
+            msg = JointState(
+                rid, k, base + k * 100_000, tuple(panda.dof_names), np.zeros(panda.ndof), np.zeros(panda.ndof)
+            )
+            session.router.on_payload(f"twin/v1/{rid}/joint_states", encode_binary(msg), time.monotonic_ns())
+
+        for k in range(3):
+            for rid in ROBOTS[:2]:
+                route(rid, k)
+        last = {rid: session.robots[rid].ingest.latest.arrival_ns for rid in ROBOTS[:2]}
+
+        def committed() -> dict:
+            return {rid: getattr(session.robots[rid].fused, "arrival_ns", None) for rid in ROBOTS[:2]}
+
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end and committed() != last:
+            time.sleep(0.005)
+        assert committed() == last
+        assert session.ticks == ticks and session.fusion_steps >= 1 and session.batch_error == ""
+    finally:
+        session.stop()

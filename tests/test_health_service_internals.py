@@ -51,3 +51,32 @@ def test_a_real_time_twin_also_bounds_judging_by_its_time_budget_and_an_offline_
             service.on_sample(_message(model, 1_000_000_000 + k * 1_000_000))
         service.poll()
         assert service.monitor.samples == judged and service.thinned == 40 - judged
+
+
+def test_samples_in_the_models_order_are_stacked_as_the_general_path_would_place_them():
+    """Messages with every joint in the model's order (the fast path) and the same messages with their joints in
+    reverse order (the general path, placing each by name) give bit-identical ``(t, q, qd, tau)``; a message
+    without efforts makes the general path give NaN efforts for it."""
+    model = load_robot(REPO / "usd/franka_panda/panda.usda")
+    rng = np.random.default_rng(4)
+    n = model.ndof
+    ordered, reversed_ = [], []
+    for k in range(12):
+        q, qd, tau = rng.normal(size=(3, n))
+        stamp = 1_000_000_000 + k * 5_000_000
+        ordered.append(SimpleNamespace(names=model.dof_names, position=q, velocity=qd, effort=tau, stamp_ns=stamp))
+        reversed_.append(
+            SimpleNamespace(names=tuple(reversed(model.dof_names)), position=q[::-1], velocity=qd[::-1],
+                            effort=tau[::-1], stamp_ns=stamp)
+        )  # fmt: skip
+    results = []
+    for messages in (ordered, reversed_):
+        service = HealthService(HealthMonitor(model, HealthSettings()))
+        for m in messages:
+            service.on_sample(m)
+        results.append(service.take_samples())
+    for fast, general in zip(*results, strict=True):
+        np.testing.assert_array_equal(fast, general)
+    service = HealthService(HealthMonitor(model, HealthSettings()))
+    service.on_sample(SimpleNamespace(**{**vars(ordered[0]), "effort": None}))
+    assert np.all(np.isnan(service.take_samples()[3]))

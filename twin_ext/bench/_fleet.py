@@ -2,7 +2,8 @@
 """Fleet benchmark: robots x rate one twin process sustains with estimation and health, against raw paho.
 
     python -m twin_ext.bench fleet [--json] [--quick] [--seconds S] [--robots 50,100] [--rate 200]
-                                   [--health-every S] [--per-robot-estimation]
+                                   [--health-every S] [--per-robot-estimation] [--per-robot-health]
+                                   [--fusion-rate HZ]
 
 Set-up: its own Mosquitto on a free 127.0.0.1 port; emulated robots are `twin_ext.emulator.LightFleet`
 publishers (precomputed Panda trajectories with model-consistent efforts, binary codec, QoS 0) in separate
@@ -11,15 +12,20 @@ off, the shipped Panda for every robot, robots discovered from their births); af
 
 * ``accepted_msg_s``: joint states accepted by the robots' ingests per second (what the twin keeps up with);
   ``offered_msg_s``: what the publishers achieved; sustained = accepted >= 95 % of offered;
-* ``p99_added_ms``: 99th percentile over all robots of receive (paho's network thread) -> in the state (end of
-  the fleet tick that took the sample), ms;
+* ``p99_added_ms``: 99th percentile over all robots of receive (the arrival time stamped on paho's network thread)
+  -> in the state: the fused estimate committed and readable (`FleetRobot.fused`), wall clock taken after the commit
+  of the fusion step (fusion on arrival, ``[fleet] fusion_rate_hz``) or display tick that took the sample, ms;
 * ``mb_per_robot``: resident memory of the twin process with the robots minus before them, per robot, MB;
 * ``tick_p99_ms``: fleet tick time (all robots estimated, their share of health judged), ms.
 
-``cpu_cost`` (in-process, payloads fed to the router, no network): ingest per message; the estimation step per
-robot and tick as the session runs it (``[fleet] batched_estimation``) and robot by robot on the same payloads;
-health per judgement and samples per judgement. ``--per-robot-estimation`` runs the twins with batching off
-(A/B under the same load), ``--health-every`` sets their ``[fleet] health_every_s``.
+``cpu_cost`` (in-process, payloads fed to the router in time order, no network): ingest per message; fusion on
+arrival per message (``fusion_us_per_msg``: the steps at ``fusion_rate_hz``, batched as the session runs them, and
+robot by robot on the same payloads); the display tick's estimation step per robot and tick; health per judgement
+and samples per judgement, batched as the session judges (``[fleet] batched_health``) and robot by robot on the same
+payloads. ``--per-robot-estimation`` runs the twins with batching off (A/B under the same load), ``--per-robot-health``
+the twins' health robot by robot,
+``--health-every`` sets their ``[fleet] health_every_s``, ``--fusion-rate`` their ``[fleet] fusion_rate_hz``
+(0: fuse at the display tick only, the behaviour before fusion on arrival).
 
 Anchor, same run, same publishers: a raw paho subscriber process that only counts (no decoding): the ceiling of
 a Python MQTT consumer on this machine. Scaling: the largest fleet with 1 and with 2 twin processes (2 shards).
@@ -142,10 +148,11 @@ def _twin(
 
 
 def _cost_breakdown(robots: int = 20, rate_hz: float = 200.0, seconds: float = 3.0, fleet_args=None) -> dict[str, Any]:
-    """CPU time of each stage, in this process and without a network (payloads fed straight to the router), so
-    the figures hold on a busy machine: per message (route + ingest), per robot per tick (the estimation step,
-    batched across robots as the session runs it, and one robot after another on the same payloads) and per
-    robot per health judgement; and the robots x rate one core could carry from them."""
+    """CPU time of each stage, in this process and without a network (payloads fed straight to the router in time
+    order, the robots' phases spread), so the figures hold on a busy machine: per message (route + ingest; fusion
+    on arrival: the steps at ``fusion_rate_hz``), per robot per display tick (its estimation step), each batched
+    across robots as the session runs it and one robot after another on the same payloads, and per robot per health
+    judgement; and the robots x rate one core could carry from them."""
 
     from ..emulator import LightFleet
     from ..fleet import FleetSession, FleetSettings
@@ -157,61 +164,99 @@ def _cost_breakdown(robots: int = 20, rate_hz: float = 200.0, seconds: float = 3
     fleet = FleetSettings(robots=tuple(ids), max_rate_hz=1e9, **(fleet_args or {}))
     session = FleetSession(load_config(), fleet=fleet, models={"franka_panda": model})
     single = FleetSession(
-        load_config(), fleet=dataclasses.replace(fleet, batched_estimation=False), models={"franka_panda": model}
+        load_config(),
+        fleet=dataclasses.replace(fleet, batched_estimation=False, batched_health=False),
+        models={"franka_panda": model},
     )
     payloads = LightFleet(ids, model, "mqtt://127.0.0.1:1", rate_hz=rate_hz)
     tick_ns = int(1e9 / fleet.display_rate_hz)
-    per_tick = rate_hz / fleet.display_rate_hz
-    ingest_s = estimate_s = single_s = health_s = 0.0
-    messages = robot_ticks = judged = health_samples = 0
+    period_ns = int(1e9 / rate_hz)
+    step_ns = int(1e9 / fleet.fusion_rate_hz) if fleet.fusion_rate_hz > 0 else 0
+    ingest_s = estimate_s = single_s = health_s = fusion_s = single_fusion_s = single_health_s = 0.0
+    messages = robot_ticks = judged = health_samples = steps = single_health_samples = 0
     base = time.monotonic_ns()
-    k = 0
     ticks = int(seconds * fleet.display_rate_hz)
-    for tick in range(ticks):
-        now = base + tick * tick_ns
-        due = int((tick + 1) * per_tick)
+    # Samples in time order, the robots' phases spread over a period (as independent robots are); fusion steps at
+    # [fleet] fusion_rate_hz between the display ticks, as the network thread runs them.
+    arrivals = sorted(
+        (base + r * period_ns // robots + j * period_ns, r, j)
+        for r in range(robots)
+        for j in range(int(seconds * rate_hz))
+    )
+    next_step = base + step_ns if step_ns else None
+    tick = 0
+    for stamp, r, j in arrivals:
+        while tick < ticks and base + (tick + 1) * tick_ns <= stamp:
+            now = base + (tick + 1) * tick_ns
+            t0 = time.process_time()
+            session.advance(now + 10**6)
+            estimate_s += time.process_time() - t0
+            t0 = time.process_time()
+            single.advance(now + 10**6)
+            single_s += time.process_time() - t0
+            robot_ticks += robots
+            tick += 1
+            if tick % int(fleet.display_rate_hz * fleet.health_every_s) == 0:
+                before = sum(r.health.monitor.samples for r in session.robots.values() if r.health is not None)
+                # the session's way (batched in groups of health_batch) and robot by robot, order alternating
+                for target in (session, single) if (tick // 30) % 2 else (single, session):
+                    group = list(target.robots.values())
+                    size = target.fleet.health_batch if target.fleet.batched_health else 1
+                    t0 = time.process_time()
+                    for k in range(0, len(group), size):
+                        target.judge_health_now(group[k : k + size])
+                    if target is session:
+                        health_s += time.process_time() - t0
+                    else:
+                        single_health_s += time.process_time() - t0
+                judged += robots
+                health_samples += sum(r.health.monitor.samples for r in session.robots.values() if r.health is not None)
+                health_samples -= before
+                single_health_samples = sum(r.health.monitor.samples for r in single.robots.values() if r.health)
+        if tick >= ticks:
+            break
+        while next_step is not None and next_step <= stamp:
+            t0 = time.process_time()
+            session.fuse_arrivals(next_step + 10**6)
+            fusion_s += time.process_time() - t0
+            t0 = time.process_time()
+            single.fuse_arrivals(next_step + 10**6)
+            single_fusion_s += time.process_time() - t0
+            steps += 1
+            next_step += step_ns
+        rid = ids[r]
+        payload = payloads.payload(rid, j, stamp, j)
         for target in (session, single):
             t0 = time.process_time()
-            for j in range(k, due):
-                stamp = now - tick_ns + int((j - k + 1) * tick_ns / max(due - k, 1))
-                for rid in ids:
-                    target.router.on_payload(
-                        f"twin/v1/{rid}/joint_states", payloads.payload(rid, j, stamp, j), stamp + 10**6
-                    )
-                    messages += target is session
+            target.router.on_payload(f"twin/v1/{rid}/joint_states", payload, stamp + 10**6)
             if target is session:
                 ingest_s += time.process_time() - t0
-        k = due
-        t0 = time.process_time()
-        session.advance(now + 2 * 10**6)
-        estimate_s += time.process_time() - t0
-        t0 = time.process_time()
-        single.advance(now + 2 * 10**6)
-        single_s += time.process_time() - t0
-        robot_ticks += robots
-        if tick % int(fleet.display_rate_hz * fleet.health_every_s) == 0 and tick:
-            before = sum(r.health.monitor.samples for r in session.robots.values() if r.health is not None)
-            t0 = time.process_time()
-            for robot in session.robots.values():
-                robot.judge_health()
-            health_s += time.process_time() - t0
-            judged += robots
-            health_samples += sum(r.health.monitor.samples for r in session.robots.values() if r.health is not None)
-            health_samples -= before
+        messages += 1
     per_msg_us = ingest_s / max(messages, 1) * 1e6
     per_tick_ms = estimate_s / max(robot_ticks, 1) * 1e3
+    fusion_us = fusion_s / max(messages, 1) * 1e6
+    single_fusion_us = single_fusion_s / max(messages, 1) * 1e6
     single_ms = single_s / max(robot_ticks, 1) * 1e3
     per_health_ms = health_s / max(judged, 1) * 1e3
+    single_health_ms = single_health_s / max(judged, 1) * 1e3
     core_s_per_robot = rate_hz * per_msg_us * 1e-6 + fleet.display_rate_hz * per_tick_ms * 1e-3
-    core_s_per_robot += per_health_ms * 1e-3 / fleet.health_every_s
+    core_s_per_robot += per_health_ms * 1e-3 / fleet.health_every_s + rate_hz * fusion_us * 1e-6
     return {
         "robots": robots, "rate_hz": rate_hz, "display_rate_hz": fleet.display_rate_hz,
         "ingest_us_per_msg": round(per_msg_us, 1), "estimate_ms_per_robot_tick": round(per_tick_ms, 4),
         "per_robot_estimate_ms_per_robot_tick": round(single_ms, 4),
         "batched_speedup": round(single_ms / max(per_tick_ms, 1e-9), 1),
+        "fusion_rate_hz": fleet.fusion_rate_hz, "fusion_us_per_msg": round(fusion_us, 1),
+        "per_robot_fusion_us_per_msg": round(single_fusion_us, 1), "fusion_steps": steps,
+        "fused_per_msg": round(sum(r.twin.estimator.stats.fused for r in session.robots.values()) / max(messages, 1), 3),
         "batched_samples": session.batched_samples, "batched_snapshots": session.batched_snapshots,
         "health_ms_per_robot_judgement": round(per_health_ms, 2),
+        "per_robot_health_ms_per_robot_judgement": round(single_health_ms, 2),
+        "health_batched_speedup": round(single_health_ms / max(per_health_ms, 1e-9), 1),
+        "batched_health": fleet.batched_health, "health_batch": fleet.health_batch,
         "health_samples_per_judgement": round(health_samples / max(judged, 1), 1),
+        # the robot-by-robot twin's tick budget may judge fewer samples (its cost per sample is higher)
+        "per_robot_health_samples_per_judgement": round(single_health_samples / max(judged, 1), 1),
         "health_every_s": fleet.health_every_s,
         "core_share_per_robot": round(core_s_per_robot, 4),
         "robots_per_core_at_rate": round(1.0 / core_s_per_robot, 1),
@@ -288,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--per-robot-estimation", action="store_true", help="[fleet] batched_estimation = false in the twins (A/B)"
     )
+    parser.add_argument(
+        "--per-robot-health", action="store_true", help="[fleet] batched_health = false in the twins (A/B)"
+    )
+    parser.add_argument(
+        "--fusion-rate", type=float, default=None, help="[fleet] fusion_rate_hz of the twins, Hz (0 = at the tick only)"
+    )
     args = parser.parse_args(argv)
     from ._telemetry import _Broker, _find_mosquitto
 
@@ -303,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     fleet_args: dict[str, Any] = {"health_every_s": args.health_every} if args.health_every else {}
     if args.per_robot_estimation:
         fleet_args["batched_estimation"] = False
+    if args.per_robot_health:
+        fleet_args["batched_health"] = False
+    if args.fusion_rate is not None:
+        fleet_args["fusion_rate_hz"] = args.fusion_rate
     cost = _cost_breakdown(
         robots=5 if args.quick else 20, rate_hz=args.rate, seconds=1.5 if args.quick else 3.0, fleet_args=fleet_args
     )
@@ -347,10 +402,12 @@ def _format(doc: dict) -> str:
         f">= {GOALS['robots']} robots x {GOALS['rate_hz']:g} Hz per process, p99 added < {GOALS['p99_added_ms']} ms, "
         f"< {GOALS['mb_per_robot']} MB/robot)",
         f"anchor raw paho (count only): offered {raw['offered_msg_s']} msg/s, received {raw['accepted_msg_s']} msg/s",
-        "cpu cost (in-process, no network): {ingest_us_per_msg} µs/msg ingest, {estimate_ms_per_robot_tick} ms per robot "
+        "cpu cost (in-process, no network): {ingest_us_per_msg} µs/msg ingest, {fusion_us_per_msg} µs/msg fusion on "
+        "arrival at {fusion_rate_hz:g} Hz (robot by robot: {per_robot_fusion_us_per_msg}), {estimate_ms_per_robot_tick} ms per robot "
         "per tick (estimation {mode} at {display_rate_hz:g} Hz; robot by robot: "
         "{per_robot_estimate_ms_per_robot_tick} ms, {batched_speedup}x), {health_ms_per_robot_judgement} ms per health "
-        "judgement of {health_samples_per_judgement} samples (every {health_every_s:g} s) -> {robots_per_core_at_rate} robots per core at {rate_hz:g} Hz".format(
+        "judgement (robot by robot: {per_robot_health_ms_per_robot_judgement} ms, {health_batched_speedup}x) of "
+        "{health_samples_per_judgement} samples (every {health_every_s:g} s) -> {robots_per_core_at_rate} robots per core at {rate_hz:g} Hz".format(
             **doc["cpu_cost"],
             mode="batched across robots"
             if (doc.get("fleet_settings") or {}).get("batched_estimation", True)

@@ -10,7 +10,9 @@ Each robot keeps its own telemetry ingest (clock sync, sequence, plausibility), 
 `HealthService`, built from the same parts a single-robot `TwinSession` uses; what one robot sends (garbage,
 floods, clock jumps) reaches only its own parts. The estimation step of a tick runs batched across the robots
 (``[fleet] batched_estimation``: one `FleetKalman` predict + update and one batched prediction to the display time;
-each robot's estimator keeps its own state and counters, every batched operation is per joint). Design, sharding and the broker side for large fleets:
+each robot's estimator keeps its own state and counters, every batched operation is per joint). Samples are fused
+as they arrive (``[fleet] fusion_rate_hz``: batched fusion steps between the display ticks; a robot's freshest state
+is ``FleetRobot.fused``, a `FusedState`). Design, sharding and the broker side for large fleets:
 docs/fleet.md; settings ``[fleet]`` in docs/SETTINGS.md.
 """
 
@@ -22,6 +24,7 @@ _EXPORTS = {
     "in_shard": "._sharding",
     "FleetRouter": "._router",
     "FleetRobot": "._robot",
+    "FusedState": "._robot",
     "FleetSession": "._session",
     "FleetRow": "._view",
     "SORT_KEYS": "._view",

@@ -24,12 +24,13 @@ values cannot reach another robot's, and the results equal the per-robot estimat
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..estimation import ObserveResult, TwinEstimator, TwinSnapshot
+from ..estimation import ObserveResult, TwinEstimator, TwinSnapshot, shown_prediction
 from ._batched_kalman import FleetKalman, _process_noise, _transitions
 
 __all__ = ["BatchedEstimator", "fuse_deferred", "prepare_snapshots"]
@@ -45,7 +46,12 @@ class BatchedEstimator(TwinEstimator):
         self.deferring = False
         """Set by the fleet while the robot's twin drains its ingest: common-path samples wait for `fuse_deferred`."""
         self.deferred: tuple[np.ndarray, np.ndarray | None, int, int] | None = None
-        """The waiting sample: (q ``[ndof]`` rad|m, qd ``[ndof]`` rad/s|m/s or None, sample ns, arrival ns)."""
+        """The waiting sample: (q ``[ndof]`` rad|m, qd ``[ndof]`` rad/s|m/s or None as measured, sample ns,
+        arrival ns). Its plausibility is checked by `fuse_deferred` (for all waiting robots at once)."""
+        self.committed: tuple[int, np.ndarray, np.ndarray] | None = None
+        """``(stats.fused, x [ndof, 3], P [ndof, 3, 3])``: read-only copies of the filter right after the last batched
+        fusion (what the fleet publishes as the robot's fused state without copying again), valid while
+        ``stats.fused`` is unchanged."""
         self._prepared: TwinSnapshot | None = None
 
     # ---- deferring ----------------------------------------------------------------------------------------
@@ -57,13 +63,13 @@ class BatchedEstimator(TwinEstimator):
             idx, full = self._indices(names)  # raises ValueError for names that are not the model's
             s = self.settings
             t_filter = self._t_filter
-            if full and t_filter is not None and sample_ns >= t_filter and self.filter.initialized.all():
+            # Every joint initialised and plausible values are checked for all waiting robots at once (fuse_deferred).
+            if full and t_filter is not None and sample_ns >= t_filter:
                 if (sample_ns - t_filter) * 1e-9 <= s.stale_after_s:
                     q = np.asarray(position, dtype=np.float64)
                     qd = None if velocity is None else np.asarray(velocity, dtype=np.float64)
-                    if self._plausible(idx, q, qd):
-                        self.deferred = (q, qd if s.use_velocity else None, int(sample_ns), int(arrival_ns))
-                        return ObserveResult.FUSED
+                    self.deferred = (q, qd, int(sample_ns), int(arrival_ns))
+                    return ObserveResult.FUSED
         return super().observe(names, position, velocity, sample_ns=sample_ns, arrival_ns=arrival_ns)
 
     def flush(self) -> None:
@@ -74,15 +80,26 @@ class BatchedEstimator(TwinEstimator):
         self.deferred = None
         super().observe(self.model.dof_names, q, qd, sample_ns=sample_ns, arrival_ns=arrival_ns)
 
-    def _commit(self, q: np.ndarray, qd: np.ndarray | None, sample_ns: int, arrival_ns: int, gated: np.ndarray) -> None:
+    def _commit(
+        self, q: np.ndarray, qd: np.ndarray | None, sample_ns: int, arrival_ns: int, gated: np.ndarray | None
+    ) -> None:
         """The bookkeeping of `TwinEstimator.observe`/`_fuse` after a batched predict + update of every joint
-        (``gated: [ndof]`` bool from the update); the filter's x, P, r are already this robot's rows."""
+        (``gated: [ndof]`` bool from the update, None when no joint was gated); the filter's x, P, r are already
+        this robot's rows. The out-of-sequence history entry follows in `_remember` (after every robot's gates)."""
         self._last_arrival = arrival_ns if self._last_arrival is None else max(self._last_arrival, arrival_ns)
         self._t_filter = sample_ns
         self.stats.fused += 1
-        self._track_gates(gated, self._all_joints, q, qd, count=True)
+        if gated is not None or self._streaking:  # else _track_gates would change nothing
+            self._track_gates(~self._all_joints if gated is None else gated, self._all_joints, q, qd, count=True)
+
+    def _remember(self, q: np.ndarray, qd: np.ndarray | None, x: np.ndarray, P: np.ndarray, r: np.ndarray) -> None:
+        """The history entry and `committed` state of a batched fusion: ``x``, ``P``, ``r`` are read-only copies of
+        this robot's filter rows (what `_filter_state` would copy)."""
+        kf = self._kf
+        self.committed = (self.stats.fused, x, P)
         if self._max_lag_ns > 0:
-            self._history.append(sample_ns, q, qd, self._all_joints, self._filter_state())
+            state = (x, P, r, kf.initialized.copy(), self._gate_streak.copy())
+            self._history.append(self._t_filter, q, qd, self._all_joints, state)
 
     # ---- snapshots ------------------------------------------------------------------------------------------
     def snapshot(self, t_ns: int, *, target: np.ndarray | None = None) -> TwinSnapshot:
@@ -101,6 +118,7 @@ class BatchedEstimator(TwinEstimator):
 
     def reset(self, *, count: bool = True) -> None:  # noqa: D102 - see TwinEstimator.reset
         self.deferred = None
+        self.committed = None
         self._prepared = None
         super().reset(count=count)
 
@@ -112,34 +130,92 @@ def _groups(estimators: Iterable[BatchedEstimator], key) -> dict[Any, list[Batch
     return groups
 
 
+_BATCHED_MAX_SPEED = 1e3
+"""rad/s | m/s: a waiting sample faster than this takes the per-robot path (whose own plausibility bound is higher
+and exact); no joint of a real robot moves this fast, so the batched check never refuses what that one accepts."""
+
+
+_kalmans = threading.local()
+
+
+def _fleet_kalman(robots: int, joints: int, s: Any) -> FleetKalman:
+    """A `FleetKalman` for one batched step; every array it fuses with is set by the caller. Kept per thread,
+    size and settings: building one costs more than a step's predict (fusion on arrival runs hundreds a second)."""
+    cache = getattr(_kalmans, "cache", None)
+    if cache is None or len(cache) > 4096:
+        cache = _kalmans.cache = {}
+    key = (robots, joints, id(s))
+    hit = cache.get(key)
+    if hit is None or hit[0] is not s:
+        kf = FleetKalman(robots, joints, jerk_psd=s.jerk_psd, sigma_q=s.sigma_q, sigma_qd=s.sigma_qd,
+                         gate_chi2=s.gate_chi2, noise_adapt_rate=s.noise_adapt_rate)  # fmt: skip
+        hit = cache[key] = (s, kf)
+    return hit[1]
+
+
+def _on_common_path(group: list[BatchedEstimator]) -> list[BatchedEstimator]:
+    """The robots of one `fuse_deferred` group whose waiting sample can be fused batched — every joint initialised,
+    finite positions within the estimator's plausible range, plausible speeds — checked for all at once; the
+    others fuse their sample on their own now (the per-robot path, which counts what it refuses)."""
+    R, n = len(group), group[0].model.ndof
+    initialized = np.concatenate([e.filter.initialized for e in group]).reshape(R, n).all(axis=1)
+    q = np.concatenate([e.deferred[0] for e in group]).reshape(R, n)
+    lo = np.concatenate([e._plausible_lo for e in group]).reshape(R, n)
+    hi = np.concatenate([e._plausible_hi for e in group]).reshape(R, n)
+    ok = initialized & ((q >= lo) & (q <= hi)).all(axis=1)  # False for NaN too
+    if group[0].deferred[1] is not None:
+        qd = np.concatenate([e.deferred[1] for e in group]).reshape(R, n)
+        ok &= (np.abs(qd) <= _BATCHED_MAX_SPEED).all(axis=1)
+    if ok.all():
+        return group
+    for e in (e for e, good in zip(group, ok, strict=True) if not good):
+        e.flush()
+    return [e for e, good in zip(group, ok, strict=True) if good]
+
+
 def fuse_deferred(estimators: Iterable[BatchedEstimator]) -> int:
     """Fuse every deferred sample of ``estimators`` in batched predict + update steps (one per model, settings
-    and velocity-or-not group); returns how many samples were fused. A robot without one is left as it is."""
+    and velocity-or-not group); returns how many samples were fused batched. A robot without one is left as it
+    is; one whose sample is off the common path (`_on_common_path`) fuses it on its own."""
     waiting = [e for e in estimators if e.deferred is not None]
     fused = 0
     for group in _groups(waiting, lambda e: (e.model.ndof, id(e.settings), e.deferred[1] is None)).values():
+        group = _on_common_path(group)
+        if not group:
+            continue
         s = group[0].settings
         n = group[0].model.ndof
-        kf = FleetKalman(len(group), n, jerk_psd=s.jerk_psd, sigma_q=s.sigma_q, sigma_qd=s.sigma_qd,
-                         gate_chi2=s.gate_chi2, noise_adapt_rate=s.noise_adapt_rate)  # fmt: skip
-        kf.x = np.concatenate([e.filter.x for e in group])
-        kf.P = np.concatenate([e.filter.P for e in group])
-        kf.r = np.concatenate([e.filter.r for e in group])
-        kf.r_floor = np.concatenate([e.filter.r_floor for e in group])
-        kf.jerk_psd = np.concatenate([e.filter.jerk_psd for e in group])
+        R = len(group)
+        filters = [e.filter for e in group]
+        kf = _fleet_kalman(R, n, s)
+        kf.x = np.concatenate([f.x for f in filters])
+        kf.P = np.concatenate([f.P for f in filters])
+        kf.r = np.concatenate([f.r for f in filters])
+        kf.r_floor = np.concatenate([f.r_floor for f in filters])
+        kf.jerk_psd = np.concatenate([f.jerk_psd for f in filters])
         kf.initialized[:] = True
         samples = [e.deferred for e in group]
         dt = np.array([(d[2] - e._t_filter) * 1e-9 for e, d in zip(group, samples, strict=True)])
         kf.predict_each(kf.per_joint(dt))
         q = np.concatenate([d[0] for d in samples])
-        qd = None if samples[0][1] is None else np.concatenate([d[1] for d in samples])
+        qd = None if samples[0][1] is None or not s.use_velocity else np.concatenate([d[1] for d in samples])
         gated = kf.update(q, qd)
-        for r, (e, (rq, rqd, sample_ns, arrival_ns)) in enumerate(zip(group, samples, strict=True)):
+        any_gated = gated.reshape(R, n).any(axis=1)
+        for r, (e, f, (_, _, sample_ns, arrival_ns)) in enumerate(zip(group, filters, samples, strict=True)):
             rows = slice(r * n, (r + 1) * n)
             e.deferred = None  # cleared only now: if the batch failed, each robot fuses its sample on its own
-            e.filter.x, e.filter.P, e.filter.r = kf.x[rows], kf.P[rows], kf.r[rows]
-            e._commit(rq, rqd, sample_ns, arrival_ns, gated[rows])
-        fused += len(group)
+            f.x, f.P, f.r = kf.x[rows], kf.P[rows], kf.r[rows]
+            e._commit(q[rows], None if qd is None else qd[rows], sample_ns, arrival_ns,
+                      gated[rows] if any_gated[r] else None)  # fmt: skip
+        # Copies taken after every robot's gate bookkeeping (a joint restart changes its rows in place); each robot's
+        # history entry and committed state are read-only views of them (nothing writes into them later).
+        x, P, rr = kf.x.copy(), kf.P.copy(), kf.r.copy()
+        for a in (x, P, rr):
+            a.flags.writeable = False
+        for r, e in enumerate(group):
+            rows = slice(r * n, (r + 1) * n)
+            e._remember(q[rows], None if qd is None else qd[rows], x[rows], P[rows], rr[rows])
+        fused += R
     return fused
 
 
@@ -161,7 +237,7 @@ def prepare_snapshots(estimators: Iterable[BatchedEstimator], t_ns: int) -> int:
 
 def _prepare_group(group: list[BatchedEstimator], t_ns: int) -> None:
     """`TwinEstimator.snapshot` for robots of one model and one settings object, batched (``R`` robots, ``n``
-    joints each): the constant-acceleration prediction over each robot's horizon, the bounded coasting of
+    joints each): the constant-acceleration prediction over each robot's horizon (joints at rest shown still), the bounded coasting of
     `TwinEstimator._coasted`, the covariance, the joint limits."""
     model, s = group[0].model, group[0].settings
     R, n = len(group), model.ndof
@@ -174,8 +250,8 @@ def _prepare_group(group: list[BatchedEstimator], t_ns: int) -> None:
     h = np.repeat(horizon, n)
     f = _transitions(h)
     x_ca = (f @ X[:, :, None])[:, :, 0]
+    x = shown_prediction(X, P, np.repeat(free, n), s.stillness_sigma)  # rest and stops as in the twin
     P = f @ P @ f.transpose(0, 2, 1) + _process_noise(h, jerk)
-    x = (_transitions(np.repeat(free, n)) @ X[:, :, None])[:, :, 0]
     coast = np.repeat(np.minimum(horizon, cap) - free, n)
     coasting = coast > 0.0
     if coasting.any():

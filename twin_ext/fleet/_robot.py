@@ -7,7 +7,7 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -16,12 +16,38 @@ from ..live import HealthService, LiveTwin
 from ..telemetry import TelemetryIngest
 from ._batched_estimation import BatchedEstimator
 
-__all__ = ["FleetRobot"]
+__all__ = ["FleetRobot", "FusedState"]
+
+
+class FusedState(NamedTuple):
+    """A robot's estimate right after its newest fused sample, not predicted (``FleetRobot.fused``): what a reader
+    that needs the freshest state takes between display ticks. The arrays are this record's own (read-only)."""
+
+    t_ns: int
+    """Twin time of the newest fused sample, ns."""
+    x: np.ndarray
+    """``[ndof, 3]`` per joint: position rad|m, velocity rad/s|m/s, acceleration rad/s²|m/s²."""
+    P: np.ndarray
+    """``[ndof, 3, 3]`` per-joint covariance of ``x``."""
+    arrival_ns: int
+    """Twin-clock arrival of the newest sample fused, ns."""
+    fused_ns: int
+    """Twin clock when this state was committed, ns (``fused_ns - arrival_ns``: the sample's added latency)."""
+
+    @property
+    def q(self) -> np.ndarray:
+        """``[ndof]`` rad|m."""
+        return self.x[:, 0]
+
+    @property
+    def qd(self) -> np.ndarray:
+        """``[ndof]`` rad/s|m/s."""
+        return self.x[:, 1]
 
 
 class _MeasuredIngest(TelemetryIngest):
-    """A `TelemetryIngest` that remembers the arrival times of the samples the twin takes each tick, so the fleet
-    can measure receive -> state latency (twin clock, ns)."""
+    """A `TelemetryIngest` that remembers the arrival times of the samples the twin takes, until the fleet records
+    their receive -> state latency (twin clock, ns; `FleetRobot.record_latency`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -29,7 +55,8 @@ class _MeasuredIngest(TelemetryIngest):
 
     def poll_states(self):  # noqa: D102 - see TelemetryIngest.poll_states
         batch = super().poll_states()
-        self.taken_arrivals = [r.arrival_ns for r in batch]
+        if batch:
+            self.taken_arrivals.extend(r.arrival_ns for r in batch)
         return batch
 
 
@@ -41,14 +68,18 @@ class _FleetTwin(LiveTwin):
     _drained = False
 
     def drain(self) -> None:
-        """The first part of a tick: events and samples (listeners, thinning, fusing or deferring)."""
+        """The first part of a tick: events and samples (listeners, thinning, fusing or deferring). Called again
+        before the tick (fusion on arrival), each call takes what arrived since the last."""
         self._drained = False
-        self.estimator.deferring = True
+        defer = isinstance(self.estimator, BatchedEstimator)
+        if defer:
+            self.estimator.deferring = True
         try:
             self._drain_events()
             self._drain_states()
         finally:
-            self.estimator.deferring = False
+            if defer:
+                self.estimator.deferring = False
         self._drained = True
 
     def _drain_events(self) -> None:
@@ -72,8 +103,9 @@ class FleetRobot:
         fuse_per_tick: most samples fused into the estimate per tick.
         link: the shared `MqttLink` (health events and summaries are published on the robot's topics).
         now_ns: the twin clock, int ns.
-        batched: the estimator is a `BatchedEstimator` and the twin can split its tick (`drain`), so the fleet
-            fuses and predicts this robot together with the others (`FleetSession.advance`).
+        batched: the estimator is a `BatchedEstimator`, so the fleet fuses and predicts this robot together with
+            the others (`FleetSession.advance`, `FleetSession.fuse_arrivals`). Either way the twin can split its tick
+            (`drain`): the fleet fuses samples as they arrive and ticks at the display rate.
     """
 
     def __init__(
@@ -93,26 +125,34 @@ class FleetRobot:
         self.model_note = model_note
         telemetry = dataclasses.replace(config.telemetry, robot_id=robot_id, record_path="")
         self.ingest = _MeasuredIngest(settings=telemetry, clock_settings=config.clock, model=model, now_ns=now_ns)
+        # No burst allowance per robot: a fleet tick's cost is bounded by fuse_per_tick for every robot at once.
         twin_settings = dataclasses.replace(
             config.twin, watchdog_s=0.0, max_samples_per_tick=fuse_per_tick, max_burst_samples=0, serve_whatif=False
         )
         # The shared link is passed for commands only: the fleet starts and stops it, never this twin.
         self.batched = bool(batched)
-        twin_cls, estimator = (_FleetTwin, BatchedEstimator(model, config.estimator)) if batched else (LiveTwin, None)
-        self.twin = twin_cls(
+        estimator = BatchedEstimator(model, config.estimator) if batched else None
+        self.twin = _FleetTwin(
             model, self.ingest, link=link, estimator=estimator, estimator_settings=config.estimator,
             settings=twin_settings, now_ns=now_ns,
         )  # fmt: skip
         self.health: HealthService | None = None
+        self._health_inbox: deque[Any] = deque()
         if config.health.enabled:
             monitor = HealthMonitor(model, config.health, robot_id=robot_id)
             self.health = HealthService(
                 monitor, link=link, topics=self.ingest.topics, now_ns=now_ns, realtime=self.twin.realtime
             )
-            self.twin.sample_listeners.append(self.health.on_sample)
+            # Samples may be drained on the fusion thread; the health service takes them on the display thread
+            # (`tick`), so they wait in a deque (appends and pops are atomic) in between.
+            self.twin.sample_listeners.append(self._health_inbox.append)
         self.error = ""  # the last failure of this robot's parts (they go on; the other robots never see it)
         self.failures = 0
-        self.latencies_ns: deque[int] = deque(maxlen=4096)  # receive -> state of the samples of recent ticks
+        self.latencies_ns: deque[int] = deque(maxlen=4096)  # receive -> state of recent samples, ns
+        self.fused: FusedState | None = None
+        """The estimate right after the newest fused sample (see `FusedState`; None before one and after a reset);
+        replaced, never changed."""
+        self._fused_version = -1
         self.last_event: dict | None = None
         self._last_event_obj: Any = None
 
@@ -128,17 +168,48 @@ class FleetRobot:
         return True
 
     def tick(self, now_ns: int) -> Any:
-        """Advance the estimate to ``now_ns`` (twin clock); returns the `TwinSnapshot` or None on a failure."""
+        """Advance the estimate to ``now_ns`` (twin clock); returns the `TwinSnapshot` or None on a failure.
+        Display thread only: it hands the samples drained since the last tick to the health service."""
         try:
             snapshot = self.twin.tick(now_ns)
         except Exception as exc:  # noqa: BLE001 - one robot's failure must not stop the fleet's tick
             self.failures += 1
             self.error = f"tick failed: {exc!r}"
-            return None
-        if self.ingest.taken_arrivals:
-            done = time.monotonic_ns() if self.twin.realtime else now_ns
-            self.latencies_ns.extend(done - a for a in self.ingest.taken_arrivals)
+            snapshot = None
+        inbox, health = self._health_inbox, self.health
+        while inbox:
+            message = inbox.popleft()
+            if health is not None:
+                health.on_sample(message)
+        if snapshot is not None:
+            self.publish_fused(now_ns)
         return snapshot
+
+    def publish_fused(self, now_ns: int) -> None:
+        """After fusing: make the estimate readable as ``fused`` if it moved, and record the receive -> state
+        latency of the samples taken since the last call (done = the wall clock in a real-time twin, else
+        ``now_ns``; twin clock, ns)."""
+        estimator = self.twin.estimator
+        version = estimator.stats.fused  # counts every fused sample, late ones too (which keep the filter time)
+        realtime = self.twin.realtime
+        if version != self._fused_version and estimator.filter_time_ns is not None:
+            self._fused_version = version
+            committed = getattr(estimator, "committed", None)  # the batched step's copies, if still current
+            if committed is not None and committed[0] == version:
+                x, P = committed[1], committed[2]
+            else:
+                kf = estimator.filter
+                x, P = kf.x.copy(), kf.P.copy()
+                x.flags.writeable = P.flags.writeable = False
+            done = time.monotonic_ns() if realtime else now_ns
+            self.fused = FusedState(estimator.filter_time_ns, x, P, int(estimator._last_arrival), done)
+        elif self.fused is not None and estimator.filter_time_ns is None:
+            self.fused = None  # the estimator was reset (robot restart): nothing fused since
+        taken = self.ingest.taken_arrivals
+        if taken:
+            done = time.monotonic_ns() if realtime else now_ns
+            self.ingest.taken_arrivals = []
+            self.latencies_ns.extend(done - a for a in taken)
 
     def judge_health(self) -> list[dict]:
         """Run the health monitor over the samples buffered since the last call; returns new events (dicts)."""
@@ -149,6 +220,13 @@ class FleetRobot:
         except Exception as exc:  # noqa: BLE001 - as above
             self.failures += 1
             self.error = f"health failed: {exc!r}"
+            return []
+        return self.new_health_events()
+
+    def new_health_events(self) -> list[dict]:
+        """The health service's events since the last call (dicts, oldest first); the newest is kept in
+        ``last_event``. (`judge_health` and the fleet's batched judgement, `judge_fleet_health`, end with it.)"""
+        if self.health is None:
             return []
         events = list(self.health.events)
         new = []

@@ -12,6 +12,7 @@ the robot off this thread).
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,11 @@ class FleetRouter:
         self.flood_dropped: dict[str, int] = {}
         self.link_events: list[Any] = []
         self.link_connected = False
+        self.notify_arrivals = False
+        """Fusion on arrival (`FleetSession`): each routed joint state appends its robot id to ``arrived`` and sets
+        ``wake``."""
+        self.arrived: deque[str] = deque()  # appended here, popped by the fusion step (deque ops are atomic)
+        self.wake = threading.Event()
 
     def mine(self, robot_id: str) -> bool:
         return self.shard_count == 1 or in_shard(robot_id, self.shard_count, self.shard_index)
@@ -154,6 +160,11 @@ class FleetRouter:
             self.flood_dropped[robot_id] = self.flood_dropped.get(robot_id, 0) + 1
             return
         ingest.on_payload(topic, payload, now)
+        if self.notify_arrivals and kind == "joint_states":
+            self.arrived.append(robot_id)
+            wake = self.wake
+            if not wake.is_set():  # a cheap read; set() takes a lock and notifies
+                wake.set()
 
     def post_event(self, kind: Any, message: str, **detail: Any) -> None:
         """A link event (connected, lost, ...): every robot's twin hears it."""

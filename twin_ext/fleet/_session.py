@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..health import BatchedHealthMonitor
 from ..history import HistorySettings, HistoryWriter, open_store
 from ..live import SessionError, TwinConfig, load_config
 from ..robot import RobotModelError, load_robot
 from ..telemetry import EventKind, MqttLink, TelemetryError, Topics, decode_birth
 from ._batched_estimation import fuse_deferred, prepare_snapshots
+from ._batched_health import judge_fleet_health
 from ._robot import FleetRobot
 from ._router import FleetRouter
 from ._settings import FleetSettings
@@ -95,8 +97,20 @@ class FleetSession:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # Held while the robots' estimators change or are read for the display: by the fusion thread's steps and
+        # by the display tick's estimation step (`advance`), never while health is judged.
+        self._estimation_lock = threading.Lock()
+        self._fuser: threading.Thread | None = None
+        self.router.notify_arrivals = self.fleet.fusion_rate_hz > 0
+        self._fusion_period = 1.0 / self.fleet.fusion_rate_hz if self.fleet.fusion_rate_hz > 0 else 0.0
+        self._next_fusion = 0.0  # time.monotonic() at which the next fusion step is due
+        self._fusion_cpu_s = 0.0  # smoothed thread CPU time of one fusion step, s (sets the period: fusion_cpu_share)
+        self._last_fusion_cpu_s = 0.0
+        self.fusion_steps = 0  # fusion steps that fused at least one robot (fusion on arrival)
+        self.fusion_seconds: list[float] = []  # wall time of recent fusion steps, s
         self.ticks = 0
         self.batch_error = ""  # the last failure of a batched estimation step (the robots then fused on their own)
+        self.health_engine = BatchedHealthMonitor()  # [fleet] batched_health: judges the robots due in one pass
         self.batched_samples = 0  # samples fused in batched steps across robots (the rest: each robot on its own)
         self.batched_snapshots = 0  # snapshots predicted in batched steps
         self.tick_seconds: list[float] = []  # wall time of recent ticks, s (the views show the loop's load)
@@ -210,11 +224,15 @@ class FleetSession:
         self.link.start()
 
     def stop(self) -> None:
-        """Stop ticking, the link, the loader and the history writer (writing what it holds)."""
+        """Stop ticking, fusing, the link, the loader and the history writer (writing what it holds)."""
         self._stop.set()
+        self.router.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
+        if self._fuser is not None:
+            self._fuser.join(timeout=5.0)
+            self._fuser = None
         self.link.stop()
         if self._loader is not None:
             self._births.put(None)
@@ -226,12 +244,16 @@ class FleetSession:
             self.history.stop()
 
     def run_in_background(self) -> None:
-        """Tick at ``[fleet] display_rate_hz`` on a daemon thread until `stop`."""
+        """Tick at ``[fleet] display_rate_hz`` on a daemon thread until `stop`; with ``[fleet] fusion_rate_hz`` > 0
+        also fuse samples as they arrive on a second one (`fuse_arrivals`)."""
         self.start()
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="twin_ext-fleet", daemon=True)
             self._thread.start()
+        if self._fuser is None and self.fleet.fusion_rate_hz > 0:
+            self._fuser = threading.Thread(target=self._fuse_loop, name="twin_ext-fleet-fusion", daemon=True)
+            self._fuser.start()
 
     def _run(self) -> None:
         period = 1.0 / self.fleet.display_rate_hz
@@ -245,37 +267,115 @@ class FleetSession:
             else:
                 next_tick = time.monotonic()  # behind: no burst of catch-up ticks
 
+    # ---- fusion on arrival ------------------------------------------------------------------------------------
+    def _timed_fusion_step(self, started: float) -> None:
+        """One fusion step (the estimation lock held); the next is due after ``1/fusion_rate_hz`` or, when steps
+        cost more than ``fusion_cpu_share`` of a core at that rate, after ``step CPU time / fusion_cpu_share``. The
+        cost counted is the fusing and committing, not the draining: every sample is drained once either way (here
+        or in the tick), and counting it would stretch the period, which brings more samples per step, and so on."""
+        try:
+            self._fuse_locked(self.now_ns(), timed=True)
+        finally:
+            self._fusion_cpu_s += 0.1 * (self._last_fusion_cpu_s - self._fusion_cpu_s)
+            period = max(self._fusion_period, self._fusion_cpu_s / self.fleet.fusion_cpu_share)
+            self._next_fusion = started + period
+            self.fusion_seconds.append(time.monotonic() - started)
+            del self.fusion_seconds[:-300]
+
+    def _fuse_loop(self) -> None:
+        """Fusion thread: a step whenever the network thread has routed samples (it sets ``router.wake``), at most
+        ``fusion_rate_hz`` and within ``fusion_cpu_share`` (`_timed_fusion_step`). Not on the network thread itself:
+        measured there, its steps held up reading the socket and the tick, and a saturated twin accepted less."""
+        wake = self.router.wake
+        while not self._stop.is_set():
+            if not wake.wait(0.1):
+                continue
+            delay = self._next_fusion - time.monotonic()
+            if delay > 0:  # the next step is not due: more robots' samples come into it
+                time.sleep(delay)
+            wake.clear()
+            if not self.router.arrived:
+                continue
+            try:
+                with self._estimation_lock:
+                    self._timed_fusion_step(time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - the fusion thread must survive anything; the tick fuses
+                self.batch_error = f"fusion step failed: {exc!r}"
+
+    def fuse_arrivals(self, now_ns: int | None = None) -> int:
+        """The fusion step of fusion on arrival: the robots whose samples arrived since the last step (or tick)
+        drain them and fuse up to ``fuse_per_tick`` each — batched across robots with ``[fleet]
+        batched_estimation`` — and commit their estimates (`FleetRobot.fused`), recording each sample's receive ->
+        state latency; ``now_ns``: twin clock, int ns. Returns how many robots it fused. The display prediction
+        stays in `advance`. Thread-safe; a running session calls it on its fusion thread."""
+        now = self.now_ns() if now_ns is None else int(now_ns)
+        with self._estimation_lock:
+            return self._fuse_locked(now)
+
+    def _fuse_locked(self, now: int, *, timed: bool = False) -> int:
+        arrived = self.router.arrived
+        ids = dict.fromkeys(arrived.popleft() for _ in range(len(arrived)))
+        if not ids:
+            self._last_fusion_cpu_s = 0.0
+            return 0
+        robots = [robot for rid in ids if (robot := self.robots.get(rid)) is not None]
+        drained = [robot for robot in robots if robot.drain()]
+        cpu0 = time.thread_time() if timed else 0.0
+        if self.fleet.batched_estimation:
+            estimators = [robot.twin.estimator for robot in drained if robot.batched]
+            try:
+                self.batched_samples += fuse_deferred(estimators)
+            except Exception as exc:  # noqa: BLE001 - each robot fuses its sample on its own, isolated
+                self.batch_error = f"batched estimation failed: {exc!r}"
+                for robot in drained:
+                    try:
+                        robot.twin.estimator.flush()
+                    except Exception as robot_exc:  # noqa: BLE001
+                        robot.failures += 1
+                        robot.error = f"fusion failed: {robot_exc!r}"
+        for robot in drained:
+            robot.publish_fused(now)
+        if timed:
+            self._last_fusion_cpu_s = time.thread_time() - cpu0
+        self.fusion_steps += 1
+        return len(drained)
+
     # ---- the tick ----------------------------------------------------------------------------------------------
     def advance(self, now_ns: int | None = None) -> list[tuple[FleetRobot, Any]]:
         """The estimation step of a tick: every robot's estimate advanced to ``now_ns`` (twin clock, int ns);
         returns ``(robot, TwinSnapshot or None)`` per robot. With ``[fleet] batched_estimation`` the robots'
         newest samples are fused and their snapshots predicted in batched steps across robots (`FleetKalman`);
-        otherwise each robot's `LiveTwin` ticks on its own. Same values either way (to rounding)."""
+        otherwise each robot's `LiveTwin` ticks on its own. Same values either way (to rounding). Every robot
+        drains here, so the samples that arrived before are no longer waiting for a fusion step."""
         now = self.now_ns() if now_ns is None else int(now_ns)
+        arrived = self.router.arrived
+        for _ in range(len(arrived)):
+            arrived.popleft()
         with self._lock:
             robots = list(self.robots.values())
-        if self.fleet.batched_estimation:
-            estimators = [r.twin.estimator for r in robots if r.batched and r.drain()]
-            try:
-                self.batched_samples += fuse_deferred(estimators)
-                self.batched_snapshots += prepare_snapshots(estimators, now)
-            except Exception as exc:  # noqa: BLE001 - each robot then fuses and predicts on its own (in its tick)
-                self.batch_error = f"batched estimation failed: {exc!r}"
-        return [(robot, robot.tick(now)) for robot in robots]
+        with self._estimation_lock:
+            drained = [robot for robot in robots if robot.drain()]
+            if self.fleet.batched_estimation:
+                estimators = [robot.twin.estimator for robot in drained if robot.batched]
+                try:
+                    self.batched_samples += fuse_deferred(estimators)
+                    self.batched_snapshots += prepare_snapshots(estimators, now)
+                except Exception as exc:  # noqa: BLE001 - each robot then fuses and predicts on its own (in its tick)
+                    self.batch_error = f"batched estimation failed: {exc!r}"
+            return [(robot, robot.tick(now)) for robot in robots]
 
     def tick(self, now_ns: int | None = None) -> None:
         """Advance every robot to ``now_ns``; judge the health of this tick's share of robots; offer history."""
         t0 = time.perf_counter()
         advanced = self.advance(now_ns)
-        period = max(1, round(self.fleet.health_every_s * self.fleet.display_rate_hz))
-        slot = self.ticks % period
+        judged = self._judge_health([robot for robot, _ in advanced])
         history = self.history
-        for i, (robot, snapshot) in enumerate(advanced):
+        for robot, snapshot in advanced:
             if history is not None and snapshot is not None and robot.ingest.stats.accepted:
                 health = getattr(snapshot.health, "value", str(snapshot.health))
                 history.record_state(robot.robot_id, snapshot.q, snapshot.qd, snapshot.std_q, health)
-            if i % period == slot:  # staggered: each robot every health_every_s, spread over the ticks
-                for event in robot.judge_health():
+            if robot.robot_id in judged:
+                for event in judged[robot.robot_id]:
                     if history is not None:
                         history.record_health_event(robot.robot_id, event)
                 if history is not None and robot.health is not None and robot.health.summary is not None:
@@ -283,6 +383,25 @@ class FleetSession:
         self.ticks += 1
         self.tick_seconds.append(time.perf_counter() - t0)
         del self.tick_seconds[:-300]
+
+    def _judge_health(self, robots: list[FleetRobot]) -> dict[str, list[dict]]:
+        """Judge this tick's share of ``robots``; ``{robot_id: new events}`` of those judged. Staggered so that each
+        robot is judged every ``health_every_s``: one by one over the ticks, or with ``batched_health`` in groups
+        of about ``health_batch`` robots judged in one batched pass (`judge_fleet_health`)."""
+        period = max(1, round(self.fleet.health_every_s * self.fleet.display_rate_hz))
+        groups = period
+        if self.fleet.batched_health:
+            groups = max(1, min(period, -(-len(robots) // self.fleet.health_batch)))
+        phase = self.ticks % period
+        due = [robot for i, robot in enumerate(robots) if (i % groups) * period // groups == phase]
+        return self.judge_health_now(due) if due else {}
+
+    def judge_health_now(self, robots: list[FleetRobot]) -> dict[str, list[dict]]:
+        """Judge the samples buffered by each of ``robots`` now (batched with ``[fleet] batched_health``, else one
+        after another); ``{robot_id: new events (dicts)}``."""
+        if self.fleet.batched_health:
+            return judge_fleet_health(robots, self.health_engine)
+        return {robot.robot_id: robot.judge_health() for robot in robots}
 
     def send_command(self, robot_id: str, command: Any) -> None:
         """Send a command to one robot (the ``[twin] commands_enabled`` gate applies) and log it in the history."""

@@ -12,6 +12,7 @@ budget, and the wear forecast are described in docs/health.md; settings (``[heal
 from .. import lazy_exports
 
 _EXPORTS = {
+    "BatchedHealthMonitor": "._batched_monitor",
     "EVENT_KINDS": "._events",
     "HealthEvent": "._events",
     "HealthMonitor": "._monitor",

@@ -154,6 +154,49 @@ class _Episode:
     explained_as: str = "collision"
 
 
+@dataclass
+class _IdentificationBatch:
+    """The centres of a batch of identification windows: ``t [K]`` s, ``q, qd, tau [K, ndof]``, and each window's
+    times ``window_t [K, 7]`` (s) and velocities ``window_qd [K, 7, ndof]`` for the centred fit."""
+
+    t: np.ndarray
+    q: np.ndarray
+    qd: np.ndarray
+    tau: np.ndarray
+    window_t: np.ndarray
+    window_qd: np.ndarray
+
+
+@dataclass
+class _Judgement:
+    """One `HealthMonitor.observe` call between its phases: the usable samples ``t [N]``, ``q, qd, tau,
+    tau_corrected [N, ndof]``, the events raised so far and the identification batch that is due (or None)."""
+
+    t: np.ndarray
+    q: np.ndarray
+    qd: np.ndarray
+    tau: np.ndarray
+    tau_corrected: np.ndarray
+    events: list[HealthEvent]
+    identification: _IdentificationBatch | None = None
+
+
+def velocity_slopes(times: np.ndarray, velocities: np.ndarray) -> np.ndarray:
+    """Accelerations at the centre of each window from a centred quadratic fit of its velocities.
+
+    Args:
+        times: ``[K, W]`` sample times of each window, s (the centre is sample ``W // 2``).
+        velocities: ``[K, W, ndof]`` measured velocities, rad/s | m/s.
+
+    Returns:
+        ``[K, ndof]`` rad/s² | m/s²: ``b`` of the least-squares ``qd ~ a + b x + c x²``, ``x`` the time from the
+        centre (all windows in one batched pseudo-inverse).
+    """
+    x = times - times[:, times.shape[1] // 2 : times.shape[1] // 2 + 1]
+    basis = np.stack([np.ones_like(x), x, x * x], axis=2)  # [K, W, 3]
+    return (np.linalg.pinv(basis)[:, 1:2, :] @ velocities)[:, 0, :]
+
+
 class HealthMonitor:
     """Model-based health monitoring of one robot (see the module docstring).
 
@@ -299,6 +342,22 @@ class HealthMonitor:
             q, qd, tau: ``[N, ndof]`` measured positions (rad|m), velocities (rad/s | m/s) and drive efforts
                 (N·m | N), in the model's dof order; NaN where a joint was not measured.
         """
+        judgement = self._begin(t_s, q, qd, tau)
+        if judgement is None:
+            return []
+        self._after_observer(judgement, self.observer.update(**self._observer_inputs(judgement)))
+        work = judgement.identification
+        if work is not None:
+            qdd = velocity_slopes(work.window_t, work.window_qd)
+            rigid, rows = self.nominal.inverse_dynamics_and_regressor(work.q, work.qd, qdd, body=self.payload_body)
+            innovation = self.identifier.update(*self._identification_rows(work, rigid, rows))
+            self._identification_learned(work, innovation)
+        return self._end(judgement)
+
+    # ---- the phases of `observe` (a fleet runs them for many robots side by side: `BatchedHealthMonitor`) ----------
+    def _begin(self, t_s, q, qd, tau) -> _Judgement | None:
+        """Time order, usable samples, sample spacing, thresholds, encoder checks and the bias-corrected efforts;
+        None when no sample is usable."""
         t_s = np.atleast_1d(np.asarray(t_s, dtype=np.float64))
         q, qd, tau = (np.atleast_2d(np.asarray(a, dtype=np.float64)) for a in (q, qd, tau))
         keep = np.ones(len(t_s), dtype=bool)
@@ -313,29 +372,49 @@ class HealthMonitor:
         if not np.any(usable):
             if np.any(keep) and not np.all(np.isfinite(tau[keep][:, self.joint_index])):
                 self._note("the robot sends no effort for the monitored joints: no residuals without it")
-            return []
+            return None
         t_s, q, qd, tau = t_s[usable], q[usable], qd[usable], tau[usable]
         if self.epoch_unix_s is None:
             self.epoch_unix_s = time.time() - float(t_s[0])
-        new: list[HealthEvent] = []
         if self._last_t is not None:
             gaps = np.diff(np.concatenate([[self._last_t], t_s]))
             self._dt = float(0.98 * self._dt + 0.02 * np.median(gaps))
         if self.samples == 0 or self.samples % 256 == 0:
             self._thresholds()
         j = self.joint_index
-        new += self._encoder_checks(t_s, q[:, j], qd[:, j])
+        events = self._encoder_checks(t_s, q[:, j], qd[:, j])
         self._trusted = self.identifier.trusted()
         bias = np.where(self._trusted, self.identifier.rls.theta[10 + 3 * np.arange(len(j)) + 2], 0.0)
         tau_corrected = tau.copy()
         tau_corrected[:, j] -= bias  # the observer judges the efforts the sensors should have read
-        r_all = self.observer.update(t_s, q, qd, tau_corrected, regular_step=self._dt, max_step=_MAX_STEPS * self._dt)
+        return _Judgement(t_s, q, qd, tau, tau_corrected, events)
+
+    def _observer_inputs(self, judgement: _Judgement) -> dict[str, Any]:
+        """Keyword arguments of `MomentumObserver.update` for this judgement's samples."""
+        return {
+            "t": judgement.t,
+            "q": judgement.q,
+            "qd": judgement.qd,
+            "tau": judgement.tau_corrected,
+            "regular_step": self._dt,
+            "max_step": _MAX_STEPS * self._dt,
+        }
+
+    def _after_observer(self, judgement: _Judgement, r_all: np.ndarray) -> None:
+        """Episodes and saturation sample by sample from the observer's output ``r_all [N, ndof]`` (N·m), then the
+        identification's windows: ``judgement.identification`` is set when a batch of them is due."""
+        t_s, qd, tau, j = judgement.t, judgement.qd, judgement.tau, self.joint_index
         u_all, inflation = self.observer.quadrature_error, self.observer.noise_inflation
+        new = judgement.events
         for i in range(len(t_s)):
             new += self._observer_step(float(t_s[i]), r_all[i, j], qd[i, j], u_all[i, j], float(inflation[i]))
             new += self._saturation_step(float(t_s[i]), tau[i, j])
-        new += self._identification(t_s, q, qd, tau)
-        self._power_and_cycles(t_s, q[:, j], qd[:, j], tau[:, j])
+        judgement.identification = self._identification_due(t_s, judgement.q, qd, tau)
+
+    def _end(self, judgement: _Judgement) -> list[HealthEvent]:
+        """Power and cycles, the slow checks and the trend; the judgement's events (also kept in `events`)."""
+        t_s, j, new = judgement.t, self.joint_index, judgement.events
+        self._power_and_cycles(t_s, judgement.q[:, j], judgement.qd[:, j], judgement.tau[:, j])
         now = float(t_s[-1])
         if now >= self._next_check:
             self._next_check = now + _CHECK_EVERY_S
@@ -381,11 +460,7 @@ class HealthMonitor:
                 r, weight=weight, mask=(np.abs(qd) >= s.min_speed) & (unseen < spread) & (inflation < 1.1)
             )
             if warm and np.any(self._over_run >= s.confirm_samples):
-                joints = set(np.flatnonzero(over).tolist())
-                self._episode = _Episode(onset=t, joints=joints, peak=r.copy(), peak_z=float(np.abs(z).max()))
-                k = int(np.argmax(np.abs(z)))
-                return [self._event("collision", [k], float(abs(r[k])), "N·m", t, t, float(abs(z[k])),
-                                    f"collision or contact on {self.joint_names[k]}: {abs(r[k]):.1f} N·m external torque")]  # fmt: skip
+                return self._open_episode(t, r, z, over)
             return []
         # An episode is open: track it, decide what it is, close it when the torque has gone.
         ep.joints |= set(np.flatnonzero(over).tolist())
@@ -419,6 +494,14 @@ class HealthMonitor:
         else:
             ep.quiet_since = None
         return out
+
+    def _open_episode(self, t: float, r: np.ndarray, z: np.ndarray, over: np.ndarray) -> list[HealthEvent]:
+        """An external torque ``r [J]`` (N·m, normalised ``z``) confirmed above threshold on the joints ``over``."""
+        joints = set(np.flatnonzero(over).tolist())
+        self._episode = _Episode(onset=t, joints=joints, peak=r.copy(), peak_z=float(np.abs(z).max()))
+        k = int(np.argmax(np.abs(z)))
+        return [self._event("collision", [k], float(abs(r[k])), "N·m", t, t, float(abs(z[k])),
+                            f"collision or contact on {self.joint_names[k]}: {abs(r[k]):.1f} N·m external torque")]  # fmt: skip
 
     def _explain_persistent(self, t: float, ep: _Episode) -> list[HealthEvent]:
         events = self._explanation(t, ep)
@@ -507,46 +590,51 @@ class HealthMonitor:
         self.observer.set_dynamics(RigidBodyDynamics(loaded, armature=self.model.armature))
 
     # ---- identification --------------------------------------------------------------------------------------
-    def _identification(self, t: np.ndarray, q: np.ndarray, qd: np.ndarray, tau: np.ndarray) -> list[HealthEvent]:
-        """Fuse the samples whose centred velocity fit is complete (they lag ``_FIT_HALF`` samples), batched:
-        one inverse-dynamics and one regressor evaluation per call, then the sequential RLS updates (at most
-        ``_IDENTIFY_HZ`` a second: identification tracks changes over tens of seconds)."""
+    def _identification_due(
+        self, t: np.ndarray, q: np.ndarray, qd: np.ndarray, tau: np.ndarray
+    ) -> _IdentificationBatch | None:
+        """Collect the samples whose centred velocity fit is complete (they lag ``_FIT_HALF`` samples), at most
+        ``_IDENTIFY_HZ`` a second (identification tracks changes over tens of seconds); once they span
+        ``_IDENTIFY_BATCH_S`` they are returned as one batch (the dynamics cost per call, not per sample)."""
         for i in range(len(t)):
             self._window.append((float(t[i]), q[i], qd[i], tau[i]))
             if len(self._window) == self._window.maxlen and float(t[i]) >= self._next_identify:
                 self._next_identify = float(t[i]) + 1.0 / _IDENTIFY_HZ
                 self._centres.append(list(self._window))
-        # The dynamics cost per call, not per sample: identify in batches of _IDENTIFY_BATCH_S of samples.
         if not self._centres or self._centres[-1][_FIT_HALF][0] - self._centres[0][_FIT_HALF][0] < _IDENTIFY_BATCH_S:
-            return []
+            return None
         windows, self._centres = self._centres, []
         ep = self._episode
         if ep is not None and not ep.persistent:
-            return []  # a transient external torque is not the model's fault: do not learn from it
-        tc = np.array([w[_FIT_HALF][0] for w in windows])
-        qc = np.stack([w[_FIT_HALF][1] for w in windows])
-        qdc = np.stack([w[_FIT_HALF][2] for w in windows])
-        tauc = np.stack([w[_FIT_HALF][3] for w in windows])
-        qdd = np.empty_like(qdc)
-        for k, w in enumerate(windows):
-            x = np.array([s[0] for s in w]) - tc[k]
-            basis = np.stack([np.ones_like(x), x, x * x], axis=1)  # qd ~ a + b x + c x^2: qdd(tc) = b
-            coef, *_ = np.linalg.lstsq(basis, np.stack([s[2] for s in w]), rcond=None)
-            qdd[k] = coef[1]
+            return None  # a transient external torque is not the model's fault: do not learn from it
+        return _IdentificationBatch(
+            t=np.array([w[_FIT_HALF][0] for w in windows]),
+            q=np.stack([w[_FIT_HALF][1] for w in windows]),
+            qd=np.stack([w[_FIT_HALF][2] for w in windows]),
+            tau=np.stack([w[_FIT_HALF][3] for w in windows]),
+            window_t=np.array([[s[0] for s in w] for w in windows]),
+            window_qd=np.array([[s[2] for s in w] for w in windows]),
+        )
+
+    def _identification_rows(
+        self, work: _IdentificationBatch, rigid: np.ndarray, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The arguments of `ModelIdentifier.update` from the nominal inverse dynamics ``rigid [K, ndof]`` and the
+        payload regressor ``rows [K, ndof, 10]`` of the batch's centres."""
         j = self.joint_index
-        rigid, rows = self.nominal.inverse_dynamics_and_regressor(qc, qdc, qdd, body=self.payload_body)
-        residual = (tauc - rigid - self._nominal_friction(qdc))[:, j]
-        rows = rows[:, j]
-        phi = self.identifier.regressor(rows, qdc[:, j])
+        residual = (work.tau - rigid - self._nominal_friction(work.qd))[:, j]
+        phi = self.identifier.regressor(rows[:, j], work.qd[:, j])
         var = self.residual_spread.std() ** 2 * self.residual_spread.variance_inflation()
-        step = np.full(len(tc), 1.0 / _IDENTIFY_HZ)
-        innovation = self.identifier.update(phi, residual, var, qdc[:, j], step)
-        if ep is None:
+        step = np.full(len(work.t), 1.0 / _IDENTIFY_HZ)
+        return phi, residual, var, work.qd[:, j], step
+
+    def _identification_learned(self, work: _IdentificationBatch, innovation: np.ndarray) -> None:
+        """The residual spread learns from the innovations ``[K, J]`` (N·m) outside episodes."""
+        if self._episode is None:
             weight = 1.0 - math.exp(-1.0 / (_IDENTIFY_HZ * self.settings.noise_window_s))
-            moving = np.abs(qdc[:, j]) >= self.settings.min_speed
-            for k in range(len(tc)):  # resting joints' residuals hold static friction, not noise
+            moving = np.abs(work.qd[:, self.joint_index]) >= self.settings.min_speed
+            for k in range(len(work.t)):  # resting joints' residuals hold static friction, not noise
                 self.residual_spread.update(innovation[k], weight=weight, mask=moving[k])
-        return []
 
     def _nominal_friction(self, qd: np.ndarray) -> np.ndarray:
         m = self.model
@@ -655,6 +743,20 @@ class HealthMonitor:
     def _encoder_checks(self, t: np.ndarray, q: np.ndarray, qd: np.ndarray) -> list[HealthEvent]:
         s = self.settings
         out: list[HealthEvent] = []
+        if self._last_q is not None and self._last_t_enc is not None and self._glitch_pending is None:
+            # Nearly always nothing happens: check all samples at once and step one by one only if something may.
+            prev_t = np.concatenate([[self._last_t_enc], t[:-1]])
+            prev_q = np.concatenate([self._last_q[None], q[:-1]])
+            prev_qd = np.concatenate([self._last_qd[None], qd[:-1]])
+            h = t - prev_t
+            off = q - (prev_q + 0.5 * (prev_qd + qd) * h[:, None])
+            big = (np.abs(off) > s.encoder_jump) & (h <= 3.0 * self._dt)[:, None]
+            stuck = (q == prev_q) & (np.abs(qd) > s.min_speed)
+            if not (big.any() or stuck.any()):
+                self._stuck_since[:] = math.nan
+                self._stuck_flagged[:] = False
+                self._last_q, self._last_qd, self._last_t_enc = q[-1].copy(), qd[-1].copy(), float(t[-1])
+                return out
         for i in range(len(t)):
             ti = float(t[i])
             if self._last_q is not None and self._last_t_enc is not None:

@@ -95,6 +95,7 @@ class MomentumObserver:
         *,
         regular_step: float = 0.0,
         max_step: float = math.inf,
+        terms: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Advance over ``N`` samples in time order and return ``r`` after each: ``[N, ndof]``; the bound on its
         error from long steps is left in `quadrature_error` (``[N, ndof]``).
@@ -106,9 +107,11 @@ class MomentumObserver:
                 `quadrature_error` (0 = every step counts in full).
             max_step: longest step integrated over, s; across a longer one (a gap) the observer keeps no
                 evidence: ``r`` and ``u`` only decay (``a r``), and it integrates afresh from the sample after it.
+            terms: ``(p, g, C^T qd)``, each ``[N, ndof]``, of these samples under `dynamics` when the caller
+                computed them already (`RigidBodyDynamics.observer_terms`; a fleet evaluates many robots' in one
+                pass); default: computed here.
         """
-        dyn = self.dynamics
-        p, g, ctqd = dyn.observer_terms(q, qd)
+        p, g, ctqd = self.dynamics.observer_terms(q, qd) if terms is None else terms
         beta = g - ctqd + self.friction(qd)
         base = tau - beta
         out = np.empty_like(p)

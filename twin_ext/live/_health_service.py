@@ -75,6 +75,7 @@ class HealthService:
         self._pending: list[Any] = []  # accepted JointState messages of this tick
         self._index = {name: i for i, name in enumerate(monitor.model.dof_names)}
         self._ndof = monitor.model.ndof
+        self._names = tuple(monitor.model.dof_names)
         self._last_summary_ns = -(1 << 62)
         self._summary: HealthSummary | None = None
         self._lock = threading.Lock()
@@ -117,9 +118,26 @@ class HealthService:
 
     def poll(self) -> None:
         """Judge the samples of this tick; publish and record what was found (called on every twin tick)."""
+        samples = self.take_samples()
+        if samples is None:
+            return
+        try:
+            started = time.perf_counter()
+            events = self.monitor.observe(*samples)
+            seconds = time.perf_counter() - started
+        except Exception as exc:  # noqa: BLE001 - the twin must go on; say why health stopped
+            self.judgement_failed(exc)
+            return
+        self.judged(events, samples=len(samples[0]), seconds=seconds)
+
+    # The parts of `poll`, for a fleet that judges many robots' samples in one batched pass (`BatchedHealthMonitor`):
+    # take_samples -> the monitor's judgement -> judged (or judgement_failed).
+    def take_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The samples this poll judges, ``(t_s [N], q, qd, tau [N, ndof])`` in the model's dof order (thinned to
+        ``max_samples_per_tick``), or None when there are none (the summary is then refreshed when due)."""
         if self.error is not None or not self._pending:
             self._publish_summary(force=False)
-            return
+            return None
         messages = sorted(self._pending, key=lambda m: m.stamp_ns)
         self._pending = []
         limit = self.monitor.settings.max_samples_per_tick
@@ -132,26 +150,42 @@ class HealthService:
             self.thinned += len(messages) - limit
             step = (len(messages) - 1) / (limit - 1) if limit > 1 else 0.0
             messages = [messages[round(k * step)] for k in range(limit)] if limit > 1 else messages[-1:]
+        ndof = self._ndof
+        if all(
+            m.names == self._names and m.velocity is not None and len(m.velocity) == ndof
+            and m.effort is not None and len(m.effort) == ndof
+            for m in messages
+        ):  # fmt: skip
+            # The usual case (every joint, in the model's order): stack the messages' arrays as they are.
+            return (
+                np.array([m.stamp_ns * 1e-9 for m in messages]),
+                np.stack([m.position for m in messages]),
+                np.stack([m.velocity for m in messages]),
+                np.stack([m.effort for m in messages]),
+            )
         batch = [a for a in map(self._arrays, messages) if a is not None]
         if not batch:
             self._publish_summary(force=False)
-            return
-        try:
-            started = time.perf_counter()
-            events = self.monitor.observe(
-                np.array([b[0] for b in batch]),
-                np.stack([b[1] for b in batch]),
-                np.stack([b[2] for b in batch]),
-                np.stack([b[3] for b in batch]),
-            )
-            if len(batch) >= _MIN_JUDGED and self.monitor.samples > len(batch):
-                # Measured on full batches after the first (warm-up) call: on small ones the call's fixed cost
-                # would pass for a per-sample cost and starve a normal stream.
-                cost = (time.perf_counter() - started) / len(batch)
-                self._cost_s = cost if self._cost_s is None else 0.8 * self._cost_s + 0.2 * cost
-        except Exception as exc:  # noqa: BLE001 - the twin must go on; say why health stopped
-            self.error = f"the health monitor failed and stopped: {exc!r}"
-            return
+            return None
+        return (
+            np.array([b[0] for b in batch]),
+            np.stack([b[1] for b in batch]),
+            np.stack([b[2] for b in batch]),
+            np.stack([b[3] for b in batch]),
+        )
+
+    def judgement_failed(self, exc: BaseException) -> None:
+        """The monitor raised on `take_samples`' samples: say why once and stop judging (the twin goes on)."""
+        self.error = f"the health monitor failed and stopped: {exc!r}"
+
+    def judged(self, events: list[HealthEvent], *, samples: int, seconds: float) -> None:
+        """The monitor judged ``samples`` samples in ``seconds`` (its share of a batch) and raised ``events``:
+        learn the cost per sample, trace, publish and record."""
+        if samples >= _MIN_JUDGED and self.monitor.samples > samples:
+            # Measured on full batches after the first (warm-up) call: on small ones the call's fixed cost
+            # would pass for a per-sample cost and starve a normal stream.
+            cost = seconds / samples
+            self._cost_s = cost if self._cost_s is None else 0.8 * self._cost_s + 0.2 * cost
         now = self.now_ns()
         if len(self._trace) < self.trace_limit:
             self._trace.append((now, self.monitor.external_torque().copy()))

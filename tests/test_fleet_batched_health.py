@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`[fleet] batched_health`: a fleet session that judges its robots' health in batched passes gives every robot
+the health events and summaries the robot-by-robot session gives it, and one robot's broken monitor or garbage
+telemetry stays its own.
+
+Oracle: the same `FleetSession` with ``batched_health = false`` (each robot's `HealthService.poll`, itself the
+per-robot `HealthMonitor`), fed the same payloads at the same twin-clock instants (a simulated clock: no
+real-time thinning; health every tick, so both judge the same samples at the same ticks — with a longer
+``health_every_s`` the two stagger the robots differently, by design). Tolerance: relative 1e-9, as tests/test_health_batched.py
+(rounding of stacked matrix products; a wrong step is off by far more).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from test_health_batched import _close, _event_doc
+
+from twin_ext.emulator import LightFleet
+from twin_ext.fleet import FleetSession, FleetSettings
+from twin_ext.live import load_config
+
+RATE_HZ = 200.0
+
+
+def _sessions(panda, ids, clock):
+    fleet = FleetSettings(robots=tuple(ids), max_rate_hz=1e9, health_every_s=1 / 30, fusion_rate_hz=0.0)
+    make = lambda f: FleetSession(load_config(), fleet=f, models={"franka_panda": panda}, now_ns=lambda: clock[0])  # noqa: E731
+    return make(fleet), make(dataclasses.replace(fleet, batched_health=False))
+
+
+def _feed(sessions, ids, payloads, clock, seconds, *, garbage=()):
+    tick_ns = int(1e9 / 30.0)
+    period_ns = int(1e9 / RATE_HZ)
+    base = 10**12
+    j = 0
+    for tick in range(int(seconds * 30)):
+        end = base + (tick + 1) * tick_ns
+        while base + j * period_ns < end:
+            stamp = base + j * period_ns
+            for r, rid in enumerate(ids):
+                body = b"\x00garbage" * 5 if rid in garbage else payloads.payload(rid, j, stamp, j + 37 * r)
+                for session in sessions:
+                    session.router.on_payload(f"twin/v1/{rid}/joint_states", body, stamp + 10**6)
+            j += 1
+        clock[0] = end + 2 * 10**6
+        for session in sessions:
+            session.tick(clock[0])
+
+
+def test_batched_fleet_health_equals_robot_by_robot(panda):
+    """Eight robots on different phases of the program, 200 Hz for 8 s, health every tick: each robot's summary
+    (external torque, z, thresholds, friction, bias, payload, notes) and events are equal within relative 1e-9
+    with and without [fleet] batched_health, the batched session judged in passes of several robots, and no
+    batched step fell back."""
+    ids = [f"bh-{i}" for i in range(8)]
+    clock = [10**12]
+    batched, alone = _sessions(panda, ids, clock)
+    _feed((batched, alone), ids, LightFleet(ids, panda, "mqtt://127.0.0.1:1", rate_hz=RATE_HZ), clock, 8.0)
+    assert batched.health_engine.batched_calls > 0 and batched.health_engine.fallbacks == 0
+    for rid in ids:
+        a, b = alone.robots[rid].health, batched.robots[rid].health
+        assert a.error is None and b.error is None
+        assert a.monitor.samples == b.monitor.samples > 1000
+        _close(a.monitor.summary().to_dict(), b.monitor.summary().to_dict(), rid)
+        _close([_event_doc(e) for e in a.events], [_event_doc(e) for e in b.events], f"{rid} events")
+        np.testing.assert_allclose(b.monitor.identifier.rls.theta, a.monitor.identifier.rls.theta, rtol=1e-9, atol=1e-9)
+
+
+def test_a_broken_monitor_or_garbage_robot_does_not_disturb_the_fleets_batched_health(panda):
+    """One robot's monitor raises on every judgement and another sends garbage: the broken robot's health stops
+    with its error (as robot by robot), the garbage robot is never judged, and the other robots' summaries are
+    those of a session without the two (relative 1e-9)."""
+    ids = [f"ok-{i}" for i in range(4)]
+    bad = ["broken", "garbage"]
+    clock = [10**12]
+    batched, _ = _sessions(panda, ids + bad, clock)
+    reference, _ = _sessions(panda, ids, clock)
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("a defect in this robot's monitor")
+
+    batched.robots["broken"].health.monitor._begin = explode
+    payloads = LightFleet(ids + bad, panda, "mqtt://127.0.0.1:1", rate_hz=RATE_HZ)
+    for session, names in ((batched, ids + bad), (reference, ids)):
+        _feed((session,), names, payloads, clock, 5.0, garbage={"garbage"})
+    assert "a defect in this robot's monitor" in batched.robots["broken"].health.error
+    assert batched.robots["garbage"].health.monitor.samples == 0
+    for rid in ids:
+        ref, got = reference.robots[rid].health, batched.robots[rid].health
+        assert got.error is None
+        _close(ref.monitor.summary().to_dict(), got.monitor.summary().to_dict(), rid)
+
+
+def test_batched_health_staggers_the_robots_in_groups_of_health_batch(panda):
+    """20 robots, health every 1 s at 30 ticks/s, health_batch 8: over one second every robot is judged exactly
+    once, in 3 passes of at most 8 robots (7, 7, 6) on different ticks (robot by robot: 20 passes of one)."""
+    ids = [f"st-{i:02d}" for i in range(20)]
+    for batched, passes_expected, most in ((True, 3, 8), (False, 20, 1)):
+        fleet = FleetSettings(robots=tuple(ids), health_batch=8, batched_health=batched)
+        session = FleetSession(load_config(), fleet=fleet, models={"franka_panda": panda}, now_ns=lambda: 0)
+        passes = []
+        session.judge_health_now = lambda robots, passes=passes: passes.append([r.robot_id for r in robots]) or {}
+        robots = list(session.robots.values())
+        for tick in range(30):
+            session.ticks = tick
+            session._judge_health(robots)
+        assert sorted(r for p in passes for r in p) == sorted(ids)
+        assert len(passes) == passes_expected and max(map(len, passes)) <= most
