@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..estimation import build_kalman_kernel
 from ..health import BatchedHealthMonitor
 from ..history import HistorySettings, HistoryWriter, open_store
 from ..live import SessionError, TwinConfig, load_config
@@ -68,6 +69,10 @@ class FleetSession:
         self.config = config
         self.base_dir = base_dir
         self.now_ns = now_ns
+        if config.estimator.kalman_backend == "warp":
+            # Robots join on their first message: build the shared Kalman kernel now, in the background, so no
+            # robot's estimator waits for the compile on the network or display thread.
+            build_kalman_kernel(timeout_s=0.0)
         self._models: dict[str, Any] = dict(models or {})
         self._model_lock = threading.Lock()
         broker = config.broker
