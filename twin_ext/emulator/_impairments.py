@@ -201,9 +201,9 @@ class ImpairmentProfile:
             elif f.name == "faults":
                 if value.is_empty:
                     continue  # a profile without faults maps (and records) as it always did
+                value = value.to_mapping()
             elif f.name == "latency_floor_ms" and value == 0.0:
                 continue  # so does a profile without a latency floor
-                value = value.to_mapping()
             out[f.name] = value
         return out
 
