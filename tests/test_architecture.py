@@ -25,7 +25,7 @@ PACKAGE = REPO / "twin_ext"
 LAYERS = [
     ["twin_ext"],  # version, TwinExtError, lazy_exports: imports nothing of its own
     ["twin_ext._paths"],
-    ["twin_ext.config"],
+    ["twin_ext.config", "twin_ext.warp_runtime"],  # settings; Warp initialised once per process
     ["twin_ext.robot", "twin_ext.telemetry", "twin_ext.collision"],
     ["twin_ext.estimation", "twin_ext.ros2"],
     ["twin_ext.whatif", "twin_ext.stage", "twin_ext.health"],

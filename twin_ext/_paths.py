@@ -14,6 +14,7 @@ mean the same file in both layouts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import TwinExtError
@@ -33,6 +34,7 @@ __all__ = [
     "sample_recording",
     "scenarios_dir",
     "shipped_root",
+    "user_cache_dir",
     "wheels_dir",
 ]
 
@@ -115,6 +117,13 @@ def recordings_dir() -> Path:
 def sample_recording() -> Path:
     """The shipped sample recording of the emulated Panda (standard impairment profile)."""
     return recordings_dir() / "panda_pick_place_standard.mcap"
+
+
+def user_cache_dir(area: str) -> Path:
+    """This user's cache folder for ``area`` (e.g. ``"warp"``, ``"collision"``): ``$TWIN_EXT_CACHE_DIR/<area>``, or
+    ``~/.cache/twin_ext/<area>``. Not created here; nothing in it is needed, it only makes reruns faster."""
+    root = os.environ.get("TWIN_EXT_CACHE_DIR") or str(Path.home() / ".cache" / "twin_ext")
+    return Path(root).expanduser() / area
 
 
 def package_import_root() -> Path:

@@ -30,11 +30,11 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 
 from .. import TwinExtError
+from .._paths import user_cache_dir
 from ._spheres import fit_spheres, sphere_excess
 from ._triangles import box_triangles, cylinder_triangles
 from ._usd_shapes import axis_frame, collision_prims, gf_to_numpy, mesh_triangles
@@ -99,11 +99,6 @@ class RobotSpheres:
         return float(d.min())
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("TWIN_EXT_CACHE_DIR") or str(Path.home() / ".cache" / "twin_ext")
-    return Path(root).expanduser() / "collision"
-
-
 def link_geometry(robot) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """Per link, the collision triangles ``[m, 3, 3]`` and exact spheres ``[k, 4]`` (x, y, z, r) in its frame, m."""
     from pxr import Sdf, Usd, UsdGeom
@@ -162,7 +157,7 @@ def _fit_link(tri: np.ndarray, balls: np.ndarray, count: int) -> tuple[np.ndarra
     key = hashlib.sha1(f"{_FIT_VERSION}:{count}".encode())
     key.update(np.ascontiguousarray(tri, dtype=np.float64).tobytes())
     key.update(np.ascontiguousarray(balls, dtype=np.float64).tobytes())
-    path = _cache_dir() / f"{key.hexdigest()[:24]}.npz"
+    path = user_cache_dir("collision") / f"{key.hexdigest()[:24]}.npz"
     try:
         with np.load(path) as z:
             return z["centres"], z["radii"], float(z["excess"])

@@ -13,44 +13,25 @@ rounding (~1e-14 relative, tests/test_estimation_kalman_backend_internals.py).
 Anything else (a message with a subset of the joints, position only, a step longer than ``stale_after_s``)
 stays on the NumPy path; the caller splits a run there.
 
-Warp is imported lazily, initialised like the what-if engine's (kernel cache in ``$TWIN_EXT_CACHE_DIR/warp``,
-no backward code) and the kernel is built once per process in a background thread (`start_warm_up`): with a cold
-cache that costs ~1.9 s (CPU and wall, 2-core VM at load ~3.6), with a warm one ~0.3 s (importing Warp, loading the
+Warp is imported lazily and initialised by `twin_ext.warp_runtime.init_warp`, as for the what-if engine (kernel
+cache in ``$TWIN_EXT_CACHE_DIR/warp``, no backward code), and the kernel is built once per process in a background
+thread (`start_warm_up`): with a cold cache that costs ~1.9 s (CPU and wall, 2-core VM at load ~3.6), with a warm one ~0.3 s (importing Warp, loading the
 cached binary). `TwinEstimator` waits for it at most ``_KERNEL_WAIT_S`` at construction
 and fuses with NumPy until `ready`, so the display loop never waits for the compiler.
 """
 
 # No `from __future__ import annotations`: Warp reads the kernel's annotations.
-import os
 import threading
-from pathlib import Path
 
 import numpy as np
+
+from ..warp_runtime import init_warp
 
 __all__ = ["CompiledFusion", "FLAG_FRESH", "FLAG_GATED", "FLAG_RESET", "ready", "start_warm_up", "build_kalman_kernel"]
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "kernel", "wp", "thread", "error"
 _done = threading.Event()
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("TWIN_EXT_CACHE_DIR") or str(Path.home() / ".cache" / "twin_ext")
-    return Path(root).expanduser() / "warp"
-
-
-def _init_warp():
-    """Import and initialise Warp as `twin_ext.whatif` does (same cache folder; a host's own settings win)."""
-    import warp as wp
-
-    if wp.config.kernel_cache_dir is None:  # nobody initialised Warp yet: our cache, quiet logging
-        path = _cache_dir()
-        path.mkdir(parents=True, exist_ok=True)
-        wp.config.kernel_cache_dir = str(path)
-        wp.config.enable_backward = False
-        wp.config.log_level = wp.LOG_WARNING
-    wp.init()
-    return wp
 
 
 def _build(wp):
@@ -273,7 +254,7 @@ def start_warm_up() -> None:
             return
         _state["thread"] = None
         try:
-            wp = _init_warp()
+            wp = init_warp()
         except Exception as error:  # no Warp: the NumPy path stays in use
             _state["error"] = error
             _done.set()

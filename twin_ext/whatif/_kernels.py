@@ -42,11 +42,11 @@ kernels' modules compile with fused multiply-adds allowed across statements (`cp
 # The kernel body reads its arguments by name; they are declared in _kernel_args, not here:
 # ruff: noqa: F821
 # No `from __future__ import annotations`: Warp reads kernel annotations that name closure types.
-import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
+from ..warp_runtime import init_warp
+from ..warp_runtime import kernel_cache_dir as cache_dir
 from . import _kernel_args as kernel_args
 
 __all__ = [
@@ -68,39 +68,6 @@ MODE_EVALUATE = 1
 _lock = threading.Lock()
 _kernels: dict[str, object] = {}
 _funcs: dict[str, "SharedFuncs"] = {}
-_initialised = False
-
-
-def cache_dir() -> Path:
-    """Folder of Warp's kernel cache: ``$TWIN_EXT_CACHE_DIR/warp`` or ``~/.cache/twin_ext/warp``."""
-    root = os.environ.get("TWIN_EXT_CACHE_DIR") or str(Path.home() / ".cache" / "twin_ext")
-    return Path(root).expanduser() / "warp"
-
-
-def init_warp():
-    """Import and initialise Warp once; returns the ``warp`` module.
-
-    When this process initialises Warp, its kernel cache goes to `cache_dir` and info logging is off. When
-    the host already did (Kit initialises ``omni.warp.core`` itself) or chose Warp's kernel cache, the host's
-    settings are left alone and the kernels use the host's cache. Backward code is never generated for our
-    kernels (``enable_backward=False`` per kernel), whatever the global setting.
-    """
-    import warp as wp
-
-    global _initialised
-    with _lock:
-        if not _initialised:
-            # Public state only: ``warp.config.kernel_cache_dir`` is None until someone chooses a cache, and
-            # ``wp.init()`` always sets it (to the resolved folder), so None means nobody initialised Warp yet.
-            if wp.config.kernel_cache_dir is None:
-                path = cache_dir()
-                path.mkdir(parents=True, exist_ok=True)
-                wp.config.kernel_cache_dir = str(path)
-                wp.config.enable_backward = False
-                wp.config.log_level = wp.LOG_WARNING
-            wp.init()  # a no-op when the host already initialised Warp
-            _initialised = True
-    return wp
 
 
 def cpu_compiler_flags() -> str:
