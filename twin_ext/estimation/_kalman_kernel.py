@@ -113,19 +113,9 @@ def _build(wp):
             q = qs[i, j]
             qd = qds[i, j]
             flags = 0
+            restart = 0  # 1: start this joint from the measurement (below)
             if initialized == 0:  # JointKalmanFilter.initialize from position and velocity; no update
-                x0 = q
-                x1 = qd
-                x2 = zero
-                p00 = r0
-                p01 = zero
-                p02 = zero
-                p10 = zero
-                p11 = r1
-                p12 = zero
-                p20 = zero
-                p21 = zero
-                p22 = init_var_qdd
+                restart = 1
                 initialized = 1
                 flags = 4
             else:
@@ -149,18 +139,7 @@ def _build(wp):
                     flags = 1
                     streak = streak + 1
                     if streak >= reset_after:  # persistently rejected: restart from the data (with the new r)
-                        x0 = q
-                        x1 = qd
-                        x2 = zero
-                        p00 = r0
-                        p01 = zero
-                        p02 = zero
-                        p10 = zero
-                        p11 = r1
-                        p12 = zero
-                        p20 = zero
-                        p21 = zero
-                        p22 = init_var_qdd
+                        restart = 1
                         streak = 0
                         flags = 3
                 else:
@@ -201,6 +180,19 @@ def _build(wp):
                     p20 = b20 + (c20 * k00 + c21 * k01)
                     p21 = b21 + (c20 * k10 + c21 * k11)
                     p22 = b22 + (c20 * k20 + c21 * k21)
+            if restart == 1:  # the state JointKalmanFilter.initialize gives: measured q, qd; variances r, init_var_qdd
+                x0 = q
+                x1 = qd
+                x2 = zero
+                p00 = r0
+                p01 = zero
+                p02 = zero
+                p10 = zero
+                p11 = r1
+                p12 = zero
+                p20 = zero
+                p21 = zero
+                p22 = init_var_qdd
             x_out[i, j, 0] = x0
             x_out[i, j, 1] = x1
             x_out[i, j, 2] = x2
