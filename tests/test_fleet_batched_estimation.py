@@ -65,6 +65,17 @@ def _samples(panda, tick: int, t0_ns: int, per_tick: int, tick_ns: int):
     return out
 
 
+def _assert_same_snapshots(batched, single, t_ns: int, tick: int) -> None:
+    """Advance both sessions to ``t_ns``: every robot's snapshot agrees (health, age, q, qd, qdd, covariance)."""
+    a, b = dict(batched.advance(t_ns)), dict(single.advance(t_ns))
+    for rid in ROBOTS:
+        sa, sb = a[batched.robots[rid]], b[single.robots[rid]]
+        assert sa.health == sb.health and sa.age_s == pytest.approx(sb.age_s, rel=RTOL), (tick, rid)
+        for name in ("q", "qd", "qdd", "covariance"):
+            np.testing.assert_allclose(getattr(sa, name), getattr(sb, name), rtol=RTOL, atol=ATOL,
+                                       err_msg=f"{rid} {name} tick {tick}")  # fmt: skip
+
+
 def test_batched_fleet_estimate_equals_the_per_robot_estimators_on_the_same_samples(panda):
     """7 robots, 120 ticks at 30 Hz, 3 samples each per tick (9 for one), the same payloads into a batched and a per-robot fleet session: every tick's
     snapshot (q, qd, qdd, covariance, health, age) agrees within relative 1e-9, and so do the estimators' counters
@@ -82,13 +93,7 @@ def test_batched_fleet_estimate_equals_the_per_robot_estimators_on_the_same_samp
                 session.router.on_payload(f"twin/v1/{rid}/joint_states", payload, arrival)
         for clock in clocks:
             clock[0] = now + 5_000_000
-        a, b = dict(batched.advance(now + 5_000_000)), dict(single.advance(now + 5_000_000))
-        for rid in ROBOTS:
-            sa, sb = a[batched.robots[rid]], b[single.robots[rid]]
-            assert sa.health == sb.health and sa.age_s == pytest.approx(sb.age_s, rel=RTOL), (tick, rid)
-            for name in ("q", "qd", "qdd", "covariance"):
-                np.testing.assert_allclose(getattr(sa, name), getattr(sb, name), rtol=RTOL, atol=ATOL,
-                                           err_msg=f"{rid} {name} tick {tick}")  # fmt: skip
+        _assert_same_snapshots(batched, single, now + 5_000_000, tick)
     assert batched.batch_error == "" and single.batched_samples == 0
     # The newest sample of each robot and tick and nearly every snapshot went through the batched steps (the
     # other samples of a tick, the first, the late ones and the one after the gap: each robot on its own).
@@ -138,13 +143,7 @@ def test_fusion_on_arrival_equals_the_per_robot_estimators_and_commits_each_samp
                     assert fa.t_ns == est.filter_time_ns  # the newest fused sample's time, committed at once
         for clock in clocks:
             clock[0] = now + 5_000_000
-        a, b = dict(batched.advance(now + 5_000_000)), dict(single.advance(now + 5_000_000))
-        for rid in ROBOTS:
-            sa, sb = a[batched.robots[rid]], b[single.robots[rid]]
-            assert sa.health == sb.health and sa.age_s == pytest.approx(sb.age_s, rel=RTOL), (tick, rid)
-            for name in ("q", "qd", "qdd", "covariance"):
-                np.testing.assert_allclose(getattr(sa, name), getattr(sb, name), rtol=RTOL, atol=ATOL,
-                                           err_msg=f"{rid} {name} tick {tick}")  # fmt: skip
+        _assert_same_snapshots(batched, single, now + 5_000_000, tick)
     assert steps > 500 and batched.fusion_steps == single.fusion_steps == steps
     assert batched.batch_error == "" and batched.batched_samples > 0.9 * batched.fusion_steps
     for rid in ROBOTS:
