@@ -150,6 +150,21 @@ def _twin(
     }))  # fmt: skip
 
 
+def _cpu_seconds(call, *args) -> float:
+    """CPU time of ``call(*args)`` in this process, s."""
+    t0 = time.process_time()
+    call(*args)
+    return time.process_time() - t0
+
+
+def _judge_every_robot(session) -> None:
+    """Judge every robot's health now, the session's way: in groups of ``health_batch``, or one by one."""
+    group = list(session.robots.values())
+    size = session.fleet.health_batch if session.fleet.batched_health else 1
+    for k in range(0, len(group), size):
+        session.judge_health_now(group[k : k + size])
+
+
 def _cost_breakdown(robots: int = 20, rate_hz: float = 200.0, seconds: float = 3.0, fleet_args=None) -> dict[str, Any]:
     """CPU time of each stage, in this process and without a network (payloads fed straight to the router in time
     order, the robots' phases spread), so the figures hold on a busy machine: per message (route + ingest; fusion
@@ -191,27 +206,19 @@ def _cost_breakdown(robots: int = 20, rate_hz: float = 200.0, seconds: float = 3
     for stamp, r, j in arrivals:
         while tick < ticks and base + (tick + 1) * tick_ns <= stamp:
             now = base + (tick + 1) * tick_ns
-            t0 = time.process_time()
-            session.advance(now + 10**6)
-            estimate_s += time.process_time() - t0
-            t0 = time.process_time()
-            single.advance(now + 10**6)
-            single_s += time.process_time() - t0
+            estimate_s += _cpu_seconds(session.advance, now + 10**6)
+            single_s += _cpu_seconds(single.advance, now + 10**6)
             robot_ticks += robots
             tick += 1
             if tick % int(fleet.display_rate_hz * fleet.health_every_s) == 0:
                 before = sum(r.health.monitor.samples for r in session.robots.values() if r.health is not None)
                 # the session's way (batched in groups of health_batch) and robot by robot, order alternating
                 for target in (session, single) if (tick // 30) % 2 else (single, session):
-                    group = list(target.robots.values())
-                    size = target.fleet.health_batch if target.fleet.batched_health else 1
-                    t0 = time.process_time()
-                    for k in range(0, len(group), size):
-                        target.judge_health_now(group[k : k + size])
+                    spent = _cpu_seconds(_judge_every_robot, target)
                     if target is session:
-                        health_s += time.process_time() - t0
+                        health_s += spent
                     else:
-                        single_health_s += time.process_time() - t0
+                        single_health_s += spent
                 judged += robots
                 health_samples += sum(r.health.monitor.samples for r in session.robots.values() if r.health is not None)
                 health_samples -= before
@@ -219,21 +226,15 @@ def _cost_breakdown(robots: int = 20, rate_hz: float = 200.0, seconds: float = 3
         if tick >= ticks:
             break
         while next_step is not None and next_step <= stamp:
-            t0 = time.process_time()
-            session.fuse_arrivals(next_step + 10**6)
-            fusion_s += time.process_time() - t0
-            t0 = time.process_time()
-            single.fuse_arrivals(next_step + 10**6)
-            single_fusion_s += time.process_time() - t0
+            fusion_s += _cpu_seconds(session.fuse_arrivals, next_step + 10**6)
+            single_fusion_s += _cpu_seconds(single.fuse_arrivals, next_step + 10**6)
             steps += 1
             next_step += step_ns
         rid = ids[r]
         payload = payloads.payload(rid, j, stamp, j)
-        for target in (session, single):
-            t0 = time.process_time()
-            target.router.on_payload(f"twin/v1/{rid}/joint_states", payload, stamp + 10**6)
-            if target is session:
-                ingest_s += time.process_time() - t0
+        topic = f"twin/v1/{rid}/joint_states"
+        ingest_s += _cpu_seconds(session.router.on_payload, topic, payload, stamp + 10**6)
+        single.router.on_payload(topic, payload, stamp + 10**6)
         messages += 1
     per_msg_us = ingest_s / max(messages, 1) * 1e6
     per_tick_ms = estimate_s / max(robot_ticks, 1) * 1e3
