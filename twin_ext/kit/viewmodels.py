@@ -176,11 +176,7 @@ class TelemetryPanelViewModel:
             rate=f"{status.msg_rate_hz:.1f} msg/s (accepted {status.accepted})",
             latency=_num(status.latency_ms, ".2f", " ms"),
             clock_offset=_num(status.clock_offset_ms, ".2f", " ms"),
-            clock_drift=(
-                f"{status.clock_drift_ppm:.1f} ± {status.clock_drift_sd_ppm:.0f} ppm"
-                if math.isfinite(status.clock_drift_ppm) and math.isfinite(status.clock_drift_sd_ppm)
-                else _num(status.clock_drift_ppm, ".1f", " ppm (not fitted yet)")
-            ),
+            clock_drift=status.clock_drift_text,
             clock_note="" if status.clock_ready else "clock sync converging",
             rejects=tuple(sorted(status.rejected_by_reason.items())),
             estimator=f"fused late {status.fused_late}, too late {status.estimator_late}, gated {status.estimator_gated}, jumps {status.clock_jumps}, "

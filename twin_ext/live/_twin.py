@@ -170,6 +170,17 @@ class TwinStatus:
     """The last commands sent, newest last (`TrackedCommand.to_dict`: id, type, requester, state, reason, detail,
     sent_ns, lease_ns, justification)."""
 
+    @property
+    def clock_drift_text(self) -> str:
+        """The clock drift with its standard error ("+50 ± 12 ppm"), or "pending" before it is first fitted (the
+        value would be the prior, 0 ppm at first start), "—" without a clock line: for dashboards and panels."""
+        drift, sd = self.clock_drift_ppm, self.clock_drift_sd_ppm
+        if not math.isfinite(drift):
+            return "—"
+        if not math.isfinite(sd):
+            return "pending"
+        return f"{drift:+.0f} ± {sd:.0f} ppm"
+
     def to_dict(self) -> dict[str, Any]:
         """The status as plain JSON-able values (no arrays but the per-joint rows): for status files and logs.
 

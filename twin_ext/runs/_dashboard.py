@@ -29,17 +29,6 @@ def _fmt(v: float, unit: str, width: int = 9, digits: int = 2) -> str:
     return f"{'—':>{width}}" if not math.isfinite(v) else f"{v:>{width}.{digits}f}{unit}"
 
 
-def _drift_text(status) -> str:
-    """The clock drift with its standard error ("+50 ± 12 ppm"), or "pending" before it is first fitted (the
-    shown value would be the prior, 0 ppm at first start), "—" without a clock line."""
-    drift, sd = status.clock_drift_ppm, status.clock_drift_sd_ppm
-    if not math.isfinite(drift):
-        return "—"
-    if not math.isfinite(sd):
-        return "pending"
-    return f"{drift:+.0f} ± {sd:.0f} ppm"
-
-
 def _bar(value: float, lower: float, upper: float, width: int = 21) -> str:
     """A limit bar: ``|····●····|`` with the position between the limits (``!`` at a limit)."""
     if not (math.isfinite(lower) and math.isfinite(upper)) or upper <= lower or not math.isfinite(value):
@@ -63,7 +52,7 @@ def render_dashboard(
         f"{ {True: 'online', False: 'OFFLINE', None: '?'}[status.robot_online] } "
         f"({status.robot_id or '?'}) | health {h} (last sample {status.snapshot.age_s * 1e3:.0f} ms ago)",
         f"telemetry {status.msg_rate_hz:6.1f} msg/s fused | accepted {status.accepted} | rejected: {rejected}",
-        f"clock offset {_fmt(status.clock_offset_ms, ' ms', 8, 2)} | drift {_drift_text(status)}"
+        f"clock offset {_fmt(status.clock_offset_ms, ' ms', 8, 2)} | drift {status.clock_drift_text}"
         f" | latency {_fmt(status.latency_ms, ' ms', 6, 2)} | jumps {status.clock_jumps} | restarts {status.restarts}"
         f"{'' if status.clock_ready else ' (clock sync converging)'}",
         f"estimator: fused late {status.fused_late}, too late {status.estimator_late}, gated {status.estimator_gated}"
@@ -131,7 +120,7 @@ def status_line(status: TwinStatus) -> str:
     commands = f"commands {status.command_gate}" + (f", last {last['type']} {last['state']}" if last else "")
     return (
         f"[twin] {status.health.value} | {status.msg_rate_hz:.0f} msg/s | rejected {rejected} | "
-        f"offset {status.clock_offset_ms:.1f} ms drift {_drift_text(status)} latency "
+        f"offset {status.clock_offset_ms:.1f} ms drift {status.clock_drift_text} latency "
         f"{status.latency_ms:.1f} ms | max |measured-estimated| {math.degrees(err):.2f}° | {commands}"
     )
 
