@@ -198,6 +198,15 @@ def test_malformed_binary_is_refused_with_its_reason(payload, reason):
     assert _reason(payload) is reason
 
 
+def test_binary_values_whose_sum_overflows_are_still_finite():
+    """Huge finite values (their sum is infinite) are accepted; one non-finite value among them is still refused."""
+    huge = _state(effort=np.full(7, 1e308))
+    assert np.array_equal(decode(encode_binary(huge)).effort, huge.effort)
+    raw = bytearray(encode_binary(huge))
+    raw[-8:] = struct.pack("<d", float("inf"))
+    assert _reason(bytes(raw)) is RejectReason.NON_FINITE
+
+
 def test_names_are_checked_against_the_model():
     """With a model, an unknown joint is UNKNOWN_JOINT and an absent one MISSING_JOINT, in both codecs."""
     birth = Birth("panda-01", "franka_panda", NAMES, 200.0, "boot-a", "json")

@@ -95,6 +95,7 @@ class FleetRouter:
         self.max_rate_hz = max_rate_hz
         self.on_new_robot = on_new_robot
         self.ingests: dict[str, Any] = {}
+        self._parsed: dict[str, tuple[str, str] | None] = {}  # topic -> (robot id, kind) or None (network thread)
         self._budgets: dict[str, _Budget] = {}
         self._pending: set[str] = set()
         self._early: dict[str, tuple[str, bytes]] = {}
@@ -137,7 +138,12 @@ class FleetRouter:
 
     # ---- what MqttLink calls (network thread) ----------------------------------------------------------------
     def on_payload(self, topic: str, payload: bytes, arrival_ns: int | None = None) -> None:
-        parsed = self.topics.parse(topic)
+        parsed = self._parsed.get(topic, False)
+        if parsed is False:  # a topic not seen lately: a fleet has a handful per robot
+            parsed = self.topics.parse(topic)
+            if len(self._parsed) >= 4096:
+                self._parsed.clear()
+            self._parsed[topic] = parsed
         if parsed is None:
             self.unknown += 1
             return

@@ -14,6 +14,7 @@ Births and statuses are small and rare, so they are JSON only (`encode_birth` / 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -415,7 +416,9 @@ def _decode_binary_state(payload: bytes) -> JointState:
         raise _reject(RejectReason.MALFORMED_BINARY, f"header announces {n} joints, the names table has {len(names)}")
     pos += table_len
     data = np.frombuffer(payload, dtype=_F64, count=n * narrays, offset=pos)
-    if not np.isfinite(data).all():
+    # A finite sum means every value is finite (one reduction, half the cost of isfinite + all); an infinite or NaN
+    # sum (a non-finite value, or finite ones overflowing) is checked value by value.
+    if not math.isfinite(np.add.reduce(data)) and not np.isfinite(data).all():
         i = int(np.flatnonzero(~np.isfinite(data))[0])
         present = ("position",) + tuple(f for bit, f in enumerate(_ARRAY_FIELDS) if flags & (1 << bit))
         field = present[i // n]

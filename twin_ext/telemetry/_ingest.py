@@ -260,6 +260,7 @@ class TelemetryIngest:
         # that agree with each other (a real jump, confirmed after restart_confirm).
         self._ref: JointState | None = None
         self._ref_q: tuple[list[float], int, int] | None = None  # the reference as (positions, stamp_ns, seq)
+        self._checked_q: tuple[Any, list[float]] = (None, [])  # the newest sample checked, with its positions
         self._jump_candidate: tuple[list[float], int, int] | None = None
         self._jump_run = 0
         self._stamp_offset = 0  # arrival - stamp of the current run of implausible stamps
@@ -502,6 +503,7 @@ class TelemetryIngest:
         plausibility = self._plausibility
         if plausibility is not None:
             q = msg.position.tolist()
+            self._checked_q = (msg, q)  # the list `_deliver` keeps as the plausibility reference
             why = plausibility.limits_violation(q, None if msg.velocity is None else msg.velocity.tolist())
             if why is not None:
                 raise TelemetryError(RejectReason.OUT_OF_LIMITS, f"seq {msg.seq}: {why}")
@@ -580,7 +582,9 @@ class TelemetryIngest:
             self._period_ns = period if self._period_ns == 0 else self._period_ns + 0.05 * (period - self._period_ns)
         self._ref = msg
         if self._plausibility is not None:
-            self._ref_q = (msg.position.tolist(), msg.stamp_ns, msg.seq)
+            checked = self._checked_q
+            q = checked[1] if checked[0] is msg else msg.position.tolist()
+            self._ref_q = (q, msg.stamp_ns, msg.seq)
         self._last_state_arrival = arrival_ns
         if self._pending_offline is not None or self._offline is not None:
             self._contradict_offline(arrival_ns)
