@@ -4,7 +4,9 @@
 Each robot keeps its own `HealthService` (samples, thinning, cost per sample, publishing, summaries) and its own
 `HealthMonitor` (all health state); only the monitors' arithmetic runs batched across the robots that share a
 model. What one robot gets — events, summaries, MQTT messages — is what `FleetRobot.judge_health` would have
-given it (to rounding), and a robot whose judgement fails stops judging alone, as it would there.
+given it (to rounding), and a robot whose judgement fails stops judging alone, as it would there. Between the
+robots it hands in and takes back the pass lets other threads run now and then (`BatchedHealthMonitor.
+let_others_run`), as the engine does inside.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def judge_fleet_health(robots: Sequence[Any], engine: BatchedHealthMonitor) -> d
     judged: list[Any] = []
     samples: list[Any] = []
     for robot in robots:
+        engine.let_others_run()
         out[robot.robot_id] = []
         if robot.health is None:
             continue
@@ -59,6 +62,7 @@ def judge_fleet_health(robots: Sequence[Any], engine: BatchedHealthMonitor) -> d
     seconds = time.perf_counter() - started
     total = sum(len(batch[0]) for batch in samples)
     for robot, batch, result in zip(judged, samples, results, strict=True):
+        engine.let_others_run()
         try:
             if isinstance(result, Exception):
                 robot.health.judgement_failed(result)

@@ -16,11 +16,19 @@ Robots group by model (the same `RobotModel` object, the same holding body); a r
 identified payload has dynamics of its own and gets its observer terms alone. A batched step that fails (a
 singular RLS system in one robot, say) is redone robot by robot, so one robot's trouble stays its own: it gets
 its exception back instead of events, the others their events.
+
+A pass of 16 robots takes tens of milliseconds of mostly Python; a thread waiting for the GIL meanwhile (the
+network thread) would get it only at the interpreter's switch interval (5 ms) each time it asks. So the pass lets
+other threads run (`time.sleep(0)` releases the GIL) at its checkpoints — between robots,
+every step of the stacked loops, between the dynamics calls of about ``_SAMPLES_PER_CALL`` rows — once
+``yield_every_s`` has passed since it last did (`BatchedHealthMonitor.let_others_run`). That changes when, not
+what, it computes.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +39,21 @@ from ._monitor import _IDENTIFY_HZ, HealthMonitor, _Judgement, velocity_slopes
 
 __all__ = ["BatchedHealthMonitor"]
 
+_SAMPLES_PER_CALL = 256
+"""The batched dynamics (observer terms; velocity fits, inverse dynamics and regressor) run over robots' samples in
+calls of about this many rows, with a checkpoint between calls: one call over 16 robots x 32 samples runs ~10 ms
+without one; two calls of half the rows cost ~5 % more than one (the rows are independent: the same numbers either
+way)."""
+
+
+def _release_gil() -> None:
+    """Release the GIL for a moment. ``time.sleep(0)`` takes ~60 us of wall time here (no CPU: the timer slack),
+    long enough for a waiting thread to wake and take the GIL; `os.sched_yield` (~1 us) returns before it has woken
+    and retakes the GIL, so the waiter still waits for the switch interval (measured: p99 wait 1.3 ms with
+    sleep(0), 1.4-7 ms with sched_yield, 3-5 ms without checkpoints)."""
+    time.sleep(0)
+
+
 Samples = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """``(t_s [N], q [N, ndof], qd [N, ndof], tau [N, ndof])`` as `HealthMonitor.observe` takes them."""
 
@@ -38,15 +61,34 @@ Samples = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 class BatchedHealthMonitor:
     """Runs `HealthMonitor.observe` for many robots at once (see the module docstring).
 
+    Args:
+        yield_every_s: longest stretch, s, a pass runs between two moments it lets other threads run (releases
+            the GIL; checked at its checkpoints, see the module docstring); 0 = at every checkpoint, None = never.
+
     Attributes:
         batched_calls: observer or identification steps evaluated for two or more robots in one pass.
         fallbacks: batched steps that failed and were redone robot by robot; ``last_error`` says why.
+        yields: times a pass let other threads run.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, yield_every_s: float | None = 0.001) -> None:
         self.batched_calls = 0
         self.fallbacks = 0
         self.last_error = ""
+        self.yield_every_s = yield_every_s
+        self.yields = 0
+        self._next_yield = -math.inf
+
+    def let_others_run(self) -> None:
+        """A checkpoint: release the GIL for a moment (`_release_gil`) if ``yield_every_s`` has passed since the
+        last time (also called by the fleet between the robots it hands in and takes back)."""
+        if self.yield_every_s is None:
+            return
+        now = time.perf_counter()
+        if now >= self._next_yield:
+            _release_gil()
+            self.yields += 1
+            self._next_yield = time.perf_counter() + self.yield_every_s
 
     def observe(
         self, monitors: Sequence[HealthMonitor], samples: Sequence[Samples]
@@ -63,7 +105,9 @@ class BatchedHealthMonitor:
                 return [exc]
         results: list[list[HealthEvent] | Exception | None] = [None] * len(monitors)
         judgements: list[_Judgement | None] = [None] * len(monitors)
+        pause = self.let_others_run
         for i, (monitor, batch) in enumerate(zip(monitors, samples, strict=True)):
+            pause()
             try:
                 judgements[i] = monitor._begin(*batch)
             except Exception as exc:  # noqa: BLE001 - this robot's failure is its own
@@ -77,6 +121,7 @@ class BatchedHealthMonitor:
         terms = self._observer_terms(monitors, judgements, live)
         outputs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for i in live:
+            pause()
             monitor, judgement = monitors[i], judgements[i]
             try:
                 r = monitor.observer.update(**monitor._observer_inputs(judgement), terms=terms.get(i))
@@ -93,18 +138,20 @@ class BatchedHealthMonitor:
                 continue
             try:
                 steps = _observer_steps([monitors[i] for i in group], [judgements[i] for i in group],
-                                        [outputs[i] for i in group])  # fmt: skip
+                                        [outputs[i] for i in group], pause)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - nothing was written back: each robot steps alone
                 self._failed(exc)
                 alone += group
                 continue
             self.batched_calls += 1
             for i, finish in zip(group, steps, strict=True):
+                pause()
                 try:
                     finish()
                 except Exception as exc:  # noqa: BLE001
                     results[i] = exc
         for i in alone:
+            pause()
             try:
                 monitors[i]._after_observer(judgements[i], outputs[i][0])
             except Exception as exc:  # noqa: BLE001
@@ -114,9 +161,11 @@ class BatchedHealthMonitor:
         # Identification: velocity fits, inverse dynamics + regressor, and the RLS, per model group.
         due = [i for i in live if judgements[i].identification is not None]
         for group in _groups(monitors, due, key=lambda m: (id(m.model), m.payload_body)):
+            pause()
             self._identify(monitors, judgements, group, results)
 
         for i in live:
+            pause()
             if results[i] is None:
                 try:
                     results[i] = monitors[i]._end(judgements[i])
@@ -135,19 +184,21 @@ class BatchedHealthMonitor:
         for group in _groups(monitors, nominal, key=lambda m: id(m.model)):
             if len(group) < 2:
                 continue
-            try:
-                q = np.concatenate([judgements[i].q for i in group])
-                qd = np.concatenate([judgements[i].qd for i in group])
-                p, g, ctqd = monitors[group[0]].nominal.observer_terms(q, qd)
-            except Exception as exc:  # noqa: BLE001 - each observer then evaluates its own
-                self._failed(exc)
-                continue
-            self.batched_calls += 1
-            start = 0
-            for i in group:
-                n = len(judgements[i].t)
-                out[i] = (p[start : start + n], g[start : start + n], ctqd[start : start + n])
-                start += n
+            for chunk in _chunks(group, [len(judgements[i].t) for i in group]):
+                self.let_others_run()
+                try:
+                    q = np.concatenate([judgements[i].q for i in chunk])
+                    qd = np.concatenate([judgements[i].qd for i in chunk])
+                    p, g, ctqd = monitors[chunk[0]].nominal.observer_terms(q, qd)
+                except Exception as exc:  # noqa: BLE001 - each observer then evaluates its own
+                    self._failed(exc)
+                    continue
+                self.batched_calls += 1
+                start = 0
+                for i in chunk:
+                    n = len(judgements[i].t)
+                    out[i] = (p[start : start + n], g[start : start + n], ctqd[start : start + n])
+                    start += n
         return out
 
     def _identify(
@@ -159,24 +210,31 @@ class BatchedHealthMonitor:
     ) -> None:
         works = [judgements[i].identification for i in group]
         try:
-            qdd = velocity_slopes(
-                np.concatenate([w.window_t for w in works]), np.concatenate([w.window_qd for w in works])
-            )
-            q = np.concatenate([w.q for w in works])
-            qd = np.concatenate([w.qd for w in works])
             first = monitors[group[0]]
-            rigid, rows = first.nominal.inverse_dynamics_and_regressor(q, qd, qdd, body=first.payload_body)
             args = []
-            start = 0
-            for i, w in zip(group, works, strict=True):
-                k = len(w.t)
-                args.append(monitors[i]._identification_rows(w, rigid[start : start + k], rows[start : start + k]))
-                start += k
-            innovations = _rls_updates([monitors[i].identifier for i in group], args)
+            for chunk in _chunks(list(range(len(group))), [len(w.t) for w in works]):
+                self.let_others_run()
+                part = [works[k] for k in chunk]
+                qdd = velocity_slopes(
+                    np.concatenate([w.window_t for w in part]), np.concatenate([w.window_qd for w in part])
+                )
+                q = np.concatenate([w.q for w in part])
+                qd = np.concatenate([w.qd for w in part])
+                rigid, rows = first.nominal.inverse_dynamics_and_regressor(q, qd, qdd, body=first.payload_body)
+                start = 0
+                for k, w in zip(chunk, part, strict=True):
+                    self.let_others_run()
+                    n = len(w.t)
+                    args.append(
+                        monitors[group[k]]._identification_rows(w, rigid[start : start + n], rows[start : start + n])
+                    )
+                    start += n
+            innovations = _rls_updates([monitors[i].identifier for i in group], args, self.let_others_run)
             self.batched_calls += len(group) > 1
         except Exception as exc:  # noqa: BLE001 - redo robot by robot: only the culprit fails
             self._failed(exc)
             for i, w in zip(group, works, strict=True):
+                self.let_others_run()
                 self._identify_alone(monitors[i], w, results, i)
             return
         learning = [k for k, i in enumerate(group) if monitors[i]._episode is None]
@@ -184,12 +242,13 @@ class BatchedHealthMonitor:
             try:  # `HealthMonitor._identification_learned` of these robots, stacked
                 _learn_residual_spreads(
                     [monitors[group[k]] for k in learning], [works[k] for k in learning],
-                    [innovations[k] for k in learning],
+                    [innovations[k] for k in learning], self.let_others_run,
                 )  # fmt: skip
                 return
             except Exception as exc:  # noqa: BLE001 - nothing was written back: each robot learns alone
                 self._failed(exc)
         for i, w, innovation in zip(group, works, innovations, strict=True):
+            self.let_others_run()
             try:
                 monitors[i]._identification_learned(w, innovation)
             except Exception as exc:  # noqa: BLE001
@@ -212,6 +271,21 @@ class BatchedHealthMonitor:
         self.last_error = f"a batched health step failed and was redone robot by robot: {exc!r}"
 
 
+def _chunks(items: list[int], sizes: list[int], limit: int | None = None) -> list[list[int]]:
+    """``items`` in order, cut into runs whose ``sizes`` add up to about ``limit`` (default `_SAMPLES_PER_CALL`)."""
+    limit = _SAMPLES_PER_CALL if limit is None else limit
+    total = sum(sizes)
+    calls = max(1, round(total / limit))
+    out: list[list[int]] = [[]]
+    done = 0
+    for item, size in zip(items, sizes, strict=True):
+        if out[-1] and done >= total * len(out) / calls:
+            out.append([])
+        out[-1].append(item)
+        done += size
+    return out
+
+
 def _groups(monitors: Sequence[HealthMonitor], indices: list[int], *, key) -> list[list[int]]:
     groups: dict[Any, list[int]] = {}
     for i in indices:
@@ -223,6 +297,7 @@ def _observer_steps(
     monitors: Sequence[HealthMonitor],
     judgements: Sequence[_Judgement],
     outputs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    pause=lambda: None,
 ) -> list[Any]:
     """`HealthMonitor._after_observer` for ``R`` robots without an open episode, the observer's sample-by-sample
     detector (`HealthMonitor._observer_step`: normalisation, over-threshold runs, the learned spread) stepped over
@@ -231,6 +306,7 @@ def _observer_steps(
 
     Args:
         outputs: per robot the observer's ``(r [N, ndof], quadrature_error [N, ndof], noise_inflation [N])``.
+        pause: a checkpoint called every sample step (`BatchedHealthMonitor.let_others_run`).
 
     Returns:
         Per robot a callable that writes its new state back and finishes it (events, identification windows).
@@ -267,20 +343,26 @@ def _observer_steps(
     running = np.ones(n_robots, dtype=bool)
     last_step = np.full(n_robots, -1)
     opened: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # robot -> (sample, z, over) of its episode's onset
+    # What does not depend on the learned spreads, for all samples at once (the per-sample arithmetic, elementwise).
+    static2 = (coulomb[:, None] * (1.0 - np.abs(np.tanh(qd / eps[:, :, None])))) ** 2
+    unseen2 = unseen**2
+    fi_all = inflation[:, :, None]
+    steady = (np.abs(qd) >= min_speed[:, :, None]) & (fi_all < 1.1)
     for i in range(steps):
+        pause()
         act = running & (counts > i)
         if not act.any():
             break
-        a = act[:, None]
-        ri, qdi, ui, fi = r[:, i], qd[:, i], unseen[:, i], inflation[:, i][:, None]
+        everyone = bool(act.all())
+        ri, ui = r[:, i], unseen[:, i]
         spread = spreads.std()
-        static = coulomb * (1.0 - np.abs(np.tanh(qdi / eps)))
-        sigma = np.sqrt(fi * spread**2 + static**2 + ui**2)
+        sigma = np.sqrt(fi_all[:, i] * spread**2 + static2[:, i] + unseen2[:, i])
         z = ri / sigma
         warm = warm_samples & (spreads.used.min(axis=1) > 100)
         over = np.abs(z) > threshold
-        over_run = np.where(a, np.where(over, over_run + 1, 0), over_run)
-        spreads.update(ri, weight, (np.abs(qdi) >= min_speed) & (ui < spread) & (fi < 1.1), act)
+        counted = np.where(over, over_run + 1, 0)
+        over_run = counted if everyone else np.where(act[:, None], counted, over_run)
+        spreads.update(ri, weight, steady[:, i] & (ui < spread), None if everyone else act)
         last_step[act] = i
         for k in np.flatnonzero(act & warm & np.any(over_run >= confirm, axis=1)):
             running[k] = False
@@ -338,20 +420,29 @@ class _StackedSpreads:
         """``[R, J]`` as `RunningSpread.std`."""
         return np.sqrt(np.maximum(self.var, self.floor2))
 
-    def update(self, x: np.ndarray, weight: np.ndarray, mask: np.ndarray, active: np.ndarray) -> None:
-        """`RunningSpread.update` of the ``active [R]`` robots with ``x [R, J]``, ``weight [R, 1]``, ``mask [R, J]``."""
-        a = active[:, None]
-        use = mask & a
-        x2 = np.where(self.used > 0, np.minimum(x * x, 16.0 * np.maximum(self.var, self.floor2)), x * x)
+    def update(self, x: np.ndarray, weight: np.ndarray, mask: np.ndarray, active: np.ndarray | None) -> None:
+        """`RunningSpread.update` of the ``active [R]`` robots (None: all) with ``x [R, J]``, ``weight [R, 1]``,
+        ``mask [R, J]``."""
+        use = mask if active is None else mask & active[:, None]
+        xx = x * x
+        x2 = np.where(self.used > 0, np.minimum(xx, 16.0 * np.maximum(self.var, self.floor2)), xx)
         w = np.maximum(weight, 1.0 / (self.used + 1))
-        self.var = np.where(use, (1.0 - w) * self.var + w * x2, self.var)
+        keep = 1.0 - w
+        self.var = np.where(use, keep * self.var + w * x2, self.var)
         bound = 4.0 * np.sqrt(np.maximum(self.var, self.floor2))
-        prod = np.clip(x, -bound, bound) * np.clip(self.last, -bound, bound)
+        low = -bound  # np.clip's arithmetic without its wrapper: min(max(x, -bound), bound)
+        prod = np.minimum(np.maximum(x, low), bound) * np.minimum(np.maximum(self.last, low), bound)
         paired = use & self.last_used & self.has_last[:, None]
-        self.cov1 = np.where(paired, (1.0 - w) * self.cov1 + w * prod, self.cov1)
-        self.last = np.where(a, x, self.last)
-        self.last_used = np.where(a, use, self.last_used)
-        self.has_last = self.has_last | active
+        self.cov1 = np.where(paired, keep * self.cov1 + w * prod, self.cov1)
+        if active is None:
+            self.last = x.copy()
+            self.last_used = use
+            self.has_last = np.ones_like(self.has_last)
+        else:
+            a = active[:, None]
+            self.last = np.where(a, x, self.last)
+            self.last_used = np.where(a, use, self.last_used)
+            self.has_last = self.has_last | active
         self.used = self.used + use
 
     def write_back(self, k: int, spread: Any) -> None:
@@ -363,7 +454,7 @@ class _StackedSpreads:
 
 
 def _learn_residual_spreads(
-    monitors: Sequence[HealthMonitor], works: Sequence[Any], innovations: Sequence[np.ndarray]
+    monitors: Sequence[HealthMonitor], works: Sequence[Any], innovations: Sequence[np.ndarray], pause=lambda: None
 ) -> None:
     """`HealthMonitor._identification_learned` for robots outside an episode: their residual spreads learn from
     the innovations ``[K_r, J]`` (N·m) of their moving joints, stepped together."""
@@ -377,18 +468,23 @@ def _learn_residual_spreads(
         moving[k, : counts[k]] = np.abs(w.qd[:, m.joint_index]) >= m.settings.min_speed
     weight = np.array([1.0 - math.exp(-1.0 / (_IDENTIFY_HZ * m.settings.noise_window_s)) for m in monitors])[:, None]
     for k in range(x.shape[1]):
-        spreads.update(x[:, k], weight, moving[:, k], counts > k)
+        pause()
+        active = counts > k
+        spreads.update(x[:, k], weight, moving[:, k], None if active.all() else active)
     for k, m in enumerate(monitors):
         spreads.write_back(k, m.residual_spread)
 
 
-def _rls_updates(identifiers: Sequence[Any], args: Sequence[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+def _rls_updates(
+    identifiers: Sequence[Any], args: Sequence[tuple[np.ndarray, ...]], pause=lambda: None
+) -> list[np.ndarray]:
     """`ModelIdentifier.update` for ``R`` identifiers of the same shape at once: their covariances stepped together
     as ``[R, P, P]`` (robot r's k-th update at step k; robots with fewer updates sit the last steps out).
 
     Args:
         identifiers: ``[R]`` `ModelIdentifier` with the same ``P`` parameters, ``J`` joints and settings.
         args: per identifier ``(phi [K_r, J, P], residual [K_r, J], noise_var [J], qd [K_r, J], dt [K_r])``.
+        pause: a checkpoint called every step (`BatchedHealthMonitor.let_others_run`).
 
     Returns:
         Per identifier the innovations ``[K_r, J]`` before each update. Nothing is written back unless every
@@ -411,49 +507,66 @@ def _rls_updates(identifiers: Sequence[Any], args: Sequence[tuple[np.ndarray, ..
     theta = np.stack([x.theta for x in rls])
     cov = np.stack([x.covariance for x in rls])
     prior_var = np.stack([x.prior_var for x in rls])
-    moved_pos = np.stack([ident._moved_positive for ident in identifiers])
-    moved_neg = np.stack([ident._moved_negative for ident in identifiers])
-    speed_sum = np.stack([ident._speed_sum for ident in identifiers])
-    speed_time = np.stack([ident._speed_time for ident in identifiers])
+    # The four motion statistics as one [R, 4, J] state: moved positive, moved negative, speed sum, speed time.
+    moved = np.stack(
+        [
+            np.stack([ident._moved_positive, ident._moved_negative, ident._speed_sum, ident._speed_time])
+            for ident in identifiers
+        ]
+    )
+    # Everything that does not depend on the recursion, for all steps at once (the same elementwise arithmetic
+    # as step by step): forgetting, the resting joints' weightless rows, the motion statistics' increments.
+    active_all = counts[:, None] > np.arange(steps)  # [R, S]
+    every = active_all.all(axis=0)  # [S]: no robot sits this step out
+    decay_all = np.exp(-h / window[:, None])
+    divisor_all = np.where(active_all, decay_all, 1.0)
+    resting_all = np.abs(qd) < min_speed[:, :, None]
+    noise_all = np.where(resting_all, 1e12, var)[..., None] * np.eye(n_joints)  # [R, S, J, J]
+    hj = h[:, :, None]
+    increments = np.stack(
+        [
+            hj * (qd > min_speed[:, :, None]),
+            hj * (qd < -min_speed[:, :, None]),
+            hj * np.where(~resting_all, np.abs(qd), 0.0),
+            hj * ~resting_all,
+        ],
+        axis=2,
+    )  # [R, S, 4, J]
     innovations = np.zeros((n_robots, steps, n_joints))
     for k in range(steps):
-        active = counts > k
-        hk = h[:, k]
-        decay = np.exp(-hk / window)
-        resting = np.abs(qd[:, k]) < min_speed
-        v = np.where(resting, 1e12, var[:, k])  # a resting joint's row carries no weight
+        pause()
         ph = phi[:, k]
         ph_t = np.swapaxes(ph, 1, 2)
         innovation = y[:, k] - (ph @ theta[:, :, None])[:, :, 0]
         ph_p = ph @ cov
-        s = ph_p @ ph_t + v[:, :, None] * np.eye(n_joints)
+        s = ph_p @ ph_t + noise_all[:, k]
         gain = np.swapaxes(np.linalg.solve(s, ph_p), 1, 2)  # P phi^T S^-1 (S symmetric)
         new_theta = theta + (gain @ innovation[:, :, None])[:, :, 0]
         # (gain phi) P as ModelIdentifier.update groups it: gain (phi P) would be a fifth of the work, but its
         # rounding drifts the covariance's small off-diagonal terms by ~1e-8 relative over a run
-        p = (cov - gain @ ph @ cov) / np.where(active, decay, 1.0)[:, None, None]
-        p = 0.5 * (p + np.swapaxes(p, 1, 2))
-        d = np.diagonal(p, axis1=1, axis2=2)
-        over = d > prior_var
-        # Ceiling: forgetting must not inflate unexcited directions beyond the prior (wind-up).
-        scale = np.where(over, np.sqrt(prior_var / np.where(over, d, 1.0)), 1.0)
-        p = p * (scale[:, :, None] * scale[:, None, :])
-        theta = np.where(active[:, None], new_theta, theta)
-        cov = np.where(active[:, None, None], p, cov)
+        p = (cov - gain @ ph @ cov) / divisor_all[:, k, None, None]
+        p = p + np.swapaxes(p, 1, 2)
+        p *= 0.5
+        # Ceiling: forgetting must not inflate unexcited directions beyond the prior (wind-up); a diagonal within
+        # it gets the factor 1 exactly (prior / prior).
+        scale = np.sqrt(prior_var / np.maximum(np.diagonal(p, axis1=1, axis2=2), prior_var))
+        p *= scale[:, :, None] * scale[:, None, :]
+        dk = decay_all[:, k, None, None]
+        if every[k]:
+            theta, cov = new_theta, p
+            moved = moved * dk + increments[:, k]
+        else:
+            active = active_all[:, k]
+            theta = np.where(active[:, None], new_theta, theta)
+            cov = np.where(active[:, None, None], p, cov)
+            moved = np.where(active[:, None, None], moved * dk + increments[:, k], moved)
         innovations[:, k] = innovation
-        moving = ~resting
-        a = active[:, None]
-        dk, hj = decay[:, None], hk[:, None]
-        moved_pos = np.where(a, moved_pos * dk + hj * (qd[:, k] > min_speed), moved_pos)
-        moved_neg = np.where(a, moved_neg * dk + hj * (qd[:, k] < -min_speed), moved_neg)
-        speed_sum = np.where(a, speed_sum * dk + hj * np.where(moving, np.abs(qd[:, k]), 0.0), speed_sum)
-        speed_time = np.where(a, speed_time * dk + hj * moving, speed_time)
     if not (np.all(np.isfinite(theta)) and np.all(np.isfinite(cov))):
         raise FloatingPointError("the batched RLS produced non-finite parameters")
     for r, ident in enumerate(identifiers):
         ident.rls.theta = theta[r].copy()
         ident.rls.covariance = cov[r].copy()
         ident.rls.updates += int(counts[r])
-        ident._moved_positive, ident._moved_negative = moved_pos[r].copy(), moved_neg[r].copy()
-        ident._speed_sum, ident._speed_time = speed_sum[r].copy(), speed_time[r].copy()
+        ident._moved_positive, ident._moved_negative = moved[r, 0].copy(), moved[r, 1].copy()
+        ident._speed_sum, ident._speed_time = moved[r, 2].copy(), moved[r, 3].copy()
     return [innovations[r, : counts[r]] for r in range(n_robots)]

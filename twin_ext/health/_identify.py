@@ -23,6 +23,7 @@ import numpy as np
 __all__ = ["FrictionEstimate", "PayloadEstimate", "RecursiveLeastSquares", "ModelIdentifier"]
 
 _Z95 = 1.959964
+_PAIR = np.arange(2)
 
 
 class RecursiveLeastSquares:
@@ -232,43 +233,57 @@ class ModelIdentifier:
         """Per joint: identified friction, bias and the friction ratio to nominal (95 % intervals times
         ``ci_inflation`` ``[J]``, the residuals' correlation correction)."""
         theta, std_all = self.rls.theta, self.rls.std()
-        inflation = np.broadcast_to(np.asarray(ci_inflation, dtype=np.float64), (len(self.joint_names),))
+        nj = len(self.joint_names)
+        inflation = np.broadcast_to(np.asarray(ci_inflation, dtype=np.float64), (nj,))
         speeds = self.reference_speeds()
+        # All joints at once (the per-joint arithmetic, elementwise): c = 10 + 3 j holds F_c, F_v, b of joint j.
+        c = 10 + 3 * np.arange(nj)
+        fc = self.nominal_coulomb + theta[c]
+        fv = self.nominal_viscous + theta[c + 1]
+        s = std_all[10 : 10 + 3 * nj].reshape(nj, 3) * inflation[:, None]
+        nominal = self.nominal_coulomb + self.nominal_viscous * speeds
+        block = (
+            self.rls.covariance[c[:, None, None] + _PAIR[:, None], c[:, None, None] + _PAIR]
+            * (inflation**2)[:, None, None]
+        )  # [J, 2, 2]: the Coulomb-viscous covariance of each joint
+        # grad @ cov @ grad with grad = (1, v_ref), summed in the order of that matrix product
+        quad = (1.0 * block[:, 0, 0] + speeds * block[:, 1, 0]) * 1.0 + (
+            1.0 * block[:, 0, 1] + speeds * block[:, 1, 1]
+        ) * speeds
+        eff_std = np.sqrt(np.maximum(quad, 0.0))
+        positive = nominal > 0
+        safe = np.where(positive, nominal, 1.0)
+        ratio = np.where(positive, (fc + fv * speeds) / safe, math.nan)
+        ratio_ci = np.where(positive, _Z95 * eff_std / safe, math.nan)
+        enough = 0.02 * self.window_s  # moving each way for ~2 % of the memory
+        pos_ok = (self._moved_positive > enough).tolist()
+        neg_ok = (self._moved_negative > enough).tolist()
+        cis = (_Z95 * s).tolist()
+        rows = zip(
+            self.joint_names, fc.tolist(), fv.tolist(), theta[c + 2].tolist(), cis, speeds.tolist(),
+            ratio.tolist(), ratio_ci.tolist(), pos_ok, neg_ok, strict=True,
+        )  # fmt: skip
         out = []
-        for j, name in enumerate(self.joint_names):
-            c = 10 + 3 * j
-            infl = float(inflation[j])
-            s = std_all[c : c + 3] * infl
-            fc = self.nominal_coulomb[j] + theta[c]
-            fv = self.nominal_viscous[j] + theta[c + 1]
-            v_ref = float(speeds[j])
-            nominal = self.nominal_coulomb[j] + self.nominal_viscous[j] * v_ref
-            cov = self.rls.covariance[c : c + 2, c : c + 2] * infl**2
-            grad = np.array([1.0, v_ref])
-            eff_std = math.sqrt(max(float(grad @ cov @ grad), 0.0))
-            ratio = (fc + fv * v_ref) / nominal if nominal > 0 else math.nan
-            ratio_ci = _Z95 * eff_std / nominal if nominal > 0 else math.nan
-            enough = 0.02 * self.window_s  # moving each way for ~2 % of the memory
-            both = self._moved_positive[j] > enough and self._moved_negative[j] > enough
-            missing = []
-            if self._moved_positive[j] <= enough:
-                missing.append("positive")
-            if self._moved_negative[j] <= enough:
-                missing.append("negative")
-            note = "" if both else f"{name} has not moved in the {' and '.join(missing)} direction yet"
+        for name, fc_j, fv_j, bias_j, ci_j, v_ref, ratio_j, ratio_ci_j, pos_j, neg_j in rows:
+            both = pos_j and neg_j
+            if both:
+                note = ""
+            else:
+                missing = [d for d, ok in (("positive", pos_j), ("negative", neg_j)) if not ok]
+                note = f"{name} has not moved in the {' and '.join(missing)} direction yet"
             out.append(
                 FrictionEstimate(
                     joint=name,
-                    coulomb=float(fc),
-                    coulomb_ci=float(_Z95 * s[0]),
-                    viscous=float(fv),
-                    viscous_ci=float(_Z95 * s[1]),
-                    bias=float(theta[c + 2]),
-                    bias_ci=float(_Z95 * s[2]),
+                    coulomb=fc_j,
+                    coulomb_ci=ci_j[0],
+                    viscous=fv_j,
+                    viscous_ci=ci_j[1],
+                    bias=bias_j,
+                    bias_ci=ci_j[2],
                     reference_speed=v_ref,
-                    ratio=float(ratio),
-                    ratio_ci=float(ratio_ci),
-                    identifiable=bool(both),
+                    ratio=ratio_j,
+                    ratio_ci=ratio_ci_j,
+                    identifiable=both,
                     note=note,
                 )
             )

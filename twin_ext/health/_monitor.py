@@ -257,8 +257,11 @@ class HealthMonitor:
         self.last_episode: dict[str, Any] | None = None
         """The last closed episode: onset, end, duration (s), joints, peak (N·m and sigmas), what it was."""
         self.samples = 0
-        self._window: deque[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=2 * _FIT_HALF + 1)
-        self._centres: list[list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]] = []
+        # The last samples (at most 2 _FIT_HALF) before the next ones, for the velocity-fit windows: t [m], q, qd, tau
+        self._recent: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        # Pending identification windows, per judgement that found some: (window_t [k, W], q, qd, tau [k, ndof] at
+        # the centres, window_qd [k, W, ndof])
+        self._centres: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._next_identify = -math.inf
         self._dt = 0.005  # running mean sample spacing, s
         self._z_observer = math.inf  # thresholds, set once the sample rate is known
@@ -596,24 +599,40 @@ class HealthMonitor:
         """Collect the samples whose centred velocity fit is complete (they lag ``_FIT_HALF`` samples), at most
         ``_IDENTIFY_HZ`` a second (identification tracks changes over tens of seconds); once they span
         ``_IDENTIFY_BATCH_S`` they are returned as one batch (the dynamics cost per call, not per sample)."""
-        for i in range(len(t)):
-            self._window.append((float(t[i]), q[i], qd[i], tau[i]))
-            if len(self._window) == self._window.maxlen and float(t[i]) >= self._next_identify:
-                self._next_identify = float(t[i]) + 1.0 / _IDENTIFY_HZ
-                self._centres.append(list(self._window))
-        if not self._centres or self._centres[-1][_FIT_HALF][0] - self._centres[0][_FIT_HALF][0] < _IDENTIFY_BATCH_S:
+        width = 2 * _FIT_HALF + 1
+        if self._recent is not None:  # this call's windows reach back into the last samples
+            t_all, q_all, qd_all, tau_all = (
+                np.concatenate([old, new]) for old, new in zip(self._recent, (t, q, qd, tau), strict=True)
+            )
+        else:
+            t_all, q_all, qd_all, tau_all = t, q, qd, tau
+        before = len(t_all) - len(t)
+        # A sample ends a full window once 2 _FIT_HALF samples precede it; at most _IDENTIFY_HZ windows a second.
+        ends = []
+        next_identify = self._next_identify
+        for i, ti in enumerate(t.tolist(), start=before):
+            if i >= width - 1 and ti >= next_identify:
+                next_identify = ti + 1.0 / _IDENTIFY_HZ
+                ends.append(i)
+        self._next_identify = next_identify
+        keep = slice(max(0, len(t_all) - (width - 1)), None)
+        self._recent = (t_all[keep].copy(), q_all[keep].copy(), qd_all[keep].copy(), tau_all[keep].copy())
+        if ends:
+            end = np.array(ends)
+            rows = end[:, None] + np.arange(1 - width, 1)  # [k, W] sample indices of each window
+            centre = end - _FIT_HALF
+            self._centres.append((t_all[rows], q_all[centre], qd_all[centre], tau_all[centre], qd_all[rows]))
+        if not self._centres or self._centres[-1][0][-1, _FIT_HALF] - self._centres[0][0][0, _FIT_HALF] < (
+            _IDENTIFY_BATCH_S
+        ):
             return None
         windows, self._centres = self._centres, []
         ep = self._episode
         if ep is not None and not ep.persistent:
             return None  # a transient external torque is not the model's fault: do not learn from it
+        window_t, q_c, qd_c, tau_c, window_qd = (np.concatenate(parts) for parts in zip(*windows, strict=True))
         return _IdentificationBatch(
-            t=np.array([w[_FIT_HALF][0] for w in windows]),
-            q=np.stack([w[_FIT_HALF][1] for w in windows]),
-            qd=np.stack([w[_FIT_HALF][2] for w in windows]),
-            tau=np.stack([w[_FIT_HALF][3] for w in windows]),
-            window_t=np.array([[s[0] for s in w] for w in windows]),
-            window_qd=np.array([[s[2] for s in w] for w in windows]),
+            t=window_t[:, _FIT_HALF].copy(), q=q_c, qd=qd_c, tau=tau_c, window_t=window_t, window_qd=window_qd
         )
 
     def _identification_rows(
@@ -918,7 +937,7 @@ class HealthMonitor:
         last sample's time — the observer's state, the velocity-fit window, pending identification, an open
         episode, encoder history — and keep what was learned (spreads, identification, trends)."""
         self.observer.reset()
-        self._window.clear()
+        self._recent = None
         self._centres = []
         self._episode = None
         self._over_run[:] = 0

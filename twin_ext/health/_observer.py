@@ -114,29 +114,52 @@ class MomentumObserver:
         p, g, ctqd = self.dynamics.observer_terms(q, qd) if terms is None else terms
         beta = g - ctqd + self.friction(qd)
         base = tau - beta
+        n = len(t)
         out = np.empty_like(p)
         bound = np.empty_like(p)
-        inflation = np.ones(len(t))
-        for i in range(len(t)):
-            if self._last is not None:
-                t0, p0, base0 = self._last
-                h = float(t[i] - t0)
-                if h > 0.0:
-                    a = np.exp(-self.gain * h)
-                    if h <= max_step:
-                        external = (p[i] - p0) / h - 0.5 * (base[i] + base0)
-                        self.r = a * self.r + (1.0 - a) * external
-                        unseen = max(0.0, 1.0 - regular_step / h)
-                        self.u = a * self.u + (1.0 - a) * (0.5 * unseen) * np.abs(base[i] - base0)
-                        inflation[i] = 1.0 + self._fresh**2
-                        self._fresh *= a
-                    else:  # too long to integrate over: no evidence from this step, the filter only decays
-                        self.r = a * self.r
-                        self.u = a * self.u
-                        self._fresh = 1.0
-            self._last = (float(t[i]), p[i], base[i])
-            out[i] = self.r
-            bound[i] = self.u
+        inflation = np.ones(n)
+        if n == 0:
+            self.quadrature_error = bound
+            self.noise_inflation = inflation
+            return out
+        # Each step's terms from the sample before it (the last one of the previous call for the first), for all
+        # steps at once; only the filter's recursion runs sample by sample (the same arithmetic as step by step).
+        first = 0 if self._last is not None else 1
+        last = (float(t[-1]), p[-1], base[-1])
+        if self._last is not None:
+            t0, p0, base0 = self._last
+            t_prev = np.concatenate([[t0], t[:-1]])
+            p_prev = np.concatenate([p0[None], p[:-1]])
+            base_prev = np.concatenate([base0[None], base[:-1]])
+        else:
+            t_prev, p_prev, base_prev = t[:-1], p[:-1], base[:-1]
+            t, p, base = t[1:], p[1:], base[1:]
+        h = np.asarray(t, dtype=np.float64) - t_prev
+        used = (h > 0.0) & (h <= max_step)
+        decay = np.exp(-self.gain * np.where(h > 0.0, h, 0.0))
+        rate = np.divide(p - p_prev, h[:, None], out=np.zeros_like(p), where=used[:, None])
+        external = rate - 0.5 * (base + base_prev)
+        unseen = np.maximum(0.0, 1.0 - np.divide(regular_step, h, out=np.ones_like(h), where=used))
+        weight_u = (1.0 - decay) * (0.5 * unseen)
+        jump = np.abs(base - base_prev)
+        if first:
+            out[0] = self.r
+            bound[0] = self.u
+        for k, (hk, usable) in enumerate(zip(h.tolist(), used.tolist(), strict=True)):
+            if hk > 0.0:
+                a = decay[k]
+                if usable:
+                    self.r = a * self.r + (1.0 - a) * external[k]
+                    self.u = a * self.u + weight_u[k] * jump[k]
+                    inflation[k + first] = 1.0 + self._fresh**2
+                    self._fresh *= a
+                else:  # too long to integrate over: no evidence from this step, the filter only decays
+                    self.r = a * self.r
+                    self.u = a * self.u
+                    self._fresh = 1.0
+            out[k + first] = self.r
+            bound[k + first] = self.u
+        self._last = last
         self.quadrature_error = bound
         self.noise_inflation = inflation
         return out
