@@ -11,7 +11,7 @@ import pytest
 
 import twin_ext.fleet._session as fleet_session
 from twin_ext.emulator import LightFleet
-from twin_ext.estimation import EstimatorSettings, TwinEstimator
+from twin_ext.estimation import EstimatorSettings, TwinEstimator, TwinSnapshot
 from twin_ext.fleet import FleetSession, FleetSettings
 from twin_ext.fleet._batched_estimation import BatchedEstimator, fuse_deferred, prepare_snapshots
 from twin_ext.live import load_config
@@ -121,3 +121,36 @@ def test_a_robot_bridging_a_gap_with_its_reference_takes_the_per_robot_snapshot(
     shown = t_ns + 600_000_000  # 0.6 s into a gap
     assert prepare_snapshots(batched, shown) == 1
     np.testing.assert_allclose(batched[0].snapshot(shown).q, single.snapshot(shown).q, rtol=0, atol=1e-12)
+
+
+def test_prepared_snapshots_are_read_only_and_equal_to_ones_made_by_the_constructor(panda):
+    """The batched step makes its snapshots without `TwinSnapshot`'s checks: each has the constructor's fields,
+    shapes and values, and read-only arrays that no later batch step changes (the robots' rows are not shared)."""
+    settings = EstimatorSettings()
+    batched = [BatchedEstimator(panda, settings) for _ in range(3)]
+    mid, t0 = 0.5 * (np.asarray(panda.lower) + np.asarray(panda.upper)), 10**12
+    kept = []
+    for step in range(4):
+        t_ns = t0 + step * 5_000_000
+        for r, e in enumerate(batched):
+            e.deferring = True
+            q = mid + 0.001 * r + 0.0001 * step
+            e.observe(panda.dof_names, q, np.zeros(panda.ndof), sample_ns=t_ns, arrival_ns=t_ns + 1_000_000)
+            e.deferring = False
+        fuse_deferred(batched)
+        assert prepare_snapshots(batched, t_ns + 2_000_000) == 3
+        kept.append([e.snapshot(t_ns + 2_000_000) for e in batched])
+    for snaps in kept:
+        for snapshot in snaps:
+            rebuilt = TwinSnapshot(**{f.name: getattr(snapshot, f.name) for f in dataclasses.fields(TwinSnapshot)})
+            assert type(snapshot) is TwinSnapshot and vars(snapshot).keys() == vars(rebuilt).keys()
+            for name in ("q", "qd", "qdd", "covariance"):
+                array = getattr(snapshot, name)
+                assert not array.flags.writeable
+                with pytest.raises(ValueError):
+                    array[0] = 1.0
+    first, last = kept[1], kept[-1]  # the first sample initialises each robot on its own; then batched
+    for r in range(3):  # each robot's own values (the same motion, offset), unchanged by the later steps
+        np.testing.assert_allclose(first[r].q - first[0].q, 0.001 * r, atol=1e-9)
+        np.testing.assert_allclose(last[r].q - last[0].q, 0.001 * r, atol=1e-9)
+        assert first[r].q[0] < last[r].q[0]

@@ -580,7 +580,8 @@ class TwinEstimator:
         """Whether `snapshot` at twin time ``t_ns`` bridges a gap with the robot's reference (some joint has a
         reference and ``t_ns`` is more than ``coast_after_s`` past the newest measurement)."""
         t_filter = self._t_filter
-        if t_filter is None or not self._reference.any or (t_ns - t_filter) * 1e-9 <= self.settings.coast_after_s:
+        # The time first: asked for every robot on every fleet tick, and ``_reference.any`` costs a NumPy reduction.
+        if t_filter is None or (t_ns - t_filter) * 1e-9 <= self.settings.coast_after_s or not self._reference.any:
             return False
         return bool(self._reference.usable(t_filter, int(self.settings.coast_after_s * 1e9)).any())
 
@@ -675,19 +676,27 @@ def shown_prediction(x: np.ndarray, P: np.ndarray, horizon_s, stillness_sigma: f
       reaches zero instead of reversing (a constant deceleration extrapolated through the end of a move runs
       backwards: 30 mrad after 0.25 s for a joint braking at 2 rad/s²).
     """
-    x = np.array(x, dtype=np.float64)
-    if stillness_sigma > 0.0:
-        a2 = x[:, 2] * x[:, 2]
-        x[:, 2] *= a2 / (a2 + np.maximum(P[:, 2, 2], 0.0) + 1e-300)
-        x[:, 1:] *= motion_weight(x[:, 1], P[:, 1, 1], stillness_sigma)[:, None]
+    # Called for every robot of a fleet on every display tick: few NumPy calls, no boolean-index copies.
+    x = np.asarray(x, dtype=np.float64)
     q, v, a = x[:, 0], x[:, 1], x[:, 2]
-    h = np.broadcast_to(np.asarray(horizon_s, dtype=np.float64), q.shape)
-    braking = (v * a < 0.0) if stillness_sigma > 0.0 else np.zeros(q.shape, dtype=bool)
-    stop = np.full(q.shape, np.inf)
-    stop[braking] = -v[braking] / a[braking]  # s until the velocity reaches zero
+    h = np.asarray(horizon_s, dtype=np.float64)
+    if h.shape != q.shape:
+        h = np.broadcast_to(h, q.shape)
+    out = np.empty((len(q), 3))
+    if not stillness_sigma > 0.0:  # the plain prediction: no joint is braking
+        out[:, 0] = q + v * h + 0.5 * a * h * h
+        out[:, 1] = v + a * h
+        out[:, 2] = a
+        return out
+    a2 = a * a
+    a = a * (a2 / (a2 + np.maximum(P[:, 2, 2], 0.0) + 1e-300))
+    w = motion_weight(v, P[:, 1, 1], stillness_sigma)
+    v, a = v * w, a * w
+    stop = np.empty(q.shape)  # s until a braking joint's velocity reaches zero (inf for the others)
+    stop.fill(np.inf)
+    np.divide(-v, a, out=stop, where=v * a < 0.0)
     stopped = stop < h
     h = np.minimum(h, stop)
-    out = np.empty_like(x)
     out[:, 0] = q + v * h + 0.5 * a * h * h
     out[:, 1] = np.where(stopped, 0.0, v + a * h)
     out[:, 2] = np.where(stopped, 0.0, a)

@@ -31,6 +31,10 @@ class Health(str, enum.Enum):
     """The robot or the broker is gone (disconnect, LWT offline) or no measurement ever arrived."""
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+"""The dataclass field names of `TwinSnapshot` (and subclasses), per class: set on the first snapshot of each."""
+
+
 @dataclass(frozen=True, eq=False)
 class TwinSnapshot:
     """The estimated robot state at one instant of the twin's clock.
@@ -58,13 +62,24 @@ class TwinSnapshot:
     age_s: float = float("inf")
 
     def __post_init__(self) -> None:
+        # Made for every robot on every display tick (a fleet makes thousands a second): plain attribute reads,
+        # the field names taken once per class (`dataclasses.fields` costs more than the rest together).
         n = self.model.ndof
-        for name, shape in (("q", (n,)), ("qd", (n,)), ("qdd", (n,)), ("covariance", (2 * n, 2 * n))):
-            arr = getattr(self, name)
-            if np.shape(arr) != shape:
+        vector, square = (n,), (2 * n, 2 * n)
+        for name, arr, shape in (
+            ("q", self.q, vector),
+            ("qd", self.qd, vector),
+            ("qdd", self.qdd, vector),
+            ("covariance", self.covariance, square),
+        ):
+            if (arr.shape if isinstance(arr, np.ndarray) else np.shape(arr)) != shape:
                 raise ValueError(f"TwinSnapshot.{name} must have shape {shape}; got {np.shape(arr)}")
-        for f in fields(self):
-            value = getattr(self, f.name)
+        cls = type(self)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+        for name in names:
+            value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..estimation import ObserveResult, TwinEstimator, TwinSnapshot, shown_prediction
-from ._batched_kalman import FleetKalman, _process_noise, _transitions
+from ._batched_kalman import FleetKalman
 
 __all__ = ["BatchedEstimator", "fuse_deferred", "prepare_snapshots"]
 
@@ -72,6 +72,15 @@ class BatchedEstimator(TwinEstimator):
                     return ObserveResult.FUSED
         return super().observe(names, position, velocity, sample_ns=sample_ns, arrival_ns=arrival_ns)
 
+    def _compiled_fusion(self):  # noqa: ANN202 - see TwinEstimator._compiled_fusion
+        """As `TwinEstimator._compiled_fusion`, but a robot's first sample (which only initialises its joints: the
+        same assignments on either path) does not make the Warp kernel's buffers (~1 ms per robot joining the
+        fleet): its later common-path samples are fused batched, so they are made only when a per-robot run needs
+        them (a late sample's re-filter, a sample off the common path)."""
+        if self._compiled is None and self._t_filter is None:
+            return None
+        return super()._compiled_fusion()
+
     def flush(self) -> None:
         """Fuse the deferred sample on its own (the per-robot path), if there is one."""
         if self.deferred is None:
@@ -92,14 +101,24 @@ class BatchedEstimator(TwinEstimator):
         if gated is not None or self._streaking:  # else _track_gates would change nothing
             self._track_gates(~self._all_joints if gated is None else gated, self._all_joints, q, qd, count=True)
 
-    def _remember(self, q: np.ndarray, qd: np.ndarray | None, x: np.ndarray, P: np.ndarray, r: np.ndarray) -> None:
+    def _remember(
+        self,
+        q: np.ndarray,
+        qd: np.ndarray | None,
+        x: np.ndarray,
+        P: np.ndarray,
+        r: np.ndarray,
+        initialized: np.ndarray,
+        at_rest: np.ndarray,
+    ) -> None:
         """The history entry and `committed` state of a batched fusion: ``x``, ``P``, ``r`` are read-only copies of
-        this robot's filter rows (what `_filter_state` would copy)."""
-        kf = self._kf
+        this robot's filter rows (what `_filter_state` would copy). ``initialized`` (all True) and ``at_rest`` (all
+        0) are shared read-only rows: after a batched fusion every joint is initialised (the common path requires
+        it and a gate restart initialises), and gate streaks are all 0 unless ``_streaking`` (`_restore` copies)."""
         self.committed = (self.stats.fused, x, P)
         if self._max_lag_ns > 0:
-            state = (x, P, r, kf.initialized.copy(), self._gate_streak.copy())
-            self._history.append(self._t_filter, q, qd, self._all_joints, state)
+            streak = self._gate_streak.copy() if self._streaking else at_rest
+            self._history.append(self._t_filter, q, qd, self._all_joints, (x, P, r, initialized, streak))
 
     # ---- snapshots ------------------------------------------------------------------------------------------
     def snapshot(self, t_ns: int, *, target: np.ndarray | None = None) -> TwinSnapshot:
@@ -153,24 +172,47 @@ def _fleet_kalman(robots: int, joints: int, s: Any) -> FleetKalman:
     return hit[1]
 
 
-def _on_common_path(group: list[BatchedEstimator]) -> list[BatchedEstimator]:
+_constants: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _constant_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only ``[n]`` all-True (bool) and all-zero (int64) rows: the ``initialized`` flags and gate streaks of the
+    filter states a batched fusion remembers (`BatchedEstimator._remember`)."""
+    hit = _constants.get(n)
+    if hit is None:
+        ones, zeros = np.ones(n, dtype=bool), np.zeros(n, dtype=np.int64)
+        ones.setflags(write=False)
+        zeros.setflags(write=False)
+        hit = _constants[n] = (ones, zeros)
+    return hit
+
+
+def _on_common_path(
+    group: list[BatchedEstimator],
+) -> tuple[list[BatchedEstimator], np.ndarray | None, np.ndarray | None]:
     """The robots of one `fuse_deferred` group whose waiting sample can be fused batched — every joint initialised,
     finite positions within the estimator's plausible range, plausible speeds — checked for all at once; the
-    others fuse their sample on their own now (the per-robot path, which counts what it refuses)."""
+    others fuse their sample on their own now (the per-robot path, which counts what it refuses). Also returns
+    those robots' waiting positions and velocities (None without), ``[R*n]`` each, for the batched update."""
     R, n = len(group), group[0].model.ndof
     initialized = np.concatenate([e.filter.initialized for e in group]).reshape(R, n).all(axis=1)
     q = np.concatenate([e.deferred[0] for e in group]).reshape(R, n)
     lo = np.concatenate([e._plausible_lo for e in group]).reshape(R, n)
     hi = np.concatenate([e._plausible_hi for e in group]).reshape(R, n)
     ok = initialized & ((q >= lo) & (q <= hi)).all(axis=1)  # False for NaN too
+    qd = None
     if group[0].deferred[1] is not None:
         qd = np.concatenate([e.deferred[1] for e in group]).reshape(R, n)
         ok &= (np.abs(qd) <= _BATCHED_MAX_SPEED).all(axis=1)
     if ok.all():
-        return group
+        return group, q.reshape(-1), None if qd is None else qd.reshape(-1)
     for e in (e for e, good in zip(group, ok, strict=True) if not good):
         e.flush()
-    return [e for e, good in zip(group, ok, strict=True) if good]
+    return (
+        [e for e, good in zip(group, ok, strict=True) if good],
+        q[ok].reshape(-1),
+        None if qd is None else qd[ok].reshape(-1),
+    )
 
 
 def fuse_deferred(estimators: Iterable[BatchedEstimator]) -> int:
@@ -180,7 +222,7 @@ def fuse_deferred(estimators: Iterable[BatchedEstimator]) -> int:
     waiting = [e for e in estimators if e.deferred is not None]
     fused = 0
     for group in _groups(waiting, lambda e: (e.model.ndof, id(e.settings), e.deferred[1] is None)).values():
-        group = _on_common_path(group)
+        group, q, qd = _on_common_path(group)
         if not group:
             continue
         s = group[0].settings
@@ -197,24 +239,28 @@ def fuse_deferred(estimators: Iterable[BatchedEstimator]) -> int:
         samples = [e.deferred for e in group]
         dt = np.array([(d[2] - e._t_filter) * 1e-9 for e, d in zip(group, samples, strict=True)])
         kf.predict_each(kf.per_joint(dt))
-        q = np.concatenate([d[0] for d in samples])
-        qd = None if samples[0][1] is None or not s.use_velocity else np.concatenate([d[1] for d in samples])
+        if not s.use_velocity:
+            qd = None
         gated = kf.update(q, qd)
-        any_gated = gated.reshape(R, n).any(axis=1)
+        # Each robot's rows as views of the batch's [R, n, ...] arrays (indexing the first axis is cheaper than
+        # slicing), plain Python bools for the per-robot branches.
+        xs, Ps, rs = kf.x.reshape(R, n, 3), kf.P.reshape(R, n, 3, 3), kf.r.reshape(R, n, 2)
+        qs, gs = q.reshape(R, n), gated.reshape(R, n)
+        qds = None if qd is None else qd.reshape(R, n)
+        any_gated = gs.any(axis=1).tolist()
         for r, (e, f, (_, _, sample_ns, arrival_ns)) in enumerate(zip(group, filters, samples, strict=True)):
-            rows = slice(r * n, (r + 1) * n)
             e.deferred = None  # cleared only now: if the batch failed, each robot fuses its sample on its own
-            f.x, f.P, f.r = kf.x[rows], kf.P[rows], kf.r[rows]
-            e._commit(q[rows], None if qd is None else qd[rows], sample_ns, arrival_ns,
-                      gated[rows] if any_gated[r] else None)  # fmt: skip
+            f.x, f.P, f.r = xs[r], Ps[r], rs[r]
+            e._commit(qs[r], None if qds is None else qds[r], sample_ns, arrival_ns, gs[r] if any_gated[r] else None)
         # Copies taken after every robot's gate bookkeeping (a joint restart changes its rows in place); each robot's
         # history entry and committed state are read-only views of them (nothing writes into them later).
         x, P, rr = kf.x.copy(), kf.P.copy(), kf.r.copy()
         for a in (x, P, rr):
-            a.flags.writeable = False
+            a.setflags(write=False)
+        x, P, rr = x.reshape(R, n, 3), P.reshape(R, n, 3, 3), rr.reshape(R, n, 2)
+        initialized, at_rest = _constant_rows(n)
         for r, e in enumerate(group):
-            rows = slice(r * n, (r + 1) * n)
-            e._remember(q[rows], None if qd is None else qd[rows], x[rows], P[rows], rr[rows])
+            e._remember(qs[r], None if qds is None else qds[r], x[r], P[r], rr[r], initialized, at_rest)
         fused += R
     return fused
 
@@ -248,13 +294,26 @@ def _prepare_group(group: list[BatchedEstimator], t_ns: int) -> None:
     cap = s.max_extrapolation_s
     free = np.minimum(horizon, min(s.coast_after_s, cap))
     h = np.repeat(horizon, n)
-    f = _transitions(h)
-    x_ca = (f @ X[:, :, None])[:, :, 0]
+    # The constant-acceleration prediction over the horizon: its q and qd, and the three covariance elements a
+    # snapshot shows (P00, P01, P11 of F P Fᵀ + Q), written out per element over every joint at once (`_predicted`).
+    b = 0.5 * h * h
+    X0, X1, X2 = X[:, 0], X[:, 1], X[:, 2]
+    ca_q = X0 + h * X1 + b * X2
+    ca_qd = X1 + h * X2
+    Pf = P.reshape(R * n, 9)
+    p00, p01, p02, p10, p11, p12, p20, p21, p22 = (Pf[:, k] for k in range(9))
+    m01 = p01 + h * p11 + b * p21  # F P, row 0 and 1
+    m02 = p02 + h * p12 + b * p22
+    m12 = p12 + h * p22
+    d3 = h * h * h
+    P00 = (p00 + h * p10 + b * p20) + h * m01 + b * m02 + jerk * (d3 * h * h / 20)
+    P01 = m01 + h * m02 + jerk * (d3 * h / 8)
+    P11 = (p11 + h * p21) + h * m12 + jerk * (d3 / 3)
     x = shown_prediction(X, P, np.repeat(free, n), s.stillness_sigma)  # rest and stops as in the twin
-    P = f @ P @ f.transpose(0, 2, 1) + _process_noise(h, jerk)
-    coast = np.repeat(np.minimum(horizon, cap) - free, n)
-    coasting = coast > 0.0
-    if coasting.any():
+    coast_r = np.minimum(horizon, cap) - free  # [R] s (per joint only when some robot coasts)
+    if (coast_r > 0.0).any():
+        coast = np.repeat(coast_r, n)
+        coasting = coast > 0.0
         tau = s.coast_time_constant_s
         v = x[coasting, 1].copy()
         if tau > 0.0:
@@ -264,24 +323,31 @@ def _prepare_group(group: list[BatchedEstimator], t_ns: int) -> None:
             x[coasting, 2] = -x[coasting, 1] / tau
         else:
             x[coasting, 1:] = 0.0
-    held = np.repeat(horizon > cap, n)
-    x[held, 1:] = 0.0
-    P[:, 0, 0] += (x_ca[:, 0] - x[:, 0]) ** 2
-    P[:, 1, 1] += (x_ca[:, 1] - x[:, 1]) ** 2
+    held = horizon > cap
+    if held.any():
+        x[np.repeat(held, n), 1:] = 0.0
+    P00 += (ca_q - x[:, 0]) ** 2
+    P11 += (ca_qd - x[:, 1]) ** 2
     x = x.reshape(R, n, 3)
-    P = P.reshape(R, n, 3, 3)
-    cov = np.zeros((R, 2 * n, 2 * n))
-    j = np.arange(n)
-    cov[:, j, j] = P[:, :, 0, 0]
-    cov[:, n + j, n + j] = P[:, :, 1, 1]
-    cov[:, j, n + j] = cov[:, n + j, j] = P[:, :, 0, 1]
+    # cov [R, 2n, 2n]: the common time shift's term, plus the per-joint variances on the diagonal and the q-qd
+    # covariances on the diagonals of the off-diagonal blocks (strided views of the flat rows).
     sigma_t = s.time_sigma_s
     if sigma_t > 0:
         shift = np.concatenate([x[:, :, 1], x[:, :, 2]], axis=1)  # [R, 2n]
-        cov += (shift[:, :, None] * shift[:, None, :]) * sigma_t**2
-    for r, e in enumerate(group):
-        uninit = ~e.filter.initialized
-        if np.any(uninit):
+        cov = (shift[:, :, None] * shift[:, None, :]) * sigma_t**2
+    else:
+        cov = np.zeros((R, 2 * n, 2 * n))
+    flat = cov.reshape(R, 4 * n * n)
+    step = 2 * n + 1
+    diagonal = flat[:, ::step]
+    diagonal[:, :n] += P00.reshape(R, n)
+    diagonal[:, n:] += P11.reshape(R, n)
+    flat[:, n : 2 * n * n : step] += P01.reshape(R, n)  # (j, n + j)
+    flat[:, 2 * n * n :: step] += P01.reshape(R, n)  # (n + j, j)
+    initialized = np.concatenate([e.filter.initialized for e in group]).reshape(R, n)
+    if not initialized.all():
+        for r in np.flatnonzero(~initialized.all(axis=1)):
+            uninit = ~initialized[r]
             x[r, uninit, 0] = model.clip_to_limits(np.array(model.drive_target))[uninit]
             k = np.flatnonzero(uninit)
             c = cov[r]
@@ -291,15 +357,22 @@ def _prepare_group(group: list[BatchedEstimator], t_ns: int) -> None:
     x[:, :, 0] = np.clip(x[:, :, 0], model.lower, model.upper)
     outward = (above & (x[:, :, 1] > 0)) | (below & (x[:, :, 1] < 0))
     x[outward, 1:] = 0.0
+    # Each snapshot's arrays are read-only rows of the batch's arrays (made read-only here, so every view is).
+    q, qd, qdd = x[:, :, 0].copy(), x[:, :, 1].copy(), x[:, :, 2].copy()
+    for a in (q, qd, qdd, cov):
+        a.setflags(write=False)
     for r, e in enumerate(group):
-        e._prepared = TwinSnapshot(
-            t_ns=t_ns,
-            q=x[r, :, 0].copy(),
-            qd=x[r, :, 1].copy(),
-            qdd=x[r, :, 2].copy(),
-            covariance=cov[r],
-            health=e.health(t_ns),
-            model=model,
-            target=None,
-            age_s=(t_ns - e._last_arrival) * 1e-9,
+        e._prepared = _snapshot(
+            t_ns, q[r], qd[r], qdd[r], cov[r], e.health(t_ns), model, (t_ns - e._last_arrival) * 1e-9
         )
+
+
+def _snapshot(t_ns: int, q, qd, qdd, covariance, health, model, age_s: float) -> TwinSnapshot:
+    """``TwinSnapshot(t_ns=t_ns, q=q, ..., target=None, age_s=age_s)`` for arrays that are read-only and of the
+    right shapes already (`_prepare_group` makes them so), without the constructor's checks: a fleet makes one per
+    robot per display tick. Same object as the constructor's (tests/test_fleet_batched_estimation_internals.py)."""
+    snapshot = object.__new__(TwinSnapshot)
+    snapshot.__dict__.update(
+        t_ns=t_ns, q=q, qd=qd, qdd=qdd, covariance=covariance, health=health, model=model, target=None, age_s=age_s
+    )
+    return snapshot

@@ -56,7 +56,7 @@ class _MeasuredIngest(TelemetryIngest):
     def poll_states(self):  # noqa: D102 - see TelemetryIngest.poll_states
         batch = super().poll_states()
         if batch:
-            self.taken_arrivals.extend(r.arrival_ns for r in batch)
+            self.taken_arrivals.extend([r.arrival_ns for r in batch])
         return batch
 
 
@@ -177,10 +177,15 @@ class FleetRobot:
             self.error = f"tick failed: {exc!r}"
             snapshot = None
         inbox, health = self._health_inbox, self.health
-        while inbox:
-            message = inbox.popleft()
-            if health is not None:
-                health.on_sample(message)
+        if inbox:
+            pop = inbox.popleft
+            if health is None:
+                while inbox:
+                    pop()
+            else:
+                on_sample = health.on_sample
+                while inbox:
+                    on_sample(pop())
         if snapshot is not None:
             self.publish_fused(now_ns)
         return snapshot
@@ -209,7 +214,7 @@ class FleetRobot:
         if taken:
             done = time.monotonic_ns() if realtime else now_ns
             self.ingest.taken_arrivals = []
-            self.latencies_ns.extend(done - a for a in taken)
+            self.latencies_ns.extend([done - a for a in taken])
 
     def judge_health(self) -> list[dict]:
         """Run the health monitor over the samples buffered since the last call; returns new events (dicts)."""

@@ -37,6 +37,7 @@ from ..sinks import Sink
 __all__ = ["CommandGateClosed", "LiveTwin", "TwinSettings", "TwinStatus", "JointReading"]
 
 _EXPECTED_REJECTS = ("out_of_order", "duplicate")
+_consume = deque(maxlen=0).extend  # runs an iterator to its end (or its first exception), keeping nothing
 _STATUS_COMMANDS = 5  # the last commands a TwinStatus carries (dashboard, status file)
 
 
@@ -479,17 +480,16 @@ class LiveTwin:
     def _drain_states(self) -> None:
         clock = self.ingest.clock
         batch = self.ingest.poll_states()
-        for listener in list(self.sample_listeners):
-            for received in batch:
-                if getattr(received, "late", False):
-                    continue  # listeners see the stream in source order; only the estimator re-filters late ones
+        # Listeners see the stream in source order; only the estimator re-filters late ones.
+        in_order = [received.message for received in batch if not getattr(received, "late", False)]
+        if in_order:
+            for listener in list(self.sample_listeners):
                 try:
-                    listener(received.message)
+                    _consume(map(listener, in_order))  # each message in turn, up to the first failure
                 except Exception as exc:  # noqa: BLE001 - a listener must not stop the twin
                     self.sample_listeners.remove(listener)
                     self._error(f"sample listener {listener!r} failed and was removed: {exc!r}")
-                    break
-        if any(getattr(received, "late", False) for received in batch):
+        if len(in_order) < len(batch):
             # Reordered samples: fuse this tick's batch in source order, so only samples older than what earlier
             # ticks fused need the estimator's re-filtering (done once for them all, from the earliest).
             batch = sorted(batch, key=lambda received: received.message.stamp_ns)
@@ -502,7 +502,7 @@ class LiveTwin:
             # A flood: fuse an even spread of what arrived, always the newest (fusing costs ~80 µs per sample;
             # fusing all would stall the display). The rate window still counts every sample.
             self._thinned += len(batch) - limit
-            self._accept_times.extend(r.arrival_ns for r in batch)
+            self._accept_times.extend([r.arrival_ns for r in batch])
             step = (len(batch) - 1) / (limit - 1) if limit > 1 else 0.0
             batch = [batch[round(k * step)] for k in range(limit)] if limit > 1 else batch[-1:]
             counted = True
@@ -542,8 +542,11 @@ class LiveTwin:
             if not counted:
                 self._accept_times.append(received.arrival_ns)
         horizon = self.now_ns() - int(self.settings.rate_window_s * 1e9)
-        while self._accept_times and self._accept_times[0] < horizon:
-            self._accept_times.popleft()
+        accepted = self._accept_times
+        if accepted and accepted[0] < horizon:
+            pop = accepted.popleft
+            while accepted and accepted[0] < horizon:
+                pop()
 
     def _error(self, message: str) -> None:
         if not self._errors or self._errors[-1] != message:
