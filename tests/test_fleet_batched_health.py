@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from test_health_batched import _close, _event_doc
 
 from twin_ext.emulator import LightFleet
@@ -108,3 +109,13 @@ def test_batched_health_staggers_the_robots_in_groups_of_health_batch(panda):
             session._judge_health(robots)
         assert sorted(r for p in passes for r in p) == sorted(ids)
         assert len(passes) == passes_expected and max(map(len, passes)) <= most
+
+
+def test_health_passes_yield_the_gil_only_when_health_yield_ms_says_so(panda):
+    """[fleet] health_yield_ms reaches the batched health engine (0 = never yield, the default); negative refused."""
+    for yield_ms, expected in ((0.0, None), (2.5, 0.0025)):
+        fleet = FleetSettings(robots=("hy-1",), health_yield_ms=yield_ms)
+        session = FleetSession(load_config(), fleet=fleet, models={"franka_panda": panda}, now_ns=lambda: 0)
+        assert session.health_engine.yield_every_s == expected
+    with pytest.raises(ValueError, match="health_yield_ms"):
+        FleetSettings(health_yield_ms=-1.0)

@@ -3,7 +3,7 @@
 
     python -m twin_ext.bench fleet [--json] [--quick] [--seconds S] [--robots 50,100] [--rate 200]
                                    [--health-every S] [--per-robot-estimation] [--per-robot-health]
-                                   [--fusion-rate HZ]
+                                   [--fusion-rate HZ] [--health-yield-ms MS]
 
 Set-up: its own Mosquitto on a free 127.0.0.1 port; emulated robots are `twin_ext.emulator.LightFleet`
 publishers (precomputed Panda trajectories with model-consistent efforts, binary codec, QoS 0, written as raw PUBLISH
@@ -27,7 +27,8 @@ and samples per judgement, batched as the session judges (``[fleet] batched_heal
 payloads. ``--per-robot-estimation`` runs the twins with batching off (A/B under the same load), ``--per-robot-health``
 the twins' health robot by robot,
 ``--health-every`` sets their ``[fleet] health_every_s``, ``--fusion-rate`` their ``[fleet] fusion_rate_hz``
-(0: fuse at the display tick only, the behaviour before fusion on arrival).
+(0: fuse at the display tick only, the behaviour before fusion on arrival), ``--health-yield-ms`` their
+``[fleet] health_yield_ms``.
 
 Anchor, same run, same publishers: a raw paho subscriber process that only counts (no decoding): the ceiling of
 a Python MQTT consumer on this machine. Scaling: the largest fleet with 1 and with 2 twin processes (2 shards).
@@ -344,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fusion-rate", type=float, default=None, help="[fleet] fusion_rate_hz of the twins, Hz (0 = at the tick only)"
     )
+    parser.add_argument(
+        "--health-yield-ms", type=float, default=None, help="[fleet] health_yield_ms of the twins, ms (0 = never yield)"
+    )
     args = parser.parse_args(argv)
     from ._telemetry import _Broker, _find_mosquitto
 
@@ -363,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         fleet_args["batched_health"] = False
     if args.fusion_rate is not None:
         fleet_args["fusion_rate_hz"] = args.fusion_rate
+    if args.health_yield_ms is not None:
+        fleet_args["health_yield_ms"] = args.health_yield_ms
     cost = _cost_breakdown(
         robots=5 if args.quick else 20, rate_hz=args.rate, seconds=1.5 if args.quick else 3.0, fleet_args=fleet_args
     )

@@ -115,7 +115,9 @@ class FleetSession:
         self.fusion_seconds: list[float] = []  # wall time of recent fusion steps, s
         self.ticks = 0
         self.batch_error = ""  # the last failure of a batched estimation step (the robots then fused on their own)
-        self.health_engine = BatchedHealthMonitor()  # [fleet] batched_health: judges the robots due in one pass
+        # [fleet] batched_health: judges the robots due in one pass (releasing the GIL every health_yield_ms, if > 0)
+        yield_s = self.fleet.health_yield_ms * 1e-3 if self.fleet.health_yield_ms > 0 else None
+        self.health_engine = BatchedHealthMonitor(yield_every_s=yield_s)
         self.batched_samples = 0  # samples fused in batched steps across robots (the rest: each robot on its own)
         self.batched_snapshots = 0  # snapshots predicted in batched steps
         self.tick_seconds: list[float] = []  # wall time of recent ticks, s (the views show the loop's load)
