@@ -416,9 +416,10 @@ def _decode_binary_state(payload: bytes) -> JointState:
         raise _reject(RejectReason.MALFORMED_BINARY, f"header announces {n} joints, the names table has {len(names)}")
     pos += table_len
     data = np.frombuffer(payload, dtype=_F64, count=n * narrays, offset=pos)
-    # A finite sum means every value is finite (one reduction, half the cost of isfinite + all); an infinite or NaN
-    # sum (a non-finite value, or finite ones overflowing) is checked value by value.
-    if not math.isfinite(np.add.reduce(data)) and not np.isfinite(data).all():
+    # A finite sum means every value is finite (half the cost of isfinite + all); an infinite or NaN sum (a
+    # non-finite value, or finite ones overflowing) is checked value by value. Summed as Python floats, which
+    # overflow and propagate NaN silently (NumPy's reduction would warn on every such payload).
+    if not math.isfinite(sum(data.tolist())) and not np.isfinite(data).all():
         i = int(np.flatnonzero(~np.isfinite(data))[0])
         present = ("position",) + tuple(f for bit, f in enumerate(_ARRAY_FIELDS) if flags & (1 << bit))
         field = present[i // n]
