@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..estimation import ObserveResult, TwinEstimator, TwinSnapshot, shown_prediction
-from ._batched_kalman import FleetKalman
+from ._batched_kalman import FleetKalman, _predicted
 
 __all__ = ["BatchedEstimator", "fuse_deferred", "prepare_snapshots"]
 
@@ -294,21 +294,11 @@ def _prepare_group(group: list[BatchedEstimator], t_ns: int) -> None:
     cap = s.max_extrapolation_s
     free = np.minimum(horizon, min(s.coast_after_s, cap))
     h = np.repeat(horizon, n)
-    # The constant-acceleration prediction over the horizon: its q and qd, and the three covariance elements a
-    # snapshot shows (P00, P01, P11 of F P Fᵀ + Q), written out per element over every joint at once (`_predicted`).
-    b = 0.5 * h * h
-    X0, X1, X2 = X[:, 0], X[:, 1], X[:, 2]
-    ca_q = X0 + h * X1 + b * X2
-    ca_qd = X1 + h * X2
-    Pf = P.reshape(R * n, 9)
-    p00, p01, p02, p10, p11, p12, p20, p21, p22 = (Pf[:, k] for k in range(9))
-    m01 = p01 + h * p11 + b * p21  # F P, row 0 and 1
-    m02 = p02 + h * p12 + b * p22
-    m12 = p12 + h * p22
-    d3 = h * h * h
-    P00 = (p00 + h * p10 + b * p20) + h * m01 + b * m02 + jerk * (d3 * h * h / 20)
-    P01 = m01 + h * m02 + jerk * (d3 * h / 8)
-    P11 = (p11 + h * p21) + h * m12 + jerk * (d3 / 3)
+    # The constant-acceleration prediction over the horizon (the fleet filter's own, element-wise over all joints):
+    # its q and qd, and the three covariance elements a snapshot shows.
+    x_ca, P_ca = _predicted(X, P, h, jerk)
+    ca_q, ca_qd = x_ca[:, 0], x_ca[:, 1]
+    P00, P01, P11 = P_ca[:, 0, 0], P_ca[:, 0, 1], P_ca[:, 1, 1]  # views of a fresh array: changed in place below
     x = shown_prediction(X, P, np.repeat(free, n), s.stillness_sigma)  # rest and stops as in the twin
     coast_r = np.minimum(horizon, cap) - free  # [R] s (per joint only when some robot coasts)
     if (coast_r > 0.0).any():
