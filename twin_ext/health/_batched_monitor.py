@@ -21,8 +21,10 @@ A pass of 16 robots takes tens of milliseconds of mostly Python; a thread waitin
 network thread) would get it only at the interpreter's switch interval (5 ms) each time it asks. So the pass lets
 other threads run (`time.sleep(0)` releases the GIL) at its checkpoints — between robots,
 every step of the stacked loops, between the dynamics calls of about ``_SAMPLES_PER_CALL`` rows — once
-``yield_every_s`` has passed since it last did (`BatchedHealthMonitor.let_others_run`). That changes when, not
-what, it computes.
+``yield_every_s`` has passed since it last did (`BatchedHealthMonitor.let_others_run`), and only then cuts its
+dynamics into several calls. That changes when, not what, it computes. Off by default: in a live fleet each release
+hands the GIL to the busy network thread for up to the switch interval, and the tick that judges (and fuses) got
+longer (`[fleet] health_yield_ms`).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class BatchedHealthMonitor:
 
     Args:
         yield_every_s: longest stretch, s, a pass runs between two moments it lets other threads run (releases
-            the GIL; checked at its checkpoints, see the module docstring); 0 = at every checkpoint, None = never.
+            the GIL; checked at its checkpoints, see the module docstring); 0 = at every checkpoint, None = never
+            (the default).
 
     Attributes:
         batched_calls: observer or identification steps evaluated for two or more robots in one pass.
@@ -71,13 +74,19 @@ class BatchedHealthMonitor:
         yields: times a pass let other threads run.
     """
 
-    def __init__(self, *, yield_every_s: float | None = 0.001) -> None:
+    def __init__(self, *, yield_every_s: float | None = None) -> None:
         self.batched_calls = 0
         self.fallbacks = 0
         self.last_error = ""
         self.yield_every_s = yield_every_s
         self.yields = 0
         self._next_yield = -math.inf
+
+    @property
+    def _rows_per_call(self) -> float:
+        """Rows per batched dynamics call: `_SAMPLES_PER_CALL` when the pass yields (a checkpoint between calls), else
+        all in one call (splitting costs ~5 % more dynamics time and only serves the checkpoints)."""
+        return math.inf if self.yield_every_s is None else _SAMPLES_PER_CALL
 
     def let_others_run(self) -> None:
         """A checkpoint: release the GIL for a moment (`_release_gil`) if ``yield_every_s`` has passed since the
@@ -184,7 +193,7 @@ class BatchedHealthMonitor:
         for group in _groups(monitors, nominal, key=lambda m: id(m.model)):
             if len(group) < 2:
                 continue
-            for chunk in _chunks(group, [len(judgements[i].t) for i in group]):
+            for chunk in _chunks(group, [len(judgements[i].t) for i in group], self._rows_per_call):
                 self.let_others_run()
                 try:
                     q = np.concatenate([judgements[i].q for i in chunk])
@@ -212,7 +221,7 @@ class BatchedHealthMonitor:
         try:
             first = monitors[group[0]]
             args = []
-            for chunk in _chunks(list(range(len(group))), [len(w.t) for w in works]):
+            for chunk in _chunks(list(range(len(group))), [len(w.t) for w in works], self._rows_per_call):
                 self.let_others_run()
                 part = [works[k] for k in chunk]
                 qdd = velocity_slopes(
@@ -271,9 +280,8 @@ class BatchedHealthMonitor:
         self.last_error = f"a batched health step failed and was redone robot by robot: {exc!r}"
 
 
-def _chunks(items: list[int], sizes: list[int], limit: int | None = None) -> list[list[int]]:
-    """``items`` in order, cut into runs whose ``sizes`` add up to about ``limit`` (default `_SAMPLES_PER_CALL`)."""
-    limit = _SAMPLES_PER_CALL if limit is None else limit
+def _chunks(items: list[int], sizes: list[int], limit: float) -> list[list[int]]:
+    """``items`` in order, cut into runs whose ``sizes`` add up to about ``limit`` (inf: one run)."""
     total = sum(sizes)
     calls = max(1, round(total / limit))
     out: list[list[int]] = [[]]
