@@ -133,3 +133,29 @@ def test_fast_path_leaves_malformed_packets_to_paho(bad):
     quick = _feed(good + bad, v5=False, fast=True)
     assert quick[0][:5] == slow[0][:5] == [(f"twin/v1/r{k}/joint_states", b"x" * 40, False) for k in range(5)]
     assert quick == slow
+
+
+def test_fast_path_takes_packets_that_arrive_one_read_at_a_time():
+    """A twin that keeps up reads a packet or two per wake-up: the fast path takes those too, not paho."""
+    theirs, ours = socket.socketpair()
+    ours.setblocking(False)
+    client = BatchedReadClient(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    slow: list[str] = []
+    fast: list[str] = []
+    client.on_message = lambda c, u, m: slow.append(m.topic)
+    client.fast_on_message = lambda topic, payload, retain: fast.append(topic)
+    client._sock = ours
+    client._tw_sock = ours  # as after a connection's first read (its CONNACK, which is paho's)
+    topics = [f"twin/v1/r{k}/joint_states" for k in range(60)]
+    try:
+        for topic in topics:
+            theirs.sendall(_publish(topic, b"x" * 90))
+            deadline = time.monotonic() + 5.0
+            while topic not in fast and topic not in slow and time.monotonic() < deadline:
+                assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+                time.sleep(0.0005)
+    finally:
+        theirs.close()
+        ours.close()
+    assert fast == topics
+    assert slow == []

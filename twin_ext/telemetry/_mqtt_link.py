@@ -293,6 +293,15 @@ class BatchedReadClient(mqtt.Client):
         try:
             while True:
                 if fast and self._in_packet["command"] == 0 and self._tw_sock is self._sock:
+                    if self._tw_pos >= len(self._tw_buf):
+                        # Refill here, consuming nothing: else paho's parser would take the first packet of
+                        # every read, and a twin that keeps up reads a few packets at a time.
+                        try:
+                            self._sock_recv(0)
+                        except BlockingIOError:
+                            return MQTTErrorCode.MQTT_ERR_SUCCESS  # nothing more now (or budget spent)
+                        except OSError:
+                            pass  # paho's read below meets the error again and reports the connection lost
                     taken = self._take_plain_publishes()
                     if taken:
                         packets += taken
