@@ -237,11 +237,14 @@ def fuse_deferred(estimators: Iterable[BatchedEstimator]) -> int:
         kf.jerk_psd = np.concatenate([f.jerk_psd for f in filters])
         kf.initialized[:] = True
         samples = [e.deferred for e in group]
-        dt = np.array([(d[2] - e._t_filter) * 1e-9 for e, d in zip(group, samples, strict=True)])
-        kf.predict_each(kf.per_joint(dt))
+        dt = kf.per_joint([(d[2] - e._t_filter) * 1e-9 for e, d in zip(group, samples, strict=True)])
         if not s.use_velocity:
             qd = None
-        gated = kf.update(q, qd)
+        if qd is None:
+            kf.predict_each(dt)
+            gated = kf.update(q, qd)
+        else:  # the common case: predict and update in one go (the same operations, bit for bit)
+            gated = kf.predict_update_each(dt, q, qd)
         # Each robot's rows as views of the batch's [R, n, ...] arrays (indexing the first axis is cheaper than
         # slicing), plain Python bools for the per-robot branches.
         xs, Ps, rs = kf.x.reshape(R, n, 3), kf.P.reshape(R, n, 3, 3), kf.r.reshape(R, n, 2)
