@@ -316,6 +316,7 @@ class ClockSync:
         self._fit_slope: float | None = None  # the last fitted slope since the (re)start (None: none yet)
         self._fit_at: int | None = None  # stamp_ns of the last slope fit
         self._samples = 0
+        self._was_ready = False  # ready stays true until the next reset (samples and span only grow)
         self._first_stamp: int | None = None
         self._last_stamp: int | None = None
         self._excess_ns = 0.0
@@ -569,7 +570,10 @@ class ClockSync:
     @property
     def ready(self) -> bool:
         """True once ``ready_samples`` samples spanning ``ready_span_s`` of robot time were used."""
-        return self._samples >= self._ready_samples and self.span_ns >= self._ready_span_ns
+        if self._was_ready:
+            return True
+        self._was_ready = self._samples >= self._ready_samples and self.span_ns >= self._ready_span_ns
+        return self._was_ready
 
     @property
     def samples(self) -> int:

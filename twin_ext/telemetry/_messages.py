@@ -239,21 +239,29 @@ def _optional_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return np.array_equal(a, b)
 
 
+# The slots' own setters: what object.__setattr__ ends up calling on a frozen slots dataclass, without its lookup.
+_SET_FIELDS = tuple(
+    getattr(JointState, name).__set__
+    for name in ("robot_id", "seq", "stamp_ns", "names", "position", "velocity", "effort", "reference_position",
+                 "reference_velocity")
+)  # fmt: skip
+
+
 def _trusted_joint_state(
     robot_id, seq, stamp_ns, names, position, velocity, effort, reference_position=None, reference_velocity=None
 ) -> JointState:
     """Build a `JointState` from fields the codec has already validated (skips the re-checks)."""
     msg = object.__new__(JointState)
-    set_ = object.__setattr__
-    set_(msg, "robot_id", robot_id)
-    set_(msg, "seq", seq)
-    set_(msg, "stamp_ns", stamp_ns)
-    set_(msg, "names", names)
-    set_(msg, "position", position)
-    set_(msg, "velocity", velocity)
-    set_(msg, "effort", effort)
-    set_(msg, "reference_position", reference_position)
-    set_(msg, "reference_velocity", reference_velocity)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = _SET_FIELDS
+    s0(msg, robot_id)
+    s1(msg, seq)
+    s2(msg, stamp_ns)
+    s3(msg, names)
+    s4(msg, position)
+    s5(msg, velocity)
+    s6(msg, effort)
+    s7(msg, reference_position)
+    s8(msg, reference_velocity)
     return msg
 
 
