@@ -11,7 +11,8 @@ steps (`FleetSession.advance`):
    other sample (late, partial, first, after a gap, implausible, a second one this tick) goes through the
    per-robot `TwinEstimator.observe` unchanged (a deferred sample is fused first, so the order is kept);
 2. `fuse_deferred`: the deferred samples' filters are gathered into one `FleetKalman` (``robots x joints`` rows),
-   predicted each by its own ``dt`` and updated at once, scattered back, and each robot does its own
+   predicted each by its own ``dt`` and updated at once (one Warp kernel launch with ``kalman_backend = "warp"``,
+   `twin_ext.fleet._batched_kalman_kernel`), scattered back, and each robot does its own
    bookkeeping (counters, gate streaks and resets, out-of-sequence history) exactly as `TwinEstimator` does;
    `prepare_snapshots` predicts every running robot to the display time at once (constant acceleration,
    bounded coasting, limits, covariance as `TwinEstimator.snapshot`);
@@ -32,6 +33,8 @@ import numpy as np
 
 from ..estimation import ObserveResult, TwinEstimator, TwinSnapshot, shown_prediction
 from ._batched_kalman import FleetKalman, _predicted
+from ._batched_kalman_kernel import FleetFusionKernel, start_warm_up
+from ._batched_kalman_kernel import ready as fusion_kernel_ready
 
 __all__ = ["BatchedEstimator", "fuse_deferred", "prepare_snapshots"]
 
@@ -53,13 +56,18 @@ class BatchedEstimator(TwinEstimator):
         fusion (what the fleet publishes as the robot's fused state without copying again), valid while
         ``stats.fused`` is unchanged."""
         self._prepared: TwinSnapshot | None = None
+        # Robots of one model share one read-only copy of the plausible range (equal values), so a batch of them
+        # checks its waiting samples against one row instead of stacking a copy per robot (`_on_common_path`).
+        self._plausible_lo = _shared_row(self._plausible_lo)
+        self._plausible_hi = _shared_row(self._plausible_hi)
 
     # ---- deferring ----------------------------------------------------------------------------------------
     def observe(self, names: Sequence[str], position, velocity, *, sample_ns: int, arrival_ns: int) -> str:
         """As `TwinEstimator.observe`; while ``deferring``, a common-path sample waits for the fleet's batch."""
         self._prepared = None
         if self.deferring:
-            self.flush()  # one deferred sample per robot and batch: an earlier one is fused first (order kept)
+            if self.deferred is not None:
+                self.flush()  # one deferred sample per robot and batch: an earlier one is fused first (order kept)
             idx, full = self._indices(names)  # raises ValueError for names that are not the model's
             s = self.settings
             t_filter = self._t_filter
@@ -142,6 +150,23 @@ class BatchedEstimator(TwinEstimator):
         super().reset(count=count)
 
 
+_shared_rows: dict[bytes, np.ndarray] = {}
+
+
+def _shared_row(row: np.ndarray) -> np.ndarray:
+    """One read-only float64 array per distinct value of ``row`` (``[n]``), kept for the process (one per model)."""
+    row = np.asarray(row, dtype=np.float64)
+    key = row.tobytes() + bytes([row.ndim]) + np.asarray(row.shape).tobytes()
+    hit = _shared_rows.get(key)
+    if hit is None:
+        if len(_shared_rows) > 1024:  # a process that builds ever new models: no growth without bound
+            _shared_rows.clear()
+        hit = row.copy()
+        hit.setflags(write=False)
+        _shared_rows[key] = hit
+    return hit
+
+
 def _groups(estimators: Iterable[BatchedEstimator], key) -> dict[Any, list[BatchedEstimator]]:
     groups: dict[Any, list[BatchedEstimator]] = {}
     for e in estimators:
@@ -159,7 +184,9 @@ _kalmans = threading.local()
 
 def _fleet_kalman(robots: int, joints: int, s: Any) -> FleetKalman:
     """A `FleetKalman` for one batched step; every array it fuses with is set by the caller. Kept per thread,
-    size and settings: building one costs more than a step's predict (fusion on arrival runs hundreds a second)."""
+    size and settings: building one costs more than a step's predict (fusion on arrival runs hundreds a second).
+    With ``kalman_backend = "warp"`` it predicts and updates in one kernel launch once the kernel is built
+    (`FleetFusionKernel`: ~100 NumPy calls of ~1 µs each otherwise, the larger part of a step with ~10 robots)."""
     cache = getattr(_kalmans, "cache", None)
     if cache is None or len(cache) > 4096:
         cache = _kalmans.cache = {}
@@ -169,7 +196,15 @@ def _fleet_kalman(robots: int, joints: int, s: Any) -> FleetKalman:
         kf = FleetKalman(robots, joints, jerk_psd=s.jerk_psd, sigma_q=s.sigma_q, sigma_qd=s.sigma_qd,
                          gate_chi2=s.gate_chi2, noise_adapt_rate=s.noise_adapt_rate)  # fmt: skip
         hit = cache[key] = (s, kf)
-    return hit[1]
+        if s.kalman_backend == "warp":
+            start_warm_up()
+    kf = hit[1]
+    if kf.fusion_kernel is None and s.kalman_backend == "warp" and fusion_kernel_ready():
+        try:
+            kf.fusion_kernel = FleetFusionKernel(robots * joints)
+        except Exception:  # noqa: BLE001 - no kernel buffers: this filter keeps fusing with NumPy
+            kf.fusion_kernel = False
+    return kf
 
 
 _constants: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -197,8 +232,10 @@ def _on_common_path(
     R, n = len(group), group[0].model.ndof
     initialized = np.concatenate([e.filter.initialized for e in group]).reshape(R, n).all(axis=1)
     q = np.concatenate([e.deferred[0] for e in group]).reshape(R, n)
-    lo = np.concatenate([e._plausible_lo for e in group]).reshape(R, n)
-    hi = np.concatenate([e._plausible_hi for e in group]).reshape(R, n)
+    lo, hi = group[0]._plausible_lo, group[0]._plausible_hi
+    if not all(e._plausible_lo is lo and e._plausible_hi is hi for e in group):  # robots of several models
+        lo = np.concatenate([e._plausible_lo for e in group]).reshape(R, n)
+        hi = np.concatenate([e._plausible_hi for e in group]).reshape(R, n)
     ok = initialized & ((q >= lo) & (q <= hi)).all(axis=1)  # False for NaN too
     qd = None
     if group[0].deferred[1] is not None:
@@ -219,53 +256,72 @@ def fuse_deferred(estimators: Iterable[BatchedEstimator]) -> int:
     """Fuse every deferred sample of ``estimators`` in batched predict + update steps (one per model, settings
     and velocity-or-not group); returns how many samples were fused batched. A robot without one is left as it
     is; one whose sample is off the common path (`_on_common_path`) fuses it on its own."""
-    waiting = [e for e in estimators if e.deferred is not None]
+    groups: dict[tuple, list[BatchedEstimator]] = {}
+    for e in estimators:  # grouped in one pass (fusion on arrival runs hundreds of these a second)
+        deferred = e.deferred
+        if deferred is not None:
+            key = (e.model.ndof, id(e.settings), deferred[1] is None)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [e]
+            else:
+                group.append(e)
     fused = 0
-    for group in _groups(waiting, lambda e: (e.model.ndof, id(e.settings), e.deferred[1] is None)).values():
+    for group in groups.values():
         group, q, qd = _on_common_path(group)
         if not group:
             continue
-        s = group[0].settings
-        n = group[0].model.ndof
-        R = len(group)
-        filters = [e.filter for e in group]
-        kf = _fleet_kalman(R, n, s)
-        kf.x = np.concatenate([f.x for f in filters])
-        kf.P = np.concatenate([f.P for f in filters])
-        kf.r = np.concatenate([f.r for f in filters])
-        kf.r_floor = np.concatenate([f.r_floor for f in filters])
-        kf.jerk_psd = np.concatenate([f.jerk_psd for f in filters])
-        kf.initialized[:] = True
-        samples = [e.deferred for e in group]
-        dt = kf.per_joint([(d[2] - e._t_filter) * 1e-9 for e, d in zip(group, samples, strict=True)])
-        if not s.use_velocity:
-            qd = None
-        if qd is None:
-            kf.predict_each(dt)
-            gated = kf.update(q, qd)
-        else:  # the common case: predict and update in one go (the same operations, bit for bit)
-            gated = kf.predict_update_each(dt, q, qd)
-        # Each robot's rows as views of the batch's [R, n, ...] arrays (indexing the first axis is cheaper than
-        # slicing), plain Python bools for the per-robot branches.
-        xs, Ps, rs = kf.x.reshape(R, n, 3), kf.P.reshape(R, n, 3, 3), kf.r.reshape(R, n, 2)
-        qs, gs = q.reshape(R, n), gated.reshape(R, n)
-        qds = None if qd is None else qd.reshape(R, n)
-        any_gated = gs.any(axis=1).tolist()
-        for r, (e, f, (_, _, sample_ns, arrival_ns)) in enumerate(zip(group, filters, samples, strict=True)):
-            e.deferred = None  # cleared only now: if the batch failed, each robot fuses its sample on its own
-            f.x, f.P, f.r = xs[r], Ps[r], rs[r]
-            e._commit(qs[r], None if qds is None else qds[r], sample_ns, arrival_ns, gs[r] if any_gated[r] else None)
-        # Copies taken after every robot's gate bookkeeping (a joint restart changes its rows in place); each robot's
-        # history entry and committed state are read-only views of them (nothing writes into them later).
-        x, P, rr = kf.x.copy(), kf.P.copy(), kf.r.copy()
-        for a in (x, P, rr):
-            a.setflags(write=False)
-        x, P, rr = x.reshape(R, n, 3), P.reshape(R, n, 3, 3), rr.reshape(R, n, 2)
-        initialized, at_rest = _constant_rows(n)
-        for r, e in enumerate(group):
-            e._remember(qs[r], None if qds is None else qds[r], x[r], P[r], rr[r], initialized, at_rest)
-        fused += R
+        fused += _fuse_group(group, q, qd)
     return fused
+
+
+def _fuse_group(group: list[BatchedEstimator], q: np.ndarray, qd: np.ndarray | None) -> int:
+    """One batched predict + update of the waiting samples of ``group`` (``R`` robots of ``n`` joints, one model
+    size and settings object; ``q``, ``qd``: ``[R*n]`` their positions and velocities, or None), scattered back
+    to each robot with its bookkeeping; returns ``R``."""
+    s = group[0].settings
+    n = group[0].model.ndof
+    R = len(group)
+    filters = [e.filter for e in group]
+    samples = [e.deferred for e in group]
+    kf = _fleet_kalman(R, n, s)
+    kf.x = np.concatenate([f.x for f in filters])
+    kf.P = np.concatenate([f.P for f in filters])
+    kf.r = np.concatenate([f.r for f in filters])
+    kf.r_floor = np.concatenate([f.r_floor for f in filters])
+    kf.jerk_psd = np.concatenate([f.jerk_psd for f in filters])
+    kf.initialized[:] = True
+    dt = np.array([(d[2] - e._t_filter) * 1e-9 for e, d in zip(group, samples, strict=True)]).repeat(n)  # [R*n] s
+    if not s.use_velocity:
+        qd = None
+    if qd is None:
+        kf.predict_each(dt)
+        gated = kf.update(q, qd)
+    else:  # the common case: one Warp launch with kalman_backend = "warp" (once built), else NumPy
+        gated = kf.predict_update_each(dt, q, qd)
+    # Each robot's rows as views of the batch's [R, n, ...] arrays (iterating over the first axis), plain Python
+    # bools for the per-robot branches; its measurement as it waited (the values the batch fused).
+    qs = [d[0] for d in samples]
+    qds = [None] * R if qd is None else [d[1] for d in samples]
+    gs = gated.reshape(R, n)
+    any_gated = gs.any(axis=1).tolist()
+    rows = zip(group, filters, samples, list(kf.x.reshape(R, n, 3)), list(kf.P.reshape(R, n, 3, 3)),
+               list(kf.r.reshape(R, n, 2)), qs, qds, any_gated, strict=True)  # fmt: skip
+    for r, (e, f, (_, _, sample_ns, arrival_ns), x_r, P_r, r_r, q_r, qd_r, gated_r) in enumerate(rows):
+        e.deferred = None  # cleared only now: if the batch failed, each robot fuses its sample on its own
+        f.x, f.P, f.r = x_r, P_r, r_r
+        e._commit(q_r, qd_r, sample_ns, arrival_ns, gs[r] if gated_r else None)
+    # Copies taken after every robot's gate bookkeeping (a joint restart changes its rows in place); each robot's
+    # history entry and committed state are read-only views of them (nothing writes into them later).
+    x, P, rr = kf.x.copy(), kf.P.copy(), kf.r.copy()
+    for a in (x, P, rr):
+        a.setflags(write=False)
+    initialized, at_rest = _constant_rows(n)
+    rows = zip(group, qs, qds, list(x.reshape(R, n, 3)), list(P.reshape(R, n, 3, 3)), list(rr.reshape(R, n, 2)),
+               strict=True)  # fmt: skip
+    for e, q_r, qd_r, x_r, P_r, r_r in rows:
+        e._remember(q_r, qd_r, x_r, P_r, r_r, initialized, at_rest)
+    return R
 
 
 def prepare_snapshots(estimators: Iterable[BatchedEstimator], t_ns: int) -> int:

@@ -54,35 +54,19 @@ class FleetKalman(JointKalmanFilter):
         ``B = (I - K H) P``) written out per matrix element on ``[.., n]`` arrays: NumPy's stacked 2 x 2 and 3 x 3
         products cost ~0.1 µs per joint each, an element-wise operation over every joint of the fleet ~1 µs in all.
         Equal to it to rounding (tests/test_fleet_batched_kalman.py)."""
-        return self._update_soa(self.x.T, self.P.transpose(1, 2, 0).copy(), q, qd)
-
-    def predict_update_each(self, dt: np.ndarray, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
-        """`predict_each` (``dt: [n]`` s) then `update` of every joint with position ``q: [n]`` and velocity
-        ``qd: [n]``; returns ``gated: [n]`` bool. The same operations in the same order (equal bit for bit,
-        tests/test_fleet_batched_kalman_internals.py), but the predicted state stays in the element-wise
-        ``[3, .., n]`` layout the update works on, instead of being turned back to ``[n, 3, 3]`` and again."""
-        dt = np.maximum(np.asarray(dt, dtype=np.float64), 0.0)
-        xt, Pt = _predicted_soa(self.x.T, self.P.transpose(1, 2, 0).copy(), dt, self.jerk_psd)
-        return self._update_soa(xt, Pt, np.asarray(q, dtype=np.float64), np.asarray(qd, dtype=np.float64))
-
-    def _update_soa(self, xt: np.ndarray, Pt: np.ndarray, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
-        """The update of `_update_every_joint_soa` from the state in element-wise layout (``xt: [3, n]``,
-        ``Pt: [3, 3, n]``, element (i, j) of every joint's P; read, not written); sets x, P, r (``[n, 3]``,
-        ``[n, 3, 3]``, ``[n, 2]``) and returns ``gated: [n]``."""
+        x, P = self.x, self.P
         n = self.n
-        y = np.empty((2, n))  # innovation (position, velocity); element-wise, so the layout changes no value
-        np.subtract(q, xt[0], out=y[0])
-        np.subtract(qd, xt[1], out=y[1])
+        y = np.empty((n, 2))  # [n, 2] innovation (position, velocity)
+        np.subtract(q, x[:, 0], out=y[:, 0])
+        np.subtract(qd, x[:, 1], out=y[:, 1])
         a = self.noise_adapt_rate
         if a > 0.0:  # as `_adapt_noise`: r <- max((1-a) r + a (min(y², 9 S) - H P Hᵀ), floor)
-            hph = Pt.reshape(9, n)[0:5:4]  # [2, n] H P Hᵀ diagonal (P00, P11), a view
-            rt = self.r.T
-            sample = np.minimum(y * y, 9.0 * (hph + rt)) - hph
-            r = np.empty((n, 2))
-            np.maximum((1.0 - a) * rt + a * sample, self.r_floor.T, out=r.T)
-            self.r = r
+            hph = P.reshape(n, 9)[:, 0:5:4]  # [n, 2] H P Hᵀ diagonal (P00, P11), a view
+            sample = np.minimum(y * y, 9.0 * (hph + self.r)) - hph
+            self.r = np.maximum((1.0 - a) * self.r + a * sample, self.r_floor)
         r0, r1 = self.r[:, 0], self.r[:, 1]
-        y0, y1 = y[0], y[1]
+        Pt = np.ascontiguousarray(P.transpose(1, 2, 0))  # [3, 3, n]: element (i, j) of every joint's P
+        y0, y1 = y[:, 0], y[:, 1]
         s00, s11, s01, s10 = Pt[0, 0] + r0, Pt[1, 1] + r1, Pt[0, 1], Pt[1, 0]  # S = H P Hᵀ + R
         inv_det = 1.0 / (s00 * s11 - s01 * s10)
         i00, i01, i10, i11 = s11 * inv_det, -s01 * inv_det, -s10 * inv_det, s00 * inv_det  # S⁻¹
@@ -90,16 +74,30 @@ class FleetKalman(JointKalmanFilter):
         gated = y0 * w0 + y1 * w1 > self.gate_chi2  # squared Mahalanobis distance yᵀ S⁻¹ y
         g0, g1 = Pt[:, 0], Pt[:, 1]  # [3, n] the columns of P Hᵀ
         k0, k1 = g0 * i00 + g1 * i10, g0 * i01 + g1 * i11  # [3, n] the columns of K = P Hᵀ S⁻¹
-        x_new = xt + g0 * w0 + g1 * w1  # [3, n] x + K y
+        x_new = x.T + g0 * w0 + g1 * w1  # [3, n] x + K y
         B = Pt - (k0[:, None] * Pt[0] + k1[:, None] * Pt[1])  # [3, 3, n] (I - K H) P
         c0, c1 = k0 * r0 - B[:, 0], k1 * r1 - B[:, 1]  # [3, n] the columns of K R - B Hᵀ
         P_new = B + c0[:, None] * k0 + c1[:, None] * k1  # [3, 3, n]
+        x_new = np.ascontiguousarray(x_new.T)
+        P_new = np.ascontiguousarray(P_new.transpose(2, 0, 1))
         if gated.any():  # a gated joint keeps its predicted state
-            x_new[:, gated] = xt[:, gated]
-            P_new[:, :, gated] = Pt[:, :, gated]
-        self.x = np.ascontiguousarray(x_new.T)
-        self.P = np.ascontiguousarray(P_new.transpose(2, 0, 1))
+            x_new[gated] = x[gated]
+            P_new[gated] = P[gated]
+        self.x, self.P = x_new, P_new
         return gated
+
+    fusion_kernel = None
+    """A `FleetFusionKernel` for this filter's joints, if the fleet fuses with Warp (set by the fleet; False: none
+    could be made)."""
+
+    def predict_update_each(self, dt: np.ndarray, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
+        """`predict_each` by ``dt: [n]`` s, then `update` of every joint with ``q``, ``qd`` (``[n]`` each); returns
+        ``gated: [n]`` bool. In one Warp kernel launch when ``fusion_kernel`` is set (equal to rounding,
+        tests/test_fleet_batched_kalman_internals.py), else those two calls."""
+        if self.fusion_kernel:
+            return self.fusion_kernel.run(self, dt, q, qd)
+        self.predict_each(dt)
+        return self.update(q, qd)
 
     def predicted_each(self, dt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(x [n, 3], P [n, 3, 3])`` predicted ``dt: [n]`` s ahead, without changing the filter."""
@@ -112,30 +110,32 @@ def _predicted(x: np.ndarray, P: np.ndarray, dt: np.ndarray, jerk_psd: np.ndarra
     of `twin_ext.estimation._kalman.transition` / `process_noise` written out per matrix element on ``[.., n]`` arrays
     (NumPy's stacked 3 x 3 products cost ~0.1 µs per joint each, an element-wise operation over every joint ~1 µs in
     all); equal to those to rounding (tests/test_fleet_batched_kalman.py)."""
-    xt, Pt = _predicted_soa(x.T, P.transpose(1, 2, 0).copy(), dt, jerk_psd)
-    return np.ascontiguousarray(xt.T), np.ascontiguousarray(Pt.transpose(2, 0, 1))
-
-
-_Q_POWERS = np.array([[4, 3, 2], [3, 2, 1], [2, 1, 0]])
-"""Which power of dt (index into ``dt, dt², .. dt⁵``) each element of the white-jerk Q scales."""
-_Q_DIVISORS = np.array([[20.0, 8.0, 6.0], [8.0, 3.0, 2.0], [6.0, 2.0, 1.0]])[:, :, None]
-"""Q = jerk_psd * dt^k / divisor per element (dividing by 1 is exact: the same values as without)."""
-
-
-def _predicted_soa(xt: np.ndarray, Pt: np.ndarray, dt: np.ndarray, jerk_psd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`_predicted` in element-wise layout: ``xt: [3, n]`` (read), ``Pt: [3, 3, n]`` (element (i, j) of every
-    joint's P; the caller's own copy, overwritten with the result); returns ``(F x [3, n], F P Fᵀ + Q [3, 3, n])``.
-    Rows and columns of F P Fᵀ are updated in place a pair at a time (F's upper band is ``dt``, its corner
-    ``dt²/2``), and Q is made from the powers of dt in one go: fewer NumPy calls (each ~1 µs at any fleet size),
-    each element computed by the same operations in the same order as the written-out form, so equal bit for bit."""
     b = 0.5 * dt * dt
-    x_new = xt.copy()  # F x: rows 0, 1 gain dt times the next row, row 0 then b times row 2
-    x_new[:2] += dt * xt[1:]
-    x_new[0] += b * xt[2]
-    Pt[:2] += dt * Pt[1:]  # F P, rows (the right-hand side is evaluated first: from the rows before)
-    Pt[0] += b * Pt[2]
-    Pt[:, :2] += dt * Pt[:, 1:]  # (F P) Fᵀ, columns
-    Pt[:, 0] += b * Pt[:, 2]
-    powers = np.cumprod(np.broadcast_to(dt, (5, len(dt))), axis=0)  # dt, dt², .. dt⁵ by repeated products
-    Pt += jerk_psd * (powers[_Q_POWERS] / _Q_DIVISORS)
-    return x_new, Pt
+    xt = x.T  # [3, n] views
+    x_new = np.empty((3, len(dt)))
+    x_new[0] = xt[0] + dt * xt[1] + b * xt[2]
+    x_new[1] = xt[1] + dt * xt[2]
+    x_new[2] = xt[2]
+    Pt = np.ascontiguousarray(P.transpose(1, 2, 0))  # [3, 3, n]
+    M = np.empty_like(Pt)  # F P
+    M[0] = Pt[0] + dt * Pt[1] + b * Pt[2]
+    M[1] = Pt[1] + dt * Pt[2]
+    M[2] = Pt[2]
+    out = np.empty_like(Pt)  # F P Fᵀ
+    out[:, 0] = M[:, 0] + dt * M[:, 1] + b * M[:, 2]
+    out[:, 1] = M[:, 1] + dt * M[:, 2]
+    out[:, 2] = M[:, 2]
+    d2 = dt * dt
+    d3 = d2 * dt
+    d4 = d3 * dt
+    q01, q02, q12 = jerk_psd * (d4 / 8), jerk_psd * (d3 / 6), jerk_psd * (d2 / 2)
+    out[0, 0] += jerk_psd * (d4 * dt / 20)
+    out[0, 1] += q01
+    out[1, 0] += q01
+    out[0, 2] += q02
+    out[2, 0] += q02
+    out[1, 1] += jerk_psd * (d3 / 3)
+    out[1, 2] += q12
+    out[2, 1] += q12
+    out[2, 2] += jerk_psd * dt
+    return np.ascontiguousarray(x_new.T), np.ascontiguousarray(out.transpose(2, 0, 1))

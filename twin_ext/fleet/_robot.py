@@ -71,15 +71,16 @@ class _FleetTwin(LiveTwin):
         """The first part of a tick: events and samples (listeners, thinning, fusing or deferring). Called again
         before the tick (fusion on arrival), each call takes what arrived since the last."""
         self._drained = False
-        defer = isinstance(self.estimator, BatchedEstimator)
+        estimator = self.estimator
+        defer = isinstance(estimator, BatchedEstimator)
         if defer:
-            self.estimator.deferring = True
-        try:
-            self._drain_events()
-            self._drain_states()
+            estimator.deferring = True
+        try:  # LiveTwin's own steps: this twin's overrides below only skip what this call already took
+            LiveTwin._drain_events(self)
+            LiveTwin._drain_states(self)
         finally:
             if defer:
-                self.estimator.deferring = False
+                estimator.deferring = False
         self._drained = True
 
     def _drain_events(self) -> None:
@@ -210,11 +211,15 @@ class FleetRobot:
             self.fused = FusedState(estimator.filter_time_ns, x, P, int(estimator._last_arrival), done)
         elif self.fused is not None and estimator.filter_time_ns is None:
             self.fused = None  # the estimator was reset (robot restart): nothing fused since
-        taken = self.ingest.taken_arrivals
+        ingest = self.ingest
+        taken = ingest.taken_arrivals
         if taken:
             done = time.monotonic_ns() if realtime else now_ns
-            self.ingest.taken_arrivals = []
-            self.latencies_ns.extend([done - a for a in taken])
+            ingest.taken_arrivals = []
+            if len(taken) == 1:  # the usual case at fusion on arrival: one sample per robot and step
+                self.latencies_ns.append(done - taken[0])
+            else:
+                self.latencies_ns.extend([done - a for a in taken])
 
     def judge_health(self) -> list[dict]:
         """Run the health monitor over the samples buffered since the last call; returns new events (dicts)."""

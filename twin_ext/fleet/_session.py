@@ -27,6 +27,7 @@ from ..robot import RobotModelError, load_robot
 from ..telemetry import EventKind, MqttLink, TelemetryError, Topics, decode_birth
 from ._batched_estimation import fuse_deferred, prepare_snapshots
 from ._batched_health import judge_fleet_health
+from ._batched_kalman_kernel import start_warm_up as start_fleet_kernel_warm_up
 from ._robot import FleetRobot
 from ._router import FleetRouter
 from ._settings import FleetSettings
@@ -73,6 +74,8 @@ class FleetSession:
             # Robots join on their first message: build the shared Kalman kernel now, in the background, so no
             # robot's estimator waits for the compile on the network or display thread.
             build_kalman_kernel(timeout_s=0.0)
+            if self.fleet.batched_estimation:
+                start_fleet_kernel_warm_up()  # the batched fusion step's kernel, likewise (NumPy until built)
         self._models: dict[str, Any] = dict(models or {})
         self._model_lock = threading.Lock()
         broker = config.broker
