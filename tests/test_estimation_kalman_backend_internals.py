@@ -27,7 +27,7 @@ NUMPY, WARP = EstimatorSettings(kalman_backend="numpy"), EstimatorSettings(kalma
 @pytest.fixture(scope="module", autouse=True)
 def kernel():
     """The kernel built (a cold cache compiles it here, once)."""
-    assert _kalman_kernel.build_kalman_kernel(120), _kalman_kernel._state.get("error")
+    assert _kalman_kernel.build_kalman_kernel(120), _kalman_kernel._kernel.error
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ PARAMS = {"jerk_psd": 300.0, "sigma_q": 2e-4, "sigma_qd": 2e-3, "gate_chi2": 16.
 @pytest.fixture(scope="module", autouse=True)
 def kernel():
     """The kernel built (a cold cache compiles it here, once)."""
-    assert _batched_kalman_kernel.build_fleet_kernel(120), _batched_kalman_kernel._state.get("error")
+    assert _batched_kalman_kernel.build_fleet_kernel(120), _batched_kalman_kernel._kernel.error
 
 
 @pytest.mark.parametrize("noise_adapt_rate", [0.0, 0.01])

@@ -21,17 +21,11 @@ and fuses with NumPy until `ready`, so the display loop never waits for the comp
 """
 
 # No `from __future__ import annotations`: Warp reads the kernel's annotations.
-import threading
-
 import numpy as np
 
-from ..warp_runtime import init_warp
+from ..warp_runtime import BackgroundKernel
 
 __all__ = ["CompiledFusion", "FLAG_FRESH", "FLAG_GATED", "FLAG_RESET", "ready", "start_warm_up", "build_kalman_kernel"]
-
-_lock = threading.Lock()
-_state: dict[str, object] = {}  # "kernel", "wp", "thread", "error"
-_done = threading.Event()
 
 
 def _build(wp):
@@ -223,52 +217,28 @@ def _build(wp):
         + [empty(1, 1, 3), empty(1, 1, 3, 3), empty(1, 1, 2), empty(1, 1, dtype=wp.int32), empty(1, 1, dtype=wp.int32)],
         device="cpu",
     )
-    return wp, fuse_run
+    return fuse_run
 
 
-def _warm_up(wp) -> None:
-    try:
-        wp, kernel = _build(wp)
-        with _lock:
-            _state["wp"], _state["kernel"] = wp, kernel
-    except Exception as error:  # no Warp / no compiler: the NumPy path stays in use
-        with _lock:
-            _state["error"] = error
-    finally:
-        _done.set()
+_kernel = BackgroundKernel(_build, "twin_ext-kalman-kernel")
 
 
 def start_warm_up() -> None:
-    """Initialise Warp here (~0.35 s: in the caller's thread, not racing another thread's ``wp.init``) and build the
-    kernel in a daemon thread, once per process."""
-    with _lock:
-        if "thread" in _state:
-            return
-        _state["thread"] = None
-        try:
-            wp = init_warp()
-        except Exception as error:  # no Warp: the NumPy path stays in use
-            _state["error"] = error
-            _done.set()
-            return
-        thread = _state["thread"] = threading.Thread(
-            target=_warm_up, args=(wp,), name="twin_ext-kalman-kernel", daemon=True
-        )
-    thread.start()
+    """Initialise Warp here (~0.35 s, in the caller's thread) and build the kernel in a daemon thread, once per
+    process."""
+    _kernel.start()
 
 
 def ready() -> bool:
     """True once the kernel is built and loaded (`start_warm_up` first)."""
-    return _done.is_set() and "kernel" in _state
+    return _kernel.ready()
 
 
 def build_kalman_kernel(timeout_s: float | None = None) -> bool:
     """Build the ``kalman_backend = "warp"`` fusion kernel (once per process, in a background thread) and wait for it
     at most ``timeout_s`` s (None: until done). True if it is ready. A host may call it early (e.g. at startup with a
     small timeout) so estimators made later find it built; with a cold kernel cache it compiles (~1.9 s)."""
-    start_warm_up()
-    _done.wait(timeout_s)
-    return ready()
+    return _kernel.wait(timeout_s)
 
 
 class CompiledFusion:
@@ -281,8 +251,8 @@ class CompiledFusion:
         if not ready():
             raise RuntimeError("the Kalman kernel is not built yet (start_warm_up / build_kalman_kernel)")
         self.n = int(n)
-        self._wp = _state["wp"]
-        self._kernel = _state["kernel"]
+        self._wp = _kernel.wp
+        self._kernel = _kernel.kernel
         self._capacity = 0
         wp = self._wp
         n = self.n

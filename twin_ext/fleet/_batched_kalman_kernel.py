@@ -14,17 +14,11 @@ Built once per process on a background thread (`start_warm_up`; ~2 s with a cold
 """
 
 # No `from __future__ import annotations`: Warp reads the kernel's annotations.
-import threading
-
 import numpy as np
 
-from ..warp_runtime import init_warp
+from ..warp_runtime import BackgroundKernel
 
 __all__ = ["FleetFusionKernel", "build_fleet_kernel", "ready", "start_warm_up"]
-
-_lock = threading.Lock()
-_state: dict[str, object] = {}  # "wp", "kernel", "thread", "error"
-_done = threading.Event()
 
 
 def _build(wp):
@@ -162,42 +156,26 @@ def _build(wp):
         + [empty(1, 3), empty(1, 3, 3), empty(1, 2), empty(1, dtype=wp.int32)],
         device="cpu",
     )
-    return wp, predict_update
+    return predict_update
 
 
-def _warm_up() -> None:
-    try:
-        wp, kernel = _build(init_warp())
-        with _lock:
-            _state["wp"], _state["kernel"] = wp, kernel
-    except Exception as error:  # noqa: BLE001 - no Warp / no compiler: the NumPy path stays in use
-        with _lock:
-            _state["error"] = error
-    finally:
-        _done.set()
+_kernel = BackgroundKernel(_build, "twin_ext-fleet-kalman-kernel")
 
 
 def start_warm_up() -> None:
     """Build the kernel on a background thread, once per process (later calls do nothing)."""
-    with _lock:
-        if "thread" in _state:
-            return
-        thread = threading.Thread(target=_warm_up, name="twin_ext-fleet-kalman-kernel", daemon=True)
-        _state["thread"] = thread
-    thread.start()
+    _kernel.start()
 
 
 def ready() -> bool:
     """The kernel is built and loaded (never waits)."""
-    return _done.is_set() and "kernel" in _state
+    return _kernel.ready()
 
 
 def build_fleet_kernel(timeout_s: float | None = None) -> bool:
     """Start building the kernel (`start_warm_up`) and wait for it at most ``timeout_s`` s (None: until done);
     True once it is ready."""
-    start_warm_up()
-    _done.wait(timeout_s)
-    return ready()
+    return _kernel.wait(timeout_s)
 
 
 class FleetFusionKernel:
@@ -206,7 +184,7 @@ class FleetFusionKernel:
     def __init__(self, n: int) -> None:
         if not ready():
             raise RuntimeError("the fleet's Kalman kernel is not built yet (start_warm_up / build_fleet_kernel)")
-        wp = _state["wp"]
+        wp = _kernel.wp
         self.n = n = int(n)
         buffers = {}
         for name, shape, dtype in (
@@ -218,7 +196,7 @@ class FleetFusionKernel:
         self._buffers = buffers  # keeps the Warp arrays (and so the NumPy views below) alive
         self._np = {name: array.numpy() for name, array in buffers.items()}
         self._cmd = wp.launch(
-            _state["kernel"],
+            _kernel.kernel,
             dim=n,
             inputs=[buffers["dt"], buffers["q"], buffers["qd"], buffers["psd"], buffers["floor"], 16.0, 0.0]
             + [buffers["x"], buffers["p"], buffers["r"], buffers["gated"]],
