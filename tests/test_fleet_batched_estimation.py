@@ -192,3 +192,84 @@ def test_a_running_fleet_commits_samples_between_display_ticks(panda, mosquitto_
         assert session.ticks == ticks and session.fusion_steps >= 1 and session.batch_error == ""
     finally:
         session.stop()
+
+
+def test_fusion_steps_and_display_ticks_racing_over_arrivals_never_raise(panda):
+    """The network thread routes, a fusion thread fuses and the display thread advances, all at once for 1.5 s with
+    a tiny switch interval (so the threads interleave inside every step): no step or tick raises (the tick once
+    counted the arrivals outside the estimation lock and popped them after the fusion step had, IndexError), and
+    every robot's newest routed sample ends up fused."""
+    import sys
+    import threading
+
+    clock = [time.monotonic_ns()]
+    session = _session(panda, batched=True, clock=clock, fusion_rate_hz=500.0)
+    names, zeros = tuple(panda.dof_names), np.zeros(panda.ndof)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def guarded(body):
+        def run() -> None:
+            try:
+                while not stop.is_set():
+                    body()
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                errors.append(exc)
+                stop.set()
+
+        return threading.Thread(target=run, daemon=True)
+
+    seq = [0]
+
+    def route() -> None:
+        k = seq[0] = seq[0] + 1
+        clock[0] += 100_000
+        for rid in ROBOTS:
+            msg = JointState(rid, k, clock[0], names, zeros, zeros)
+            session.router.on_payload(f"twin/v1/{rid}/joint_states", encode_binary(msg), clock[0])
+
+    threads = [guarded(route), guarded(session.fuse_arrivals), guarded(lambda: session.advance())]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        stop.wait(1.5)
+        stop.set()
+        for thread in threads:
+            thread.join(5.0)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [], errors
+    assert seq[0] > 100 and session.fusion_steps > 10
+    session.advance()
+    for rid in ROBOTS:
+        robot = session.robots[rid]
+        assert robot.twin.estimator.stats.fused > 0 and robot.ingest.latest.message.seq == seq[0], rid
+
+
+def test_a_failing_display_tick_does_not_stop_the_display_loop(panda):
+    """A running session whose ticks raise twice goes on ticking; the failures are counted and the last is kept."""
+    clock = [time.monotonic_ns()]
+    config = load_config()
+    config = dataclasses.replace(config, broker=dataclasses.replace(config.broker, url="mqtt://127.0.0.1:1"))
+    fleet = FleetSettings(robots=ROBOTS[:2], display_rate_hz=100.0)
+    session = FleetSession(config, fleet=fleet, models={"franka_panda": panda}, now_ns=lambda: clock[0])
+    real_advance, failures = session.advance, [2]
+
+    def advance(now_ns=None):
+        if failures[0]:
+            failures[0] -= 1
+            raise RuntimeError("a broken robot model")
+        return real_advance(now_ns)
+
+    session.advance = advance
+    session.run_in_background()
+    try:
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end and session.ticks < 5:
+            time.sleep(0.01)
+    finally:
+        session.stop()
+    assert session.ticks >= 5
+    assert session.tick_failures == 2 and "a broken robot model" in session.tick_error

@@ -117,6 +117,8 @@ class FleetSession:
         self.fusion_steps = 0  # fusion steps that fused at least one robot (fusion on arrival)
         self.fusion_seconds: list[float] = []  # wall time of recent fusion steps, s
         self.ticks = 0
+        self.tick_failures = 0  # display ticks that raised (the loop goes on ticking)
+        self.tick_error = ""  # the last of them
         self.batch_error = ""  # the last failure of a batched estimation step (the robots then fused on their own)
         # [fleet] batched_health: judges the robots due in one pass (releasing the GIL every health_yield_ms, if > 0)
         yield_s = self.fleet.health_yield_ms * 1e-3 if self.fleet.health_yield_ms > 0 else None
@@ -269,7 +271,11 @@ class FleetSession:
         period = 1.0 / self.fleet.display_rate_hz
         next_tick = time.monotonic()
         while not self._stop.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - the display loop outlives any one tick; the next one retries
+                self.tick_failures += 1
+                self.tick_error = f"tick failed: {exc!r}"
             next_tick += period
             delay = next_tick - time.monotonic()
             if delay > 0:
@@ -322,9 +328,19 @@ class FleetSession:
         with self._estimation_lock:
             return self._fuse_locked(now)
 
-    def _fuse_locked(self, now: int, *, timed: bool = False) -> int:
+    def _take_arrived(self) -> dict[str, None]:
+        """The ids routed since the last take, in order and once each. Pops until the deque is empty rather than
+        ``len()`` times: the network thread appends meanwhile, and a count taken before the pops would be stale."""
         arrived = self.router.arrived
-        ids = dict.fromkeys(arrived.popleft() for _ in range(len(arrived)))
+        ids: dict[str, None] = {}
+        while True:
+            try:
+                ids[arrived.popleft()] = None
+            except IndexError:
+                return ids
+
+    def _fuse_locked(self, now: int, *, timed: bool = False) -> int:
+        ids = self._take_arrived()
         if not ids:
             self._last_fusion_cpu_s = 0.0
             return 0
@@ -358,12 +374,10 @@ class FleetSession:
         otherwise each robot's `LiveTwin` ticks on its own. Same values either way (to rounding). Every robot
         drains here, so the samples that arrived before are no longer waiting for a fusion step."""
         now = self.now_ns() if now_ns is None else int(now_ns)
-        arrived = self.router.arrived
-        for _ in range(len(arrived)):
-            arrived.popleft()
         with self._lock:
             robots = list(self.robots.values())
         with self._estimation_lock:
+            self._take_arrived()  # every robot drains below: nothing routed so far still waits for a fusion step
             drained = [robot for robot in robots if robot.drain()]
             if self.fleet.batched_estimation:
                 estimators = [robot.twin.estimator for robot in drained if robot.batched]
