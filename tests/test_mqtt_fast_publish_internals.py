@@ -159,3 +159,55 @@ def test_fast_path_takes_packets_that_arrive_one_read_at_a_time():
         ours.close()
     assert fast == topics
     assert slow == []
+
+
+def test_packets_arrive_when_their_chunk_was_read_not_when_the_parser_reaches_them():
+    """Through the link's own client: every joint state of one socket read gets the twin-clock time of that read
+    (one clock reading per chunk), so handling the first packets of a 64 KiB chunk does not make the last ones look
+    younger (the receive -> state latency and the clock sync's arrival times start at the read)."""
+    import numpy as np
+
+    from twin_ext.telemetry import BrokerSettings, JointState, TelemetryIngest, TelemetrySettings, Topics, encode_binary
+    from twin_ext.telemetry._mqtt_link import MqttLink
+
+    clock = [1_000_000_000]
+
+    def now_ns() -> int:  # every reading of the twin clock is 1 ms later than the one before
+        clock[0] += 1_000_000
+        return clock[0]
+
+    ingest = TelemetryIngest(settings=TelemetrySettings(robot_id="r1", state_buffer=1000), now_ns=now_ns)
+    link = MqttLink(ingest, BrokerSettings(url="mqtt://127.0.0.1:1"), now_ns=now_ns)
+    client = link._make_client()
+    theirs, ours = socket.socketpair()
+    ours.setblocking(False)
+    client._sock = client._tw_sock = ours  # as after the connection's first read (its CONNACK)
+    link._client = client
+    topic = Topics("r1").joint_states
+    names = tuple(f"j{i}" for i in range(7))
+
+    def states(first: int, count: int) -> bytes:
+        return b"".join(
+            _publish(topic, encode_binary(JointState("r1", k, k * 5_000_000, names, np.zeros(7), np.zeros(7))))
+            for k in range(first, first + count)
+        )
+
+    def read_all(expected: int) -> list[int]:
+        deadline = time.monotonic() + 5.0
+        got: list[int] = []
+        while len(got) < expected and time.monotonic() < deadline:
+            assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+            got += [r.arrival_ns for r in ingest.poll_states()]
+        return got
+
+    try:
+        theirs.sendall(states(0, 40))
+        first = read_all(40)
+        read_at = client.read_ns
+        theirs.sendall(states(40, 5))
+        second = read_all(5)
+    finally:
+        theirs.close()
+        ours.close()
+    assert first == [read_at] * 40  # one chunk: one stamp, taken at the read
+    assert len(set(second)) == 1 and second[0] > read_at

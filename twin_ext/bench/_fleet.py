@@ -13,7 +13,8 @@ off, the shipped Panda for every robot, robots discovered from their births); af
 
 * ``accepted_msg_s``: joint states accepted by the robots' ingests per second (what the twin keeps up with);
   ``offered_msg_s``: what the publishers achieved; sustained = accepted >= 95 % of offered;
-* ``p99_added_ms``: 99th percentile over all robots of receive (the arrival time stamped on paho's network thread)
+* ``p99_added_ms``: 99th percentile over all robots of receive (the arrival time stamped on paho's network thread:
+  the socket read that brought the packet)
   -> in the state: the fused estimate committed and readable (`FleetRobot.fused`), wall clock taken after the commit
   of the fusion step (fusion on arrival, ``[fleet] fusion_rate_hz``) or display tick that took the sample, ms;
 * ``mb_per_robot``: resident memory of the twin process with the robots minus before them (after the process-wide

@@ -154,6 +154,12 @@ class BatchedReadClient(mqtt.Client):
         set it only when there are none); QoS 1 packets are acknowledged after it returns. None = paho's way."""
         self.last_connect_error: BaseException | None = None
         self.last_socket_error: BaseException | None = None
+        self.read_clock: Callable[[], int] | None = None
+        """With batched reads: the clock (int ns) read after each chunk arrives, into ``read_ns``."""
+        self.read_ns = 0
+        """With batched reads and a ``read_clock``: when the chunk holding the packet being handled was read, int
+        ns (0 before the first). A packet's arrival is when its last byte came off the socket, not when the parser
+        reaches it: a 64 KiB chunk holds ~300 joint states, and the last is handled milliseconds after the read."""
 
     def reconnect(self) -> MQTTErrorCode:
         self.last_connect_error = self.last_socket_error = None
@@ -191,6 +197,8 @@ class BatchedReadClient(mqtt.Client):
                 raise
             if not buf:
                 return buf  # EOF: paho reports the connection as lost
+            if self.read_clock is not None:
+                self.read_ns = self.read_clock()
             pos = 0
         chunk = buf[pos : pos + bufsize]
         self._tw_buf, self._tw_pos = buf, pos + len(chunk)
@@ -488,6 +496,7 @@ class MqttLink:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.fast_on_message = self._on_publish
+        client.read_clock = self._now
         return client
 
     def _twin_status(self, state: str) -> bytes:
@@ -762,7 +771,8 @@ class MqttLink:
             except Exception as exc:  # noqa: BLE001 - the network thread must survive a handler bug
                 self.ingest.post_event(EventKind.INTERNAL_ERROR, f"handler for {topic!r} failed: {exc!r}")
             return
-        self.ingest.on_payload(topic, payload, self._now())
+        read_ns = getattr(self._client, "read_ns", 0)  # when its chunk was read (batched reads), else now
+        self.ingest.on_payload(topic, payload, read_ns or self._now())
 
     def _on_twin_status(self, client: Any, payload: bytes, retained: bool) -> None:
         """Another twin's status on our twin/status topic (network thread).
