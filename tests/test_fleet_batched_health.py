@@ -105,8 +105,7 @@ def test_batched_health_staggers_the_robots_in_groups_of_health_batch(panda):
         session.judge_health_now = lambda robots, passes=passes: passes.append([r.robot_id for r in robots]) or {}
         robots = list(session.robots.values())
         for tick in range(30):
-            session.ticks = tick
-            session._judge_health(robots)
+            session._judge_health(robots, tick)
         assert sorted(r for p in passes for r in p) == sorted(ids)
         assert len(passes) == passes_expected and max(map(len, passes)) <= most
 
@@ -119,3 +118,54 @@ def test_health_passes_yield_the_gil_only_when_health_yield_ms_says_so(panda):
         assert session.health_engine.yield_every_s == expected
     with pytest.raises(ValueError, match="health_yield_ms"):
         FleetSettings(health_yield_ms=-1.0)
+
+
+@pytest.mark.parametrize("health_thread", [True, False], ids=["health-thread", "in-the-tick"])
+def test_a_running_fleet_judges_health_on_its_health_thread_and_every_sample_reaches_it(panda, health_thread):
+    """A running 4-robot session fed 200 Hz for ~1.5 s: with ``[fleet] health_thread`` every judgement runs on the
+    health thread and none in the display tick (without it, all in the tick), and each robot's monitor has taken
+    the samples the robot drained — none lost between the threads."""
+    import threading
+    import time
+
+    ids = [f"ht-{i}" for i in range(4)]
+    config = load_config()
+    config = dataclasses.replace(config, broker=dataclasses.replace(config.broker, url="mqtt://127.0.0.1:1"))
+    fleet = FleetSettings(robots=tuple(ids), max_rate_hz=1e9, health_every_s=0.1, health_thread=health_thread)
+    session = FleetSession(config, fleet=fleet, models={"franka_panda": panda})
+    threads: set[str] = set()
+    judge = session.judge_health_now
+
+    def judge_recording(robots):
+        threads.add(threading.current_thread().name)
+        return judge(robots)
+
+    session.judge_health_now = judge_recording
+    drained = {rid: [] for rid in ids}  # every sample each robot's twin drained (its health service is offered all)
+    for rid in ids:
+        session.robots[rid].twin.sample_listeners.append(drained[rid].append)
+    payloads = LightFleet(ids, panda, "mqtt://127.0.0.1:1", rate_hz=RATE_HZ)
+    session.run_in_background()
+    try:
+        base = time.monotonic_ns()
+        for j in range(300):
+            stamp = base + j * 5_000_000
+            for r, rid in enumerate(ids):
+                body = payloads.payload(rid, j, stamp, j + 37 * r)
+                session.router.on_payload(f"twin/v1/{rid}/joint_states", body, time.monotonic_ns())
+            time.sleep(max(0.0, (stamp + 5_000_000 - time.monotonic_ns()) * 1e-9))
+        time.sleep(0.3)  # the last samples are drained by a tick and taken by a judgement
+    finally:
+        session.stop()
+    assert threads == ({"twin_ext-fleet-health"} if health_thread else {"twin_ext-fleet"})
+    assert session.tick_failures == 0 and session.ticks > 20
+    assert (session.health_ticks > 20) == health_thread
+    for rid in ids:
+        robot = session.robots[rid]
+        assert robot.health.monitor.samples > 50, rid  # judged while running, by the thread that judges
+        robot.feed_health()  # what the last tick drained after the last health step
+        robot.judge_health()
+        health = robot.health
+        assert health.error is None and health.monitor.samples > 0, rid
+        assert len(drained[rid]) > 250, rid
+        assert health.monitor.samples + health.thinned + len(health._pending) == len(drained[rid]), rid

@@ -144,8 +144,9 @@ class FleetRobot:
             self.health = HealthService(
                 monitor, link=link, topics=self.ingest.topics, now_ns=now_ns, realtime=self.twin.realtime
             )
-            # Samples may be drained on the fusion thread; the health service takes them on the display thread
-            # (`tick`), so they wait in a deque (appends and pops are atomic) in between.
+            # Samples may be drained on the fusion thread; the health service takes them on the thread that judges
+            # health (`feed_health`: the display tick, or the fleet's health thread), so they wait in a deque
+            # (appends and pops are atomic) in between.
             self.twin.sample_listeners.append(self._health_inbox.append)
         self.error = ""  # the last failure of this robot's parts (they go on; the other robots never see it)
         self.failures = 0
@@ -168,28 +169,40 @@ class FleetRobot:
             return False
         return True
 
-    def tick(self, now_ns: int) -> Any:
+    def tick(self, now_ns: int, *, feed_health: bool = True) -> Any:
         """Advance the estimate to ``now_ns`` (twin clock); returns the `TwinSnapshot` or None on a failure.
-        Display thread only: it hands the samples drained since the last tick to the health service."""
+        Display thread only. ``feed_health``: also hand the samples drained since the last tick to the health service
+        (`feed_health`); False when the fleet's health thread does that."""
         try:
             snapshot = self.twin.tick(now_ns)
         except Exception as exc:  # noqa: BLE001 - one robot's failure must not stop the fleet's tick
             self.failures += 1
             self.error = f"tick failed: {exc!r}"
             snapshot = None
-        inbox, health = self._health_inbox, self.health
-        if inbox:
-            pop = inbox.popleft
-            if health is None:
-                while inbox:
-                    pop()
-            else:
-                on_sample = health.on_sample
-                while inbox:
-                    on_sample(pop())
+        if feed_health:
+            self.feed_health()
         if snapshot is not None:
             self.publish_fused(now_ns)
         return snapshot
+
+    def feed_health(self) -> None:
+        """Hand the samples drained since the last call to the health service (or drop them without one). Call it
+        from the thread that judges this robot's health, and from that thread only."""
+        inbox, health = self._health_inbox, self.health
+        if not inbox:
+            return
+        pop = inbox.popleft
+        if health is None:
+            while inbox:
+                pop()
+            return
+        on_sample = health.on_sample
+        try:
+            while inbox:
+                on_sample(pop())
+        except Exception as exc:  # noqa: BLE001 - as in tick: this robot's health stops, the fleet goes on
+            self.failures += 1
+            self.error = f"health failed: {exc!r}"
 
     def publish_fused(self, now_ns: int) -> None:
         """After fusing: make the estimate readable as ``fused`` if it moved, and record the receive -> state

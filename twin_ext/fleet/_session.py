@@ -109,6 +109,9 @@ class FleetSession:
         # by the display tick's estimation step (`advance`), never while health is judged.
         self._estimation_lock = threading.Lock()
         self._fuser: threading.Thread | None = None
+        self._health_runner: threading.Thread | None = None
+        self.health_ticks = 0  # health slots judged (each judges its share of the robots: `_judge_health`)
+        self.health_seconds: list[float] = []  # wall time of recent health slots on the health thread, s
         self.router.notify_arrivals = self.fleet.fusion_rate_hz > 0
         self._fusion_period = 1.0 / self.fleet.fusion_rate_hz if self.fleet.fusion_rate_hz > 0 else 0.0
         self._next_fusion = 0.0  # time.monotonic() at which the next fusion step is due
@@ -245,6 +248,9 @@ class FleetSession:
         if self._fuser is not None:
             self._fuser.join(timeout=5.0)
             self._fuser = None
+        if self._health_runner is not None:
+            self._health_runner.join(timeout=5.0)
+            self._health_runner = None
         self.link.stop()
         if self._loader is not None:
             self._births.put(None)
@@ -256,11 +262,17 @@ class FleetSession:
             self.history.stop()
 
     def run_in_background(self) -> None:
-        """Tick at ``[fleet] display_rate_hz`` on a daemon thread until `stop`; with ``[fleet] fusion_rate_hz`` > 0
-        also fuse samples as they arrive on a second one (`fuse_arrivals`)."""
+        """Tick at ``[fleet] display_rate_hz`` on a daemon thread until `stop`; with ``[fleet] health_thread`` judge
+        health on a second one (`health_tick`), and with ``[fleet] fusion_rate_hz`` > 0 fuse samples as they arrive
+        on a third (`fuse_arrivals`)."""
         self.start()
         if self._thread is None:
             self._stop.clear()
+            if self._health_runner is None and self.fleet.health_thread and self.config.health.enabled:
+                self._health_runner = threading.Thread(
+                    target=self._health_loop, name="twin_ext-fleet-health", daemon=True
+                )
+                self._health_runner.start()
             self._thread = threading.Thread(target=self._run, name="twin_ext-fleet", daemon=True)
             self._thread.start()
         if self._fuser is None and self.fleet.fusion_rate_hz > 0:
@@ -268,20 +280,28 @@ class FleetSession:
             self._fuser.start()
 
     def _run(self) -> None:
+        self._every_period(lambda: self.tick(health=self._health_runner is None), "tick")
+
+    def _health_loop(self) -> None:
+        self._every_period(self.health_tick, "health tick")
+
+    def _every_period(self, step: Callable[[], None], what: str) -> None:
+        """Call ``step`` every ``1/display_rate_hz`` until `stop` (the display and the health loop); a step that
+        raises is counted (`tick_failures`, `tick_error`) and the loop goes on."""
         period = 1.0 / self.fleet.display_rate_hz
         next_tick = time.monotonic()
         while not self._stop.is_set():
             try:
-                self.tick()
-            except Exception as exc:  # noqa: BLE001 - the display loop outlives any one tick; the next one retries
+                step()
+            except Exception as exc:  # noqa: BLE001 - the loop outlives any one step; the next one retries
                 self.tick_failures += 1
-                self.tick_error = f"tick failed: {exc!r}"
+                self.tick_error = f"{what} failed: {exc!r}"
             next_tick += period
             delay = next_tick - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
             else:
-                next_tick = time.monotonic()  # behind: no burst of catch-up ticks
+                next_tick = time.monotonic()  # behind: no burst of catch-up steps
 
     # ---- fusion on arrival ------------------------------------------------------------------------------------
     def _timed_fusion_step(self, started: float) -> None:
@@ -367,12 +387,13 @@ class FleetSession:
         return len(drained)
 
     # ---- the tick ----------------------------------------------------------------------------------------------
-    def advance(self, now_ns: int | None = None) -> list[tuple[FleetRobot, Any]]:
+    def advance(self, now_ns: int | None = None, *, feed_health: bool = True) -> list[tuple[FleetRobot, Any]]:
         """The estimation step of a tick: every robot's estimate advanced to ``now_ns`` (twin clock, int ns);
         returns ``(robot, TwinSnapshot or None)`` per robot. With ``[fleet] batched_estimation`` the robots'
         newest samples are fused and their snapshots predicted in batched steps across robots (`FleetKalman`);
         otherwise each robot's `LiveTwin` ticks on its own. Same values either way (to rounding). Every robot
-        drains here, so the samples that arrived before are no longer waiting for a fusion step."""
+        drains here, so the samples that arrived before are no longer waiting for a fusion step. ``feed_health``: the
+        robots also hand their drained samples to their health services (False: the health thread does)."""
         now = self.now_ns() if now_ns is None else int(now_ns)
         with self._lock:
             robots = list(self.robots.values())
@@ -386,37 +407,63 @@ class FleetSession:
                     self.batched_snapshots += prepare_snapshots(estimators, now)
                 except Exception as exc:  # noqa: BLE001 - each robot then fuses and predicts on its own (in its tick)
                     self.batch_error = f"batched estimation failed: {exc!r}"
-            return [(robot, robot.tick(now)) for robot in robots]
+            return [(robot, robot.tick(now, feed_health=feed_health)) for robot in robots]
 
-    def tick(self, now_ns: int | None = None) -> None:
-        """Advance every robot to ``now_ns``; judge the health of this tick's share of robots; offer history."""
+    def tick(self, now_ns: int | None = None, *, health: bool = True) -> None:
+        """Advance every robot to ``now_ns``; offer history; with ``health`` (always, unless the session's health
+        thread runs) also judge the health of this tick's share of robots (`health_tick`)."""
         t0 = time.perf_counter()
-        advanced = self.advance(now_ns)
-        judged = self._judge_health([robot for robot, _ in advanced])
+        advanced = self.advance(now_ns, feed_health=health)
         history = self.history
-        for robot, snapshot in advanced:
-            if history is not None and snapshot is not None and robot.ingest.stats.accepted:
-                health = getattr(snapshot.health, "value", str(snapshot.health))
-                history.record_state(robot.robot_id, snapshot.q, snapshot.qd, snapshot.std_q, health)
-            if robot.robot_id in judged:
-                for event in judged[robot.robot_id]:
-                    if history is not None:
-                        history.record_health_event(robot.robot_id, event)
-                if history is not None and robot.health is not None and robot.health.summary is not None:
-                    history.record_params(robot.robot_id, robot.health.summary.to_dict())
+        if history is not None:
+            for robot, snapshot in advanced:
+                if snapshot is not None and robot.ingest.stats.accepted:
+                    state = getattr(snapshot.health, "value", str(snapshot.health))
+                    history.record_state(robot.robot_id, snapshot.q, snapshot.qd, snapshot.std_q, state)
+        if health:
+            self._health_slot([robot for robot, _ in advanced], self.ticks)
         self.ticks += 1
         self.tick_seconds.append(time.perf_counter() - t0)
         del self.tick_seconds[:-300]
 
-    def _judge_health(self, robots: list[FleetRobot]) -> dict[str, list[dict]]:
-        """Judge this tick's share of ``robots``; ``{robot_id: new events}`` of those judged. Staggered so that each
-        robot is judged every ``health_every_s``: one by one over the ticks, or with ``batched_health`` in groups
-        of about ``health_batch`` robots judged in one batched pass (`judge_fleet_health`)."""
+    def health_tick(self) -> None:
+        """The health thread's step (``[fleet] health_thread``): hand every robot the samples drained since the last
+        step, judge this step's share of robots (staggered as in the tick) and offer their events and parameters to
+        the history. Runs beside the display tick, which then only estimates."""
+        t0 = time.perf_counter()
+        with self._lock:
+            robots = list(self.robots.values())
+        for robot in robots:
+            robot.feed_health()
+        self._health_slot(robots, self.health_ticks)
+        self.health_ticks += 1
+        self.health_seconds.append(time.perf_counter() - t0)
+        del self.health_seconds[:-300]
+
+    def _health_slot(self, robots: list[FleetRobot], slot: int) -> None:
+        """Judge slot ``slot``'s share of ``robots`` (`_judge_health`) and offer the history their new events and
+        identified parameters."""
+        judged = self._judge_health(robots, slot)
+        history = self.history
+        if history is None:
+            return
+        for robot in robots:
+            if robot.robot_id in judged:
+                for event in judged[robot.robot_id]:
+                    history.record_health_event(robot.robot_id, event)
+                if robot.health is not None and robot.health.summary is not None:
+                    history.record_params(robot.robot_id, robot.health.summary.to_dict())
+
+    def _judge_health(self, robots: list[FleetRobot], slot: int) -> dict[str, list[dict]]:
+        """Judge slot ``slot``'s share of ``robots`` (slots come at ``display_rate_hz``: display ticks, or health
+        steps on the health thread); ``{robot_id: new events}`` of those judged. Staggered so that each robot is
+        judged every ``health_every_s``: one by one over the slots, or with ``batched_health`` in groups of about
+        ``health_batch`` robots judged in one batched pass (`judge_fleet_health`)."""
         period = max(1, round(self.fleet.health_every_s * self.fleet.display_rate_hz))
         groups = period
         if self.fleet.batched_health:
             groups = max(1, min(period, -(-len(robots) // self.fleet.health_batch)))
-        phase = self.ticks % period
+        phase = slot % period
         due = [robot for i, robot in enumerate(robots) if (i % groups) * period // groups == phase]
         return self.judge_health_now(due) if due else {}
 

@@ -53,6 +53,11 @@ class FleetSettings:
     """How often each robot's health monitor judges its buffered samples, s (robots are staggered so the work spreads
     over ticks). One judgement takes at most ``[health] max_samples_per_tick`` of them (an even spread with the
     newest; fewer, down to 16, when ``[health] tick_budget_ms`` binds): at 200 Hz and 1 s, 16-32 of ~200."""
+    health_thread: bool = True
+    """A running session (`FleetSession.run_in_background`) judges health on a thread of its own, at
+    ``display_rate_hz`` with the same staggering, instead of inside the display tick: a health pass (~40 ms for 16
+    robots) then no longer holds up the tick that commits the robots' estimates. False = in the tick, as before.
+    A session ticked by hand (`FleetSession.tick`) always judges in the tick."""
     batched_health: bool = True
     """Judge the robots due for health together (`BatchedHealthMonitor`: one observer and one identification pass
     over all robots of a model, their RLS stepped as one stack) instead of one after another; same events and
