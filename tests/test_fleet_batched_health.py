@@ -169,3 +169,55 @@ def test_a_running_fleet_judges_health_on_its_health_thread_and_every_sample_rea
         assert health.error is None and health.monitor.samples > 0, rid
         assert len(drained[rid]) > 250, rid
         assert health.monitor.samples + health.thinned + len(health._pending) == len(drained[rid]), rid
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "robot-by-robot"])
+def test_a_fleet_robot_that_reboots_keeps_its_health_judged(panda, batched):
+    """A robot restarts mid-stream (a birth with a new boot id, then numbering and its clock start over, ~16 min
+    earlier): its health monitor is told, in order with the samples, so it goes on judging the new boot's samples
+    instead of waiting for their stamps to pass the old boot's last one; the other robot is not disturbed."""
+    from twin_ext.telemetry import Birth, Topics, encode_birth
+
+    ids = ["reboots", "calm"]
+    clock = [10**12]
+    fleet = FleetSettings(robots=tuple(ids), max_rate_hz=1e9, health_every_s=1 / 30, batched_health=batched)
+    session = FleetSession(load_config(), fleet=fleet, models={"franka_panda": panda}, now_ns=lambda: clock[0])
+    payloads = LightFleet(ids, panda, "mqtt://127.0.0.1:1", rate_hz=RATE_HZ)
+
+    def birth(rid: str, boot: str) -> None:
+        doc = Birth(rid, "franka_panda", tuple(panda.dof_names), RATE_HZ, boot, "binary")
+        session.router.on_payload(Topics(rid).birth, encode_birth(doc), clock[0])
+
+    def stream(seconds: float, first: dict, robot_t0: dict) -> None:
+        """``seconds`` of 200 Hz samples and 30 Hz ticks; sample k of robot r is stamped robot_t0[r] + k x 5 ms."""
+        period_ns, tick_ns = int(1e9 / RATE_HZ), int(1e9 / 30)
+        start, k = clock[0], 0
+        for tick in range(int(seconds * 30)):
+            end = start + (tick + 1) * tick_ns
+            while start + k * period_ns < end:
+                for r, rid in enumerate(ids):
+                    seq = first[rid] + k
+                    body = payloads.payload(rid, seq, robot_t0[rid] + seq * period_ns, seq + 37 * r)
+                    session.router.on_payload(f"twin/v1/{rid}/joint_states", body, start + k * period_ns + 10**6)
+                k += 1
+            clock[0] = end + 2 * 10**6
+            session.tick(clock[0])
+        for rid in ids:
+            first[rid] += k
+
+    first = dict.fromkeys(ids, 0)
+    robot_t0 = {"reboots": 10**12, "calm": 10**12}
+    for rid in ids:
+        birth(rid, "boot-1")
+    stream(2.0, first, robot_t0)
+    judged = {rid: session.robots[rid].health.monitor.samples for rid in ids}
+    birth("reboots", "boot-2")
+    first["reboots"] = 0
+    robot_t0["reboots"] = 0  # its clock starts over: 1000 s before the old boot's stamps
+    stream(2.0, first, robot_t0)
+    robots = session.robots
+    assert robots["reboots"].ingest.stats.restarts == 1 and robots["calm"].ingest.stats.restarts == 0
+    for rid in ids:
+        health = robots[rid].health
+        assert health.error is None and robots[rid].error == "", rid
+        assert health.monitor.samples - judged[rid] > 200, (rid, judged[rid], health.monitor.samples)

@@ -94,6 +94,25 @@ class _FleetTwin(LiveTwin):
         super()._drain_states()
 
 
+_RESTARTED = object()
+"""In a robot's health inbox: the robot restarted here, between the samples before and after (`_RestartRelay`)."""
+
+
+class _RestartRelay:
+    """A twin service (`LiveTwin.services`) that only passes the robot's restarts on to its health service, as a
+    marker in the health inbox: the health service belongs to the thread that judges health, and a restart must
+    reach it between the old boot's samples and the new one's (`FleetRobot.feed_health`)."""
+
+    def __init__(self, inbox: deque[Any]) -> None:
+        self._inbox = inbox
+
+    def poll(self) -> None:
+        """Nothing per tick."""
+
+    def on_robot_restarted(self) -> None:
+        self._inbox.append(_RESTARTED)
+
+
 class FleetRobot:
     """The parts that mirror one robot inside a fleet process.
 
@@ -148,6 +167,9 @@ class FleetRobot:
             # health (`feed_health`: the display tick, or the fleet's health thread), so they wait in a deque
             # (appends and pops are atomic) in between.
             self.twin.sample_listeners.append(self._health_inbox.append)
+            # A restart resets the monitor's clock (as `LiveTwin` tells a single robot's health service); without
+            # it the new boot's earlier stamps were ignored until they passed the old boot's last one.
+            self.twin.services.append(_RestartRelay(self._health_inbox))
         self.error = ""  # the last failure of this robot's parts (they go on; the other robots never see it)
         self.failures = 0
         self.latencies_ns: deque[int] = deque(maxlen=4096)  # receive -> state of recent samples, ns
@@ -199,7 +221,11 @@ class FleetRobot:
         on_sample = health.on_sample
         try:
             while inbox:
-                on_sample(pop())
+                item = pop()
+                if item is _RESTARTED:
+                    health.on_robot_restarted()
+                else:
+                    on_sample(item)
         except Exception as exc:  # noqa: BLE001 - as in tick: this robot's health stops, the fleet goes on
             self.failures += 1
             self.error = f"health failed: {exc!r}"

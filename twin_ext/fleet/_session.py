@@ -120,7 +120,7 @@ class FleetSession:
         self.fusion_steps = 0  # fusion steps that fused at least one robot (fusion on arrival)
         self.fusion_seconds: list[float] = []  # wall time of recent fusion steps, s
         self.ticks = 0
-        self.tick_failures = 0  # display ticks that raised (the loop goes on ticking)
+        self.tick_failures = 0  # steps of the display or health loop that raised (the loop goes on)
         self.tick_error = ""  # the last of them
         self.batch_error = ""  # the last failure of a batched estimation step (the robots then fused on their own)
         # [fleet] batched_health: judges the robots due in one pass (releasing the GIL every health_yield_ms, if > 0)
