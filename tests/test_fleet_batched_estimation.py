@@ -274,3 +274,4 @@ def test_a_failing_display_tick_does_not_stop_the_display_loop(panda):
     assert session.ticks >= 5
     assert session.tick_failures == 2
     assert session.tick_error.startswith("tick failed") and "a broken robot model" in session.tick_error
+    assert any("2 display/health loop steps failed" in p and "a broken robot model" in p for p in session.problems())

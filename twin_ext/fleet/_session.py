@@ -481,6 +481,19 @@ class FleetSession:
             doc = command.to_dict() if hasattr(command, "to_dict") else {"command": repr(command)}
             self.history.record_command(robot_id, doc)
 
+    def problems(self) -> list[str]:
+        """What went wrong in the fleet's own loops (not one robot's: those are in its row), newest state, for the
+        views: failed display or health steps, the last failed batched estimation or health step."""
+        out = []
+        if self.tick_failures:
+            out.append(f"{self.tick_failures} display/health loop steps failed; the last: {self.tick_error}")
+        if self.batch_error:
+            out.append(self.batch_error)
+        engine_error = getattr(self.health_engine, "last_error", "")
+        if engine_error:
+            out.append(engine_error)
+        return out
+
     def rows(self):
         """`FleetRow` per robot (see `twin_ext.fleet.fleet_rows`)."""
         return fleet_rows(self)

@@ -73,6 +73,7 @@ def run_fleet(args: argparse.Namespace) -> int:
             table = render_fleet_table(
                 sort_rows(session.rows(), args.sort), title=f"fleet shard {fleet.shard_index}/{fleet.shard_count}"
             )
+            table += "".join(f"\nproblem: {p}" for p in session.problems())
             sys.stdout.write(("\x1b[H\x1b[J" if tty else "") + table + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
