@@ -111,7 +111,6 @@ class FleetSession:
         self._fuser: threading.Thread | None = None
         self._health_runner: threading.Thread | None = None
         self.health_ticks = 0  # health slots judged (each judges its share of the robots: `_judge_health`)
-        self.health_seconds: list[float] = []  # wall time of recent health slots on the health thread, s
         self.router.notify_arrivals = self.fleet.fusion_rate_hz > 0
         self._fusion_period = 1.0 / self.fleet.fusion_rate_hz if self.fleet.fusion_rate_hz > 0 else 0.0
         self._next_fusion = 0.0  # time.monotonic() at which the next fusion step is due
@@ -349,15 +348,11 @@ class FleetSession:
             return self._fuse_locked(now)
 
     def _take_arrived(self) -> dict[str, None]:
-        """The ids routed since the last take, in order and once each. Pops until the deque is empty rather than
-        ``len()`` times: the network thread appends meanwhile, and a count taken before the pops would be stale."""
+        """The ids routed since the last take, in order and once each. Call with the estimation lock held: the
+        fusion step and the tick are the only takers (the network thread only appends, which leaves more for the
+        next take)."""
         arrived = self.router.arrived
-        ids: dict[str, None] = {}
-        while True:
-            try:
-                ids[arrived.popleft()] = None
-            except IndexError:
-                return ids
+        return dict.fromkeys(arrived.popleft() for _ in range(len(arrived)))
 
     def _fuse_locked(self, now: int, *, timed: bool = False) -> int:
         ids = self._take_arrived()
@@ -430,15 +425,12 @@ class FleetSession:
         """The health thread's step (``[fleet] health_thread``): hand every robot the samples drained since the last
         step, judge this step's share of robots (staggered as in the tick) and offer their events and parameters to
         the history. Runs beside the display tick, which then only estimates."""
-        t0 = time.perf_counter()
         with self._lock:
             robots = list(self.robots.values())
         for robot in robots:
             robot.feed_health()
         self._health_slot(robots, self.health_ticks)
         self.health_ticks += 1
-        self.health_seconds.append(time.perf_counter() - t0)
-        del self.health_seconds[:-300]
 
     def _health_slot(self, robots: list[FleetRobot], slot: int) -> None:
         """Judge slot ``slot``'s share of ``robots`` (`_judge_health`) and offer the history their new events and
@@ -489,9 +481,8 @@ class FleetSession:
             out.append(f"{self.tick_failures} display/health loop steps failed; the last: {self.tick_error}")
         if self.batch_error:
             out.append(self.batch_error)
-        engine_error = getattr(self.health_engine, "last_error", "")
-        if engine_error:
-            out.append(engine_error)
+        if self.health_engine.last_error:
+            out.append(self.health_engine.last_error)
         return out
 
     def rows(self):
